@@ -1,0 +1,1 @@
+"""The Torchwork desktop app: a Qt view of engine state that owns no training logic."""

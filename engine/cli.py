@@ -1,0 +1,233 @@
+"""The headless `torchwork` command: run, list and resume training runs from a terminal.
+
+Exit codes: 0 a completed run, 1 a failed run (or one that cannot continue),
+2 a bad configuration or command line, 130 a run stopped with Ctrl-C (its
+checkpoint is written, `torchwork resume` continues it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from .config import ConfigError, RunConfig
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_STOPPED = 0, 1, 2, 130
+RESUME_SETTABLE = ("train.epochs", "train.max_steps", "train.log_every", "train.checkpoint_every")
+
+
+class UsageError(Exception):
+    """A command line or configuration the command cannot start from (exit 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workspace", metavar="DIR",
+                        help="workspace folder (default: $TORCHWORK_WORKSPACE or the user data "
+                             "folder)")
+    parser = argparse.ArgumentParser(
+        prog="torchwork",
+        description="Train PyTorch models efficiently. With no command, opens the desktop app.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="train from a TOML config",
+                         description="Train from a TOML config, writing the run to the "
+                                     "workspace.")
+    run.add_argument("config", help="path to a run configuration (.toml)")
+    _run_options(run)
+    run.add_argument("--name", help="run name (default: dataset-arch)")
+
+    resume = sub.add_parser("resume", parents=[common], help="continue a run from its checkpoint",
+                            description="Continue a stopped or interrupted run exactly where "
+                                        "its last checkpoint left it.")
+    resume.add_argument("run_id", help="run id as shown by `torchwork runs`")
+    _run_options(resume)
+
+    runs = sub.add_parser("runs", parents=[common], help="list the runs of the workspace")
+    runs.add_argument("--json", action="store_true", help="print a JSON array")
+    return parser
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one option, e.g. --set optim.lr=3e-4 (repeatable)")
+    p.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per event on stdout instead of a progress bar")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "resume":
+            return cmd_resume(args)
+        return cmd_runs(args)
+    except (UsageError, ConfigError) as exc:
+        print(f"torchwork {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+
+
+def _open_workspace(args):
+    from .workspace import Workspace, WorkspaceError
+
+    try:
+        return Workspace(args.workspace)
+    except (WorkspaceError, OSError) as exc:
+        raise UsageError(f"cannot open workspace: {exc}") from None
+
+
+def _config_for_run(args) -> RunConfig:
+    path = Path(args.config)
+    cfg = RunConfig.load(path).with_overrides(args.overrides)
+    if args.max_steps is not None:
+        cfg = cfg.with_overrides([f"train.max_steps={args.max_steps}"])
+    arch = cfg.model.arch
+    if arch.startswith("custom:"):
+        # Stored absolute so the run can be resumed from any folder.
+        file = Path(arch[len("custom:"):]).expanduser()
+        if not file.is_absolute():
+            beside = path.parent / file
+            file = beside if beside.exists() else Path.cwd() / file
+        cfg.model.arch = f"custom:{file.resolve()}"
+    return cfg
+
+
+def _build_trainer(cfg: RunConfig):
+    from .models import ModelError
+    from .training import Trainer
+
+    try:
+        return Trainer(cfg)
+    except ModelError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_run(args) -> int:
+    cfg = _config_for_run(args)
+    trainer = _build_trainer(cfg)
+    ws = _open_workspace(args)
+    run = ws.create_run(cfg, args.name)
+    return _train(trainer, ws, run, args.json)
+
+
+def cmd_resume(args) -> int:
+    from .training import CheckpointError
+    from .workspace import WorkspaceError
+
+    ws = _open_workspace(args)
+    try:
+        run = ws.get_run(args.run_id)
+    except WorkspaceError as exc:
+        raise UsageError(str(exc)) from None
+    for item in args.overrides:
+        key = item.partition("=")[0].strip()
+        if key not in RESUME_SETTABLE:
+            raise UsageError(f"--set {key} cannot change on resume (the run would not continue "
+                             f"as it started); allowed: {', '.join(RESUME_SETTABLE)}")
+    cfg = RunConfig.from_toml(run.config_toml).with_overrides(args.overrides)
+    if args.max_steps is not None:
+        cfg = cfg.with_overrides([f"train.max_steps={args.max_steps}"])
+    checkpoint = Path(run.checkpoint) if run.checkpoint else run.dir / "checkpoints" / "last.pt"
+    if not checkpoint.exists():
+        print(f"torchwork resume: run {run.id} has no checkpoint ({checkpoint}): start it again "
+              f"with `torchwork run {run.dir / 'config.toml'}`", file=sys.stderr)
+        return EXIT_FAILED
+    trainer = _build_trainer(cfg)
+    try:
+        trainer.load_checkpoint(checkpoint)
+    except CheckpointError as exc:
+        print(f"torchwork resume: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if trainer.epoch > cfg.train.epochs or (cfg.train.max_steps and
+                                            trainer.step >= cfg.train.max_steps):
+        print(f"torchwork resume: run {run.id} already finished its {cfg.train.epochs} epochs "
+              f"({trainer.step} steps): raise them with --set train.epochs=N",
+              file=sys.stderr)
+        return EXIT_FAILED
+    ws.truncate_after(run.id, trainer.step)
+    if cfg.to_toml() != run.config_toml:
+        ws.update_run(run.id, config_toml=cfg.to_toml())
+        (run.dir / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
+    return _train(trainer, ws, run, args.json)
+
+
+def _train(trainer, ws, run, as_json: bool) -> int:
+    from .reporting import JsonLines, ProgressBar
+    from .workspace import WorkspaceWriter
+
+    trainer.run_id = str(run.id)
+    trainer.enable_checkpoints(run.dir / "checkpoints")
+    WorkspaceWriter(ws, run).attach(trainer)
+    (JsonLines() if as_json else ProgressBar()).attach(trainer)
+    interrupted = []
+
+    def on_signal(signum, frame):
+        if interrupted:  # a second Ctrl-C: leave now; the run is marked interrupted
+            raise KeyboardInterrupt
+        interrupted.append(signum)
+        print("\nstopping after this step and writing a checkpoint (Ctrl-C again to abort)",
+              file=sys.stderr)
+        trainer.stop("user")
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = trainer.run()
+    except KeyboardInterrupt:
+        ws.update_run(run.id, status="interrupted")
+        print(f"aborted: run {run.id} is marked interrupted; `torchwork resume {run.id}` "
+              f"continues from its last checkpoint", file=sys.stderr)
+        return EXIT_STOPPED
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        ws.close()
+    if result.status == "failed":
+        if as_json:
+            print(f"torchwork: run {run.id} failed: {result.error}", file=sys.stderr)
+        return EXIT_FAILED
+    if result.status == "stopped":
+        if not as_json:
+            print(f"continue with: torchwork resume {run.id}"
+                  + (f" --workspace {ws.root}" if ws.root else ""), file=sys.stderr)
+        return EXIT_STOPPED
+    return EXIT_OK
+
+
+def cmd_runs(args) -> int:
+    ws = _open_workspace(args)
+    try:
+        runs = ws.list_runs()
+    finally:
+        ws.close()
+    if args.json:
+        print(json.dumps([{"id": r.id, "name": r.name, "status": r.status,
+                           "created_at": r.created_at, "steps": r.steps,
+                           "epochs_completed": r.epochs_completed, "best_val": r.best_val,
+                           "best_metric": r.best_metric, "wall_s": r.wall_s,
+                           "dir": str(r.dir)} for r in runs], indent=1))
+        return EXIT_OK
+    if not runs:
+        print(f"no runs in {ws.root} yet: start one with `torchwork run CONFIG.toml`")
+        return EXIT_OK
+    rows = [("ID", "NAME", "STATUS", "EPOCHS", "STEPS", "BEST", "CREATED")]
+    for r in runs:
+        best = f"{r.best_metric} {r.best_val:.4g}" if r.best_val is not None else "-"
+        rows.append((str(r.id), r.name, r.status, str(r.epochs_completed or 0),
+                     str(r.steps or 0), best, (r.created_at or "")[:19]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

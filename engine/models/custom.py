@@ -1,0 +1,67 @@
+"""Models from a user's Python file: ``model.arch = "custom:path/to/file.py"``.
+
+Loading runs the file's code with the user's permissions, exactly like
+importing it: only load files you trust. The file must define
+``build_model(input_shape, num_outputs)`` returning a ``torch.nn.Module``.
+Every failure becomes a ModelError naming the arch value and what to fix,
+because the author of the file is the one reading the message.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from torch import nn
+
+from .errors import ModelError
+
+PREFIX = "custom:"
+_counter = itertools.count()
+
+
+def build_custom(arch: str, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    """Load the file named after ``custom:`` (relative to the current directory) and build."""
+    path = Path(arch[len(PREFIX):]).expanduser().resolve()
+    where = f"model.arch={arch!r}"
+    module = _load(path, where)
+    build = getattr(module, "build_model", None)
+    if not callable(build):
+        raise ModelError(f"{where}: {path} defines no build_model function: add "
+                         f"'def build_model(input_shape, num_outputs)' returning a torch.nn.Module")
+    try:
+        model = build(tuple(input_shape), num_outputs)
+    except Exception as exc:
+        raise ModelError(f"{where}: build_model({tuple(input_shape)}, {num_outputs}) in {path} "
+                         f"raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"{where}: build_model in {path} returned {type(model).__name__}, not "
+                         f"a torch.nn.Module: return the model instance")
+    return model
+
+
+def _load(path: Path, where: str) -> ModuleType:
+    """Import the file under a fresh module name, so loading two files never mixes them up."""
+    if not path.is_file():
+        missing = "is not a file" if path.exists() else "not found"
+        raise ModelError(f"{where}: {path} {missing}: give the path of a .py file (relative "
+                         f"paths start from the current directory, {Path.cwd()})")
+    name = f"torchwork_custom_{path.stem}_{next(_counter)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ModelError(f"{where}: cannot load {path} as Python: give a .py file")
+    module = importlib.util.module_from_spec(spec)
+    # Registered while it runs, as a normal import is: dataclasses and pickling look it up.
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:
+        del sys.modules[name]
+        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: not ours to hide
+            raise
+        raise ModelError(f"{where}: loading {path} failed with {type(exc).__name__}: {exc}: "
+                         f"fix the file") from exc
+    return module

@@ -1,0 +1,32 @@
+"""Multi-layer perceptron: the default for tabular data, and a baseline for images."""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from engine.config import ModelConfig
+
+from .layers import activation
+
+
+def build_mlp(cfg: ModelConfig, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    """Flatten, then Linear -> [BatchNorm1d] -> activation -> [Dropout] per hidden width.
+
+    A plain nn.Sequential: torch.compile, pruning tools and export all handle it
+    without special cases.
+    """
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = math.prod(input_shape)
+    for hidden in cfg.hidden:
+        # Batch norm's own shift makes the Linear bias redundant.
+        layers.append(nn.Linear(width, hidden, bias=not cfg.batch_norm))
+        if cfg.batch_norm:
+            layers.append(nn.BatchNorm1d(hidden))
+        layers.append(activation(cfg.activation))
+        if cfg.dropout > 0:
+            layers.append(nn.Dropout(cfg.dropout))
+        width = hidden
+    layers.append(nn.Linear(width, num_outputs))
+    return nn.Sequential(*layers)

@@ -1,0 +1,81 @@
+"""Handlers that give the Trainer its features: early stopping and checkpointing.
+
+Each attaches itself to the events it needs; the loop knows nothing of them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import events as ev
+
+
+class EarlyStopping:
+    """Stops after ``patience`` epochs without improvement and restores the best weights."""
+
+    def __init__(self, metric: str, patience: int, min_delta: float = 0.0):
+        self.metric, self.patience, self.min_delta = metric, patience, min_delta
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.wait = 0
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.trainer = None
+
+    def attach(self, trainer) -> None:
+        from .trainer import is_better  # the trainer module imports this one
+
+        self._is_better = is_better
+        self.trainer = trainer
+        trainer.on(ev.ValidationEnded, self._on_validation)
+        trainer.on(ev.LoopEnded, self._on_loop_ended)
+        trainer.register_state("early_stopping", self)
+
+    def _on_validation(self, event: ev.ValidationEnded) -> None:
+        value = event.metrics.get(self.metric, math.nan)
+        if not math.isfinite(value):
+            return
+        if self.best is None or self._is_better(self.metric, value, self.best, self.min_delta):
+            self.best, self.best_epoch, self.wait = value, event.epoch, 0
+            self.best_weights = {k: v.detach().clone()
+                                 for k, v in self.trainer.model.state_dict().items()}
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.trainer.stop("early_stopping")
+
+    def _on_loop_ended(self, event: ev.LoopEnded) -> None:
+        # A user stop keeps the current weights so that resuming continues exactly.
+        if event.status == "completed" and self.best_weights is not None:
+            self.trainer.model.load_state_dict(self.best_weights)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.wait, self.best_weights = state["wait"], state["best_weights"]
+
+
+class Checkpointer:
+    """Writes last.pt every ``every`` epochs, at the end of a run and when it is stopped."""
+
+    def __init__(self, every: int):
+        self.every = every
+        self.trainer = None
+
+    def attach(self, trainer) -> None:
+        self.trainer = trainer
+        trainer.on(ev.EpochEnded, self._on_epoch)
+        trainer.on(ev.LoopEnded, self._on_loop_ended)
+
+    def _on_epoch(self, event: ev.EpochEnded) -> None:
+        if self.every and event.epoch % self.every == 0:
+            self.trainer.save_checkpoint("interval")
+
+    def _on_loop_ended(self, event: ev.LoopEnded) -> None:
+        # A failed run keeps its last good checkpoint: its weights may be NaN.
+        if event.status in ("completed", "stopped"):
+            self.trainer.save_checkpoint("end" if event.status == "completed" else "stop")

@@ -1,0 +1,198 @@
+"""Turn the options of a RunConfig into torch objects: device, precision, optimizer, schedule, loss.
+
+Problems that depend on the machine (no CUDA, fp16 on a CPU) are found here and
+raised as ConfigError, so they read like any other configuration mistake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+from torch import nn
+from torch.optim import lr_scheduler
+
+from ..config import ConfigError, RunConfig
+
+LOWER_IS_BETTER = {"val_loss": True, "val_mse": True, "val_mae": True,
+                   "val_accuracy": False, "val_r2": False}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device={name!r} but this torch ({torch.__version__}) sees "
+                              f"no CUDA device: use 'cpu' or 'auto'")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"train.device={name!r} but only {torch.cuda.device_count()} CUDA "
+                              f"device(s) exist: use cuda:0 .. cuda:{torch.cuda.device_count()-1}")
+        return torch.device("cuda", index)
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("train.device='mps' but MPS is not available here: use 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+class Precision:
+    """Autocast context and gradient scaler for precision.amp on a device."""
+
+    def __init__(self, amp: str, device: torch.device):
+        self.amp = amp
+        self.scaler = None
+        if amp == "off":
+            self.dtype = None
+        elif amp == "fp16":
+            if device.type != "cuda":
+                raise ConfigError(f"precision.amp='fp16' needs a CUDA device (running on "
+                                  f"{device.type}): use 'bf16' or 'off'")
+            self.dtype = torch.float16
+            self.scaler = torch.amp.GradScaler("cuda")
+        else:
+            if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+                raise ConfigError("precision.amp='bf16' is not supported by this GPU: use 'fp16'")
+            self.dtype = torch.bfloat16
+        self.device_type = device.type
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+
+def decay_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Weights of linear and conv layers (decayed, penalized) and the rest (biases, norms)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return decay, no_decay
+
+
+def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    o = cfg.optim
+    decay, no_decay = decay_split(model)
+    if o.name == "lbfgs":
+        return torch.optim.LBFGS(decay + no_decay, lr=o.lr, history_size=o.lbfgs_history,
+                                 line_search_fn="strong_wolfe")
+    groups = [{"params": decay, "weight_decay": o.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    if o.name == "sgd":
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
+    if o.name == "adam":
+        return torch.optim.Adam(groups, lr=o.lr, betas=tuple(o.betas))
+    if o.name == "adamw":
+        return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas))
+    if o.name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=o.lr, momentum=o.momentum)
+    if o.name == "adagrad":
+        return torch.optim.Adagrad(groups, lr=o.lr)
+    raise ConfigError(f"optim.name={o.name!r} is not supported")  # pragma: no cover
+
+
+def build_scheduler(cfg: RunConfig, optimizer, steps_per_epoch: int, total_steps: int):
+    """Per-optimizer-step schedule (None for a constant rate), or ReduceLROnPlateau per epoch."""
+    s = cfg.schedule
+    spe = max(1, steps_per_epoch)
+    warmup = min(s.warmup_steps, max(0, total_steps - 1))
+    if s.name == "plateau":
+        mode = "min" if LOWER_IS_BETTER[cfg.regularization.early_stopping_metric] else "max"
+        return lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=s.gamma,
+                                              patience=s.patience, min_lr=s.min_lr)
+    if s.name == "onecycle":
+        pct = warmup / total_steps if warmup else 0.3
+        cycle = any(k in optimizer.defaults for k in ("betas",)) or \
+            optimizer.defaults.get("momentum", 0) > 0
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.optim.lr, total_steps=total_steps,
+                                       pct_start=min(max(pct, 0.01), 0.99),
+                                       cycle_momentum=cycle)
+    rest = max(1, total_steps - warmup)
+    if s.name == "constant":
+        main = None
+    elif s.name == "step":
+        main = lr_scheduler.StepLR(optimizer, step_size=s.step_size * spe, gamma=s.gamma)
+    elif s.name == "multistep":
+        main = lr_scheduler.MultiStepLR(optimizer, milestones=[m * spe for m in s.milestones],
+                                        gamma=s.gamma)
+    elif s.name == "exponential":
+        main = lr_scheduler.ExponentialLR(optimizer, gamma=s.gamma ** (1.0 / spe))
+    elif s.name in ("cosine", "warmup_cosine"):
+        main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=rest, eta_min=s.min_lr)
+    else:  # pragma: no cover
+        raise ConfigError(f"schedule.name={s.name!r} is not supported")
+    if not warmup:
+        return main
+    ramp = lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=warmup)
+    if main is None:
+        return ramp
+    return lr_scheduler.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+
+class _BCEWithLogits(nn.Module):
+    """BCE on one logit (binary) or one-vs-rest over all outputs (multi-class)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fn = nn.BCEWithLogitsLoss()
+
+    def forward(self, out, y):
+        if out.shape[1] == 1:
+            return self.fn(out[:, 0], y.to(out.dtype))
+        return self.fn(out, nn.functional.one_hot(y, out.shape[1]).to(out.dtype))
+
+
+class _OnFirstColumn(nn.Module):
+    """Regression losses compare the single output column to the target vector."""
+
+    def __init__(self, fn: nn.Module):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, out, y):
+        return self.fn(out[:, 0], y.to(out.dtype))
+
+
+def loss_name(cfg: RunConfig) -> str:
+    if cfg.train.loss != "auto":
+        return cfg.train.loss
+    return "cross_entropy" if cfg.task == "classification" else "mse"
+
+
+def build_loss(cfg: RunConfig) -> nn.Module:
+    name = loss_name(cfg)
+    if name == "cross_entropy":
+        return nn.CrossEntropyLoss(label_smoothing=cfg.regularization.label_smoothing)
+    if name == "bce":
+        return _BCEWithLogits()
+    if name == "hinge":
+        return nn.MultiMarginLoss()
+    return _OnFirstColumn({"mse": nn.MSELoss(), "l1": nn.L1Loss(),
+                           "huber": nn.HuberLoss()}[name])
+
+
+def num_outputs(cfg: RunConfig, num_classes: int | None) -> int:
+    if cfg.task == "regression":
+        return 1
+    if loss_name(cfg) == "bce" and num_classes == 2:
+        return 1
+    return int(num_classes)
+
+
+def predict(out: torch.Tensor, task: str) -> torch.Tensor:
+    """Class index (classification) or the value (regression) from model outputs."""
+    if task == "regression":
+        return out[:, 0].float()
+    if out.shape[1] == 1:
+        return (out[:, 0] > 0).long()
+    return out.argmax(dim=1)
+
+
+def steps_per_epoch(n_batches: int, accum: int) -> int:
+    return math.ceil(n_batches / accum)

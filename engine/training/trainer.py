@@ -1,0 +1,548 @@
+"""The Trainer: a small event loop that runs one training run and tells the world about it.
+
+Features (early stopping, checkpoints, the workspace writer, progress bars,
+the app's bridge) are handlers that subscribe to events with ``on``. Control
+from other threads is cooperative: ``pause``, ``resume`` and ``stop`` set flags
+read between optimizer steps. Values are read off the device once per logging
+interval, never per step, so the loop does not stall the accelerator.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+import traceback
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from sklearn import metrics as skm
+
+from ..config import RunConfig
+from ..data import load_dataset
+from ..models import build_model
+from . import events as ev
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .handlers import Checkpointer, EarlyStopping
+from .loader import BatchLoader
+from .setup import (LOWER_IS_BETTER, Precision, build_loss, build_optimizer, build_scheduler,
+                    decay_split, num_outputs, predict, resolve_device, steps_per_epoch)
+
+
+class NonFiniteLoss(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: str  # "completed" | "stopped" | "failed"
+    steps: int
+    epochs_completed: int
+    wall_s: float
+    steps_per_s: float
+    best_val: float | None
+    best_metric: str
+    error: str | None
+    checkpoint: str | None
+
+
+class Trainer:
+    """Builds data, model, optimizer and schedule from a RunConfig and trains on ``run()``.
+
+    Construction does all the building, so a bad configuration fails here with
+    a ConfigError (or ModelError) before any event is emitted.
+    """
+
+    def __init__(self, config: RunConfig, *, run_id: str | None = None,
+                 checkpoint_dir: str | Path | None = None):
+        config.validate()
+        self.config = cfg = config
+        self.run_id = run_id
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self._handlers: dict[type, list[Callable]] = defaultdict(list)
+        self._stateful: dict[str, object] = {}
+        self._control = threading.Condition()
+        self._flagged = False  # fast check in the loop: pause or stop asked for
+        self._paused = False
+        self._stop_reason: str | None = None
+
+        self.device = resolve_device(cfg.train.device)
+        self.precision = Precision(cfg.precision.amp, self.device)
+        _seed_everything(cfg.train.seed)
+        self.data = load_dataset(cfg)
+        self.task = self.data.task
+        self.model = build_model(cfg, tuple(self.data.input_shape),
+                                 num_outputs(cfg, self.data.num_classes)).to(self.device)
+        self.channels_last = cfg.precision.channels_last and len(self.data.input_shape) == 3
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if cfg.precision.compile else self.model
+        self.loss_fn = build_loss(cfg)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.penalized, _ = decay_split(self.model)
+        self.train_loader = BatchLoader(self.data.x_train, self.data.y_train, cfg.data.batch_size,
+                                        shuffle=True, seed=cfg.train.seed,
+                                        num_workers=cfg.data.num_workers,
+                                        pin_memory=cfg.data.pin_memory, device=self.device)
+        self.val_loader = BatchLoader(self.data.x_val, self.data.y_val,
+                                      max(cfg.data.batch_size, 512), shuffle=False,
+                                      device=self.device)
+        self.accum = cfg.train.grad_accum_steps
+        self.steps_per_epoch = steps_per_epoch(len(self.train_loader), self.accum)
+        total = cfg.train.epochs * self.steps_per_epoch
+        self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch,
+                                         self.total_steps)
+        self.plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        self.monitor = cfg.regularization.early_stopping_metric
+        self.metric_names = (("val_loss", "val_accuracy") if self.task == "classification"
+                             else ("val_loss", "val_mse", "val_mae", "val_r2"))
+        self.num_params = sum(p.numel() for p in self.model.parameters())
+
+        # progress: the next batch to train is batch `batch_in_epoch` of epoch `epoch`
+        self.step = 0
+        self.epoch = 1
+        self.batch_in_epoch = 0
+        self.wall_s = 0.0
+        self.best_val: float | None = None
+        self.last_checkpoint: str | None = None
+        self._epoch_loss_sum, self._epoch_steps = 0.0, 0
+        self._pending: list[torch.Tensor] = []  # per-micro-batch weighted losses, unread
+        self._pending_steps: list[int] = []
+        self._grad_norm: torch.Tensor | None = None
+
+        r = cfg.regularization
+        if r.early_stopping_patience:
+            EarlyStopping(r.early_stopping_metric, r.early_stopping_patience,
+                          r.early_stopping_min_delta).attach(self)
+        if self.checkpoint_dir is not None:
+            self.enable_checkpoints(self.checkpoint_dir)
+
+    # --- subscription and control (control methods are safe from any thread) ---
+    def on(self, event_type: type, callback: Callable) -> None:
+        self._handlers[event_type].append(callback)
+
+    def enable_checkpoints(self, folder: str | Path) -> None:
+        """Write ``folder/last.pt`` every train.checkpoint_every epochs, at the end and on stop."""
+        self.checkpoint_dir = Path(folder)
+        Checkpointer(self.config.train.checkpoint_every).attach(self)
+
+    def register_state(self, name: str, obj) -> None:
+        """Include ``obj.state_dict()`` in checkpoints and restore it on resume."""
+        self._stateful[name] = obj
+
+    def pause(self) -> None:
+        with self._control:
+            self._paused = True
+            self._flagged = True
+
+    def resume(self) -> None:
+        with self._control:
+            self._paused = False
+            self._flagged = self._stop_reason is not None
+            self._control.notify_all()
+
+    def stop(self, reason: str = "user") -> None:
+        with self._control:
+            if self._stop_reason is None:
+                self._stop_reason = reason
+            self._flagged = True
+            self._control.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def emit(self, event: ev.Event) -> None:
+        for callback in self._handlers.get(type(event), ()):
+            callback(event)
+
+    # --- the run -------------------------------------------------------------
+    def run(self) -> RunResult:
+        started = time.perf_counter()
+        start_step = self.step
+        status, error = "completed", None
+        self.emit(ev.RunStarted(self.run_id, self.num_params, str(self.device), self.task,
+                                self.config.train.epochs, self.steps_per_epoch, self.total_steps,
+                                self.step, self.epoch, self.metric_names))
+        self._wall_mark = self._interval_mark = time.perf_counter()
+        self._interval_samples = 0
+        try:
+            self._loop()
+            self._log()
+            status = "stopped" if self._stop_reason == "user" else "completed"
+        except NonFiniteLoss as exc:
+            status, error = "failed", str(exc)
+            self.emit(ev.ExceptionRaised(self.step, self.epoch, "nan", error))
+        except torch.OutOfMemoryError:
+            status, error = "failed", self._oom_message()
+            self.emit(ev.ExceptionRaised(self.step, self.epoch, "oom", error,
+                                         traceback.format_exc()))
+        except Exception as exc:  # every other failure ends the run with its message
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            self.emit(ev.ExceptionRaised(self.step, self.epoch, "error", error,
+                                         traceback.format_exc()))
+        self._tick_wall()
+        try:
+            self.emit(ev.LoopEnded(status, self.step, self.epoch))
+        except Exception as exc:
+            status, error = "failed", f"while finishing the run: {type(exc).__name__}: {exc}"
+            self.emit(ev.ExceptionRaised(self.step, self.epoch, "error", error,
+                                         traceback.format_exc()))
+        session = time.perf_counter() - started
+        done = self.step - start_step
+        result = RunResult(status, self.step, self.epoch - 1, self.wall_s,
+                           done / session if session > 0 else 0.0, self.best_val, self.monitor,
+                           error, self.last_checkpoint)
+        self.emit(ev.RunEnded(**result.__dict__))
+        return result
+
+    def _loop(self) -> None:
+        cfg = self.config
+        max_steps = cfg.train.max_steps
+        while self.epoch <= cfg.train.epochs:
+            if max_steps and self.step >= max_steps:
+                self.stop("max_steps")
+            if self._flagged and self._check_control():
+                return
+            self.emit(ev.EpochStarted(self.epoch, self.step))
+            if self.batch_in_epoch == 0:
+                self._epoch_loss_sum, self._epoch_steps = 0.0, 0
+            self.model.train()
+            if not self._train_epoch(max_steps):
+                return
+            self._end_epoch()
+
+    def _train_epoch(self, max_steps: int) -> bool:
+        """Train the rest of the current epoch; False when the run stops part-way."""
+        sizes = self.train_loader.batch_sizes()
+        n_batches, k = len(sizes), self.accum
+        log_every = self.config.train.log_every
+        step_started = bool(self._handlers.get(ev.StepStarted))
+        step_ended = bool(self._handlers.get(ev.StepEnded))
+        b = self.batch_in_epoch
+        group_end, group_total = b, 0
+        for x, y in self.train_loader.epoch(self.epoch, b):
+            if b == group_end:  # first micro-batch of an optimizer step
+                if self._flagged and self._check_control():
+                    return False
+                if step_started:
+                    self.emit(ev.StepStarted(self.step, self.epoch))
+                group_end = min(b + k, n_batches)
+                group_total = sum(sizes[b:group_end])
+                log_now = (self.step + 1) % log_every == 0 or group_end == n_batches
+            if x.device != self.device:
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            if self.optimizer.__class__ is torch.optim.LBFGS:
+                self._lbfgs_step(x, y)
+            else:
+                self._backward(x, y, 1.0 if k == 1 else sizes[b] / group_total)
+            b += 1
+            if b < group_end:
+                continue
+            if self.optimizer.__class__ is not torch.optim.LBFGS:
+                self._optimizer_step(log_now)
+            self.step += 1
+            self.batch_in_epoch = b
+            self._interval_samples += group_total
+            if step_ended:
+                self.emit(ev.StepEnded(self.step, self.epoch, group_total))
+            if log_now and b < n_batches:
+                self._log()
+            if max_steps and self.step >= max_steps:
+                self.stop("max_steps")
+                if b < n_batches:
+                    return False
+        return True
+
+    def _backward(self, x, y, weight: float) -> None:
+        with self.precision.autocast():
+            loss = self.loss_fn(self.forward(x), y)
+        total = loss + self._penalty() if self.penalized_on else loss
+        if weight != 1.0:
+            total = total * weight
+            loss = loss.detach() * weight
+        else:
+            loss = loss.detach()
+        scaler = self.precision.scaler
+        (scaler.scale(total) if scaler else total).backward()
+        self._pending.append(loss)
+        self._pending_steps.append(self.step + 1)
+
+    def _optimizer_step(self, log_now: bool) -> None:
+        t = self.config.train
+        scaler = self.precision.scaler
+        if scaler and (log_now or t.grad_clip_norm or t.grad_clip_value):
+            scaler.unscale_(self.optimizer)
+        params = self._params
+        if t.grad_clip_norm:
+            norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip_norm)
+            if log_now:
+                self._grad_norm = norm
+        elif log_now:
+            self._grad_norm = torch.nn.utils.get_total_norm(
+                [p.grad for p in params if p.grad is not None])
+        if t.grad_clip_value:
+            torch.nn.utils.clip_grad_value_(params, t.grad_clip_value)
+        if scaler:
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None and not self.plateau:
+            self.scheduler.step()
+
+    def _lbfgs_step(self, x, y) -> None:
+        clip = self.config.train.grad_clip_norm
+        params = self._params
+
+        def closure():
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self.forward(x), y)
+            total = loss + self._penalty() if self.penalized_on else loss
+            total.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            return total
+
+        with torch.no_grad():
+            before = self.loss_fn(self.forward(x), y)
+        self.optimizer.step(closure)
+        self._grad_norm = torch.nn.utils.get_total_norm(
+            [p.grad for p in params if p.grad is not None])
+        if self.scheduler is not None and not self.plateau:
+            self.scheduler.step()
+        self._pending.append(before.detach())
+        self._pending_steps.append(self.step + 1)
+
+    def _penalty(self) -> torch.Tensor:
+        r = self.config.regularization
+        total = 0.0
+        if r.l1:
+            total = total + r.l1 * sum(p.abs().sum() for p in self.penalized)
+        if r.l2:
+            total = total + 0.5 * r.l2 * sum(p.pow(2).sum() for p in self.penalized)
+        return total
+
+    @property
+    def penalized_on(self) -> bool:
+        r = self.config.regularization
+        return bool(r.l1 or r.l2) and bool(self.penalized)
+
+    @property
+    def _params(self) -> list[torch.nn.Parameter]:
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    # --- reading values: once per interval -----------------------------------
+    def _log(self) -> None:
+        if not self._pending:
+            return
+        losses = torch.stack(self._pending).float().cpu()  # the one sync of the interval
+        steps = self._pending_steps
+        self._pending, self._pending_steps = [], []
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            bad = steps[int((~finite).nonzero()[0, 0])]
+            raise NonFiniteLoss(
+                f"loss became {losses[~finite][0].item()} at step {bad} (epoch {self.epoch}): "
+                f"try a lower optim.lr (now {self.config.optim.lr:g}), gradient clipping "
+                f"(train.grad_clip_norm=1.0)" + (", or precision.amp='bf16' instead of 'fp16'"
+                                                 if self.config.precision.amp == "fp16" else ""))
+        n_steps = len(set(steps))
+        loss_sum = float(losses.sum())
+        self._epoch_loss_sum += loss_sum
+        self._epoch_steps += n_steps
+        elapsed = time.perf_counter() - self._interval_mark
+        self._tick_wall()
+        norm = float(self._grad_norm) if self._grad_norm is not None else math.nan
+        self._grad_norm = None
+        self.emit(ev.MetricsLogged(self.step, self.epoch, loss_sum / n_steps, self.lr, norm,
+                                   self._interval_samples / elapsed if elapsed > 0 else 0.0,
+                                   self.wall_s))
+        self._interval_mark = time.perf_counter()
+        self._interval_samples = 0
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _tick_wall(self) -> None:
+        now = time.perf_counter()
+        self.wall_s += now - self._wall_mark
+        self._wall_mark = now
+
+    # --- epoch end: validation -------------------------------------------------
+    def _end_epoch(self) -> None:
+        self._log()
+        metrics = self.validate()
+        value = metrics.get(self.monitor, math.nan)
+        if math.isfinite(value) and (self.best_val is None or is_better(
+                self.monitor, value, self.best_val)):
+            self.best_val = value
+        if self.plateau:
+            self.scheduler.step(value)
+        self.emit(ev.ValidationEnded(self.step, self.epoch, metrics))
+        finished = self.epoch
+        train_loss = self._epoch_loss_sum / max(1, self._epoch_steps)
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self._tick_wall()
+        self.emit(ev.EpochEnded(finished, self.step, train_loss, self.lr, self.wall_s, metrics))
+        self._interval_mark = time.perf_counter()
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Loss and task metrics on the validation split (metrics in the data's own units)."""
+        was_training = self.model.training
+        self.model.eval()
+        losses, preds, targets = [], [], []
+        with self.precision.autocast():
+            for x, y in self.val_loader.epoch(0):
+                if x.device != self.device:
+                    x, y = x.to(self.device), y.to(self.device)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                out = self.forward(x)
+                losses.append(self.loss_fn(out, y).float() * len(x))
+                preds.append(predict(out, self.task))
+                targets.append(y)
+        self.model.train(was_training)
+        n = sum(len(t) for t in targets)
+        result = {"val_loss": float(torch.stack(losses).sum()) / n}
+        p = torch.cat(preds).float().cpu().numpy()
+        t = torch.cat(targets).float().cpu().numpy()
+        if self.task == "classification":
+            result["val_accuracy"] = float(skm.accuracy_score(t, p))
+        else:
+            p = p * self.data.target_std + self.data.target_mean
+            t = t * self.data.target_std + self.data.target_mean
+            if not np.all(np.isfinite(p)):
+                return {**result, "val_mse": math.nan, "val_mae": math.nan, "val_r2": math.nan}
+            result["val_mse"] = float(skm.mean_squared_error(t, p))
+            result["val_mae"] = float(skm.mean_absolute_error(t, p))
+            result["val_r2"] = float(skm.r2_score(t, p))
+        return result
+
+    # --- control at step boundaries ------------------------------------------
+    def _check_control(self) -> bool:
+        """Honour pause and stop between optimizer steps; True when the run must stop."""
+        if self._paused and self._stop_reason is None:
+            self._tick_wall()
+            self.emit(ev.Paused(self.step))
+            paused_at = time.perf_counter()
+            with self._control:
+                while self._paused and self._stop_reason is None:
+                    self._control.wait()
+            now = time.perf_counter()
+            self._wall_mark = now  # paused time is not training time
+            self._interval_mark += now - paused_at
+            self.emit(ev.Resumed(self.step))
+        if self._stop_reason is not None:
+            self.emit(ev.StopRequested(self.step, self._stop_reason))
+            return True
+        return False
+
+    def _oom_message(self) -> str:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        bs = self.config.data.batch_size
+        return (f"{self.device.type.upper()} out of memory at batch size {bs} (step "
+                f"{self.step + 1}): try a smaller batch (data.batch_size={max(1, bs // 2)}), "
+                f"mixed precision (precision.amp='bf16' or 'fp16'), or gradient accumulation "
+                f"(train.grad_accum_steps) to keep the effective batch")
+
+    # --- checkpoints -------------------------------------------------------------
+    def state_dict(self) -> dict:
+        scaler = self.precision.scaler
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": _rng_state(),
+            "progress": {"step": self.step, "epoch": self.epoch,
+                         "batch_in_epoch": self.batch_in_epoch, "wall_s": self.wall_s,
+                         "best_val": self.best_val, "epoch_loss_sum": self._epoch_loss_sum,
+                         "epoch_steps": self._epoch_steps},
+            "handlers": {name: obj.state_dict() for name, obj in self._stateful.items()},
+            "config": self.config.to_toml(),
+        }
+
+    def save_checkpoint(self, reason: str = "interval", path: str | Path | None = None) -> str:
+        if path is None:
+            if self.checkpoint_dir is None:
+                raise CheckpointError("no checkpoint folder was given to this run")
+            path = self.checkpoint_dir / "last.pt"
+        save_checkpoint(self.state_dict(), path)
+        self.last_checkpoint = str(path)
+        self.emit(ev.CheckpointSaved(str(path), self.epoch - 1, self.step, reason))
+        return str(path)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Continue from a checkpoint: the run goes on exactly as if never interrupted."""
+        state = load_checkpoint(path, map_location=self.device)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state.get("scheduler") is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+            if self.precision.scaler is not None and state.get("scaler") is not None:
+                self.precision.scaler.load_state_dict(state["scaler"])
+            for name, obj in self._stateful.items():
+                if name in state.get("handlers", {}):
+                    obj.load_state_dict(state["handlers"][name])
+            p = state["progress"]
+        except (RuntimeError, KeyError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise CheckpointError(f"checkpoint {path} does not fit this run ({first}): resume "
+                                  f"with the configuration the run was started with") from None
+        self.step, self.epoch = int(p["step"]), int(p["epoch"])
+        self.batch_in_epoch, self.wall_s = int(p["batch_in_epoch"]), float(p["wall_s"])
+        self.best_val = p["best_val"]
+        self._epoch_loss_sum, self._epoch_steps = p["epoch_loss_sum"], p["epoch_steps"]
+        _set_rng_state(state["rng"])
+        self.last_checkpoint = str(path)
+
+
+def is_better(metric: str, value: float, best: float, min_delta: float = 0.0) -> bool:
+    if LOWER_IS_BETTER[metric]:
+        return value < best - min_delta
+    return value > best + min_delta
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+             "numpy_pos": int(np.random.get_state()[2])}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    random.setstate(_as_tuples(state["python"]))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32),
+                         state["numpy_pos"], 0, 0.0))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _as_tuples(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_tuples(v) for v in value)
+    return value

@@ -1,0 +1,70 @@
+"""Plain values the workspace hands out: a run's row and a metric's series.
+
+They hold no connection, so they can cross threads (to the app's views) and
+stay valid after the workspace is closed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from engine.config import RunConfig
+
+
+@dataclass
+class RunRecord:
+    id: int
+    name: str
+    dir: Path
+    status: str  # created | running | completed | stopped | failed | interrupted
+    created_at: str
+    started_at: str | None
+    ended_at: str | None
+    config_toml: str
+    num_params: int | None = None
+    device: str | None = None
+    steps: int = 0
+    epochs_completed: int = 0
+    wall_s: float | None = None
+    best_val: float | None = None
+    best_metric: str | None = None
+    error: str | None = None
+    checkpoint: str | None = None
+
+    @property
+    def config(self) -> RunConfig:
+        """The config as it was stored; not re-validated, so an old run still opens
+        after a Torchwork update tightened a rule."""
+        return RunConfig.from_toml(self.config_toml, validate=False)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One epoch metric over a run, ready to plot: ``plot(s.epoch, s.value)``."""
+    epoch: np.ndarray  # int64
+    step: np.ndarray  # int64, the optimizer step the epoch ended at
+    value: np.ndarray  # float64, NaN where nothing was recorded
+
+
+def now_iso() -> str:
+    """Local time with its UTC offset: readable in a listing, unambiguous when compared."""
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def slug(text: str, max_len: int = 48) -> str:
+    """A folder-safe form of a run name: lower case, [a-z0-9._-] only."""
+    cleaned = re.sub(r"[^a-z0-9._]+", "-", text.lower()).strip("-.")
+    return cleaned[:max_len].rstrip("-.") or "run"
+
+
+def default_run_name(config: RunConfig) -> str:
+    """``dataset-arch``; a custom model is named after its file."""
+    arch = config.model.arch
+    if arch.startswith("custom:"):
+        arch = slug(Path(arch.removeprefix("custom:")).stem)
+    return f"{config.data.dataset}-{arch}"

@@ -1,0 +1,122 @@
+"""The SQLite schema of a workspace and how a connection to it is opened.
+
+The schema is versioned with ``PRAGMA user_version`` so a later Torchwork can
+migrate an old workspace in place, and an old Torchwork refuses a newer one
+instead of misreading it. Migrations are appended, never edited.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+STATUSES = ("created", "running", "completed", "stopped", "failed", "interrupted")
+FINAL_STATUSES = ("completed", "stopped", "failed", "interrupted")
+
+# Column order of a step row, as add_step_metrics accepts it in a sequence.
+STEP_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "samples_per_s", "wall_s")
+
+_STATUS_CHECK = ", ".join(f"'{s}'" for s in STATUSES)
+
+# Entry i holds the statements that move the schema from version i to i + 1.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 0 -> 1
+        f"""
+        CREATE TABLE runs (
+            -- AUTOINCREMENT: an id is never reused after a delete, so a run
+            -- folder name (which starts with the id) never collides.
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            name             TEXT NOT NULL,
+            dir              TEXT NOT NULL UNIQUE,  -- relative to the workspace root
+            status           TEXT NOT NULL DEFAULT 'created' CHECK (status IN ({_STATUS_CHECK})),
+            created_at       TEXT NOT NULL,
+            started_at       TEXT,
+            ended_at         TEXT,
+            config_toml      TEXT NOT NULL,
+            num_params       INTEGER,
+            device           TEXT,
+            steps            INTEGER NOT NULL DEFAULT 0,
+            epochs_completed INTEGER NOT NULL DEFAULT 0,
+            wall_s           REAL,
+            best_val         REAL,
+            best_metric      TEXT,
+            error            TEXT,
+            checkpoint       TEXT,
+            -- who is running it, to tell a live run from one whose process died
+            pid              INTEGER,
+            hostname         TEXT,
+            proc_created     REAL
+        )""",
+        """
+        CREATE TABLE step_metrics (
+            run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            step          INTEGER NOT NULL,
+            epoch         INTEGER NOT NULL,
+            loss          REAL,
+            lr            REAL,
+            grad_norm     REAL,
+            samples_per_s REAL,
+            wall_s        REAL,
+            PRIMARY KEY (run_id, step)
+        ) WITHOUT ROWID""",
+        # long format: any metric name fits without a schema change
+        """
+        CREATE TABLE epoch_metrics (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            epoch  INTEGER NOT NULL,
+            step   INTEGER NOT NULL,
+            name   TEXT NOT NULL,
+            value  REAL,
+            PRIMARY KEY (run_id, name, epoch)
+        ) WITHOUT ROWID""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(Exception):
+    """The database was written by a newer Torchwork than this one."""
+
+    def __init__(self, found: int):
+        super().__init__(found)
+        self.found = found
+
+
+def connect(path: Path, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
+    """Open the database for one process, in WAL mode, migrated to SCHEMA_VERSION.
+
+    WAL lets readers (the app, a second CLI) follow a run while it is written
+    and keeps committed transactions intact when the writer is killed;
+    ``synchronous=NORMAL`` is safe with WAL against a process crash and avoids
+    an fsync per commit. ``isolation_level=None`` leaves transactions to the
+    caller, who opens them with BEGIN IMMEDIATE.
+    """
+    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None,
+                           check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        _migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")  # two processes opening a new workspace at once
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(version)
+        for statements in MIGRATIONS[version:]:
+            for statement in statements:
+                conn.execute(statement)
+        if version != SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

@@ -1,0 +1,371 @@
+"""The workspace: a folder holding ``workspace.sqlite`` and one folder per run.
+
+The database holds what is queried across runs (status, configs, metric
+curves); the run folders hold what other tools open (config.toml,
+checkpoints, TensorBoard files, log.txt). One process writes a run while
+others (the desktop app, a second CLI) read it, which is what WAL mode allows.
+A ``Workspace`` may be shared between threads: one lock guards its connection.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+
+from engine.config import RunConfig
+from engine.workspace.owner import current_owner, owner_gone
+from engine.workspace.records import RunRecord, Series, default_run_name, now_iso, slug
+from engine.workspace.schema import (FINAL_STATUSES, SCHEMA_VERSION, STATUSES, STEP_COLUMNS,
+                                     SchemaTooNew, connect)
+
+DB_NAME = "workspace.sqlite"
+RUNS_DIR = "runs"
+BUSY_TIMEOUT_MS = 5000
+
+_RECORD_COLUMNS = tuple(f.name for f in fields(RunRecord))
+_UPDATABLE = frozenset(_RECORD_COLUMNS) - {"id", "dir", "created_at", "config_toml"}
+# Errors from a wrong call rather than from the disk or another process: raised as they are.
+_BUGS = (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError)
+
+
+class WorkspaceError(Exception):
+    """A workspace problem a person can act on; the message says what to do."""
+
+
+def default_workspace_dir() -> Path:
+    """``$TORCHWORK_WORKSPACE`` if set, else a folder in the user's data directory."""
+    env = os.environ.get("TORCHWORK_WORKSPACE")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("torchwork")) / "workspace"
+
+
+class Workspace:
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root).expanduser() if root is not None else default_workspace_dir()
+        self.db_path = self.root / DB_NAME
+        self._lock = threading.RLock()
+        self._owner = current_owner()
+        try:
+            (self.root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WorkspaceError(f"cannot create workspace folder {self.root}: "
+                                 f"{exc.strerror or exc}: pick another with --workspace or "
+                                 f"TORCHWORK_WORKSPACE") from None
+        try:
+            self._conn: sqlite3.Connection | None = connect(self.db_path, BUSY_TIMEOUT_MS)
+        except SchemaTooNew as exc:
+            raise WorkspaceError(f"{self.db_path} was written by a newer Torchwork (schema "
+                                 f"version {exc.found}; this one reads up to {SCHEMA_VERSION}): "
+                                 f"upgrade Torchwork or pick another --workspace") from None
+        except sqlite3.DatabaseError as exc:
+            raise WorkspaceError(f"cannot open {self.db_path} as a Torchwork workspace ({exc}): "
+                                 f"move the file away or pick another --workspace") from None
+        self._conn.row_factory = sqlite3.Row
+        try:
+            self.recover_interrupted()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- lifetime ----------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    # --- runs ----------------------------------------------------------------
+    def create_run(self, config: RunConfig, name: str | None = None) -> RunRecord:
+        """Register a run and make its folder with config.toml and checkpoints/."""
+        name = name or default_run_name(config)
+        toml = config.to_toml()
+        with self._write() as conn:
+            cur = conn.execute("INSERT INTO runs (name, dir, status, created_at, config_toml) "
+                               "VALUES (?, '', 'created', ?, ?)", (name, now_iso(), toml))
+            run_id = cur.lastrowid
+            rel = f"{RUNS_DIR}/{run_id:04d}-{slug(name)}"
+            conn.execute("UPDATE runs SET dir = ? WHERE id = ?", (rel, run_id))
+            self._make_run_folder(self.root / rel, toml)
+        return self.get_run(run_id)
+
+    def _make_run_folder(self, path: Path, toml: str) -> None:
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise WorkspaceError(f"run folder {path} already exists but is not in {self.db_path} "
+                                 f"(was the database replaced?): move the folder away") from None
+        except OSError as exc:
+            raise WorkspaceError(f"cannot create run folder {path}: {exc.strerror or exc}: "
+                                 f"check free disk space and permissions") from None
+        try:
+            (path / "config.toml").write_text(toml, encoding="utf-8")
+            (path / "checkpoints").mkdir()
+        except OSError as exc:
+            shutil.rmtree(path, ignore_errors=True)
+            raise WorkspaceError(f"cannot write run folder {path}: {exc.strerror or exc}: "
+                                 f"check free disk space and permissions") from None
+
+    def get_run(self, ref: int | str) -> RunRecord:
+        """A run by id (7 or "7") or by folder name ("0007-digits-mlp", or a path to it)."""
+        rows = self._query(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM runs WHERE id = ?",
+                           (self._resolve(ref),))
+        if not rows:  # deleted by another process since it was resolved
+            raise self._no_run(ref)
+        return self._record(rows[0])
+
+    def list_runs(self) -> list[RunRecord]:
+        """All runs, newest first."""
+        rows = self._query(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM runs ORDER BY id DESC")
+        return [self._record(r) for r in rows]
+
+    def delete_run(self, ref: int | str) -> None:
+        """Remove a run's rows and its folder; a run still training is refused."""
+        run_id = self._resolve(ref)
+        with self._write() as conn:
+            row = conn.execute("SELECT dir, status, pid, hostname, proc_created FROM runs "
+                               "WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise self._no_run(ref)
+            if row["status"] == "running" and not owner_gone(row["pid"], row["hostname"],
+                                                             row["proc_created"]):
+                raise WorkspaceError(f"run {run_id} is still running (pid {row['pid']} on "
+                                     f"{row['hostname']}): stop it before deleting it")
+            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        path = self.root / row["dir"]
+        try:
+            shutil.rmtree(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise WorkspaceError(f"run {run_id} was removed from the workspace but its folder "
+                                 f"{path} could not be deleted ({exc.strerror or exc}): delete "
+                                 f"it by hand") from None
+
+    # --- status --------------------------------------------------------------
+    def mark_running(self, run_id: int, *, num_params: int | None = None,
+                     device: str | None = None) -> None:
+        """Mark the run as trained by this process, which is recorded to detect its death."""
+        owner = self._owner
+        self._update(run_id, "status = 'running', started_at = COALESCE(started_at, ?), "
+                     "ended_at = NULL, error = NULL, pid = ?, hostname = ?, proc_created = ?, "
+                     "num_params = COALESCE(?, num_params), device = COALESCE(?, device)",
+                     (now_iso(), owner.pid, owner.hostname, owner.created, num_params, device))
+
+    def finish_run(self, run_id: int, status: str, **fields) -> None:
+        """End the run with a final status; ``fields`` as in update_run."""
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"a run finishes as one of {', '.join(FINAL_STATUSES)} "
+                             f"(got {status!r})")
+        fields.setdefault("ended_at", now_iso())
+        self.update_run(run_id, status=status, **fields)
+
+    def update_run(self, run_id: int, **fields) -> None:
+        """Set columns of a run's record, e.g. ``update_run(3, checkpoint="...")``."""
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise TypeError(f"cannot update {', '.join(sorted(unknown))}: updatable fields are "
+                            f"{', '.join(sorted(_UPDATABLE))}")
+        if "status" in fields and fields["status"] not in STATUSES:
+            raise ValueError(f"run status must be one of {', '.join(STATUSES)} "
+                             f"(got {fields['status']!r})")
+        if not fields:
+            return
+        values = [str(v) if isinstance(v, Path) else v for v in fields.values()]
+        self._update(run_id, ", ".join(f"{k} = ?" for k in fields), values)
+
+    def recover_interrupted(self) -> list[int]:
+        """Mark 'running' runs whose process has died as 'interrupted'; return their ids.
+
+        Runs on open; a long-lived reader (the app) may call it again. The
+        record's progress is taken from the metrics that reached the database.
+        """
+        running = self._query("SELECT id, pid, hostname, proc_created FROM runs "
+                              "WHERE status = 'running'")
+        dead = [r for r in running if owner_gone(r["pid"], r["hostname"], r["proc_created"])]
+        if not dead:
+            return []
+        with self._write() as conn:
+            for r in dead:
+                conn.execute(
+                    "UPDATE runs SET status = 'interrupted', error = ?, "
+                    "steps = MAX(steps, COALESCE((SELECT MAX(step) FROM step_metrics "
+                    "  WHERE run_id = runs.id), 0)), "
+                    "epochs_completed = MAX(epochs_completed, COALESCE((SELECT MAX(epoch) "
+                    "  FROM epoch_metrics WHERE run_id = runs.id), 0)), "
+                    "wall_s = COALESCE((SELECT MAX(wall_s) FROM step_metrics "
+                    "  WHERE run_id = runs.id), wall_s) "
+                    "WHERE id = ? AND status = 'running'",
+                    (f"the process training it (pid {r['pid']} on {r['hostname']}) ended "
+                     f"without finishing the run (killed or crashed): resume it from its last "
+                     f"checkpoint", r["id"]))
+        return [r["id"] for r in dead]
+
+    # --- metrics -------------------------------------------------------------
+    def add_step_metrics(self, run_id: int,
+                         rows: Iterable[Sequence[float] | Mapping[str, float]]) -> None:
+        """Store rows of (step, epoch, loss, lr, grad_norm, samples_per_s, wall_s) in one
+        transaction; a mapping row may leave out all but step and epoch. A step stored
+        twice keeps the newer row."""
+        values = [self._step_row(r) for r in rows]
+        if not values:
+            return
+        with self._write() as conn:
+            conn.executemany(f"INSERT OR REPLACE INTO step_metrics (run_id, "
+                             f"{', '.join(STEP_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             [(run_id, *v) for v in values])
+
+    @staticmethod
+    def _step_row(row) -> tuple:
+        if isinstance(row, Mapping):
+            unknown = set(row) - set(STEP_COLUMNS)
+            if unknown:
+                raise ValueError(f"unknown step metric columns {sorted(unknown)}: the columns "
+                                 f"are {', '.join(STEP_COLUMNS)}")
+            return tuple(row.get(c) for c in STEP_COLUMNS)
+        row = tuple(row)
+        if len(row) != len(STEP_COLUMNS):
+            raise ValueError(f"a step metrics row has {len(STEP_COLUMNS)} values "
+                             f"({', '.join(STEP_COLUMNS)}); got {len(row)}: {row!r}")
+        return row
+
+    def add_epoch_metrics(self, run_id: int, epoch: int, step: int,
+                          metrics: Mapping[str, float]) -> None:
+        """Store named values for one epoch; a name stored again for that epoch is replaced."""
+        if not metrics:
+            return
+        with self._write() as conn:
+            conn.executemany("INSERT OR REPLACE INTO epoch_metrics (run_id, epoch, step, name, "
+                             "value) VALUES (?, ?, ?, ?, ?)",
+                             [(run_id, epoch, step, k, v) for k, v in metrics.items()])
+
+    def step_metrics(self, run_id: int, after_step: int | None = None) -> dict[str, np.ndarray]:
+        """Step rows as arrays by column name, in step order; ``after_step`` fetches only
+        newer rows, for a reader following a live run. Missing values are NaN."""
+        self._resolve(run_id)
+        rows = self._query(f"SELECT {', '.join(STEP_COLUMNS)} FROM step_metrics WHERE run_id = ? "
+                           f"AND step > ? ORDER BY step",
+                           (run_id, -1 if after_step is None else after_step))
+        cols = list(zip(*rows)) if rows else [()] * len(STEP_COLUMNS)
+        return {name: np.array(col, dtype=np.int64 if name in ("step", "epoch") else np.float64)
+                for name, col in zip(STEP_COLUMNS, cols)}
+
+    def epoch_metrics(self, run_id: int) -> dict[str, Series]:
+        """Each epoch metric (train_loss, lr, val_loss, ...) as a Series in epoch order."""
+        self._resolve(run_id)
+        rows = self._query("SELECT name, epoch, step, value FROM epoch_metrics WHERE run_id = ? "
+                           "ORDER BY name, epoch", (run_id,))
+        grouped: dict[str, list] = {}
+        for r in rows:
+            grouped.setdefault(r["name"], []).append((r["epoch"], r["step"], r["value"]))
+        return {name: Series(epoch=np.array([e for e, _, _ in items], dtype=np.int64),
+                             step=np.array([s for _, s, _ in items], dtype=np.int64),
+                             value=np.array([v for _, _, v in items], dtype=np.float64))
+                for name, items in grouped.items()}
+
+    def truncate_after(self, run_id: int, step: int) -> None:
+        """Drop step and epoch rows past ``step``, so a run resumed from an earlier
+        checkpoint does not draw its curves twice."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM step_metrics WHERE run_id = ? AND step > ?", (run_id, step))
+            conn.execute("DELETE FROM epoch_metrics WHERE run_id = ? AND step > ?", (run_id, step))
+
+    # --- plumbing --------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise WorkspaceError(f"workspace {self.root} is closed: open it again with "
+                                 f"Workspace({str(self.root)!r})")
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed or rolled back whatever happens.
+
+        BEGIN IMMEDIATE takes the write lock up front, so waiting for another
+        writer goes through busy_timeout instead of failing on a lock upgrade,
+        and the lock is never kept after an error.
+        """
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as exc:
+                raise self._write_error(exc) from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # SQLite already rolled back (e.g. after a full disk)
+                if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, _BUGS):
+                    raise self._write_error(exc) from exc
+                raise
+
+    def _write_error(self, exc: sqlite3.DatabaseError) -> WorkspaceError:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            hint = (f"another process kept it locked for over {BUSY_TIMEOUT_MS // 1000} s: "
+                    f"close other Torchwork windows or commands using it and retry")
+        else:
+            hint = "check free disk space and that the folder is writable"
+        return WorkspaceError(f"cannot write to {self.db_path} ({exc}): {hint}")
+
+    def _query(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._connection().execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise WorkspaceError(f"cannot read {self.db_path} ({exc}): move it away if it "
+                                     f"is damaged, or pick another --workspace") from exc
+
+    def _update(self, run_id: int, assignments: str, params: Sequence) -> None:
+        with self._write() as conn:
+            cur = conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*params, run_id))
+            if cur.rowcount == 0:
+                raise self._no_run(run_id)
+
+    def _resolve(self, ref: int | str) -> int:
+        """The id of a run given as an id or its folder name; raise if there is none."""
+        if isinstance(ref, int) and not isinstance(ref, bool):
+            rows = self._query("SELECT id FROM runs WHERE id = ?", (ref,))
+        elif isinstance(ref, str) and ref.strip().isascii() and ref.strip().isdigit():
+            rows = self._query("SELECT id FROM runs WHERE id = ?", (int(ref),))
+        elif isinstance(ref, (str, Path)) and str(ref).strip():
+            rows = self._query("SELECT id FROM runs WHERE dir = ?",
+                               (f"{RUNS_DIR}/{Path(str(ref).strip()).name}",))
+        else:
+            rows = []
+        if not rows:
+            raise self._no_run(ref)
+        return rows[0]["id"]
+
+    def _no_run(self, ref) -> WorkspaceError:
+        root = shlex.quote(str(self.root))
+        return WorkspaceError(f"no run {ref} in workspace {self.root}: "
+                              f"`torchwork runs --workspace {root}` lists the runs")
+
+    def _record(self, row: sqlite3.Row) -> RunRecord:
+        values = dict(row)
+        values["dir"] = self.root / values["dir"]
+        return RunRecord(**values)

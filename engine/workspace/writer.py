@@ -1,0 +1,141 @@
+"""WorkspaceWriter: records a run from the Trainer's events.
+
+It writes three things a person uses afterwards: rows in workspace.sqlite
+(for the app and `torchwork runs`), TensorBoard event files in the run's
+``tb/`` folder, and ``log.txt``. The Trainer calls handlers on its own thread,
+so per-step work stays tiny: step rows are buffered and committed in one
+transaction about once a second and at each epoch end, which keeps a reader
+at most a second behind without a commit per logging interval.
+
+Failures (a full disk, a removed folder) are raised, never swallowed: the
+Trainer turns a handler's exception into a failed run. Every database write
+is its own transaction that is rolled back on error, so the lock is never kept.
+"""
+
+from __future__ import annotations
+
+import time
+
+from engine.training.events import (CheckpointSaved, EpochEnded, ExceptionRaised,
+                                    MetricsLogged, RunEnded, RunStarted)
+from engine.workspace.records import RunRecord
+from engine.workspace.runlog import RunLog
+from engine.workspace.store import Workspace
+
+
+class WorkspaceWriter:
+    def __init__(self, workspace: Workspace, run: RunRecord, *, flush_interval_s: float = 1.0):
+        self.workspace = workspace
+        self.run = run
+        self.flush_interval_s = flush_interval_s
+        self.log = RunLog(run.dir / "log.txt")
+        self._pending: list[tuple] = []
+        self._last_flush = time.monotonic()
+        self._tb = None
+        self._purge_step: int | None = None
+
+    def attach(self, trainer) -> "WorkspaceWriter":
+        for event_cls, handler in ((RunStarted, self._on_run_started),
+                                   (MetricsLogged, self._on_metrics),
+                                   (EpochEnded, self._on_epoch_ended),
+                                   (CheckpointSaved, self._on_checkpoint),
+                                   (ExceptionRaised, self._on_exception),
+                                   (RunEnded, self._on_run_ended)):
+            trainer.on(event_cls, handler)
+        return self
+
+    def flush(self) -> None:
+        """Commit buffered step rows; they stay buffered if the commit fails, for a retry."""
+        if self._pending:
+            self.workspace.add_step_metrics(self.run.id, self._pending)
+            self._pending = []
+        self._last_flush = time.monotonic()
+
+    # --- handlers ------------------------------------------------------------
+    def _on_run_started(self, e: RunStarted) -> None:
+        if e.start_step > 0:  # resumed from a checkpoint: what came after it is redone
+            self.workspace.truncate_after(self.run.id, e.start_step)
+            self._purge_step = e.start_step
+        self.workspace.mark_running(self.run.id, num_params=e.num_params, device=e.device)
+        self._last_flush = time.monotonic()
+        what = (f"resumed at step {e.start_step} (epoch {e.start_epoch})" if e.start_step
+                else "started")
+        self.log.write(f"run {self.run.id} '{self.run.name}' {what} on {e.device}: "
+                       f"{e.num_params:,} parameters, {e.task}, {e.epochs} epochs of "
+                       f"{e.steps_per_epoch} steps ({e.total_steps} steps in all)")
+
+    def _on_metrics(self, e: MetricsLogged) -> None:
+        self._pending.append((e.step, e.epoch, e.loss, e.lr, e.grad_norm, e.samples_per_s,
+                              e.wall_s))
+        tb = self._tensorboard()
+        tb.add_scalar("train/loss", e.loss, e.step)
+        tb.add_scalar("train/lr", e.lr, e.step)
+        tb.add_scalar("train/grad_norm", e.grad_norm, e.step)
+        tb.add_scalar("train/samples_per_s", e.samples_per_s, e.step)
+        if time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.flush()
+
+    def _on_epoch_ended(self, e: EpochEnded) -> None:
+        self.flush()
+        self.workspace.add_epoch_metrics(self.run.id, e.epoch, e.step,
+                                         {"train_loss": e.train_loss, "lr": e.lr, **e.metrics})
+        self.workspace.update_run(self.run.id, steps=e.step, epochs_completed=e.epoch,
+                                  wall_s=e.wall_s)
+        tb = self._tensorboard()
+        tb.add_scalar("epoch/train_loss", e.train_loss, e.step)
+        for name, value in e.metrics.items():
+            tag = f"val/{name.removeprefix('val_')}" if name.startswith("val_") else f"epoch/{name}"
+            tb.add_scalar(tag, value, e.step)
+        tb.flush()
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in e.metrics.items())
+        self.log.write(f"epoch {e.epoch}  step {e.step}  train_loss {e.train_loss:.4g}  "
+                       f"{shown + '  ' if shown else ''}lr {e.lr:.3g}  {e.wall_s:.1f}s")
+
+    def _on_checkpoint(self, e: CheckpointSaved) -> None:
+        self.workspace.update_run(self.run.id, checkpoint=e.path)
+        self.log.write(f"checkpoint ({e.reason}) at epoch {e.epoch}, step {e.step}: {e.path}")
+
+    def _on_exception(self, e: ExceptionRaised) -> None:
+        self.log.write(f"{e.kind} error at epoch {e.epoch}, step {e.step}: {e.message}"
+                       + (f"\n{e.traceback}" if e.traceback else ""))
+
+    def _on_run_ended(self, e: RunEnded) -> None:
+        """Finish the record even when the flush fails, so the run never stays 'running'."""
+        try:
+            self.flush()
+        finally:
+            try:
+                fields = dict(steps=e.steps, epochs_completed=e.epochs_completed,
+                              wall_s=e.wall_s, best_val=e.best_val,
+                              best_metric=e.best_metric or None, error=e.error)
+                if e.checkpoint is not None:
+                    fields["checkpoint"] = e.checkpoint
+                self.workspace.finish_run(self.run.id, e.status, **fields)
+            finally:
+                try:
+                    if self._tb is not None:
+                        self._tb.close()
+                        self._tb = None
+                finally:
+                    self.log.write(_end_line(e))
+
+    def _tensorboard(self):
+        if self._tb is None:
+            # Imported here: it loads torch and tensorboard, which `torchwork runs`
+            # and readers of the workspace should not wait for.
+            from torch.utils.tensorboard import SummaryWriter
+            self._tb = SummaryWriter(log_dir=str(self.run.dir / "tb"),
+                                     purge_step=self._purge_step)
+        return self._tb
+
+
+def _end_line(e: RunEnded) -> str:
+    line = (f"run {e.status} after {e.epochs_completed} epochs, {e.steps} steps, "
+            f"{e.wall_s:.1f}s ({e.steps_per_s:.1f} steps/s)")
+    if e.best_val is not None:
+        line += f"; best {e.best_metric} {e.best_val:.4g}"
+    if e.checkpoint:
+        line += f"; checkpoint {e.checkpoint}"
+    if e.error:
+        line += f"\n{e.error}"
+    return line
