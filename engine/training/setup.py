@@ -80,10 +80,13 @@ def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     decay, no_decay = decay_split(model)
     if o.name == "lbfgs":
         return torch.optim.LBFGS(decay + no_decay, lr=o.lr, history_size=o.lbfgs_history,
-                                 line_search_fn="strong_wolfe")
-    groups = [{"params": decay, "weight_decay": o.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
+                                 line_search_fn="strong_wolfe", max_iter=1)
+    if o.weight_decay:  # biases and norm parameters are not decayed
+        groups = [{"params": decay, "weight_decay": o.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        groups = [g for g in groups if g["params"]]
+    else:  # one group: one fused update over all parameters
+        groups = [{"params": decay + no_decay, "weight_decay": 0.0}]
     if o.name == "sgd":
         return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
     if o.name == "adam":

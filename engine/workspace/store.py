@@ -33,7 +33,7 @@ RUNS_DIR = "runs"
 BUSY_TIMEOUT_MS = 5000
 
 _RECORD_COLUMNS = tuple(f.name for f in fields(RunRecord))
-_UPDATABLE = frozenset(_RECORD_COLUMNS) - {"id", "dir", "created_at", "config_toml"}
+_UPDATABLE = frozenset(_RECORD_COLUMNS) - {"id", "dir", "created_at"}
 # Errors from a wrong call rather than from the disk or another process: raised as they are.
 _BUGS = (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError)
 
