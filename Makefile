@@ -18,6 +18,7 @@ run: $(STAMP)
 	$(VENV)/bin/torchwork run examples/digits-cnn.toml
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check engine app tests bench
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", parents=[common], help="list the runs of the workspace")
     runs.add_argument("--json", action="store_true", help="print a JSON array")
+
+    options = sub.add_parser("options", help="list every run option with default and range")
+    options.add_argument("--markdown", action="store_true", help="as the docs/config.md page")
     return parser
 
 
@@ -70,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "resume":
             return cmd_resume(args)
+        if args.command == "options":
+            from .options_doc import markdown, plain
+
+            print(markdown() if args.markdown else plain())
+            return EXIT_OK
         return cmd_runs(args)
     except (UsageError, ConfigError) as exc:
         print(f"torchwork {args.command}: {exc}", file=sys.stderr)

@@ -57,8 +57,8 @@ MONITORED = ("val_loss", "val_accuracy", "val_mse", "val_mae", "val_r2")
 
 @dataclass
 class DataConfig:
-    dataset: str = opt("digits", "Dataset", "Built-in dataset (no downloads): scikit-learn's bundled "
-                       "sets, or generated 'synthetic' / 'moons' data.", choices=DATASETS)
+    dataset: str = opt("digits", "Dataset", "Built-in dataset (no downloads): scikit-learn's "
+                       "bundled sets, or generated 'synthetic' / 'moons' data.", choices=DATASETS)
     batch_size: int = opt(64, "Batch size", "Samples per forward pass (per micro-batch when "
                           "accumulating gradients).", min=1, max=1_000_000)
     val_fraction: float = opt(0.2, "Validation fraction", "Share of the data held out for "
@@ -149,7 +149,8 @@ class RegularizationConfig:
                                           "monitored metric that counts as improvement.",
                                           min=0.0, max=1e6)
     early_stopping_metric: str = opt("val_loss", "Monitored metric", "Validation metric watched "
-                                     "by early stopping and the plateau schedule.",
+                                     "by early stopping and the plateau schedule, and "
+                                     "reported as the run's best.",
                                      choices=MONITORED)
 
 
@@ -215,7 +216,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict, *, validate: bool = True) -> "RunConfig":
+    def from_dict(cls, data: dict, *, validate: bool = True) -> RunConfig:
         """Build from nested dicts (as TOML gives them); unknown keys are errors."""
         errors: list[str] = []
         if not isinstance(data, dict):
@@ -251,7 +252,7 @@ class RunConfig:
         return tomli_w.dumps(self.to_dict())
 
     @classmethod
-    def from_toml(cls, text: str, *, validate: bool = True) -> "RunConfig":
+    def from_toml(cls, text: str, *, validate: bool = True) -> RunConfig:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -259,7 +260,7 @@ class RunConfig:
         return cls.from_dict(data, validate=validate)
 
     @classmethod
-    def load(cls, path: str | Path, *, validate: bool = True) -> "RunConfig":
+    def load(cls, path: str | Path, *, validate: bool = True) -> RunConfig:
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -287,7 +288,7 @@ class RunConfig:
             value = parse_text(value)
         setattr(getattr(self, section), name, coerce(key, value))
 
-    def with_overrides(self, overrides: list[str]) -> "RunConfig":
+    def with_overrides(self, overrides: list[str]) -> RunConfig:
         """A copy with ``key=value`` overrides applied and validated."""
         cfg = self.copy()
         errors = []
@@ -306,7 +307,7 @@ class RunConfig:
         cfg.validate()
         return cfg
 
-    def copy(self) -> "RunConfig":
+    def copy(self) -> RunConfig:
         return RunConfig.from_dict(self.to_dict(), validate=False)
 
     # --- validation --------------------------------------------------------
@@ -474,7 +475,7 @@ def _coerce_scalar(tp, value, bad):
 
 
 def check_value(key: str, value: Any) -> list[str]:
-    """Range, choice and pattern checks of one field; messages name key, value and what is allowed."""
+    """Range, choice and pattern checks of one field, naming key, value and what is allowed."""
     meta = field_meta(key)
     errs = []
     if isinstance(value, list):

@@ -8,8 +8,8 @@ let the scaler see validation rows.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 from sklearn import datasets as skd
@@ -31,8 +31,8 @@ def _bundled(bunch, *, classification: bool = True) -> RawData:
     names = None
     if classification:
         names = [str(n) for n in bunch.target_names]
-    return RawData(x, np.asarray(bunch.target), (x.shape[1],), [str(n) for n in bunch.feature_names],
-                   names)
+    features = [str(n) for n in bunch.feature_names]
+    return RawData(x, np.asarray(bunch.target), (x.shape[1],), features, names)
 
 
 def _digits(data: DataConfig, seed: int) -> RawData:

@@ -17,7 +17,8 @@ def build_mlp(cfg: ModelConfig, input_shape: tuple[int, ...], num_outputs: int) 
     A plain nn.Sequential: torch.compile, pruning tools and export all handle it
     without special cases.
     """
-    layers: list[nn.Module] = [nn.Flatten()]
+    # Tabular rows are already flat: no Flatten module to call at every step.
+    layers: list[nn.Module] = [nn.Flatten()] if len(input_shape) > 1 else []
     width = math.prod(input_shape)
     for hidden in cfg.hidden:
         # Batch norm's own shift makes the Linear bias redundant.

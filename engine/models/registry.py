@@ -7,7 +7,7 @@ forms and validation offer). ``custom:file.py`` loads a user's builder instead.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -10,6 +10,7 @@ import math
 import torch
 
 from . import events as ev
+from .validation import is_better
 
 
 class EarlyStopping:
@@ -24,9 +25,6 @@ class EarlyStopping:
         self.trainer = None
 
     def attach(self, trainer) -> None:
-        from .trainer import is_better  # the trainer module imports this one
-
-        self._is_better = is_better
         self.trainer = trainer
         trainer.on(ev.ValidationEnded, self._on_validation)
         trainer.on(ev.LoopEnded, self._on_loop_ended)
@@ -36,7 +34,7 @@ class EarlyStopping:
         value = event.metrics.get(self.metric, math.nan)
         if not math.isfinite(value):
             return
-        if self.best is None or self._is_better(self.metric, value, self.best, self.min_delta):
+        if self.best is None or is_better(self.metric, value, self.best, self.min_delta):
             self.best, self.best_epoch, self.wait = value, event.epoch, 0
             self.best_weights = {k: v.detach().clone()
                                  for k, v in self.trainer.model.state_dict().items()}

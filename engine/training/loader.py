@@ -34,7 +34,7 @@ class _BatchedTensors(Dataset):
 
     def __getitem__(self, indices):
         idx = torch.as_tensor(indices)
-        return self.x[idx], self.y[idx]
+        return self.x.index_select(0, idx), self.y.index_select(0, idx)
 
 
 class _BatchIndices(Sampler):
@@ -69,37 +69,37 @@ class BatchLoader:
         if device is not None and device.type != "cpu" and num_workers == 0:
             self.x, self.y = x.to(device), y.to(device)
         self.on_device = self.x.device
+        self._order: tuple[int, torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return math.ceil(self.n / self.batch_size)
 
-    def batch_sizes(self) -> list[int]:
-        full, rest = divmod(self.n, self.batch_size)
-        return [self.batch_size] * full + ([rest] if rest else [])
+    def samples_in(self, first_batch: int, end_batch: int) -> int:
+        """Samples in batches ``first_batch`` up to (not including) ``end_batch`` of an epoch."""
+        return min(end_batch * self.batch_size, self.n) - first_batch * self.batch_size
 
     def epoch(self, epoch: int, start_batch: int = 0):
         """Yield the batches of ``epoch`` from batch index ``start_batch`` on."""
-        if self.shuffle:
-            order = epoch_order(self.n, self.seed, epoch)
-        else:
-            order = torch.arange(self.n)
-        order = order.to(self.on_device)
-        bounds = [(i, min(i + self.batch_size, self.n))
-                  for i in range(start_batch * self.batch_size, self.n, self.batch_size)]
-        if self.num_workers == 0:
-            if not self.shuffle:
-                for lo, hi in bounds:
-                    yield self.x[lo:hi], self.y[lo:hi]
-                return
-            for lo, hi in bounds:
-                idx = order[lo:hi]
-                batch = self.x[idx], self.y[idx]
-                if self.pin_memory:
-                    batch = batch[0].pin_memory(), batch[1].pin_memory()
-                yield batch
+        first = start_batch * self.batch_size
+        if not self.shuffle:
+            yield from zip(self.x[first:].split(self.batch_size),
+                           self.y[first:].split(self.batch_size))
             return
-        batches = [order[lo:hi].tolist() for lo, hi in bounds]
-        loader = DataLoader(_BatchedTensors(self.x, self.y), sampler=_BatchIndices(batches),
+        if self._order is None or self._order[0] != epoch:  # kept for a resume in the epoch
+            self._order = (epoch, epoch_order(self.n, self.seed, epoch).to(self.on_device))
+        order, bs, n = self._order[1], self.batch_size, self.n
+        if self.num_workers == 0:
+            x, y, pin = self.x, self.y, self.pin_memory
+            for lo in range(first, n, bs):
+                idx = order[lo:lo + bs]  # index_select: a third of the time of x[idx]
+                if pin:
+                    yield x.index_select(0, idx).pin_memory(), y.index_select(0, idx).pin_memory()
+                else:
+                    yield x.index_select(0, idx), y.index_select(0, idx)
+            return
+        batches = [order[lo:lo + bs].tolist() for lo in range(first, n, bs)]
+        loader = DataLoader(_BatchedTensors(self.x, self.y),
+                            sampler=_BatchIndices(batches),
                             batch_size=None, num_workers=self.num_workers,
                             pin_memory=self.pin_memory, collate_fn=_keep_batch,
                             persistent_workers=False)

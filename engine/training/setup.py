@@ -85,8 +85,9 @@ def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
         groups = [{"params": decay, "weight_decay": o.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
         groups = [g for g in groups if g["params"]]
-    else:  # one group: one fused update over all parameters
-        groups = [{"params": decay + no_decay, "weight_decay": 0.0}]
+    else:  # one group, in the model's own order
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad],
+                   "weight_decay": 0.0}]
     if o.name == "sgd":
         return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
     if o.name == "adam":

@@ -10,18 +10,15 @@ interval, never per step, so the loop does not stall the accelerator.
 from __future__ import annotations
 
 import math
-import random
 import threading
 import time
 import traceback
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
 import torch
-from sklearn import metrics as skm
 
 from ..config import RunConfig
 from ..data import load_dataset
@@ -30,8 +27,18 @@ from . import events as ev
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .handlers import Checkpointer, EarlyStopping
 from .loader import BatchLoader
-from .setup import (LOWER_IS_BETTER, Precision, build_loss, build_optimizer, build_scheduler,
-                    decay_split, num_outputs, predict, resolve_device, steps_per_epoch)
+from .rng import rng_state, seed_everything, set_rng_state
+from .setup import (
+    Precision,
+    build_loss,
+    build_optimizer,
+    build_scheduler,
+    decay_split,
+    num_outputs,
+    resolve_device,
+    steps_per_epoch,
+)
+from .validation import evaluate, is_better
 
 
 class NonFiniteLoss(Exception):
@@ -73,7 +80,7 @@ class Trainer:
 
         self.device = resolve_device(cfg.train.device)
         self.precision = Precision(cfg.precision.amp, self.device)
-        _seed_everything(cfg.train.seed)
+        seed_everything(cfg.train.seed)
         self.data = load_dataset(cfg)
         self.task = self.data.task
         self.model = build_model(cfg, tuple(self.data.input_shape),
@@ -85,6 +92,9 @@ class Trainer:
         self.loss_fn = build_loss(cfg)
         self.optimizer = build_optimizer(cfg, self.model)
         self.penalized, _ = decay_split(self.model)
+        r = cfg.regularization
+        self.penalized_on = bool(r.l1 or r.l2) and bool(self.penalized)
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.train_loader = BatchLoader(self.data.x_train, self.data.y_train, cfg.data.batch_size,
                                         shuffle=True, seed=cfg.train.seed,
                                         num_workers=cfg.data.num_workers,
@@ -164,6 +174,10 @@ class Trainer:
 
     # --- the run -------------------------------------------------------------
     def run(self) -> RunResult:
+        """Train until the configured end, a stop or a failure; a later call continues."""
+        with self._control:
+            self._stop_reason = None
+            self._flagged = self._paused
         started = time.perf_counter()
         start_step = self.step
         status, error = "completed", None
@@ -220,34 +234,36 @@ class Trainer:
 
     def _train_epoch(self, max_steps: int) -> bool:
         """Train the rest of the current epoch; False when the run stops part-way."""
-        sizes = self.train_loader.batch_sizes()
-        n_batches, k = len(sizes), self.accum
+        loader = self.train_loader
+        n_batches, k = len(loader), self.accum
         log_every = self.config.train.log_every
         step_started = bool(self._handlers.get(ev.StepStarted))
         step_ended = bool(self._handlers.get(ev.StepEnded))
+        lbfgs = isinstance(self.optimizer, torch.optim.LBFGS)
+        move = self.train_loader.on_device != self.device  # worker-loaded batches
         b = self.batch_in_epoch
         group_end, group_total = b, 0
-        for x, y in self.train_loader.epoch(self.epoch, b):
+        for x, y in loader.epoch(self.epoch, b):
             if b == group_end:  # first micro-batch of an optimizer step
                 if self._flagged and self._check_control():
                     return False
                 if step_started:
                     self.emit(ev.StepStarted(self.step, self.epoch))
                 group_end = min(b + k, n_batches)
-                group_total = sum(sizes[b:group_end])
+                group_total = loader.samples_in(b, group_end)
                 log_now = (self.step + 1) % log_every == 0 or group_end == n_batches
-            if x.device != self.device:
+            if move:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            if self.optimizer.__class__ is torch.optim.LBFGS:
+            if lbfgs:
                 self._lbfgs_step(x, y)
             else:
-                self._backward(x, y, 1.0 if k == 1 else sizes[b] / group_total)
+                self._backward(x, y, 1.0 if k == 1 else len(x) / group_total)
             b += 1
             if b < group_end:
                 continue
-            if self.optimizer.__class__ is not torch.optim.LBFGS:
+            if not lbfgs:
                 self._optimizer_step(log_now)
             self.step += 1
             self.batch_in_epoch = b
@@ -263,8 +279,11 @@ class Trainer:
         return True
 
     def _backward(self, x, y, weight: float) -> None:
-        with self.precision.autocast():
+        if self.precision.dtype is None:
             loss = self.loss_fn(self.forward(x), y)
+        else:
+            with self.precision.autocast():
+                loss = self.loss_fn(self.forward(x), y)
         total = loss + self._penalty() if self.penalized_on else loss
         if weight != 1.0:
             total = total * weight
@@ -281,7 +300,7 @@ class Trainer:
         scaler = self.precision.scaler
         if scaler and (log_now or t.grad_clip_norm or t.grad_clip_value):
             scaler.unscale_(self.optimizer)
-        params = self._params
+        params = self.params
         if t.grad_clip_norm:
             norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip_norm)
             if log_now:
@@ -302,7 +321,7 @@ class Trainer:
 
     def _lbfgs_step(self, x, y) -> None:
         clip = self.config.train.grad_clip_norm
-        params = self._params
+        params = self.params
 
         def closure():
             self.optimizer.zero_grad(set_to_none=True)
@@ -331,15 +350,6 @@ class Trainer:
         if r.l2:
             total = total + 0.5 * r.l2 * sum(p.pow(2).sum() for p in self.penalized)
         return total
-
-    @property
-    def penalized_on(self) -> bool:
-        r = self.config.regularization
-        return bool(r.l1 or r.l2) and bool(self.penalized)
-
-    @property
-    def _params(self) -> list[torch.nn.Parameter]:
-        return [p for g in self.optimizer.param_groups for p in g["params"]]
 
     # --- reading values: once per interval -----------------------------------
     def _log(self) -> None:
@@ -398,38 +408,10 @@ class Trainer:
         self.emit(ev.EpochEnded(finished, self.step, train_loss, self.lr, self.wall_s, metrics))
         self._interval_mark = time.perf_counter()
 
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Loss and task metrics on the validation split (metrics in the data's own units)."""
-        was_training = self.model.training
-        self.model.eval()
-        losses, preds, targets = [], [], []
-        with self.precision.autocast():
-            for x, y in self.val_loader.epoch(0):
-                if x.device != self.device:
-                    x, y = x.to(self.device), y.to(self.device)
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                out = self.forward(x)
-                losses.append(self.loss_fn(out, y).float() * len(x))
-                preds.append(predict(out, self.task))
-                targets.append(y)
-        self.model.train(was_training)
-        n = sum(len(t) for t in targets)
-        result = {"val_loss": float(torch.stack(losses).sum()) / n}
-        p = torch.cat(preds).float().cpu().numpy()
-        t = torch.cat(targets).float().cpu().numpy()
-        if self.task == "classification":
-            result["val_accuracy"] = float(skm.accuracy_score(t, p))
-        else:
-            p = p * self.data.target_std + self.data.target_mean
-            t = t * self.data.target_std + self.data.target_mean
-            if not np.all(np.isfinite(p)):
-                return {**result, "val_mse": math.nan, "val_mae": math.nan, "val_r2": math.nan}
-            result["val_mse"] = float(skm.mean_squared_error(t, p))
-            result["val_mae"] = float(skm.mean_absolute_error(t, p))
-            result["val_r2"] = float(skm.r2_score(t, p))
-        return result
+        return evaluate(self.forward, self.model, self.val_loader, self.loss_fn, self.precision,
+                        self.data, channels_last=self.channels_last, device=self.device)
 
     # --- control at step boundaries ------------------------------------------
     def _check_control(self) -> bool:
@@ -467,7 +449,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "progress": {"step": self.step, "epoch": self.epoch,
                          "batch_in_epoch": self.batch_in_epoch, "wall_s": self.wall_s,
                          "best_val": self.best_val, "epoch_loss_sum": self._epoch_loss_sum,
@@ -508,41 +490,5 @@ class Trainer:
         self.batch_in_epoch, self.wall_s = int(p["batch_in_epoch"]), float(p["wall_s"])
         self.best_val = p["best_val"]
         self._epoch_loss_sum, self._epoch_steps = p["epoch_loss_sum"], p["epoch_steps"]
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         self.last_checkpoint = str(path)
-
-
-def is_better(metric: str, value: float, best: float, min_delta: float = 0.0) -> bool:
-    if LOWER_IS_BETTER[metric]:
-        return value < best - min_delta
-    return value > best + min_delta
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-             "numpy_pos": int(np.random.get_state()[2])}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    random.setstate(_as_tuples(state["python"]))
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32),
-                         state["numpy_pos"], 0, 0.0))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def _as_tuples(value):
-    if isinstance(value, (list, tuple)):
-        return tuple(_as_tuples(v) for v in value)
-    return value

@@ -25,8 +25,14 @@ import platformdirs
 from engine.config import RunConfig
 from engine.workspace.owner import current_owner, owner_gone
 from engine.workspace.records import RunRecord, Series, default_run_name, now_iso, slug
-from engine.workspace.schema import (FINAL_STATUSES, SCHEMA_VERSION, STATUSES, STEP_COLUMNS,
-                                     SchemaTooNew, connect)
+from engine.workspace.schema import (
+    FINAL_STATUSES,
+    SCHEMA_VERSION,
+    STATUSES,
+    STEP_COLUMNS,
+    SchemaTooNew,
+    connect,
+)
 
 DB_NAME = "workspace.sqlite"
 RUNS_DIR = "runs"
@@ -85,7 +91,7 @@ class Workspace:
                 self._conn.close()
                 self._conn = None
 
-    def __enter__(self) -> "Workspace":
+    def __enter__(self) -> Workspace:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -16,8 +16,14 @@ from __future__ import annotations
 
 import time
 
-from engine.training.events import (CheckpointSaved, EpochEnded, ExceptionRaised,
-                                    MetricsLogged, RunEnded, RunStarted)
+from engine.training.events import (
+    CheckpointSaved,
+    EpochEnded,
+    ExceptionRaised,
+    MetricsLogged,
+    RunEnded,
+    RunStarted,
+)
 from engine.workspace.records import RunRecord
 from engine.workspace.runlog import RunLog
 from engine.workspace.store import Workspace
@@ -34,7 +40,7 @@ class WorkspaceWriter:
         self._tb = None
         self._purge_step: int | None = None
 
-    def attach(self, trainer) -> "WorkspaceWriter":
+    def attach(self, trainer) -> WorkspaceWriter:
         for event_cls, handler in ((RunStarted, self._on_run_started),
                                    (MetricsLogged, self._on_metrics),
                                    (EpochEnded, self._on_epoch_ended),

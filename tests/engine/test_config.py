@@ -126,3 +126,14 @@ def test_examples_are_valid():
     assert len(examples) >= 4
     for path in examples:
         RunConfig.load(path)
+
+
+def test_options_reference_is_up_to_date():
+    from pathlib import Path
+
+    from engine.options_doc import markdown
+
+    page = Path(__file__).parents[2] / "docs" / "config.md"
+    assert page.read_text() == markdown() + "\n", "regenerate: torchwork options --markdown"
+    for key in all_keys():
+        assert f"`{key}`" in page.read_text()

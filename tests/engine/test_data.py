@@ -1,4 +1,4 @@
-"""engine.data: built-in datasets, a seeded stratified split, scaling fitted on the training rows."""
+"""engine.data: built-in datasets, a seeded stratified split, scaling fitted on training rows."""
 
 import json
 import math

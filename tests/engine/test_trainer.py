@@ -1,4 +1,4 @@
-"""The Trainer: event order, exact resume and accumulation, control, and failures with their advice."""
+"""The Trainer: event order, exact resume and accumulation, control, failures and their advice."""
 
 import os
 import threading

@@ -18,8 +18,14 @@ import pytest
 
 import engine
 from engine.config import RunConfig
-from engine.training.events import (CheckpointSaved, EpochEnded, ExceptionRaised,
-                                    MetricsLogged, RunEnded, RunStarted)
+from engine.training.events import (
+    CheckpointSaved,
+    EpochEnded,
+    ExceptionRaised,
+    MetricsLogged,
+    RunEnded,
+    RunStarted,
+)
 from engine.workspace import Workspace, WorkspaceError, WorkspaceWriter, default_workspace_dir
 from engine.workspace.owner import current_owner, owner_gone
 

@@ -1,0 +1,73 @@
+"""Every run option described from the RunConfig metadata: docs/config.md and `torchwork options`.
+
+Generated, never written by hand, so the reference cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from typing import get_args, get_origin
+
+from .config import SECTIONS, all_keys, field_default, field_meta, field_type
+
+INTRO = ("Every option of a run, generated from `engine/config.py` by "
+         "`torchwork options --markdown`. Set them in the run's TOML file under their "
+         "section, or on the command line with `--set section.key=value`.")
+
+
+def allowed(key: str) -> str:
+    meta, tp = field_meta(key), field_type(key)
+    if meta["choices"]:
+        text = ", ".join(f"`{c}`" for c in meta["choices"])
+        return text + (f", `{meta['pattern_hint']}`" if meta["pattern_hint"] else "")
+    if get_origin(tp) is list:
+        item = get_args(tp)[0].__name__
+        low = meta["item_min"]
+        return f"list of {item}s" + (f" >= {low}" if low is not None else "")
+    if tp is bool:
+        return "true, false"
+    parts = []
+    if meta["min"] is not None:
+        parts.append(f"{'>' if meta['min_exclusive'] else '>='} {_num(meta['min'])}")
+    if meta["max"] is not None:
+        parts.append(f"{'<' if meta['max_exclusive'] else '<='} {_num(meta['max'])}")
+    return ", ".join(parts) or tp.__name__
+
+
+def _num(value: float) -> str:
+    if float(value).is_integer() and abs(value) < 1e13:
+        return str(int(value))
+    return f"{value:g}"
+
+
+def _default(key: str) -> str:
+    value = field_default(key)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
+
+
+def markdown() -> str:
+    lines = ["# Run options", "", INTRO, ""]
+    for section in SECTIONS:
+        lines += [f"## [{section}]", "", "| key | default | allowed | meaning |",
+                  "|---|---|---|---|"]
+        for key in (k for k in all_keys() if k.startswith(section + ".")):
+            meta = field_meta(key)
+            text = f"**{meta['label']}.** {meta['help']}".replace("|", "\\|")
+            lines.append(f"| `{key}` | `{_default(key)}` | {allowed(key)} | {text} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plain() -> str:
+    lines = []
+    for section in SECTIONS:
+        lines.append(f"[{section}]")
+        for key in (k for k in all_keys() if k.startswith(section + ".")):
+            meta = field_meta(key)
+            lines.append(f"  {key} = {_default(key)}    ({allowed(key).replace('`', '')})")
+            lines.append(f"      {meta['label']}: {meta['help']}")
+        lines.append("")
+    return "\n".join(lines)
