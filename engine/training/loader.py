@@ -102,5 +102,8 @@ class BatchLoader:
                             sampler=_BatchIndices(batches),
                             batch_size=None, num_workers=self.num_workers,
                             pin_memory=self.pin_memory, collate_fn=_keep_batch,
-                            persistent_workers=False)
+                            persistent_workers=False,
+                            # its own generator: starting workers must not draw from the
+                            # global RNG, or dropout would differ from a run without workers
+                            generator=torch.Generator().manual_seed(self.seed + epoch))
         yield from loader

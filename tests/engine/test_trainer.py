@@ -243,3 +243,25 @@ def test_grad_norm_is_logged_and_clipping_applies(tiny_config):
     logged = record(trainer, ev.MetricsLogged)
     trainer.run()
     assert all(e.grad_norm > 0 for e in logged)
+
+
+def test_loader_workers_give_the_same_run(tiny_config):
+    alone = Trainer(tiny_config(**{"model.dropout": 0.2}))
+    alone.run()
+    workers = Trainer(tiny_config(**{"model.dropout": 0.2, "data.num_workers": 2}))
+    workers.run()
+    assert max_diff(weights(alone), weights(workers)) <= 1e-6
+
+
+@pytest.mark.slow
+def test_compile_and_channels_last_train_a_cnn(tiny_config):
+    cfg = tiny_config(**{"data.dataset": "digits", "model.arch": "cnn",
+                         "model.channels": [8], "model.hidden": [16],
+                         "precision.compile": True, "precision.channels_last": True,
+                         "train.epochs": 1})
+    trainer = Trainer(cfg)
+    before = trainer.validate()["val_loss"]
+    result = trainer.run()
+    assert result.status == "completed", result.error
+    assert trainer.validate()["val_loss"] < before
+    assert trainer.model.state_dict().keys() == Trainer(cfg).model.state_dict().keys()
