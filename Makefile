@@ -27,6 +27,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/engine_overhead.py
+	$(PY) bench/digits_cnn.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,28 @@
+"""The benchmark scripts still run (their figures live in docs/benchmarks.md, not here)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+def run_bench(*args):
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_engine_overhead_prints_its_table():
+    out = run_bench("bench/engine_overhead.py", "--pairs", "3", "--window", "10")
+    assert "| ratio of a pair: median (quartiles) |" in out
+
+
+@pytest.mark.slow
+def test_digits_cnn_reaches_its_accuracy():
+    out = run_bench("bench/digits_cnn.py", "--repeats", "1")
+    accuracy = float(out.strip().splitlines()[-1].split("|")[4])
+    assert accuracy >= 0.97
