@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", parents=[common], help="list the runs of the workspace")
     runs.add_argument("--json", action="store_true", help="print a JSON array")
 
-    options = sub.add_parser("options", parents=[common], help="list every run option with default and range")
+    options = sub.add_parser("options", parents=[common],
+                             help="list every run option with default and range")
     options.add_argument("--markdown", action="store_true", help="as the docs/config.md page")
     return parser
 
