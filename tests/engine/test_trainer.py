@@ -238,11 +238,23 @@ def test_fp16_on_cpu_is_a_config_error(tiny_config):
         Trainer(tiny_config(**{"precision.amp": "fp16"}))
 
 
-def test_grad_norm_is_logged_and_clipping_applies(tiny_config):
+def test_grad_norm_is_logged_before_clipping(tiny_config):
     trainer = Trainer(tiny_config(**{"train.grad_clip_norm": 0.01, "optim.name": "sgd"}))
     logged = record(trainer, ev.MetricsLogged)
     trainer.run()
-    assert all(e.grad_norm > 0 for e in logged)
+    assert all(e.grad_norm > 0.01 for e in logged)  # the norm before it was clipped
+
+
+@pytest.mark.parametrize("clip", [{"train.grad_clip_norm": 1e-4}, {"train.grad_clip_value": 1e-5}])
+def test_clipping_limits_each_update(tiny_config, clip):
+    def largest_update(overrides):
+        trainer = Trainer(tiny_config(**{"optim.name": "sgd", "optim.momentum": 0.0,
+                                         "optim.lr": 1.0, "train.max_steps": 1, **overrides}))
+        before = weights(trainer)
+        trainer.run()
+        return max_diff(before, weights(trainer))
+
+    assert largest_update(clip) <= 1e-4 + 1e-7 < largest_update({})
 
 
 def test_loader_workers_give_the_same_run(tiny_config):
