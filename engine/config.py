@@ -200,6 +200,31 @@ SECTIONS = {
     "train": TrainConfig,
 }
 
+# How the desktop form groups the options: by what a person decides together,
+# which is not always the TOML section a key lives in.
+FORM_GROUPS = {
+    "Data": ["data.*"],
+    "Model": ["model.*"],
+    "Optimizer & schedule": ["optim.*", "schedule.*", "train.loss"],
+    "Regularization": ["regularization.*"],
+    "Precision & efficiency": ["precision.amp", "train.grad_accum_steps", "train.grad_clip_norm",
+                               "train.grad_clip_value", "precision.channels_last",
+                               "precision.compile"],
+    "Training": ["train.epochs", "train.max_steps", "train.device", "train.seed",
+                 "train.checkpoint_every", "train.log_every"],
+}
+
+
+def form_groups() -> dict[str, list[str]]:
+    """FORM_GROUPS with the section wildcards expanded; every key appears exactly once."""
+    keys = all_keys()
+    groups = {}
+    for name, patterns in FORM_GROUPS.items():
+        groups[name] = [k for p in patterns
+                        for k in ([x for x in keys if x.startswith(p[:-1])] if p.endswith("*")
+                                  else [p])]
+    return groups
+
 
 @dataclass
 class RunConfig:

@@ -1,6 +1,11 @@
+import os
+
 import pytest
 
 from engine.config import RunConfig
+
+# Qt tests run without a display; set before any QApplication exists.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 def tiny(**overrides) -> RunConfig:

@@ -137,3 +137,11 @@ def test_options_reference_is_up_to_date():
     assert page.read_text() == markdown() + "\n", "regenerate: torchwork options --markdown"
     for key in all_keys():
         assert f"`{key}`" in page.read_text()
+
+
+def test_form_groups_cover_every_key_once():
+    from engine.config import form_groups
+
+    listed = [k for keys in form_groups().values() for k in keys]
+    assert sorted(listed) == sorted(all_keys())
+    assert len(listed) == len(set(listed))
