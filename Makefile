@@ -15,12 +15,14 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/torchwork run examples/digits-cnn.toml
+	sh packaging/system-deps.sh gui
+	$(VENV)/bin/torchwork --config examples/digits-cnn.toml
 
 test: $(STAMP)
+	sh packaging/system-deps.sh offscreen
 	$(VENV)/bin/ruff check engine app tests bench
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
@@ -28,6 +30,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/engine_overhead.py
 	$(PY) bench/digits_cnn.py
+	QT_QPA_PLATFORM=offscreen $(PY) bench/gui_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

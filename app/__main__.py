@@ -1,24 +1,71 @@
 """Composition root of the `torchwork` command.
 
 With a subcommand it runs headless (engine.cli) and never imports Qt, so it
-works on a server without a display. With no arguments it opens the desktop
-window once that exists.
+works on a server without a display. Without one it opens the desktop window:
+`torchwork [--config FILE.toml] [--workspace DIR]`.
 """
 
 from __future__ import annotations
 
+import argparse
+import ctypes.util
+import os
 import sys
+
+HEADLESS_HINT = ("use the headless commands instead, e.g. `torchwork run CONFIG.toml`, "
+                 "`torchwork runs` (see `torchwork --help`)")
+XCB_PACKAGES = ("libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 "
+                "libxcb-shape0 libxcb-render-util0 libxcb-image0 libegl1 libfontconfig1 "
+                "libdbus-1-3")
+
+
+def display_problem() -> str | None:
+    """Why Qt could not open a window here, in one line, or None when it can."""
+    if sys.platform != "linux":
+        return None
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform and not platform.startswith(("xcb", "wayland")):
+        return None  # offscreen, vnc, ...: the user chose
+    wayland = bool(os.environ.get("WAYLAND_DISPLAY")) and not platform.startswith("xcb")
+    if not wayland and not os.environ.get("DISPLAY"):
+        return f"no display found (neither DISPLAY nor WAYLAND_DISPLAY is set): {HEADLESS_HINT}"
+    if not wayland and ctypes.util.find_library("xcb-cursor") is None:
+        return (f"Qt's xcb platform plugin needs libxcb-cursor0, which is missing: install "
+                f"the system packages {XCB_PACKAGES} (Debian/Ubuntu names), or {HEADLESS_HINT}")
+    return None
+
+
+def gui(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="torchwork",
+                                     description="Open the Torchwork desktop window.")
+    parser.add_argument("--config", metavar="FILE", help="run configuration to open (.toml)")
+    parser.add_argument("--workspace", metavar="DIR", help="workspace folder")
+    args = parser.parse_args(argv)
+    problem = display_problem()
+    if problem:
+        print(f"torchwork: {problem}", file=sys.stderr)
+        return 2
+    from PySide6.QtWidgets import QApplication
+
+    from .main_window import MainWindow, show_later
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setOrganizationName("Torchwork")
+    app.setApplicationName("Torchwork")
+    app.setApplicationDisplayName("Torchwork")
+    window = MainWindow(workspace_dir=args.workspace)
+    show_later(window, args.config)
+    window.show()
+    return app.exec()
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or (argv[0].startswith("--") and argv[0] not in ("--help", "--version")):
+        return gui(argv)
     from engine.cli import main as cli_main
 
-    argv = sys.argv[1:] if argv is None else argv
-    if argv:
-        return cli_main(argv)
-    print("The desktop window is not built yet; the headless commands work now:\n",
-          file=sys.stderr)
-    return cli_main([])
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

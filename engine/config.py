@@ -457,7 +457,8 @@ def parse_text(text: str) -> Any:
 
 def _type_name(tp) -> str:
     if get_origin(tp) is list:
-        return f"a list of {_type_name(get_args(tp)[0])}s"
+        item = {int: "integers", float: "numbers"}.get(get_args(tp)[0], "values")
+        return f"a list of {item}"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[tp]
 
 

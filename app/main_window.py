@@ -1,0 +1,403 @@
+"""The main window: menus, toolbar, docks and status bar around the bridge and the panels.
+
+It wires signals and keeps settings; the panels show, the bridge runs. Every
+action here has a command underneath (`torchwork run`, `torchwork resume`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import qtawesome as qta
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QMainWindow,
+    QMessageBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.config import ConfigError, RunConfig
+
+from . import theme
+from .bridge import IDLE, PAUSED, RUNNING, STARTING, STOPPING, TrainingBridge
+from .dialogs import RunPicker, TextDialog, about_text, shortcuts_html
+from .panels.config_panel import ConfigPanel
+from .panels.training_plots import TrainingPlots
+from .widgets.message_bar import MessageBar
+from .widgets.run_status import RunStatus
+
+MAX_RECENT = 8
+STATE_TEXT = {IDLE: "Ready", STARTING: "Preparing the run…", RUNNING: "Training",
+              PAUSED: "Paused", STOPPING: "Stopping after this step…"}
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, config: RunConfig | None = None, *, workspace_dir=None,
+                 settings: QSettings | None = None):
+        super().__init__()
+        self.settings = settings or QSettings("Torchwork", "Torchwork")
+        self._valid = True
+        self.workspace_dir = workspace_dir
+        self.bridge = TrainingBridge(workspace_dir, self)
+        self.setWindowTitle("Torchwork")
+        self.resize(1400, 860)
+        self.setDockNestingEnabled(True)
+        self.theme = self.settings.value("theme", "system")
+        self.dark = theme.apply(QApplication.instance(), self.theme)
+
+        self.config_panel = ConfigPanel(config or self._last_config())
+        self.plots = TrainingPlots()
+        self.messages = MessageBar()
+        self.status = RunStatus()
+        self.statusBar().addPermanentWidget(self.status, 1)
+        training = QWidget()
+        layout = QVBoxLayout(training)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.messages)
+        layout.addWidget(self.plots, 1)
+        self.config_dock = self._dock("Run configuration", "config", self.config_panel,
+                                      Qt.LeftDockWidgetArea)
+        self.training_dock = self._dock("Training", "training", training,
+                                        Qt.RightDockWidgetArea)
+        self.resizeDocks([self.config_dock, self.training_dock], [400, 1000], Qt.Horizontal)
+        self.setCentralWidget(None)
+
+        self._make_actions()
+        self._make_menus()
+        self._make_toolbar()
+        self._wire()
+        self._apply_icons()
+        self.plots.apply_theme(self.dark)
+        self._restore()
+        self._on_state(IDLE)
+        self._on_validity(not self.config_panel.errors(), next(iter(self.config_panel.errors()),
+                                                               ""))
+
+    # --- construction --------------------------------------------------------
+    def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock-{name}")
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
+                         | QDockWidget.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        action.triggered.connect(slot)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip or text.replace("&", "").rstrip("…"))
+        return action
+
+    def _make_actions(self) -> None:
+        a = self._action
+        self.act_new = a("&New run", self.new_run, QKeySequence.New, "Start over from defaults")
+        self.act_open = a("&Open config…", self.open_config_dialog, QKeySequence.Open)
+        self.act_save = a("&Save config as…", self.save_config_dialog, QKeySequence.SaveAs)
+        self.act_open_run = a("Open &run…", self.open_run_dialog, "Ctrl+Shift+O",
+                              "Show the curves of a run from the workspace")
+        self.act_quit = a("&Quit", self.close, QKeySequence.Quit)
+        self.act_start = a("&Start", self.start_run, "F5", "Start training this configuration")
+        self.act_pause = a("&Pause", self.bridge.pause, "F6", "Pause after the current step")
+        self.act_resume = a("&Resume", self.bridge.resume, "F7", "Continue the paused run")
+        self.act_stop = a("S&top", self.bridge.stop, "Shift+F5",
+                          "Stop after the current step and write a checkpoint")
+        self.act_resume_ckpt = a("Resume from &checkpoint…", self.resume_checkpoint_dialog,
+                                 "Ctrl+F5", "Continue a stopped or interrupted run")
+        self.act_shortcuts = a("&Keyboard shortcuts", self.show_shortcuts, "F1")
+        self.act_about = a("&About Torchwork", self.show_about)
+        self.theme_group = QActionGroup(self)
+        self.theme_actions = {}
+        for name in theme.THEMES:
+            act = QAction(name.capitalize(), self, checkable=True)
+            act.setChecked(name == self.theme)
+            act.triggered.connect(lambda _=False, n=name: self.set_theme(n))
+            self.theme_group.addAction(act)
+            self.theme_actions[name] = act
+
+    def _make_menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        file.addActions([self.act_new, self.act_open, self.act_save])
+        self.recent_menu = file.addMenu("Recent configs")
+        file.addSeparator()
+        file.addAction(self.act_open_run)
+        file.addSeparator()
+        file.addAction(self.act_quit)
+        run = bar.addMenu("&Run")
+        run.addActions([self.act_start, self.act_pause, self.act_resume, self.act_stop])
+        run.addSeparator()
+        run.addAction(self.act_resume_ckpt)
+        view = bar.addMenu("&View")
+        for dock in (self.config_dock, self.training_dock):
+            view.addAction(dock.toggleViewAction())
+        view.addSeparator()
+        themes = view.addMenu("Theme")
+        themes.addActions(list(self.theme_actions.values()))
+        help_menu = bar.addMenu("&Help")
+        help_menu.addActions([self.act_shortcuts, self.act_about])
+        self._fill_recent()
+
+    def _make_toolbar(self) -> None:
+        tools = self.addToolBar("Run")
+        tools.setObjectName("toolbar-run")
+        tools.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        tools.addActions([self.act_start, self.act_pause, self.act_resume, self.act_stop])
+        tools.addSeparator()
+        tools.addActions([self.act_resume_ckpt, self.act_open_run])
+
+    def _apply_icons(self) -> None:
+        colour = theme.icon_colour(self.dark)
+        icons = {self.act_new: "mdi6.file-outline", self.act_open: "mdi6.folder-open-outline",
+                 self.act_save: "mdi6.content-save-outline", self.act_open_run: "mdi6.chart-line",
+                 self.act_quit: "mdi6.exit-to-app", self.act_start: ("mdi6.play", "#2da44e"),
+                 self.act_pause: "mdi6.pause", self.act_resume: ("mdi6.play-pause", "#2da44e"),
+                 self.act_stop: ("mdi6.stop", "#d1242f"),
+                 self.act_resume_ckpt: "mdi6.history", self.act_shortcuts: "mdi6.keyboard",
+                 self.act_about: "mdi6.information-outline"}
+        for action, spec in icons.items():
+            name, tint = spec if isinstance(spec, tuple) else (spec, colour)
+            action.setIcon(qta.icon(name, color=tint, color_disabled="#8c959f"))
+
+    def _wire(self) -> None:
+        b = self.bridge
+        b.stateChanged.connect(self._on_state)
+        b.runCreated.connect(self._on_run_created)
+        b.runStarted.connect(self.plots.on_run_started)
+        b.runStarted.connect(self.status.on_run_started)
+        b.metricsLogged.connect(self.plots.on_metrics)
+        b.metricsLogged.connect(self.status.on_metrics)
+        b.epochEnded.connect(self.plots.on_epoch)
+        b.runEnded.connect(self.plots.on_run_ended)
+        b.runEnded.connect(self._on_run_ended)
+        b.exceptionRaised.connect(lambda e: self.messages.show_message(e.message, "error"))
+        b.buildFailed.connect(lambda text: self.messages.show_message(
+            f"The run could not start: {text}", "error"))
+        b.internalError.connect(lambda text, _tb: self.messages.show_message(
+            f"The run ended with an error while finishing: {text}", "error"))
+        self.config_panel.validityChanged.connect(self._on_validity)
+
+    # --- run control -------------------------------------------------------------
+    def start_run(self) -> None:
+        errors = self.config_panel.errors()
+        if errors or self.bridge.busy:
+            return
+        self.messages.hide()
+        self.plots.clear()
+        self.status.reset()
+        cfg = self.config_panel.config()
+        self.settings.setValue("last_config", cfg.to_toml())
+        try:
+            self.bridge.start(cfg)
+        except ConfigError as exc:
+            self.messages.show_message(str(exc), "error")
+
+    def resume_checkpoint_dialog(self) -> None:
+        run_id = self._pick_run("Resume from checkpoint", "Resume",
+                                ("stopped", "interrupted", "failed"))
+        if run_id is None:
+            return
+        self.open_run(run_id)
+        self.bridge.resume_run(run_id)
+
+    def _on_state(self, state: str) -> None:
+        idle = state == IDLE
+        self.act_start.setEnabled(idle and self._valid)
+        self.act_pause.setEnabled(state == RUNNING)
+        self.act_resume.setEnabled(state == PAUSED)
+        self.act_stop.setEnabled(state in (STARTING, RUNNING, PAUSED))
+        self.act_resume_ckpt.setEnabled(idle)
+        for action in (self.act_new, self.act_open, self.act_open_run):
+            action.setEnabled(idle)
+        self.config_panel.set_read_only(not idle)
+        self.status.set_state(STATE_TEXT.get(state, state))
+
+    def _on_validity(self, valid: bool, reason: str) -> None:
+        self._valid = valid
+        self.act_start.setEnabled(valid and self.bridge.state == IDLE)
+        self.act_start.setToolTip("Start training this configuration (F5)" if valid
+                                  else f"Fix the configuration first: {reason}")
+
+    def _on_run_created(self, info) -> None:
+        self.setWindowTitle(f"Torchwork — run {info.run_id} {info.name}")
+
+    def _on_run_ended(self, e) -> None:
+        if e.status == "completed":
+            best = f", best {e.best_metric} {e.best_val:.4g}" if e.best_val is not None else ""
+            self.statusBar().showMessage(f"Completed: {e.epochs_completed} epochs, {e.steps} "
+                                         f"steps in {e.wall_s:.1f} s{best}", 15000)
+        elif e.status == "stopped":
+            self.statusBar().showMessage(f"Stopped at step {e.steps}; checkpoint written: "
+                                         "Run ▸ Resume from checkpoint continues it", 15000)
+
+    # --- files and runs ------------------------------------------------------------
+    def new_run(self) -> None:
+        self.config_panel.set_config(RunConfig())
+        self.plots.clear()
+        self.status.reset()
+        self.messages.hide()
+        self.setWindowTitle("Torchwork")
+
+    def open_config_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open run configuration",
+                                              self.settings.value("last_dir", ""),
+                                              "Run configurations (*.toml)")
+        if path:
+            self.open_config(path)
+
+    def open_config(self, path: str) -> bool:
+        try:
+            cfg = RunConfig.load(path, validate=False)
+        except ConfigError as exc:
+            self.messages.show_message(f"Cannot open {path}: {exc}", "error")
+            return False
+        self.config_panel.set_config(cfg)
+        self._remember(path)
+        self.messages.hide()
+        return True
+
+    def save_config_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save run configuration",
+                                              self.settings.value("last_dir", ""),
+                                              "Run configurations (*.toml)")
+        if path:
+            self.save_config(path if path.endswith(".toml") else path + ".toml")
+
+    def save_config(self, path: str) -> None:
+        try:
+            self.config_panel.config().save(path)
+        except OSError as exc:
+            self.messages.show_message(f"Cannot save {path}: {exc}", "error")
+            return
+        self._remember(path)
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+
+    def open_run_dialog(self) -> None:
+        run_id = self._pick_run("Open run", "Open")
+        if run_id is not None:
+            self.open_run(run_id)
+
+    def open_run(self, run_id: int) -> None:
+        """Show a workspace run's configuration and curves again."""
+        from engine.workspace import Workspace, WorkspaceError
+
+        try:
+            with Workspace(self.workspace_dir) as ws:
+                run = ws.get_run(run_id)
+                steps, epochs = ws.step_metrics(run.id), ws.epoch_metrics(run.id)
+        except (WorkspaceError, OSError) as exc:
+            self.messages.show_message(f"Cannot open run {run_id}: {exc}", "error")
+            return
+        cfg = run.config
+        self.config_panel.set_config(cfg)
+        self.plots.clear()
+        self.plots.load_history(steps, epochs, cfg.task, None)
+        self.setWindowTitle(f"Torchwork — run {run.id} {run.name} ({run.status})")
+        if run.error:
+            self.messages.show_message(f"Run {run.id} {run.status}: {run.error}", "warning")
+
+    def _pick_run(self, title: str, action: str, allowed=None) -> int | None:
+        from engine.workspace import Workspace, WorkspaceError
+
+        try:
+            with Workspace(self.workspace_dir) as ws:
+                runs = ws.list_runs()
+        except (WorkspaceError, OSError) as exc:
+            self.messages.show_message(f"Cannot read the workspace: {exc}", "error")
+            return None
+        picker = RunPicker(runs, title, action, self, allowed)
+        return picker.chosen if picker.exec() else None
+
+    def _remember(self, path: str) -> None:
+        path = str(Path(path).resolve())
+        recent = [p for p in self._recent() if p != path]
+        self.settings.setValue("recent", [path, *recent][:MAX_RECENT])
+        self.settings.setValue("last_dir", str(Path(path).parent))
+        self._fill_recent()
+
+    def _recent(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in self._recent():
+            act = self.recent_menu.addAction(path)
+            act.triggered.connect(lambda _=False, p=path: self.open_config(p))
+        self.recent_menu.setEnabled(bool(self._recent()))
+
+    # --- view, help, settings ---------------------------------------------------------
+    def set_theme(self, name: str) -> None:
+        self.theme = name
+        self.theme_actions[name].setChecked(True)
+        self.dark = theme.apply(QApplication.instance(), name)
+        self._apply_icons()
+        self.plots.apply_theme(self.dark)
+        self.settings.setValue("theme", name)
+
+    def show_shortcuts(self) -> None:
+        actions = [self.act_start, self.act_pause, self.act_resume, self.act_stop,
+                   self.act_resume_ckpt, self.act_new, self.act_open, self.act_save,
+                   self.act_open_run, self.act_shortcuts, self.act_quit]
+        TextDialog("Keyboard shortcuts", shortcuts_html(actions), self).exec()
+
+    def show_about(self) -> None:
+        TextDialog("About Torchwork", about_text(), self).exec()
+
+    def _last_config(self) -> RunConfig:
+        text = self.settings.value("last_config", "")
+        if text:
+            try:
+                return RunConfig.from_toml(text, validate=False)
+            except ConfigError:
+                pass
+        return RunConfig()
+
+    def _restore(self) -> None:
+        geometry = self.settings.value("geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        state = self.settings.value("window_state")
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+
+    def save_settings(self) -> None:
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("window_state", self.saveState())
+        self.settings.setValue("theme", self.theme)
+        self.settings.setValue("last_config", self.config_panel.config().to_toml())
+        self.settings.sync()
+
+    def confirm(self, title: str, text: str) -> bool:
+        """Ask a yes/no question (tests replace this)."""
+        answer = QMessageBox.question(self, title, text, QMessageBox.Yes | QMessageBox.No,
+                                      QMessageBox.No)
+        return answer == QMessageBox.Yes
+
+    def closeEvent(self, event) -> None:
+        if self.bridge.busy:
+            if not self.confirm("Stop the run?", "A run is in progress. Stop it after the "
+                                "current step (a checkpoint is written) and quit?"):
+                event.ignore()
+                return
+            QApplication.setOverrideCursor(Qt.WaitCursor)
+            try:
+                self.bridge.stop()
+                self.bridge.wait()
+            finally:
+                QApplication.restoreOverrideCursor()
+        self.save_settings()
+        event.accept()
+
+
+def show_later(window: MainWindow, path: str | None) -> None:
+    """Open a config file once the event loop runs (errors then show in the window)."""
+    if path:
+        QTimer.singleShot(0, lambda: window.open_config(path))

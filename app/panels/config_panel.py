@@ -1,0 +1,213 @@
+"""The run-configuration panel: every RunConfig option, grouped as the engine groups them.
+
+The panel is a view of one RunConfig. The groups and their order come from
+``form_groups()``, each editor from its field's metadata, and every problem
+shown is the engine's own validation message: every editor whose key a message
+names is marked, and the message is written under the first of them (the one
+it is about); so a new option or rule needs no edit here.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QLabel,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.widgets.config_form import ERROR_COLOR, FieldEditor, make_editor
+from engine.config import ConfigError, RunConfig, all_keys, field_meta, form_groups
+
+# Longest keys first, so a key that is a prefix of another never claims its match.
+_KEY_PATTERN = re.compile(r"(?<![\w.])("
+                          + "|".join(re.escape(k) for k in sorted(all_keys(), key=len,
+                                                                   reverse=True))
+                          + r")(?!\w)")
+
+
+def keys_named(message: str) -> list[str]:
+    """The dotted keys a validation message names, in order, each once."""
+    return list(dict.fromkeys(_KEY_PATTERN.findall(message)))
+
+
+def _weight(weight: QFont.Weight) -> QFont:
+    """A font that sets only its weight, inheriting everything else from the parent."""
+    font = QFont()
+    font.setWeight(weight)
+    return font
+
+
+class ConfigPanel(QWidget):
+    """Edits a RunConfig; reports each change and whether the run could start from it.
+
+    Signals: ``configChanged(RunConfig)`` after each edit by the user (not while
+    ``set_config`` fills the form); ``validityChanged(valid, reason)`` whenever
+    validity or the first problem changes, ``reason`` being that problem or "".
+    """
+
+    configChanged = Signal(object)
+    validityChanged = Signal(bool, str)
+
+    def __init__(self, config: RunConfig | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._base = RunConfig()  # values kept for editors whose text does not parse
+        self._editors: dict[str, FieldEditor] = {}
+        self._validity: tuple[bool, str] | None = None
+        self._read_only = False
+
+        content = QWidget()
+        column = QVBoxLayout(content)
+        column.setContentsMargins(8, 8, 8, 8)
+        column.setSpacing(10)
+        labels: list[QLabel] = []
+        for group, keys in form_groups().items():
+            column.addWidget(self._group_box(group, keys, labels))
+        column.addStretch(1)
+        # One label width for all groups, so every field column starts at the same x.
+        width = max(label.sizeHint().width() for label in labels)
+        for label in labels:
+            label.setMinimumWidth(width)
+
+        self._scroll = QScrollArea()
+        self._scroll.setWidgetResizable(True)
+        self._scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._scroll.setWidget(content)
+
+        self._summary = QLabel()
+        self._summary.setWordWrap(True)
+        self._summary.setContentsMargins(8, 4, 8, 6)
+        self._summary.linkActivated.connect(lambda _: self.show_first_error())
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self._scroll, 1)
+        layout.addWidget(self._summary)
+
+        self.set_config(config if config is not None else RunConfig())
+
+    def _group_box(self, title: str, keys: list[str], labels: list[QLabel]) -> QGroupBox:
+        box = QGroupBox(title.replace("&", "&&"))  # a literal "&", not a mnemonic
+        # Bold titles for scanning; fonts that set only the weight keep the theme's family/size.
+        box.setFont(_weight(QFont.Weight.Bold))
+        normal = _weight(QFont.Weight.Normal)
+        form = QFormLayout(box)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        form.setHorizontalSpacing(12)
+        form.setVerticalSpacing(6)
+        for key in keys:
+            editor = make_editor(key)
+            editor.changed.connect(self._on_edit)
+            label = QLabel(field_meta(key)["label"])
+            label.setFont(normal)
+            editor.setFont(normal)
+            label.setToolTip(editor.toolTip())
+            label.setBuddy(editor.control)
+            form.addRow(label, editor)
+            labels.append(label)
+            self._editors[key] = editor
+        return box
+
+    # --- the config ---------------------------------------------------------
+    def config(self) -> RunConfig:
+        """The values in the form, valid or not; an unparsable field keeps its last set value."""
+        cfg = self._base.copy()
+        for key, editor in self._editors.items():
+            try:
+                cfg.set(key, editor.value())
+            except ConfigError:
+                pass
+        return cfg
+
+    def set_config(self, cfg: RunConfig) -> None:
+        """Show every value of ``cfg``; emits no configChanged, only a validity change."""
+        self._base = cfg.copy()
+        for key, editor in self._editors.items():
+            editor.set_value(cfg.get(key))
+        self._refresh()
+
+    def errors(self) -> list[str]:
+        """Every problem: text that does not parse, then the engine's validation messages."""
+        return self._parse_errors() + self.config().errors()
+
+    def is_valid(self) -> bool:
+        return not self.errors()
+
+    def editor(self, key: str) -> FieldEditor:
+        """The editor of one dotted key, e.g. to focus it from an error shown elsewhere."""
+        return self._editors[key]
+
+    # --- read-only while a run is going -------------------------------------
+    def set_read_only(self, read_only: bool) -> None:
+        self._read_only = read_only
+        for editor in self._editors.values():
+            editor.set_read_only(read_only)
+
+    def is_read_only(self) -> bool:
+        return self._read_only
+
+    def show_first_error(self) -> None:
+        """Scroll to the first marked editor and focus it."""
+        for editor in self._editors.values():
+            if editor.has_error():
+                self._scroll.ensureWidgetVisible(editor)
+                editor.control.setFocus(Qt.FocusReason.OtherFocusReason)
+                return
+
+    # --- validation -----------------------------------------------------------
+    def _parse_errors(self) -> list[str]:
+        messages = []
+        for editor in self._editors.values():
+            try:
+                editor.value()
+            except ConfigError as exc:
+                messages.extend(exc.messages)
+        return messages
+
+    def _on_edit(self) -> None:
+        self.configChanged.emit(self._refresh())
+
+    def _refresh(self) -> RunConfig:
+        """Mark every editor a current message names and report validity if it changed."""
+        cfg = self.config()
+        messages = self._parse_errors() + cfg.errors()
+        marks: dict[str, list[str]] = {key: [] for key in self._editors}
+        inline: dict[str, list[str]] = {key: [] for key in self._editors}
+        for message in messages:
+            named = [key for key in keys_named(message) if key in marks]
+            for key in named:
+                marks[key].append(message)
+            if named:  # spelled out under the key it is about; the others get border and tooltip
+                inline[named[0]].append(message)
+        for key, editor in self._editors.items():
+            editor.set_error(marks[key], inline[key])
+        self._show_summary(messages)
+        validity = (not messages, messages[0] if messages else "")
+        if validity != self._validity:
+            self._validity = validity
+            self.validityChanged.emit(*validity)
+        return cfg
+
+    def _show_summary(self, messages: list[str]) -> None:
+        if not messages:
+            self._summary.setText("Configuration is valid.")
+            self._summary.setStyleSheet("")
+            self._summary.setEnabled(False)  # the palette's muted text: nothing to act on
+            return
+        count = "1 problem" if len(messages) == 1 else f"{len(messages)} problems"
+        self._summary.setEnabled(True)
+        self._summary.setStyleSheet(f"color: {ERROR_COLOR};")
+        self._summary.setText(f"<b>{count}:</b> {html.escape(messages[0])} "
+                              f'<a href="#first" style="color: {ERROR_COLOR};">Show</a>')

@@ -1,0 +1,439 @@
+"""Live training curves: loss, the task's validation metric, learning rate,
+gradient norm and throughput, of the running run or of one opened from the
+workspace.
+
+The bridge calls the ``on_*`` slots on the GUI thread with the engine's own
+event objects. A slot only appends a row to a buffer and starts the redraw
+timer if it is idle, so however fast events come, the plots are redrawn at
+most ~30 times a second. Every point keeps its step, epoch position and wall
+time, so switching the x axis re-plots everything that was received.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+from scipy.signal import lfilter
+
+from app.widgets.live_plot import PALETTE, GrowingColumns, LivePlot
+from engine.training.events import EpochEnded, MetricsLogged, RunEnded, RunStarted
+
+REFRESH_MS = 33  # <= 30 redraws a second
+MAX_REFRESH_MS = 1000  # however slow redraws get, at least one a second
+X_AXES = {"step": ("step", ""), "epoch": ("epoch", ""), "wall": ("wall time", "s")}
+STEP_COLUMNS = ("step", "epoch", "wall", "loss", "loss_ema", "lr", "grad_norm", "samples_per_s")
+EPOCH_COLUMNS = ("step", "epoch", "wall", "train_loss", "val_loss", "val_accuracy", "val_mse",
+                 "val_mae", "val_r2")
+REGRESSION_KEYS = frozenset({"val_mse", "val_mae", "val_r2"})
+BLUE, ORANGE, GREEN, PURPLE, ROSE, TEAL, OCHRE = PALETTE
+
+# plot key: title, y label, y units, log y
+PLOTS = {
+    "loss": ("Loss", "loss", "", False),
+    "accuracy": ("Validation accuracy", "accuracy", "%", False),
+    "error": ("Validation error", "MSE (units²), MAE (units)", "", False),
+    "r2": ("Validation R²", "R²", "", False),
+    "lr": ("Learning rate", "learning rate", "", True),
+    "grad_norm": ("Gradient norm (before clipping)", "L2 norm", "", True),
+    "throughput": ("Throughput", "throughput", "samples/s", False),
+}
+# curve name: plot key, table ("step" or "epoch"), column, legend label, colour, per-epoch markers
+CURVES = {
+    "train_loss": ("loss", "step", "loss", "train", BLUE, False),
+    "train_loss_ema": ("loss", "step", "loss_ema", "smoothed", BLUE, False),
+    "epoch_train_loss": ("loss", "epoch", "train_loss", "epoch mean", GREEN, True),
+    "val_loss": ("loss", "epoch", "val_loss", "val", ORANGE, True),
+    "val_accuracy": ("accuracy", "epoch", "val_accuracy", "validation", ORANGE, True),
+    "val_mse": ("error", "epoch", "val_mse", "MSE", ORANGE, True),
+    "val_mae": ("error", "epoch", "val_mae", "MAE", PURPLE, True),
+    "val_r2": ("r2", "epoch", "val_r2", "R²", TEAL, True),
+    "lr": ("lr", "step", "lr", "learning rate", PURPLE, False),
+    "grad_norm": ("grad_norm", "step", "grad_norm", "gradient norm", ROSE, False),
+    "samples_per_s": ("throughput", "step", "samples_per_s", "samples/s", TEAL, False),
+}
+
+
+def smooth(values: np.ndarray, weight: float) -> tuple[np.ndarray, float, int]:
+    """TensorBoard's debiased EMA of ``values``; NaN stays NaN and is skipped.
+
+    Debiasing makes each smoothed value a weighted mean of the values so far:
+    it starts at the first value rather than at 0 and never leaves their range.
+    Returns the smoothed array and the state (last biased value, count of
+    finite values) an ``_Ema`` continues from.
+    """
+    out = np.full(len(values), np.nan)
+    finite = np.isfinite(values)
+    v = values[finite]
+    if len(v) == 0:
+        return out, 0.0, 0
+    biased = lfilter([1.0 - weight], [1.0, -weight], v)
+    out[finite] = biased / (1.0 - weight ** np.arange(1, len(v) + 1))
+    return out, float(biased[-1]), len(v)
+
+
+class _Ema:
+    """The same EMA one value at a time, for live appends."""
+
+    def __init__(self, weight: float):
+        self.weight, self.biased, self.count = weight, 0.0, 0
+
+    def push(self, value: float) -> float:
+        if not math.isfinite(value):
+            return math.nan
+        self.biased = self.weight * self.biased + (1.0 - self.weight) * value
+        self.count += 1
+        return self.biased / (1.0 - self.weight ** self.count)
+
+
+class TrainingPlots(QWidget):
+    """The grid of training plots, with x-axis and smoothing controls above it."""
+
+    def __init__(self, parent=None, *, dark: bool | None = None):
+        super().__init__(parent)
+        self.task: str | None = None
+        self.steps_per_epoch: int | None = None
+        self._epoch_ends: dict[int, int] = {}  # epoch -> the step it ended at
+        self._steps = GrowingColumns(STEP_COLUMNS, capacity=4096)
+        self._epochs = GrowingColumns(EPOCH_COLUMNS, capacity=64)
+        self._smoothing = 0.6
+        self._ema = _Ema(self._smoothing)
+        self._ema_stale = False  # the smoothing changed: recompute the column at the next draw
+        if dark is None:
+            dark = QApplication.palette().color(QPalette.ColorRole.Window).lightness() < 128
+
+        self.refresh_timer = QTimer(self)
+        self.refresh_timer.setSingleShot(True)  # started by the first change after a draw
+        self.refresh_timer.setInterval(REFRESH_MS)
+        self.refresh_timer.timeout.connect(self._on_timer)
+        self.x_combo = QComboBox()
+        for key, (label, units) in X_AXES.items():
+            self.x_combo.addItem(f"{label} ({units})" if units else label, key)
+        self.x_combo.setToolTip("What the horizontal axis of every plot shows")
+        self.x_combo.currentIndexChanged.connect(
+            lambda i: self.set_x_axis(self.x_combo.itemData(i)))
+        self.smooth_slider = QSlider(Qt.Orientation.Horizontal)
+        self.smooth_slider.setRange(0, 99)
+        self.smooth_slider.setFixedWidth(140)
+        self.smooth_spin = QDoubleSpinBox()
+        self.smooth_spin.setRange(0.0, 0.99)
+        self.smooth_spin.setSingleStep(0.01)
+        self.smooth_spin.setDecimals(2)
+        tip = ("Exponential moving average of the per-step training loss, drawn over the raw "
+               "curve; 0 turns it off")
+        for w in (self.smooth_slider, self.smooth_spin):
+            w.setToolTip(tip)
+        self.smooth_slider.valueChanged.connect(lambda v: self.set_smoothing(v / 100))
+        self.smooth_spin.valueChanged.connect(self.set_smoothing)
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("X axis:"))
+        controls.addWidget(self.x_combo)
+        controls.addSpacing(16)
+        controls.addWidget(QLabel("Loss smoothing:"))
+        controls.addWidget(self.smooth_slider)
+        controls.addWidget(self.smooth_spin)
+        controls.addStretch(1)
+
+        self.plots: dict[str, LivePlot] = {}
+        for key, (title, y_label, y_units, log_y) in PLOTS.items():
+            plot = LivePlot(title, y_label=y_label, y_units=y_units, x_label="step",
+                            x_column="step", log_y=log_y, dark=dark)
+            plot.setMinimumSize(220, 160)
+            self.plots[key] = plot
+        self._plot_of: dict[str, LivePlot] = {}
+        for name, (key, table, column, label, color, markers) in CURVES.items():
+            plot = self.plots[key]
+            plot.add_curve(name, label, color, y=column,
+                           table=self._steps if table == "step" else self._epochs,
+                           width=2.0 if markers or name == "train_loss_ema" else 1.0,
+                           symbol="o" if markers else None)
+            self._plot_of[name] = plot
+        self._grid = QGridLayout()
+        self._grid.setSpacing(4)
+        for column in range(3):
+            self._grid.setColumnStretch(column, 1)
+        for row in range(2):
+            self._grid.setRowStretch(row, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(controls)
+        layout.addLayout(self._grid, 1)
+        self._arrange()
+
+        self._sync_smoothing_controls()
+        self._style_loss_curves()
+
+    # --- slots the bridge calls ------------------------------------------------------
+    def on_run_started(self, e: RunStarted) -> None:
+        """A new run clears the plots; a resumed one drops what came after its checkpoint."""
+        if e.start_step > 0:
+            self._truncate_after(e.start_step)
+        else:
+            self.clear()
+        self.steps_per_epoch = e.steps_per_epoch or None
+        self._set_task(e.task)
+
+    def on_metrics(self, e: MetricsLogged) -> None:
+        self._steps.append(step=e.step, epoch=self._epoch_position(e.step, e.epoch),
+                           wall=e.wall_s, loss=e.loss, lr=e.lr, grad_norm=e.grad_norm,
+                           samples_per_s=e.samples_per_s,
+                           loss_ema=math.nan if self._ema_stale else self._ema.push(e.loss))
+        self._schedule()
+
+    def on_epoch(self, e: EpochEnded) -> None:
+        self._epoch_ends[e.epoch] = e.step
+        m = e.metrics
+        if self.task is None and m:
+            self._set_task("regression" if REGRESSION_KEYS & set(m) else "classification")
+        self._epochs.append(step=e.step, epoch=e.epoch, wall=e.wall_s, train_loss=e.train_loss,
+                            val_loss=m.get("val_loss", math.nan),
+                            val_accuracy=100.0 * m.get("val_accuracy", math.nan),
+                            val_mse=m.get("val_mse", math.nan), val_mae=m.get("val_mae", math.nan),
+                            val_r2=m.get("val_r2", math.nan))
+        self._schedule()
+
+    def on_run_ended(self, e: RunEnded) -> None:
+        self._schedule()  # the last points are drawn by the next tick like any others
+
+    def clear(self) -> None:
+        self._steps.clear()
+        self._epochs.clear()
+        self._epoch_ends.clear()
+        self._ema = _Ema(self._smoothing)
+        self._ema_stale = False
+        for plot in self.plots.values():
+            plot.getPlotItem().enableAutoRange()
+            plot.hide_crosshair()
+        self._schedule()
+
+    def load_history(self, step_metrics: Mapping[str, np.ndarray], epoch_metrics: Mapping,
+                     task: str, steps_per_epoch: int | None = None) -> None:
+        """Show a finished (or still running) run as the workspace stores it.
+
+        ``step_metrics`` is ``Workspace.step_metrics(run_id)`` (column -> array),
+        ``epoch_metrics`` is ``Workspace.epoch_metrics(run_id)`` (name -> Series).
+        """
+        self.clear()
+        self.steps_per_epoch = steps_per_epoch or None
+        self._set_task(task)
+        for series in epoch_metrics.values():
+            self._epoch_ends.update(zip(series.epoch.tolist(), series.step.tolist()))
+        steps = np.asarray(step_metrics.get("step", ()), dtype=np.float64)
+        order = np.argsort(steps, kind="stable")
+        col = {name: np.asarray(step_metrics[name], dtype=np.float64)[order]
+               for name in ("step", "epoch", "loss", "lr", "grad_norm", "samples_per_s",
+                            "wall_s") if name in step_metrics}
+        if len(order):
+            positions = self._epoch_positions(col["step"], col["epoch"].astype(np.int64))
+            ema, self._ema.biased, self._ema.count = smooth(col["loss"], self._smoothing)
+            self._steps.append_many(step=col["step"], epoch=positions, wall=col["wall_s"],
+                                    loss=col["loss"], loss_ema=ema, lr=col["lr"],
+                                    grad_norm=col["grad_norm"],
+                                    samples_per_s=col["samples_per_s"])
+        self._load_epochs(epoch_metrics, col)
+        self._schedule()
+
+    def _load_epochs(self, epoch_metrics: Mapping, step_col: Mapping[str, np.ndarray]) -> None:
+        epochs = sorted({int(e) for s in epoch_metrics.values() for e in s.epoch})
+        if not epochs:
+            return
+        index = {e: i for i, e in enumerate(epochs)}
+        ends = np.array([self._epoch_ends[e] for e in epochs], dtype=np.float64)
+        rows: dict[str, np.ndarray] = {"epoch": np.array(epochs, dtype=np.float64), "step": ends}
+        # Epoch rows have no wall time of their own: read it off the step rows at the epoch end.
+        rows["wall"] = (np.interp(ends, step_col["step"], step_col["wall_s"])
+                        if len(step_col.get("step", ())) else np.full(len(epochs), np.nan))
+        for name in EPOCH_COLUMNS[3:]:
+            values = np.full(len(epochs), np.nan)
+            if name in epoch_metrics:
+                s = epoch_metrics[name]
+                values[[index[int(e)] for e in s.epoch]] = s.value
+            rows[name] = 100.0 * values if name == "val_accuracy" else values
+        self._epochs.append_many(**rows)
+
+    # --- what the panel shows ----------------------------------------------------------
+    @property
+    def x_axis(self) -> str:
+        return self.plots["loss"].x_column
+
+    def set_x_axis(self, axis: str) -> None:
+        """Plot against "step", "epoch" (fractional within an epoch) or "wall" (seconds)."""
+        if axis not in X_AXES:
+            raise ValueError(f"x axis must be one of {', '.join(X_AXES)} (got {axis!r})")
+        if axis == self.x_axis:
+            return
+        label, units = X_AXES[axis]
+        for plot in self.plots.values():
+            plot.set_x_column(axis, label, units)
+        self.x_combo.setCurrentIndex(self.x_combo.findData(axis))
+        self._schedule()
+
+    @property
+    def smoothing(self) -> float:
+        return self._smoothing
+
+    def set_smoothing(self, weight: float) -> None:
+        """EMA weight of the smoothed loss curve, 0 (off) to 0.99."""
+        weight = round(min(max(float(weight), 0.0), 0.99), 2)
+        if weight == self._smoothing:
+            return
+        self._smoothing = weight
+        self._ema_stale = True
+        self._sync_smoothing_controls()
+        self._style_loss_curves()
+        self._schedule()
+
+    def curve_data(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The points a curve holds, against the current x axis (accuracy in %)."""
+        if name == "train_loss_ema":
+            self._update_ema()
+        return self._plot_of[name].curve_data(name)
+
+    def drawn_data(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The points a curve was given at the last redraw."""
+        return self._plot_of[name].drawn_data(name)
+
+    def plot_of(self, name: str) -> LivePlot:
+        return self._plot_of[name]
+
+    def refresh(self) -> int:
+        """Redraw the curves that changed; returns how many were redrawn."""
+        self._update_ema()
+        return sum(plot.refresh() for plot in self.plots.values() if plot.isVisibleTo(self))
+
+    def apply_theme(self, dark: bool) -> None:
+        for plot in self.plots.values():
+            plot.apply_theme(dark)
+
+    # --- inner workings --------------------------------------------------------------
+    def _schedule(self) -> None:
+        if not self.refresh_timer.isActive():
+            self.refresh_timer.start()
+
+    def _on_timer(self) -> None:
+        """Redraw, and space redraws out when they get slow (millions of points), so that
+        drawing keeps to about a quarter of the GUI thread's time."""
+        if not self.isVisible():  # a hidden panel draws when it is shown again
+            return
+        started = time.perf_counter()
+        self.refresh()
+        spent_ms = (time.perf_counter() - started) * 1000
+        # Painting follows in the event loop and costs about what refresh did.
+        self.refresh_timer.setInterval(int(min(max(REFRESH_MS, 8 * spent_ms), MAX_REFRESH_MS)))
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._schedule()
+
+    def _update_ema(self) -> None:
+        if self._ema_stale:
+            ema, self._ema.biased, self._ema.count = smooth(self._steps.column("loss"),
+                                                            self._smoothing)
+            self._ema.weight = self._smoothing
+            self._steps.set_column("loss_ema", ema)
+            self._ema_stale = False
+
+    def _epoch_position(self, step: float, epoch: int) -> float:
+        """Epoch e spans (e-1, e]: a step's position is e-1 plus the fraction of e done."""
+        span = self._epoch_span(epoch)
+        if span is None:
+            return float(epoch)
+        start, length = span
+        return epoch - 1 + min(max((step - start) / length, 0.0), 1.0)
+
+    def _epoch_positions(self, steps: np.ndarray, epochs: np.ndarray) -> np.ndarray:
+        """``_epoch_position`` of many rows at once, one span per distinct epoch."""
+        distinct, which = np.unique(epochs, return_inverse=True)
+        spans = [self._epoch_span(int(e)) for e in distinct]
+        starts = np.array([s[0] if s else np.nan for s in spans])[which]
+        lengths = np.array([s[1] if s else np.nan for s in spans])[which]
+        fraction = np.where(np.isnan(lengths), 1.0,
+                            np.clip((steps - starts) / lengths, 0.0, 1.0))
+        return epochs - 1 + fraction
+
+    def _epoch_span(self, epoch: int) -> tuple[float, float] | None:
+        """(first step before the epoch, its length in steps), or None if unknown.
+
+        Taken from the epochs seen to end, else from steps_per_epoch, else from
+        the length of the last epoch that ended.
+        """
+        start = self._epoch_start(epoch)
+        if start is not None and epoch in self._epoch_ends:
+            length = self._epoch_ends[epoch] - start
+        else:
+            length = self.steps_per_epoch or self._last_epoch_length()
+        if not length:
+            return None
+        return (epoch - 1) * length if start is None else start, length
+
+    def _epoch_start(self, epoch: int) -> int | None:
+        return 0 if epoch == 1 else self._epoch_ends.get(epoch - 1)
+
+    def _last_epoch_length(self) -> int | None:
+        if not self._epoch_ends:
+            return None
+        last = max(self._epoch_ends)
+        start = self._epoch_start(last)
+        return None if start is None else self._epoch_ends[last] - start
+
+    def _truncate_after(self, step: int) -> None:
+        keep = int(np.searchsorted(self._steps.column("step"), step, side="right"))
+        self._steps.truncate(keep)
+        keep = int(np.searchsorted(self._epochs.column("step"), step, side="right"))
+        self._epochs.truncate(keep)
+        self._epoch_ends = {e: s for e, s in self._epoch_ends.items() if s <= step}
+        self._ema_stale = True
+        self._schedule()
+
+    def _set_task(self, task: str | None) -> None:
+        if task != self.task:
+            self.task = task
+            self._arrange()
+
+    def _arrange(self) -> None:
+        """Classification: a wide loss plot and accuracy; regression: loss, error and R²."""
+        regression = self.task == "regression"
+        for plot in self.plots.values():
+            self._grid.removeWidget(plot)
+        top = (("loss", 1), ("error", 1), ("r2", 1)) if regression else \
+            (("loss", 2), ("accuracy", 1))
+        column = 0
+        for key, span in top:
+            self._grid.addWidget(self.plots[key], 0, column, 1, span)
+            column += span
+        for column, key in enumerate(("lr", "grad_norm", "throughput")):
+            self._grid.addWidget(self.plots[key], 1, column)
+        shown = {key for key, _ in top} | {"lr", "grad_norm", "throughput"}
+        for key, plot in self.plots.items():
+            plot.setVisible(key in shown)
+        self._schedule()
+
+    def _sync_smoothing_controls(self) -> None:
+        for w, value in ((self.smooth_slider, round(self._smoothing * 100)),
+                         (self.smooth_spin, self._smoothing)):
+            w.blockSignals(True)
+            w.setValue(value)
+            w.blockSignals(False)
+
+    def _style_loss_curves(self) -> None:
+        """With smoothing on, the raw loss is drawn faint under the smoothed one."""
+        plot, on = self.plots["loss"], self._smoothing > 0
+        faint = plot.item("train_loss").opts["pen"].color()
+        faint.setAlpha(80 if on else 255)
+        plot.set_curve_pen("train_loss", faint)
+        plot.set_curve_shown("train_loss_ema", on)

@@ -1,0 +1,59 @@
+"""Light, dark and system themes: one Fusion palette per theme, and plot colours to match.
+
+Fusion draws the same on every platform, so a palette is all a theme needs,
+and it looks right in both schemes without per-widget style sheets.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtWidgets import QApplication
+
+THEMES = ("system", "light", "dark")
+
+_DARK = {
+    QPalette.Window: "#25272b", QPalette.WindowText: "#e6e6e6", QPalette.Base: "#1d1f22",
+    QPalette.AlternateBase: "#2b2e33", QPalette.ToolTipBase: "#2f3237",
+    QPalette.ToolTipText: "#e6e6e6", QPalette.Text: "#e6e6e6", QPalette.Button: "#2f3237",
+    QPalette.ButtonText: "#e6e6e6", QPalette.BrightText: "#ff6b6b", QPalette.Link: "#6ab0ff",
+    QPalette.Highlight: "#3d7bd9", QPalette.HighlightedText: "#ffffff",
+    QPalette.PlaceholderText: "#8a8f98", QPalette.Mid: "#3a3d42", QPalette.Dark: "#151618",
+    QPalette.Light: "#3a3d42",
+}
+_LIGHT = {
+    QPalette.Window: "#f3f4f6", QPalette.WindowText: "#1f2328", QPalette.Base: "#ffffff",
+    QPalette.AlternateBase: "#f6f8fa", QPalette.ToolTipBase: "#ffffff",
+    QPalette.ToolTipText: "#1f2328", QPalette.Text: "#1f2328", QPalette.Button: "#f6f8fa",
+    QPalette.ButtonText: "#1f2328", QPalette.BrightText: "#d1242f", QPalette.Link: "#0969da",
+    QPalette.Highlight: "#2f6fd6", QPalette.HighlightedText: "#ffffff",
+    QPalette.PlaceholderText: "#6e7781", QPalette.Mid: "#d0d7de", QPalette.Dark: "#8c959f",
+    QPalette.Light: "#ffffff",
+}
+
+
+def system_is_dark() -> bool:
+    hints = QGuiApplication.styleHints()
+    return hints.colorScheme() == Qt.ColorScheme.Dark
+
+
+def resolve(theme: str) -> bool:
+    """True when ``theme`` ("system", "light" or "dark") means dark here and now."""
+    return system_is_dark() if theme == "system" else theme == "dark"
+
+
+def apply(app: QApplication, theme: str) -> bool:
+    """Apply a theme to the whole application; returns whether it is dark."""
+    dark = resolve(theme)
+    app.setStyle("Fusion")
+    palette = QPalette()
+    for role, colour in (_DARK if dark else _LIGHT).items():
+        palette.setColor(role, QColor(colour))
+    for role in (QPalette.Text, QPalette.ButtonText, QPalette.WindowText):
+        palette.setColor(QPalette.Disabled, role, QColor("#6b7079" if dark else "#a0a7b0"))
+    app.setPalette(palette)
+    return dark
+
+
+def icon_colour(dark: bool) -> str:
+    return "#d7dbe0" if dark else "#394049"

@@ -1,0 +1,1 @@
+"""Reusable Qt pieces: the config form editors, live plots, timeline views."""

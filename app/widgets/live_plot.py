@@ -1,0 +1,466 @@
+"""A plot for curves that grow while a run trains, drawn at a bounded rate.
+
+Values are appended into preallocated numpy buffers that double when full, so
+an append is amortised O(1) and the plot reads views, never copies. Each
+curve's PlotDataItem is created once; ``refresh()`` (called from a timer by
+the owner) hands new data to the curves that changed and to no other, and
+pyqtgraph clips to the visible range and peak-downsamples to the pixel width,
+so a million points cost about what a few thousand do.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF
+from PySide6.QtGui import QColor
+
+# Mid-luminance colours: at least 3:1 contrast on white and on near-black alike.
+PALETTE = ("#2f7ed8", "#d95f02", "#2ca02c", "#8e6cd6", "#e7298a", "#1f9bb0", "#c77c02")
+LIGHT = {"background": "#ffffff", "foreground": "#333333"}
+DARK = {"background": "#1e1f22", "foreground": "#d0d0d0"}
+
+
+class GrowingColumns:
+    """Named float64 columns of equal length, appended row by row.
+
+    A view handed out by ``column()`` stays valid and unchanged after later
+    appends: appends write past its end, and growing, clearing, truncating or
+    replacing a column moves to new arrays instead of writing over old ones.
+    A plot may therefore keep the views it was given until its next update.
+    """
+
+    def __init__(self, names: Iterable[str], capacity: int = 1024):
+        self.names = tuple(names)
+        if not self.names or len(set(self.names)) != len(self.names):
+            raise ValueError(f"column names must be distinct and not empty (got {self.names})")
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1 (got {capacity})")
+        self._initial = capacity
+        self.revision = 0  # bumped by every change: readers compare it to what they drew
+        self._reset(capacity)
+
+    def _reset(self, capacity: int) -> None:
+        self._len = 0
+        self._cols = {n: np.empty(capacity) for n in self.names}
+        self._finite = dict.fromkeys(self.names, True)
+        self._positive = dict.fromkeys(self.names, True)
+        self.revision += 1
+
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def capacity(self) -> int:
+        return len(self._cols[self.names[0]])
+
+    def column(self, name: str) -> np.ndarray:
+        return self._cols[name][:self._len]
+
+    def all_finite(self, name: str) -> bool:
+        return self._finite[name]
+
+    def all_positive(self, name: str) -> bool:
+        """True when every value is > 0, so a log axis can draw them all."""
+        return self._positive[name]
+
+    def append(self, **values: float) -> None:
+        """One row; a column left out gets NaN."""
+        self._check(values)
+        if self._len == self.capacity:
+            self._grow(self._len + 1)
+        i = self._len
+        for name, buf in self._cols.items():
+            v = float(values.get(name, np.nan))
+            buf[i] = v
+            if not np.isfinite(v):
+                self._finite[name] = False
+            if not v > 0:
+                self._positive[name] = False
+        self._len += 1
+        self.revision += 1
+
+    def append_many(self, **arrays) -> None:
+        """Rows given column by column, all the same length; a column left out gets NaN."""
+        self._check(arrays)
+        lengths = {len(a) for a in arrays.values()}
+        if len(lengths) > 1:
+            sizes = {k: len(a) for k, a in arrays.items()}
+            raise ValueError(f"columns differ in length: {sizes}")
+        n = lengths.pop() if lengths else 0
+        if n == 0:
+            return
+        if self._len + n > self.capacity:
+            self._grow(self._len + n)
+        start, stop = self._len, self._len + n
+        for name, buf in self._cols.items():
+            v = np.asarray(arrays[name], dtype=np.float64) if name in arrays else np.full(n, np.nan)
+            buf[start:stop] = v
+            self._note(name, buf[start:stop])
+        self._len = stop
+        self.revision += 1
+
+    def set_column(self, name: str, values) -> None:
+        """Replace a whole column (same length), in a new buffer so earlier views keep theirs."""
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != (self._len,):
+            raise ValueError(f"column {name!r} needs {self._len} values (got {values.shape})")
+        buf = np.empty(self.capacity)
+        buf[:self._len] = values
+        self._cols[name] = buf
+        self._finite[name] = self._positive[name] = True
+        self._note(name, values)
+        self.revision += 1
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` rows."""
+        n = max(0, min(n, self._len))
+        kept = {name: self.column(name)[:n] for name in self.names}
+        self._reset(max(self._initial, n))
+        self.append_many(**kept)
+
+    def clear(self) -> None:
+        self._reset(self._initial)
+
+    def _check(self, values: Mapping) -> None:
+        unknown = set(values) - set(self.names)
+        if unknown:
+            raise KeyError(f"unknown columns {sorted(unknown)}; the columns are {self.names}")
+
+    def _grow(self, needed: int) -> None:
+        capacity = self.capacity
+        while capacity < needed:
+            capacity *= 2
+        for name, buf in self._cols.items():
+            bigger = np.empty(capacity)
+            bigger[:self._len] = buf[:self._len]
+            self._cols[name] = bigger
+
+    def _note(self, name: str, values: np.ndarray) -> None:
+        if self._finite[name] and not np.isfinite(values).all():
+            self._finite[name] = False
+        if self._positive[name]:
+            with np.errstate(invalid="ignore"):
+                if not (values > 0).all():
+                    self._positive[name] = False
+
+
+class GrowingSeries(GrowingColumns):
+    """An x/y pair of growing buffers."""
+
+    def __init__(self, capacity: int = 1024):
+        super().__init__(("x", "y"), capacity)
+
+    def append(self, x: float, y: float) -> None:  # type: ignore[override]
+        super().append(x=x, y=y)
+
+    def append_many(self, xs, ys) -> None:  # type: ignore[override]
+        super().append_many(x=xs, y=ys)
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.column("x")
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.column("y")
+
+
+@dataclass
+class _Curve:
+    label: str
+    item: pg.PlotDataItem
+    table: GrowingColumns
+    y: str
+    color: QColor
+    shown: bool = True
+    drawn_revision: int = -1
+    drawn_x: str | None = None
+    connect_all: bool | None = None  # what the item was last told: "all" (no NaN check) or not
+
+
+class LivePlot(pg.PlotWidget):
+    """A titled plot with a legend, a crosshair read-out and curves redrawn by ``refresh()``.
+
+    A curve reads its x and y from columns of a ``GrowingColumns`` table. By
+    default it gets a ``GrowingSeries`` of its own, fed with ``append``; curves
+    may instead share a table with others (``table=``, ``y=``), so one record of
+    a training step feeds several curves, and ``set_x_column`` switches all of
+    them to another column of their tables (step, epoch, wall time) without
+    losing anything.
+    """
+
+    legend: pg.LegendItem | None = None
+
+    def __init__(self, title: str, *, y_label: str, y_units: str = "", x_label: str = "x",
+                 x_units: str = "", x_column: str = "x", log_y: bool = False,
+                 dark: bool = False, parent=None):
+        super().__init__(parent)
+        self._title = title
+        self._x_column = x_column
+        self._curves: dict[str, _Curve] = {}
+        self._theme = LIGHT
+        item = self.getPlotItem()
+        item.setClipToView(True)
+        item.setDownsampling(auto=True, mode="peak")
+        item.setLogMode(y=log_y)
+        item.showGrid(x=True, y=True, alpha=0.15)
+        for name in ("left", "bottom"):
+            item.getAxis(name).enableAutoSIPrefix(False)
+            # Grid lines at major and minor ticks only: the third level cost ~2 ms a paint.
+            item.getAxis(name).setStyle(maxTickLevel=1)
+        item.setLabel("left", y_label, units=y_units or None)
+        item.setLabel("bottom", x_label, units=x_units or None)
+        # Title on the left and legend on the right of the header row: neither covers data.
+        item.titleLabel.setAttr("justify", "left")
+        self.legend = pg.LegendItem(offset=None, labelTextSize="8pt", horSpacing=10,
+                                    verSpacing=-8)
+        self._legend_inside: bool | None = None  # placed by _fit_legend
+        item.legend = self.legend  # curves added with a name join it
+        self._vline = pg.InfiniteLine(angle=90, movable=False)
+        self._vline.setZValue(50)
+        self._vline.hide()
+        item.addItem(self._vline, ignoreBounds=True)
+        self._readout = pg.TextItem(anchor=(0, 0))
+        self._readout.setParentItem(item.getViewBox())  # placed in pixels, not data units
+        self._readout.setZValue(60)
+        self._readout.hide()
+        self._mouse = pg.SignalProxy(self.scene().sigMouseMoved, rateLimit=30,
+                                     slot=self._mouse_moved)
+        self.apply_theme(dark)
+
+    # --- curves ------------------------------------------------------------------
+    def add_curve(self, name: str, label: str, color: str | QColor, *,
+                  table: GrowingColumns | None = None, y: str = "y", width: float = 1.0,
+                  symbol: str | None = None, symbol_size: int = 6,
+                  capacity: int = 1024) -> pg.PlotDataItem:
+        """Create the curve's one PlotDataItem; everything after is ``setData`` on it."""
+        if name in self._curves:
+            raise ValueError(f"curve {name!r} already exists in plot {self._title!r}")
+        table = GrowingSeries(capacity) if table is None else table
+        for column in (self._x_column, y):
+            if column not in table.names:
+                raise KeyError(f"curve {name!r}: its table has no column {column!r} "
+                               f"(columns: {', '.join(table.names)})")
+        color = QColor(color)
+        # Peak downsampling keeps each bin's min and max, so two bins a pixel draw the
+        # same envelope as pyqtgraph's default five, with 2.5 times fewer points.
+        markers = {} if symbol is None else dict(symbol=symbol, symbolSize=symbol_size,
+                                                 symbolBrush=color, symbolPen=color)
+        item = pg.PlotDataItem(pen=pg.mkPen(color, width=width), name=label, connect="finite",
+                               autoDownsampleFactor=2.0, **markers)
+        if markers:  # the legend draws markers from the scatter item, styled only with data
+            item.scatter.setBrush(color)
+            item.scatter.setPen(color)
+            item.scatter.setSize(symbol_size)
+        self.getPlotItem().addItem(item)
+        self._curves[name] = _Curve(label, item, table, y, color)
+        self._fit_legend()
+        return item
+
+    def curve_names(self) -> list[str]:
+        return list(self._curves)
+
+    def item(self, name: str) -> pg.PlotDataItem:
+        return self._curves[name].item
+
+    def append(self, name: str, x: float, y: float) -> None:
+        """Add a point to a curve that has its own series; it is drawn at the next refresh."""
+        self._own_series(name).append(x, y)
+
+    def append_many(self, name: str, xs, ys) -> None:
+        self._own_series(name).append_many(xs, ys)
+
+    def _own_series(self, name: str) -> GrowingSeries:
+        table = self._curves[name].table
+        if not isinstance(table, GrowingSeries):
+            raise TypeError(f"curve {name!r} reads a shared table: append to the table instead")
+        return table
+
+    def curve_data(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The curve's buffered points (views): what the next refresh will draw."""
+        c = self._curves[name]
+        return c.table.column(self._x_column), c.table.column(c.y)
+
+    def drawn_data(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """What the curve was last given by ``refresh`` (empty before the first)."""
+        x, y = self._curves[name].item.getOriginalDataset()
+        return (np.empty(0), np.empty(0)) if x is None else (x, y)
+
+    def set_curve_shown(self, name: str, shown: bool) -> None:
+        """Show or hide a curve and its legend entry; a hidden curve is not updated."""
+        c = self._curves[name]
+        if c.shown == shown:
+            return
+        c.shown = shown
+        c.item.setVisible(shown)
+        if shown:
+            self.legend.addItem(c.item, c.label)
+            self._style_legend()
+        else:
+            self.legend.removeItem(c.item)
+        self._fit_legend()
+
+    def set_curve_pen(self, name: str, color: str | QColor, width: float = 1.0) -> None:
+        self._curves[name].item.setPen(pg.mkPen(color, width=width))
+
+    @property
+    def x_column(self) -> str:
+        return self._x_column
+
+    def set_x_column(self, column: str, label: str, units: str = "") -> None:
+        """Plot every curve against another column of its table, and zoom out to all of it."""
+        for name, c in self._curves.items():
+            if column not in c.table.names:
+                raise KeyError(f"curve {name!r}: its table has no column {column!r}")
+        self._x_column = column
+        self.getPlotItem().setLabel("bottom", label, units=units or None)
+        self.getPlotItem().enableAutoRange()
+        self.hide_crosshair()
+
+    def is_dirty(self, name: str) -> bool:
+        c = self._curves[name]
+        return c.drawn_revision != c.table.revision or c.drawn_x != self._x_column
+
+    def refresh(self) -> int:
+        """Hand new data to each shown curve that changed since it was last drawn.
+
+        Returns how many curves were updated. The views given to pyqtgraph are
+        never written over (see GrowingColumns), so no copy is needed.
+        """
+        updated = 0
+        for name, c in self._curves.items():
+            if not c.shown or not self.is_dirty(name):
+                continue
+            x, y = c.table.column(self._x_column), c.table.column(c.y)
+            log_y = c.item.opts["logMode"][1]
+            safe = (c.table.all_finite(self._x_column) and c.table.all_finite(c.y)
+                    and (not log_y or c.table.all_positive(c.y)))
+            if not safe and not np.isfinite(y).any():
+                x = y = np.empty(0)  # nothing to draw (pyqtgraph warns on all-NaN markers)
+            if safe != c.connect_all:
+                # Only all-finite data may skip pyqtgraph's NaN checks; NaN breaks the line.
+                c.item.setData(x, y, connect="all" if safe else "finite", skipFiniteCheck=safe)
+                c.connect_all = safe
+            else:
+                c.item.setData(x, y)
+            c.drawn_revision, c.drawn_x = c.table.revision, self._x_column
+            updated += 1
+        return updated
+
+    # --- crosshair ---------------------------------------------------------------
+    def values_at(self, x: float) -> list[tuple[str, QColor, float]]:
+        """(label, colour, value) of each shown curve at its point nearest to ``x``."""
+        found = []
+        for c in self._curves.values():
+            xs, ys = c.table.column(self._x_column), c.table.column(c.y)
+            if not c.shown or len(xs) == 0:
+                continue
+            i = int(np.searchsorted(xs, x))
+            if i == len(xs) or (i > 0 and x - xs[i - 1] < xs[i] - x):
+                i -= 1
+            if np.isfinite(ys[i]):
+                found.append((c.label, c.color, float(ys[i])))
+        return found
+
+    def show_crosshair(self, x: float) -> None:
+        """Put the vertical line at ``x`` (data units) with the curves' values beside it."""
+        values = self.values_at(x)
+        if not values:
+            self.hide_crosshair()
+            return
+        fg = self._theme["foreground"]
+        axis = self.getPlotItem().getAxis("bottom")
+        where = f"{axis.labelText or 'x'} {x:.4g} {axis.labelUnits or ''}".rstrip()
+        rows = [f'<span style="color:{fg}">{html.escape(where)}</span>']
+        rows += [f'<span style="color:{color.name()}">&#9632;</span> '
+                 f'<span style="color:{fg}">{html.escape(label)}: {value:.4g}</span>'
+                 for label, color, value in values]
+        self._readout.setHtml("<br>".join(rows))
+        vb = self.getPlotItem().getViewBox()
+        self._vline.setPos(x)
+        self._vline.show()
+        px = vb.mapFromView(QPointF(x, 0)).x()
+        width = self._readout.textItem.boundingRect().width()
+        left = px + 6 + width > vb.width() and px - 6 - width >= 0  # keep it in the view
+        self._readout.setAnchor((1, 0) if left else (0, 0))
+        self._readout.setPos(px - 6 if left else max(0.0, min(px + 6, vb.width() - width)), 2)
+        self._readout.show()
+        self.legend.setVisible(not self._legend_inside)  # the read-out names the curves too
+
+    def readout_text(self) -> str:
+        """The crosshair read-out as plain text; empty while it is hidden."""
+        return self._readout.textItem.toPlainText() if self._readout.isVisible() else ""
+
+    def hide_crosshair(self) -> None:
+        self._vline.hide()
+        self._readout.hide()
+        self.legend.show()
+
+    def _mouse_moved(self, args) -> None:
+        pos = args[0]
+        vb = self.getPlotItem().getViewBox()
+        if not vb.sceneBoundingRect().contains(pos):
+            self.hide_crosshair()
+            return
+        self.show_crosshair(vb.mapSceneToView(pos).x())
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self.legend is not None and self.getPlotItem() is not None:  # not mid-setup/close
+            self._fit_legend()
+
+    def _fit_legend(self) -> None:
+        """The legend goes in one row beside the title where there is room, else in a
+        column in the plot's top right corner, on a translucent background."""
+        item = self.getPlotItem()
+        room = item.width() - item.titleLabel.item.boundingRect().width() - 24
+        self.legend.setColumnCount(max(1, len(self.legend.items)))
+        inside = self.legend.width() > room
+        if inside:
+            self.legend.setColumnCount(1)
+        if inside != self._legend_inside:
+            self._legend_inside = inside
+            self.legend.setParentItem(item.getViewBox() if inside else item)
+            self.legend.anchor(itemPos=(1, 0), parentPos=(1, 0),
+                               offset=(-6, 6) if inside else (-6, 1))
+            self._style_legend()
+
+    def leaveEvent(self, event) -> None:
+        self.hide_crosshair()
+        super().leaveEvent(event)
+
+    # --- looks -------------------------------------------------------------------
+    def apply_theme(self, dark: bool) -> None:
+        theme = self._theme = DARK if dark else LIGHT
+        fg, bg = QColor(theme["foreground"]), QColor(theme["background"])
+        self.setBackground(bg)
+        item = self.getPlotItem()
+        item.setTitle(self._title, color=fg.name(), size="10pt")
+        for name in ("left", "bottom"):
+            axis = item.getAxis(name)
+            axis.setPen(fg)
+            axis.setTextPen(fg)
+        self._vline.setPen(pg.mkPen(fg, width=1, style=pg.QtCore.Qt.PenStyle.DashLine))
+        self._readout.fill = pg.mkBrush(_with_alpha(bg, 215))
+        self._readout.border = pg.mkPen(_with_alpha(fg, 70))
+        self._readout.update()
+        self._style_legend()
+
+    def _style_legend(self) -> None:
+        fg, bg = QColor(self._theme["foreground"]), QColor(self._theme["background"])
+        self.legend.setBrush(_with_alpha(bg, 210) if self._legend_inside else None)
+        self.legend.setPen(_with_alpha(fg, 60) if self._legend_inside else None)
+        self.legend.setLabelTextColor(fg)
+        for _, label in self.legend.items:
+            label.setText(label.text)  # re-render with the new colour
+
+
+def _with_alpha(color: QColor, alpha: int) -> QColor:
+    c = QColor(color)
+    c.setAlpha(alpha)
+    return c

@@ -1,0 +1,82 @@
+"""Status-bar progress of the epoch and of the run, each with its ETA."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
+
+
+def _eta(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class RunStatus(QWidget):
+    """Epoch and run progress bars fed by the bridge's events; the rate is measured here."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(8)
+        self.state = QLabel("Ready")
+        self.epoch_bar, self.run_bar = QProgressBar(), QProgressBar()
+        for bar, width in ((self.epoch_bar, 170), (self.run_bar, 220)):
+            bar.setFixedWidth(width)
+            bar.setTextVisible(True)
+            bar.setFormat("")
+        layout.addWidget(self.state)
+        layout.addWidget(self.epoch_bar)
+        layout.addWidget(self.run_bar)
+        self.reset()
+
+    def reset(self) -> None:
+        self.steps_per_epoch = self.total = self.start_step = 0
+        self.epochs = 0
+        self._t0 = None
+        for bar in (self.epoch_bar, self.run_bar):
+            bar.setRange(0, 1)
+            bar.setValue(0)
+            bar.setFormat("")
+            bar.hide()
+
+    def set_state(self, text: str) -> None:
+        self.state.setText(text)
+
+    def on_run_started(self, e) -> None:
+        self.steps_per_epoch, self.total = max(1, e.steps_per_epoch), max(1, e.total_steps)
+        self.start_step, self.epochs = e.start_step, e.epochs
+        self._t0 = time.monotonic()
+        self.epoch_bar.setRange(0, self.steps_per_epoch)
+        self.run_bar.setRange(0, self.total)
+        for bar in (self.epoch_bar, self.run_bar):
+            bar.show()
+        self.on_step(e.start_step, e.start_epoch)
+
+    def on_metrics(self, e) -> None:
+        self.on_step(e.step, e.epoch)
+
+    def on_step(self, step: int, epoch: int) -> None:
+        if not self.total:
+            return
+        in_epoch = step - (epoch - 1) * self.steps_per_epoch
+        in_epoch = min(max(in_epoch, 0), self.steps_per_epoch)
+        rate = self._rate(step)
+        self.epoch_bar.setValue(in_epoch)
+        left = (self.steps_per_epoch - in_epoch) / rate if rate else None
+        self.epoch_bar.setFormat(f"epoch {epoch}/{self.epochs}  "
+                                 + (f"ETA {_eta(left)}" if left is not None else "%p%"))
+        self.run_bar.setValue(min(step, self.total))
+        left = (self.total - step) / rate if rate else None
+        self.run_bar.setFormat(f"step {step}/{self.total}  "
+                               + (f"ETA {_eta(left)}" if left is not None else "%p%"))
+
+    def _rate(self, step: int) -> float:
+        if self._t0 is None:
+            return 0.0
+        elapsed = time.monotonic() - self._t0
+        done = step - self.start_step
+        return done / elapsed if elapsed > 0.5 and done > 0 else 0.0

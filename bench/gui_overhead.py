@@ -1,0 +1,136 @@
+"""What does the open window cost a run, and does it stay responsive while training?
+
+(a) Throughput: the same run (synthetic data, MLP, the workspace written as by
+    `torchwork run`) headless on the main thread, then through the window's
+    bridge on a background thread with the plots live; alternated, median of
+    the pair ratios. Bar: >= 0.95.
+(b) Event-loop latency while the window trains at full speed: a 10 ms QTimer's
+    lateness, p99 over every tick of the windowed runs. Bar: <= 50 ms.
+(c) Redrawing a 1,000,000-point loss curve: see bench/plot_redraw.py, whose
+    table this script prints too. Bar: median <= 16 ms.
+
+    QT_QPA_PLATFORM=offscreen python bench/gui_overhead.py [--pairs 5] [--steps 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from PySide6.QtCore import QSettings, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from engine.config import RunConfig  # noqa: E402
+
+CONFIG = {"data.dataset": "synthetic", "data.n_samples": 60000, "data.n_features": 64,
+          "data.n_classes": 4, "data.batch_size": 256, "model.arch": "mlp",
+          "model.hidden": [256, 256], "optim.name": "adam", "train.epochs": 1000,
+          "train.device": "cpu", "train.checkpoint_every": 0}
+
+
+def config(steps: int) -> RunConfig:
+    cfg = RunConfig()
+    for key, value in {**CONFIG, "train.max_steps": steps}.items():
+        cfg.set(key, value)
+    cfg.validate()
+    return cfg
+
+
+def headless(cfg: RunConfig, workspace: str) -> float:
+    """Steps/s of the run as `torchwork run` does it, minus the terminal output."""
+    from engine.training import Trainer
+    from engine.workspace import Workspace, WorkspaceWriter
+
+    trainer = Trainer(cfg)
+    with Workspace(workspace) as ws:
+        run = ws.create_run(cfg)
+        trainer.enable_checkpoints(run.dir / "checkpoints")
+        WorkspaceWriter(ws, run).attach(trainer)
+        return trainer.run().steps_per_s
+
+
+def windowed(app, window, cfg: RunConfig) -> tuple[float, list[float]]:
+    """Steps/s of the run started from the window, and the 10 ms timer's lateness (ms)."""
+    lateness, ended = [], []
+    last = [time.perf_counter()]
+
+    def tick():
+        now = time.perf_counter()
+        lateness.append(max(0.0, (now - last[0]) * 1000 - 10))
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    window.bridge.runEnded.connect(ended.append)
+    window.config_panel.set_config(cfg)
+    window.start_run()
+    last[0] = time.perf_counter()
+    timer.start()
+    while not ended:
+        app.processEvents()
+        time.sleep(0.001)
+    timer.stop()
+    window.bridge.runEnded.disconnect(ended.append)
+    window.bridge.wait()
+    app.processEvents()
+    return ended[0].steps_per_s, lateness
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=1500)
+    args = parser.parse_args()
+    app = QApplication.instance() or QApplication([])
+    from app.main_window import MainWindow
+
+    cfg = config(args.steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = QSettings(str(Path(tmp) / "settings.ini"), QSettings.IniFormat)
+        window = MainWindow(cfg, workspace_dir=Path(tmp) / "ws", settings=settings)
+        window.resize(1400, 860)
+        window.show()
+        app.processEvents()
+        headless(config(100), str(Path(tmp) / "ws"))  # warm-up
+        ratios, ours, theirs, lateness = [], [], [], []
+        for i in range(args.pairs):
+            if i % 2:
+                gui_rate, late = windowed(app, window, cfg)
+                plain = headless(cfg, str(Path(tmp) / "ws"))
+            else:
+                plain = headless(cfg, str(Path(tmp) / "ws"))
+                gui_rate, late = windowed(app, window, cfg)
+            ours.append(gui_rate)
+            theirs.append(plain)
+            lateness.extend(late)
+            ratios.append(gui_rate / plain)
+            print(f"pair {i + 1}: window {gui_rate:.1f} steps/s, headless {plain:.1f} "
+                  f"steps/s, ratio {gui_rate / plain:.3f}", flush=True)
+        window.close()
+    p99 = statistics.quantiles(lateness, n=100)[98]
+    print()
+    print(f"{args.pairs} pairs of {args.steps}-step runs; {len(lateness)} timer ticks")
+    print("| measure | value | bar |")
+    print("|---|---|---|")
+    print(f"| (a) throughput, window / headless (median) | {statistics.median(ratios):.3f} "
+          f"(window {statistics.median(ours):.0f}, headless {statistics.median(theirs):.0f} "
+          f"steps/s) | >= 0.95 |")
+    print(f"| (b) 10 ms timer lateness p99 / median | {p99:.1f} ms / "
+          f"{statistics.median(lateness):.1f} ms | p99 <= 50 ms |")
+    print()
+    from plot_redraw import main as redraw_main
+
+    redraw_main()
+
+
+if __name__ == "__main__":
+    main()

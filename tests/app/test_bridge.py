@@ -1,0 +1,57 @@
+"""The bridge: a run on a background thread, its events as queued signals, commands back."""
+
+import threading
+
+from app.bridge import IDLE, TrainingBridge
+from engine.workspace import Workspace
+
+
+def test_a_run_reports_on_the_gui_thread_and_lands_in_the_workspace(qtbot, tiny_config,
+                                                                      tmp_path):
+    bridge = TrainingBridge(tmp_path / "ws")
+    threads, epochs = set(), []
+    bridge.metricsLogged.connect(lambda e: threads.add(threading.current_thread().name))
+    bridge.epochEnded.connect(epochs.append)
+    with qtbot.waitSignal(bridge.runEnded, timeout=30000) as ended:
+        bridge.start(tiny_config())
+    assert ended.args[0].status == "completed"
+    assert threads == {threading.main_thread().name}
+    assert [e.epoch for e in epochs] == [1, 2, 3]
+    qtbot.waitUntil(lambda: bridge.state == IDLE)
+    with Workspace(tmp_path / "ws") as ws:
+        run = ws.list_runs()[0]
+        assert run.status == "completed" and len(ws.epoch_metrics(run.id)["val_loss"].value) == 3
+
+
+def test_pause_resume_stop_and_resume_the_run_later(qtbot, tiny_config, tmp_path):
+    bridge = TrainingBridge(tmp_path / "ws")
+    cfg = tiny_config(**{"train.epochs": 500})
+    created = []
+    bridge.runCreated.connect(created.append)
+    with qtbot.waitSignal(bridge.metricsLogged, timeout=30000):
+        bridge.start(cfg)
+    with qtbot.waitSignal(bridge.paused, timeout=10000):
+        bridge.pause()
+    assert bridge.state == "paused"
+    with qtbot.waitSignal(bridge.resumed, timeout=10000):
+        bridge.resume()
+    with qtbot.waitSignal(bridge.runEnded, timeout=30000) as ended:
+        bridge.stop()
+    assert ended.args[0].status == "stopped" and ended.args[0].checkpoint
+    qtbot.waitUntil(lambda: not bridge.busy)
+    stopped_at = ended.args[0].steps
+    with qtbot.waitSignal(bridge.runStarted, timeout=30000) as started:
+        bridge.resume_run(created[0].run_id)
+    assert started.args[0].start_step == stopped_at
+    bridge.stop()
+    assert bridge.wait()
+
+
+def test_a_config_that_cannot_build_is_reported_not_raised(qtbot, tiny_config, tmp_path):
+    (tmp_path / "net.py").write_text("def build_model(input_shape, num_outputs):\n"
+                                     "    raise RuntimeError('no layers yet')\n")
+    bridge = TrainingBridge(tmp_path / "ws")
+    with qtbot.waitSignal(bridge.buildFailed, timeout=30000) as failed:
+        bridge.start(tiny_config(**{"model.arch": f"custom:{tmp_path / 'net.py'}"}))
+    assert "no layers yet" in failed.args[0]
+    qtbot.waitUntil(lambda: bridge.state == IDLE)

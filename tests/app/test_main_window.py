@@ -1,0 +1,176 @@
+"""The main window driven like a user: toolbar actions, errors, closing mid-run, settings."""
+
+import pytest
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QToolBar
+
+from app.main_window import MainWindow
+from engine.config import RunConfig
+from engine.workspace import Workspace
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path):
+    windows = []
+
+    def make(config=None, settings_file="settings.ini"):
+        settings = QSettings(str(tmp_path / settings_file), QSettings.IniFormat)
+        window = MainWindow(config, workspace_dir=tmp_path / "ws", settings=settings)
+        window.confirm = lambda title, text: True
+        qtbot.addWidget(window)
+        window.show()
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.bridge.stop()
+        window.bridge.wait()
+
+
+def click(qtbot, window, action):
+    toolbar = window.findChild(QToolBar, "toolbar-run")
+    button = toolbar.widgetForAction(action)
+    assert button.isEnabled(), action.text()
+    qtbot.mouseClick(button, Qt.LeftButton)
+
+
+def test_start_pause_resume_stop_from_the_toolbar(qtbot, make_window, tiny_config, tmp_path):
+    window = make_window(tiny_config(**{"train.epochs": 1000}))
+    assert window.act_start.isEnabled() and not window.act_stop.isEnabled()
+    with qtbot.waitSignal(window.bridge.metricsLogged, timeout=30000):
+        click(qtbot, window, window.act_start)
+    qtbot.waitUntil(lambda: window.act_pause.isEnabled())
+    assert not window.act_start.isEnabled()
+    assert window.config_panel.is_read_only()
+    with qtbot.waitSignal(window.bridge.paused, timeout=10000):
+        click(qtbot, window, window.act_pause)
+    qtbot.waitUntil(lambda: window.act_resume.isEnabled())
+    assert window.status.state.text() == "Paused"
+    with qtbot.waitSignal(window.bridge.resumed, timeout=10000):
+        click(qtbot, window, window.act_resume)
+    with qtbot.waitSignal(window.bridge.runEnded, timeout=30000) as ended:
+        click(qtbot, window, window.act_stop)
+    assert ended.args[0].status == "stopped"
+    qtbot.waitUntil(lambda: window.act_start.isEnabled())
+    window.plots.refresh()
+    steps, losses = window.plots.curve_data("train_loss")
+    assert len(steps) > 0 and steps[-1] <= ended.args[0].steps
+    with Workspace(tmp_path / "ws") as ws:
+        run = ws.list_runs()[0]
+        assert run.status == "stopped" and run.checkpoint
+
+
+def test_invalid_config_disables_start_with_the_reason(make_window, tiny_config):
+    window = make_window(tiny_config())
+    window.config_panel.editor("optim.lr").set_value(-1.0)
+    window.config_panel.editor("optim.lr").changed.emit()
+    assert not window.act_start.isEnabled()
+    assert "optim.lr must be > 0" in window.act_start.toolTip()
+    window.config_panel.editor("optim.lr").set_value(0.01)
+    window.config_panel.editor("optim.lr").changed.emit()
+    assert window.act_start.isEnabled()
+
+
+def test_a_nan_run_shows_the_message_and_keeps_the_window_usable(qtbot, make_window,
+                                                                 tiny_config, tmp_path):
+    model = tmp_path / "nan_net.py"
+    model.write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.fc = torch.nn.Linear(2, 2); self.calls = 0\n"
+        "    def forward(self, x):\n"
+        "        self.calls += self.training\n"
+        "        return self.fc(x) * (float('nan') if self.calls > 5 else 1.0)\n"
+        "def build_model(input_shape, num_outputs):\n"
+        "    return Net()\n")
+    window = make_window(tiny_config(**{"model.arch": f"custom:{model}"}))
+    with qtbot.waitSignal(window.bridge.runEnded, timeout=30000) as ended:
+        window.act_start.trigger()
+    assert ended.args[0].status == "failed"
+    qtbot.waitUntil(lambda: window.act_start.isEnabled())
+    text = window.messages.message()
+    assert "loss became nan at step 6" in text and "optim.lr" in text
+    window.plots.refresh()
+    assert len(window.plots.curve_data("train_loss")[0]) > 0  # the data so far is kept
+
+
+def test_a_model_that_cannot_be_built_is_reported(qtbot, make_window, tiny_config, tmp_path):
+    (tmp_path / "broken.py").write_text("def build_model(input_shape, num_outputs):\n"
+                                        "    raise ValueError('layer sizes missing')\n")
+    window = make_window(tiny_config(**{"model.arch": f"custom:{tmp_path / 'broken.py'}"}))
+    with qtbot.waitSignal(window.bridge.buildFailed, timeout=30000):
+        window.act_start.trigger()
+    qtbot.waitUntil(lambda: window.act_start.isEnabled())
+    assert "layer sizes missing" in window.messages.message()
+
+
+def test_closing_during_a_run_asks_then_stops_with_a_checkpoint(qtbot, make_window,
+                                                                tiny_config, tmp_path):
+    window = make_window(tiny_config(**{"train.epochs": 1000}))
+    with qtbot.waitSignal(window.bridge.metricsLogged, timeout=30000):
+        window.act_start.trigger()
+    window.confirm = lambda title, text: False
+    window.close()
+    assert window.isVisible() and window.bridge.busy  # the user said no: keep training
+    window.confirm = lambda title, text: True
+    window.close()
+    assert not window.isVisible() and not window.bridge.busy  # no thread outlives it
+    with Workspace(tmp_path / "ws") as ws:
+        run = ws.list_runs()[0]
+        assert run.status == "stopped" and run.checkpoint
+
+
+def test_settings_are_restored_on_the_next_launch(qtbot, make_window, tiny_config):
+    first = make_window(tiny_config(**{"optim.lr": 0.0042}))
+    first.set_theme("dark")
+    first.config_dock.hide()
+    first.close()
+    second = make_window()
+    assert second.theme == "dark" and second.theme_actions["dark"].isChecked()
+    assert second.config_panel.config().optim.lr == 0.0042
+    assert not second.config_dock.isVisible()
+
+
+def test_config_round_trips_through_save_and_open(make_window, tiny_config, tmp_path):
+    cfg = tiny_config(**{"model.hidden": [32, 16], "schedule.name": "cosine"})
+    window = make_window(cfg)
+    window.save_config(str(tmp_path / "saved.toml"))
+    assert RunConfig.load(tmp_path / "saved.toml") == cfg
+    window.new_run()
+    assert window.config_panel.config() == RunConfig()
+    assert window.open_config(str(tmp_path / "saved.toml"))
+    assert window.config_panel.config() == cfg
+    assert window.recent_menu.actions()[0].text() == str((tmp_path / "saved.toml").resolve())
+
+
+def test_a_bad_config_file_is_explained(make_window, tmp_path):
+    (tmp_path / "bad.toml").write_text("[optim\n")
+    window = make_window()
+    assert not window.open_config(str(tmp_path / "bad.toml"))
+    assert "not valid TOML" in window.messages.message()
+
+
+def test_open_run_shows_its_curves_again(qtbot, make_window, tiny_config):
+    window = make_window(tiny_config())
+    with qtbot.waitSignal(window.bridge.runEnded, timeout=30000):
+        window.act_start.trigger()
+    qtbot.waitUntil(lambda: not window.bridge.busy)
+    later = make_window(settings_file="other.ini")
+    later.open_run(1)
+    later.plots.refresh()
+    assert later.config_panel.config() == tiny_config()
+    assert len(later.plots.curve_data("train_loss")[0]) > 0
+    assert len(later.plots.curve_data("val_loss")[0]) == 3
+
+
+def test_no_display_gives_one_line_and_the_headless_commands(monkeypatch, capsys):
+    from app.__main__ import main
+
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    assert main([]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "no display found" in err and "torchwork run" in err
