@@ -118,9 +118,10 @@ class TrainingBridge(QObject):
         self._state = IDLE
         self.relay = _Relay()
         self.relay.post.connect(self._deliver, Qt.QueuedConnection)
-        self.runStarted.connect(lambda e: self._set_state(RUNNING))
-        self.paused.connect(lambda e: self._set_state(PAUSED))
-        self.resumed.connect(lambda e: self._set_state(RUNNING))
+        # bound methods, not lambdas: PySide crashes on lambdas that capture self
+        self.runStarted.connect(self._on_running)
+        self.paused.connect(self._on_paused)
+        self.resumed.connect(self._on_running)
 
     # --- commands --------------------------------------------------------------
     def start(self, config: RunConfig) -> None:
@@ -184,6 +185,12 @@ class TrainingBridge(QObject):
         post = self.relay.post.emit
         for event_type, name in pairs:
             trainer.on(event_type, lambda event, name=name: post(name, (event,)))
+
+    def _on_running(self, _event) -> None:
+        self._set_state(RUNNING)
+
+    def _on_paused(self, _event) -> None:
+        self._set_state(PAUSED)
 
     def _deliver(self, name: str, args: tuple) -> None:
         getattr(self, name).emit(*args)

@@ -58,7 +58,7 @@ class RunPicker(QDialog):
         buttons.button(QDialogButtonBox.Ok).setText(action)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
-        self.table.doubleClicked.connect(lambda _: self.accept())
+        self.table.doubleClicked.connect(self._double_clicked)
         layout = QVBoxLayout(self)
         if not self._ids:
             layout.addWidget(QLabel("No runs to show yet: start one with Run ▸ Start."))
@@ -66,6 +66,9 @@ class RunPicker(QDialog):
         layout.addWidget(buttons)
         if self._ids:
             self.table.selectRow(0)
+
+    def _double_clicked(self, _index) -> None:
+        self.accept()
 
     def accept(self) -> None:
         rows = self.table.selectionModel().selectedRows()

@@ -117,16 +117,18 @@ class MainWindow(QMainWindow):
         self.theme_actions = {}
         for name in theme.THEMES:
             act = QAction(name.capitalize(), self, checkable=True)
+            act.setData(name)
             act.setChecked(name == self.theme)
-            act.triggered.connect(lambda _=False, n=name: self.set_theme(n))
             self.theme_group.addAction(act)
             self.theme_actions[name] = act
+        self.theme_group.triggered.connect(self._theme_chosen)
 
     def _make_menus(self) -> None:
         bar = self.menuBar()
         file = bar.addMenu("&File")
         file.addActions([self.act_new, self.act_open, self.act_save])
         self.recent_menu = file.addMenu("Recent configs")
+        self.recent_menu.triggered.connect(self._recent_chosen)
         file.addSeparator()
         file.addAction(self.act_open_run)
         file.addSeparator()
@@ -177,11 +179,9 @@ class MainWindow(QMainWindow):
         b.epochEnded.connect(self.plots.on_epoch)
         b.runEnded.connect(self.plots.on_run_ended)
         b.runEnded.connect(self._on_run_ended)
-        b.exceptionRaised.connect(lambda e: self.messages.show_message(e.message, "error"))
-        b.buildFailed.connect(lambda text: self.messages.show_message(
-            f"The run could not start: {text}", "error"))
-        b.internalError.connect(lambda text, _tb: self.messages.show_message(
-            f"The run ended with an error while finishing: {text}", "error"))
+        b.exceptionRaised.connect(self._on_exception)
+        b.buildFailed.connect(self._on_build_failed)
+        b.internalError.connect(self._on_internal_error)
         self.config_panel.validityChanged.connect(self._on_validity)
 
     # --- run control -------------------------------------------------------------
@@ -225,6 +225,16 @@ class MainWindow(QMainWindow):
         self.act_start.setToolTip("Start training this configuration (F5)" if valid
                                   else f"Fix the configuration first: {reason}")
 
+    def _on_exception(self, e) -> None:
+        self.messages.show_message(e.message, "error")
+
+    def _on_build_failed(self, text: str) -> None:
+        self.messages.show_message(f"The run could not start: {text}", "error")
+
+    def _on_internal_error(self, text: str, _traceback: str) -> None:
+        self.messages.show_message(f"The run ended with an error while finishing: {text}",
+                                   "error")
+
     def _on_run_created(self, info) -> None:
         self.setWindowTitle(f"Torchwork — run {info.run_id} {info.name}")
 
@@ -244,6 +254,9 @@ class MainWindow(QMainWindow):
         self.status.reset()
         self.messages.hide()
         self.setWindowTitle("Torchwork")
+
+    def open_pending_config(self) -> None:
+        self.open_config(self.pending_config)
 
     def open_config_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open run configuration",
@@ -329,9 +342,14 @@ class MainWindow(QMainWindow):
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
         for path in self._recent():
-            act = self.recent_menu.addAction(path)
-            act.triggered.connect(lambda _=False, p=path: self.open_config(p))
+            self.recent_menu.addAction(path).setData(path)
         self.recent_menu.setEnabled(bool(self._recent()))
+
+    def _recent_chosen(self, action: QAction) -> None:
+        self.open_config(action.data())
+
+    def _theme_chosen(self, action: QAction) -> None:
+        self.set_theme(action.data())
 
     # --- view, help, settings ---------------------------------------------------------
     def set_theme(self, name: str) -> None:
@@ -400,4 +418,5 @@ class MainWindow(QMainWindow):
 def show_later(window: MainWindow, path: str | None) -> None:
     """Open a config file once the event loop runs (errors then show in the window)."""
     if path:
-        QTimer.singleShot(0, lambda: window.open_config(path))
+        window.pending_config = path
+        QTimer.singleShot(0, window.open_pending_config)

@@ -86,7 +86,7 @@ class ConfigPanel(QWidget):
         self._summary = QLabel()
         self._summary.setWordWrap(True)
         self._summary.setContentsMargins(8, 4, 8, 6)
-        self._summary.linkActivated.connect(lambda _: self.show_first_error())
+        self._summary.linkActivated.connect(self._summary_link)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -157,6 +157,9 @@ class ConfigPanel(QWidget):
 
     def is_read_only(self) -> bool:
         return self._read_only
+
+    def _summary_link(self, _link: str) -> None:
+        self.show_first_error()
 
     def show_first_error(self) -> None:
         """Scroll to the first marked editor and focus it."""

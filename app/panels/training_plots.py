@@ -125,8 +125,8 @@ class TrainingPlots(QWidget):
         for key, (label, units) in X_AXES.items():
             self.x_combo.addItem(f"{label} ({units})" if units else label, key)
         self.x_combo.setToolTip("What the horizontal axis of every plot shows")
-        self.x_combo.currentIndexChanged.connect(
-            lambda i: self.set_x_axis(self.x_combo.itemData(i)))
+        # Bound methods, not lambdas holding self: those crash PySide6 when the panel is deleted.
+        self.x_combo.currentIndexChanged.connect(self._x_combo_changed)
         self.smooth_slider = QSlider(Qt.Orientation.Horizontal)
         self.smooth_slider.setRange(0, 99)
         self.smooth_slider.setFixedWidth(140)
@@ -138,7 +138,7 @@ class TrainingPlots(QWidget):
                "curve; 0 turns it off")
         for w in (self.smooth_slider, self.smooth_spin):
             w.setToolTip(tip)
-        self.smooth_slider.valueChanged.connect(lambda v: self.set_smoothing(v / 100))
+        self.smooth_slider.valueChanged.connect(self._slider_moved)
         self.smooth_spin.valueChanged.connect(self.set_smoothing)
         controls = QHBoxLayout()
         controls.addWidget(QLabel("X axis:"))
@@ -422,6 +422,12 @@ class TrainingPlots(QWidget):
         for key, plot in self.plots.items():
             plot.setVisible(key in shown)
         self._schedule()
+
+    def _x_combo_changed(self, index: int) -> None:
+        self.set_x_axis(self.x_combo.itemData(index))
+
+    def _slider_moved(self, value: int) -> None:
+        self.set_smoothing(value / 100)
 
     def _sync_smoothing_controls(self) -> None:
         for w, value in ((self.smooth_slider, round(self._smoothing * 100)),
