@@ -1,27 +1,30 @@
 """The one place where engine events become Qt signals.
 
 A run is built and trained on a QThread. The Trainer calls our handlers on that
-thread; each handler only posts the event object itself (a frozen dataclass of
-plain numbers) through one relay signal whose queued connection is made once
-and never changed, and the bridge re-emits it as the matching public signal on
-the GUI thread. So the public signals are only ever emitted, connected and
-disconnected on the GUI thread, which PySide needs to stay race-free. Nothing
-flows back except commands, which set the Trainer's flags. Panels connect to
-these signals; none of them talks to the engine.
+thread; each handler only appends the event object itself (a frozen dataclass
+of plain numbers) to an inbox, and a GUI-thread timer delivers the inbox 20
+times a second as the matching public signals. So the public signals are only
+ever emitted, connected and disconnected on the GUI thread, which PySide needs
+to stay race-free, and however fast a run goes the GUI thread wakes at most 20
+times a second for it: each wake-up takes the GIL from the training thread and
+a core from its OpenMP threads. Nothing flows back except commands, which set
+the Trainer's flags. Panels connect to these signals; none talks to the engine.
 """
 
 from __future__ import annotations
 
 import traceback
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal
+from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
 from engine.config import ConfigError, RunConfig
 from engine.training import events as ev
 
 IDLE, STARTING, RUNNING, PAUSED, STOPPING = "idle", "starting", "running", "paused", "stopping"
+DELIVERY_MS = 50
 
 
 @dataclass(frozen=True)
@@ -31,12 +34,6 @@ class RunInfo:
     name: str
     folder: str
     resumed: bool
-
-
-class _Relay(QObject):
-    """Carries (signal name, arguments) from the run's thread to the bridge."""
-
-    post = Signal(str, object)
 
 
 class _RunThread(QThread):
@@ -53,14 +50,14 @@ class _RunThread(QThread):
         try:
             trainer, ws, run = self._build()
         except Exception as exc:  # a bad config, model file or checkpoint: the user can act
-            b.relay.post.emit("buildFailed", (_message(exc),))
+            b.inbox.append(("buildFailed", (_message(exc),)))
             return
         try:
-            b.relay.post.emit("runCreated", (RunInfo(run.id, run.name, str(run.dir),
-                                                     self.resume_run is not None),))
+            b.inbox.append(("runCreated", (RunInfo(run.id, run.name, str(run.dir),
+                                                   self.resume_run is not None),)))
             trainer.run()
         except Exception as exc:  # a handler failed after the run ended (e.g. a full disk)
-            b.relay.post.emit("internalError", (_message(exc), traceback.format_exc()))
+            b.inbox.append(("internalError", (_message(exc), traceback.format_exc())))
         finally:
             ws.close()
 
@@ -116,8 +113,10 @@ class TrainingBridge(QObject):
         self.workspace_dir = workspace_dir
         self._thread: _RunThread | None = None
         self._state = IDLE
-        self.relay = _Relay()
-        self.relay.post.connect(self._deliver, Qt.QueuedConnection)
+        self.inbox: deque[tuple[str, tuple]] = deque()  # appended on the run's thread
+        self._delivery = QTimer(self)
+        self._delivery.setInterval(DELIVERY_MS)
+        self._delivery.timeout.connect(self.deliver)
         # bound methods, not lambdas: PySide crashes on lambdas that capture self
         self.runStarted.connect(self._on_running)
         self.paused.connect(self._on_paused)
@@ -172,6 +171,7 @@ class TrainingBridge(QObject):
         thread.finished.connect(self._on_thread_finished)
         self._thread = thread
         self._set_state(STARTING)
+        self._delivery.start()
         thread.start()
 
     def _forward(self, trainer) -> None:
@@ -182,9 +182,9 @@ class TrainingBridge(QObject):
                  (ev.Paused, "paused"), (ev.Resumed, "resumed"),
                  (ev.StopRequested, "stopRequested"), (ev.ExceptionRaised, "exceptionRaised"),
                  (ev.RunEnded, "runEnded"))
-        post = self.relay.post.emit
+        append = self.inbox.append
         for event_type, name in pairs:
-            trainer.on(event_type, lambda event, name=name: post(name, (event,)))
+            trainer.on(event_type, lambda event, name=name: append((name, (event,))))
 
     def _on_running(self, _event) -> None:
         self._set_state(RUNNING)
@@ -192,13 +192,18 @@ class TrainingBridge(QObject):
     def _on_paused(self, _event) -> None:
         self._set_state(PAUSED)
 
-    def _deliver(self, name: str, args: tuple) -> None:
-        getattr(self, name).emit(*args)
+    def deliver(self) -> None:
+        """Emit what the run has reported since the last delivery, in order."""
+        while self.inbox:
+            name, args = self.inbox.popleft()
+            getattr(self, name).emit(*args)
 
     def _on_thread_finished(self) -> None:
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.wait()  # finished is emitted just before the thread ends: let it end
+        self._delivery.stop()
+        self.deliver()
         self._set_state(IDLE)
 
     def _set_state(self, state: str) -> None:

@@ -36,6 +36,8 @@ from engine.training.events import EpochEnded, MetricsLogged, RunEnded, RunStart
 
 REFRESH_MS = 33  # <= 30 redraws a second
 MAX_REFRESH_MS = 1000  # however slow redraws get, at least one a second
+FRAME_BUDGET = 25  # wait 25x a frame's time before the next: drawing takes <= 4% of the time
+PLOTS_PER_FRAME = 2
 X_AXES = {"step": ("step", ""), "epoch": ("epoch", ""), "wall": ("wall time", "s")}
 STEP_COLUMNS = ("step", "epoch", "wall", "loss", "loss_ema", "lr", "grad_norm", "samples_per_s")
 EPOCH_COLUMNS = ("step", "epoch", "wall", "train_loss", "val_loss", "val_accuracy", "val_mse",
@@ -118,6 +120,7 @@ class TrainingPlots(QWidget):
             dark = QApplication.palette().color(QPalette.ColorRole.Window).lightness() < 128
 
         self.refresh_timer = QTimer(self)
+        self._next_plot = 0  # round-robin start among plots with new data
         self.refresh_timer.setSingleShot(True)  # started by the first change after a draw
         self.refresh_timer.setInterval(REFRESH_MS)
         self.refresh_timer.timeout.connect(self._on_timer)
@@ -326,15 +329,34 @@ class TrainingPlots(QWidget):
             self.refresh_timer.start()
 
     def _on_timer(self) -> None:
-        """Redraw, and space redraws out when they get slow (millions of points), so that
-        drawing keeps to about a quarter of the GUI thread's time."""
+        """Redraw a few plots, then wait ``FRAME_BUDGET`` times what drawing took.
+
+        pyqtgraph paints in Python, holding the GIL the training thread needs, and
+        on a small machine its paint also takes a core from the run's threads; so
+        the time the last frames took to paint (measured in the plots'
+        paintEvent) paces the next, keeping drawing to a few percent of the time.
+        At most ``PLOTS_PER_FRAME`` plots redraw per tick so that one event-loop
+        iteration stays short and the window responsive.
+        """
         if not self.isVisible():  # a hidden panel draws when it is shown again
             return
         started = time.perf_counter()
-        self.refresh()
+        self._update_ema()
+        shown = [p for p in self.plots.values() if p.isVisibleTo(self)]
+        dirty = [p for p in shown if p.has_changes()]
+        start = self._next_plot % max(1, len(dirty))
+        for plot in (dirty[start:] + dirty[:start])[:PLOTS_PER_FRAME]:
+            plot.refresh()
+        self._next_plot += PLOTS_PER_FRAME
         spent_ms = (time.perf_counter() - started) * 1000
-        # Painting follows in the event loop and costs about what refresh did.
-        self.refresh_timer.setInterval(int(min(max(REFRESH_MS, 8 * spent_ms), MAX_REFRESH_MS)))
+        for plot in shown:
+            spent_ms += plot.paint_ms
+            plot.paint_ms = 0.0
+        self.refresh_timer.setInterval(
+            int(min(max(REFRESH_MS, FRAME_BUDGET * spent_ms / PLOTS_PER_FRAME),
+                    MAX_REFRESH_MS)))
+        if len(dirty) > PLOTS_PER_FRAME:
+            self._schedule()
 
     def showEvent(self, event) -> None:
         super().showEvent(event)

@@ -11,6 +11,7 @@ so a million points cost about what a few thousand do.
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -200,6 +201,7 @@ class LivePlot(pg.PlotWidget):
                  x_units: str = "", x_column: str = "x", log_y: bool = False,
                  dark: bool = False, parent=None):
         super().__init__(parent)
+        self.paint_ms = 0.0  # time spent painting since the owner last read it
         self._title = title
         self._x_column = x_column
         self._curves: dict[str, _Curve] = {}
@@ -234,6 +236,12 @@ class LivePlot(pg.PlotWidget):
         self.apply_theme(dark)
 
     # --- curves ------------------------------------------------------------------
+    def paintEvent(self, event) -> None:
+        """Paint, and add the time it took to ``paint_ms`` so the owner can pace redraws."""
+        started = time.perf_counter()
+        super().paintEvent(event)
+        self.paint_ms += (time.perf_counter() - started) * 1000
+
     def add_curve(self, name: str, label: str, color: str | QColor, *,
                   table: GrowingColumns | None = None, y: str = "y", width: float = 1.0,
                   symbol: str | None = None, symbol_size: int = 6,
@@ -325,6 +333,10 @@ class LivePlot(pg.PlotWidget):
     def is_dirty(self, name: str) -> bool:
         c = self._curves[name]
         return c.drawn_revision != c.table.revision or c.drawn_x != self._x_column
+
+    def has_changes(self) -> bool:
+        """Whether a shown curve has data it has not drawn yet."""
+        return any(c.shown and self.is_dirty(name) for name, c in self._curves.items())
 
     def refresh(self) -> int:
         """Hand new data to each shown curve that changed since it was last drawn.

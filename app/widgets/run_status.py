@@ -14,6 +14,9 @@ def _eta(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+UPDATE_S = 0.25
+
+
 class RunStatus(QWidget):
     """Epoch and run progress bars fed by the bridge's events; the rate is measured here."""
 
@@ -37,6 +40,7 @@ class RunStatus(QWidget):
         self.steps_per_epoch = self.total = self.start_step = 0
         self.epochs = 0
         self._t0 = None
+        self._shown_at = 0.0
         for bar in (self.epoch_bar, self.run_bar):
             bar.setRange(0, 1)
             bar.setValue(0)
@@ -57,7 +61,12 @@ class RunStatus(QWidget):
         self.on_step(e.start_step, e.start_epoch)
 
     def on_metrics(self, e) -> None:
-        self.on_step(e.step, e.epoch)
+        # A few updates a second are plenty for a progress bar, and each repaint
+        # takes CPU from the training run on a small machine.
+        now = time.monotonic()
+        if now - self._shown_at >= UPDATE_S:
+            self._shown_at = now
+            self.on_step(e.step, e.epoch)
 
     def on_step(self, step: int, epoch: int) -> None:
         if not self.total:
