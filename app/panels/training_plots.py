@@ -120,7 +120,8 @@ class TrainingPlots(QWidget):
             dark = QApplication.palette().color(QPalette.ColorRole.Window).lightness() < 128
 
         self.refresh_timer = QTimer(self)
-        self._next_plot = 0  # round-robin start among plots with new data
+        self._tick = 0  # timer ticks so far, and when each plot last redrew
+        self._drawn_tick: dict[int, int] = {}
         self.refresh_timer.setSingleShot(True)  # started by the first change after a draw
         self.refresh_timer.setInterval(REFRESH_MS)
         self.refresh_timer.timeout.connect(self._on_timer)
@@ -344,10 +345,11 @@ class TrainingPlots(QWidget):
         self._update_ema()
         shown = [p for p in self.plots.values() if p.isVisibleTo(self)]
         dirty = [p for p in shown if p.has_changes()]
-        start = self._next_plot % max(1, len(dirty))
-        for plot in (dirty[start:] + dirty[:start])[:PLOTS_PER_FRAME]:
+        dirty.sort(key=lambda p: self._drawn_tick.get(id(p), -1))  # longest waiting first
+        self._tick += 1
+        for plot in dirty[:PLOTS_PER_FRAME]:
             plot.refresh()
-        self._next_plot += PLOTS_PER_FRAME
+            self._drawn_tick[id(plot)] = self._tick
         spent_ms = (time.perf_counter() - started) * 1000
         for plot in shown:
             spent_ms += plot.paint_ms
