@@ -73,19 +73,9 @@ def test_invalid_config_disables_start_with_the_reason(make_window, tiny_config)
 
 
 def test_a_nan_run_shows_the_message_and_keeps_the_window_usable(qtbot, make_window,
-                                                                 tiny_config, tmp_path):
-    model = tmp_path / "nan_net.py"
-    model.write_text(
-        "import torch\n"
-        "class Net(torch.nn.Module):\n"
-        "    def __init__(self):\n"
-        "        super().__init__(); self.fc = torch.nn.Linear(2, 2); self.calls = 0\n"
-        "    def forward(self, x):\n"
-        "        self.calls += self.training\n"
-        "        return self.fc(x) * (float('nan') if self.calls > 5 else 1.0)\n"
-        "def build_model(input_shape, num_outputs):\n"
-        "    return Net()\n")
-    window = make_window(tiny_config(**{"model.arch": f"custom:{model}"}))
+                                                                 tiny_config, faulty_model):
+    arch = faulty_model("if self.calls > 5: out = out * float('nan')")
+    window = make_window(tiny_config(**{"model.arch": arch}))
     with qtbot.waitSignal(window.bridge.runEnded, timeout=30000) as ended:
         window.act_start.trigger()
     assert ended.args[0].status == "failed"

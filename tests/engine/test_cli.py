@@ -77,17 +77,9 @@ def test_custom_model_errors_are_config_errors(tiny_config, tmp_path, workspace_
     assert "no layers yet" in err and len(err.strip().splitlines()) == 1
 
 
-def test_failed_run_exits_1(tiny_config, tmp_path, workspace_dir, capsys):
-    (tmp_path / "nan.py").write_text(
-        "import torch\n"
-        "class Net(torch.nn.Module):\n"
-        "    def __init__(self):\n"
-        "        super().__init__(); self.fc = torch.nn.Linear(2, 2)\n"
-        "    def forward(self, x):\n"
-        "        return self.fc(x) * (float('nan') if self.training else 1.0)\n"
-        "def build_model(input_shape, num_outputs):\n"
-        "    return Net()\n")
-    path = write_config(tmp_path, tiny_config(**{"model.arch": "custom:nan.py"}))
+def test_failed_run_exits_1(tiny_config, tmp_path, workspace_dir, capsys, faulty_model):
+    arch = faulty_model("if self.training: out = out * float('nan')")
+    path = write_config(tmp_path, tiny_config(**{"model.arch": arch}))
     assert main(["run", str(path), "--json"]) == 1
     captured = capsys.readouterr()
     finished = events_of(captured.out)[-1]

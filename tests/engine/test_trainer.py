@@ -181,20 +181,9 @@ def test_early_stopping_restores_the_best_weights(tiny_config):
     assert max_diff(weights(trainer), snapshots[0]) == 0  # only epoch 1 counted as best
 
 
-def test_nan_loss_stops_with_step_and_advice(tiny_config, tmp_path):
-    model = tmp_path / "nan_model.py"
-    model.write_text(
-        "import torch\n"
-        "class Net(torch.nn.Module):\n"
-        "    def __init__(self, n_in, n_out):\n"
-        "        super().__init__(); self.fc = torch.nn.Linear(n_in, n_out); self.calls = 0\n"
-        "    def forward(self, x):\n"
-        "        self.calls += self.training\n"
-        "        out = self.fc(x)\n"
-        "        return out * float('nan') if self.calls >= 4 else out\n"
-        "def build_model(input_shape, num_outputs):\n"
-        "    return Net(input_shape[0], num_outputs)\n")
-    trainer = Trainer(tiny_config(**{"model.arch": f"custom:{model}", "train.log_every": 10}),
+def test_nan_loss_stops_with_step_and_advice(tiny_config, tmp_path, faulty_model):
+    arch = faulty_model("if self.calls >= 4: out = out * float('nan')")
+    trainer = Trainer(tiny_config(**{"model.arch": arch, "train.log_every": 10}),
                       checkpoint_dir=tmp_path / "ck")
     raised = record(trainer, ev.ExceptionRaised)
     result = trainer.run()
@@ -210,21 +199,10 @@ def test_nan_loss_stops_with_step_and_advice(tiny_config, tmp_path):
      "out of memory at batch size 32 (step 3): try a smaller batch (data.batch_size=16)"),
     ("ValueError('bad pixel')", "error", "ValueError: bad pixel"),
 ])
-def test_errors_in_the_loop_end_the_run_with_their_message(tiny_config, tmp_path, exc, kind,
-                                                           text):
-    model = tmp_path / "raising.py"
-    model.write_text(
-        "import torch\n"
-        "class Net(torch.nn.Module):\n"
-        "    def __init__(self):\n"
-        "        super().__init__(); self.fc = torch.nn.Linear(2, 2); self.calls = 0\n"
-        "    def forward(self, x):\n"
-        "        self.calls += self.training\n"
-        f"        if self.calls == 3: raise {exc}\n"
-        "        return self.fc(x)\n"
-        "def build_model(input_shape, num_outputs):\n"
-        "    return Net()\n")
-    trainer = Trainer(tiny_config(**{"model.arch": f"custom:{model}"}))
+def test_errors_in_the_loop_end_the_run_with_their_message(tiny_config, faulty_model, exc,
+                                                           kind, text):
+    arch = faulty_model(f"if self.calls == 3: raise {exc}")
+    trainer = Trainer(tiny_config(**{"model.arch": arch}))
     raised = record(trainer, ev.ExceptionRaised)
     ended = record(trainer, ev.RunEnded)
     result = trainer.run()
