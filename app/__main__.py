@@ -47,13 +47,14 @@ def gui(argv: list[str]) -> int:
         return 2
     from PySide6.QtWidgets import QApplication
 
-    from .main_window import MainWindow, show_later
+    from .main_window import MainWindow, route_exceptions, show_later
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName("Torchwork")
     app.setApplicationName("Torchwork")
     app.setApplicationDisplayName("Torchwork")
     window = MainWindow(workspace_dir=args.workspace)
+    route_exceptions(window)
     show_later(window, args.config)
     window.show()
     return app.exec()

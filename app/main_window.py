@@ -6,6 +6,7 @@ action here has a command underneath (`torchwork run`, `torchwork resume`).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import qtawesome as qta
@@ -413,6 +414,27 @@ class MainWindow(QMainWindow):
                 QApplication.restoreOverrideCursor()
         self.save_settings()
         event.accept()
+
+
+def route_exceptions(window: MainWindow) -> None:
+    """Unexpected errors in the window's code go to its message bar and a log file,
+    not as a traceback to the terminal; the window stays usable."""
+    import logging
+    import traceback
+
+    from platformdirs import user_log_dir
+
+    folder = Path(user_log_dir("torchwork"))
+    folder.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(filename=folder / "app.log", level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+
+    def hook(kind, value, tb):
+        logging.error("unexpected error\n%s", "".join(traceback.format_exception(kind, value, tb)))
+        window.messages.show_message(f"Unexpected error: {kind.__name__}: {value} (details in "
+                                     f"{folder / 'app.log'})", "error")
+
+    sys.excepthook = hook
 
 
 def show_later(window: MainWindow, path: str | None) -> None:

@@ -164,3 +164,20 @@ def test_no_display_gives_one_line_and_the_headless_commands(monkeypatch, capsys
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "no display found" in err and "torchwork run" in err
+
+
+def test_unexpected_errors_reach_the_message_bar_not_the_terminal(make_window, monkeypatch,
+                                                                  tmp_path):
+    import sys
+
+    from app.main_window import route_exceptions
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # restored after the test
+    window = make_window()
+    route_exceptions(window)
+    try:
+        raise KeyError("no such curve")
+    except KeyError:
+        sys.excepthook(*sys.exc_info())
+    assert "Unexpected error: KeyError" in window.messages.message()
