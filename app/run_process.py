@@ -1,0 +1,111 @@
+"""The training process the window starts for each run. No Qt here.
+
+Training in its own process shares no GIL with the window: pyqtgraph paints
+in Python, and on a small machine every millisecond the GUI thread held the
+GIL was a millisecond the training loop waited. Only plain data crosses: the
+engine's event dataclasses go out through a queue, commands ("pause",
+"resume", "stop") come in through a pipe.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from dataclasses import dataclass
+
+DONE = "_done"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Which workspace run the window is showing (plain data)."""
+    run_id: int
+    name: str
+    folder: str
+    resumed: bool
+
+
+def message(exc: BaseException) -> str:
+    text = str(exc)
+    return text if text else type(exc).__name__
+
+
+def main(config_toml: str | None, resume_run: int | None, workspace_dir, events,
+         commands) -> None:
+    """Build the run, train it, and report everything on ``events`` as (name, args)."""
+    def post(name: str, *args) -> None:
+        events.put((name, args))
+
+    try:
+        _train(config_toml, resume_run, workspace_dir, post, commands)
+    finally:
+        post(DONE)
+        events.close()
+        events.join_thread()  # everything is in the pipe before the process ends
+
+
+def _train(config_toml, resume_run, workspace_dir, post, commands) -> None:
+    from engine.config import RunConfig
+    from engine.training import Trainer
+    from engine.training import events as ev
+    from engine.workspace import Workspace, WorkspaceWriter
+
+    stop_early = threading.Event()
+    holder: list = []
+
+    def listen() -> None:  # commands arrive while the run is built and while it trains
+        while True:
+            try:
+                command = commands.recv()
+            except (EOFError, OSError):
+                return
+            if command == "stop":
+                stop_early.set()
+            if holder:
+                getattr(holder[0], command)()
+
+    threading.Thread(target=listen, name="commands", daemon=True).start()
+    try:
+        ws = Workspace(workspace_dir)
+    except Exception as exc:
+        post("buildFailed", f"cannot open the workspace: {message(exc)}")
+        return
+    try:
+        try:
+            if resume_run is not None:
+                run = ws.get_run(resume_run)
+                trainer = Trainer(RunConfig.from_toml(run.config_toml))
+                trainer.load_checkpoint(run.checkpoint
+                                        or str(run.dir / "checkpoints" / "last.pt"))
+                ws.truncate_after(run.id, trainer.step)
+            else:
+                config = RunConfig.from_toml(config_toml)
+                trainer = Trainer(config)
+                run = ws.create_run(config)
+        except Exception as exc:  # a bad config, model file or checkpoint: the user can act
+            post("buildFailed", message(exc))
+            return
+        trainer.run_id = str(run.id)
+        trainer.enable_checkpoints(run.dir / "checkpoints")
+        WorkspaceWriter(ws, run).attach(trainer)
+        for event_type in (ev.RunStarted, ev.EpochStarted, ev.MetricsLogged,
+                           ev.ValidationEnded, ev.EpochEnded, ev.CheckpointSaved, ev.Paused,
+                           ev.Resumed, ev.StopRequested, ev.ExceptionRaised, ev.RunEnded):
+            trainer.on(event_type, lambda e, name=SIGNALS[event_type.__name__]: post(name, e))
+        holder.append(trainer)
+        if stop_early.is_set():  # Stop pressed while the run was still being built
+            trainer.stop()
+        post("runCreated", RunInfo(run.id, run.name, str(run.dir), resume_run is not None))
+        try:
+            trainer.run()
+        except Exception as exc:  # a handler failed after the run ended (e.g. a full disk)
+            post("internalError", message(exc), traceback.format_exc())
+    finally:
+        ws.close()
+
+
+SIGNALS = {"RunStarted": "runStarted", "EpochStarted": "epochStarted",
+           "MetricsLogged": "metricsLogged", "ValidationEnded": "validationEnded",
+           "EpochEnded": "epochEnded", "CheckpointSaved": "checkpointSaved",
+           "Paused": "paused", "Resumed": "resumed", "StopRequested": "stopRequested",
+           "ExceptionRaised": "exceptionRaised", "RunEnded": "runEnded"}
