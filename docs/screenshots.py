@@ -45,6 +45,7 @@ def main() -> None:
         while len(epochs) < args.epoch:
             app.processEvents()
             time.sleep(0.005)
+        window.plots.refresh()  # what the paced redraws show within a second or two
         for _ in range(20):
             app.processEvents()
             time.sleep(0.01)
