@@ -350,21 +350,6 @@ class FloatEditor(FieldEditor):
         self.edit.setCursorPosition(0)
 
 
-class TextEditor(FieldEditor):
-    """Free text for a string option without a fixed set of choices."""
-
-    def __init__(self, key: str, parent: QWidget | None = None):
-        self.edit = QLineEdit()
-        super().__init__(key, self.edit, parent)
-        self.edit.textChanged.connect(self.changed)
-
-    def value(self) -> str:
-        return self.edit.text()
-
-    def _show(self, value: Any) -> None:
-        self.edit.setText(str(value))
-
-
 class ListEditor(FieldEditor):
     """Numbers separated by commas or spaces; brackets as in TOML are accepted too."""
 
@@ -412,7 +397,7 @@ def make_editor(key: str, parent: QWidget | None = None) -> FieldEditor:
         return ChoiceEditor(key, parent)
     if get_origin(tp) is list:
         return ListEditor(key, parent)
-    editors = {bool: BoolEditor, int: IntEditor, float: FloatEditor, str: TextEditor}
+    editors = {bool: BoolEditor, int: IntEditor, float: FloatEditor}
     if tp not in editors:
         raise TypeError(f"no editor for {key} of type {tp!r}: "
                         f"add one to app/widgets/config_form.py")

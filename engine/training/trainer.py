@@ -164,10 +164,6 @@ class Trainer:
             self._flagged = True
             self._control.notify_all()
 
-    @property
-    def paused(self) -> bool:
-        return self._paused
-
     def emit(self, event: ev.Event) -> None:
         for callback in self._handlers.get(type(event), ()):
             callback(event)
