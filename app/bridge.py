@@ -132,17 +132,22 @@ class TrainingBridge(QObject):
         if self._events is None:
             return
         done = False
-        while True:
+        while not done:
             try:
-                name, args = self._events.get_nowait()
+                batch = self._events.get_nowait()
             except queue.Empty:
                 break
-            if name == run_process.DONE:
-                done = True
-                break
-            getattr(self, name).emit(*args)
+            done = self._emit(batch)
         if done or not self._process.is_alive():
             self._finish(done)
+
+    def _emit(self, batch: list) -> bool:
+        """Emit one batch of the run's events; True when it holds the run's last word."""
+        for name, args in batch:
+            if name == run_process.DONE:
+                return True
+            getattr(self, name).emit(*args)
+        return False
 
     def _finish(self, clean: bool) -> None:
         process = self._process
@@ -150,11 +155,9 @@ class TrainingBridge(QObject):
         if not clean:  # died without saying goodbye: drain what it did say, then report
             while True:
                 try:
-                    name, args = self._events.get(timeout=0.2)
+                    self._emit(self._events.get(timeout=0.2))
                 except queue.Empty:
                     break
-                if name != run_process.DONE:
-                    getattr(self, name).emit(*args)
             self.internalError.emit(f"the training process ended unexpectedly (exit code "
                                     f"{process.exitcode})", "")
         self._delivery.stop()

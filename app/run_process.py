@@ -10,10 +10,12 @@ engine's event dataclasses go out through a queue, commands ("pause",
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 
 DONE = "_done"
+BATCH_S = 0.1  # per-step metrics travel in batches at most this old (the window draws at 20 Hz)
 
 
 @dataclass(frozen=True)
@@ -32,16 +34,35 @@ def message(exc: BaseException) -> str:
 
 def main(config_toml: str | None, resume_run: int | None, workspace_dir, events,
          commands) -> None:
-    """Build the run, train it, and report everything on ``events`` as (name, args)."""
-    def post(name: str, *args) -> None:
-        events.put((name, args))
-
+    """Build the run, train it, and report everything on ``events`` as lists of (name, args)."""
+    outbox = Outbox(events)
     try:
-        _train(config_toml, resume_run, workspace_dir, post, commands)
+        _train(config_toml, resume_run, workspace_dir, outbox.post, commands)
     finally:
-        post(DONE)
+        outbox.post(DONE)
         events.close()
         events.join_thread()  # everything is in the pipe before the process ends
+
+
+class Outbox:
+    """Sends events in batches: one pickle and one pipe write per batch, not per step.
+
+    Per-step metrics wait until BATCH_S has passed since the last send; every
+    other event (epoch end, pause, failure, the end) sends at once with what waits.
+    """
+
+    def __init__(self, events):
+        self._events = events
+        self._waiting: list = []
+        self._sent = time.monotonic()
+
+    def post(self, name: str, *args) -> None:
+        self._waiting.append((name, args))
+        now = time.monotonic()
+        if name != "metricsLogged" or now - self._sent >= BATCH_S:
+            self._events.put(self._waiting)
+            self._waiting = []
+            self._sent = now
 
 
 def _train(config_toml, resume_run, workspace_dir, post, commands) -> None:

@@ -8,6 +8,7 @@ checkpoint is written, `torchwork resume` continues it).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import signal
 import sys
@@ -17,6 +18,12 @@ from .config import ConfigError, RunConfig
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_STOPPED = 0, 1, 2, 130
 RESUME_SETTABLE = ("train.epochs", "train.max_steps", "train.log_every", "train.checkpoint_every")
+
+
+# Further subcommands, one module each in engine/commands/: each has
+# register(subparsers, common) which adds its parser with set_defaults(handler=fn);
+# fn(args) returns the exit code and may raise UsageError or ConfigError.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 class UsageError(Exception):
@@ -52,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     options = sub.add_parser("options", parents=[common],
                              help="list every run option with default and range")
     options.add_argument("--markdown", action="store_true", help="as the docs/config.md page")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"engine.commands.{name}").register(sub, common)
     return parser
 
 
@@ -70,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK
     try:
+        if getattr(args, "handler", None) is not None:
+            return args.handler(args)
         if args.command == "run":
             return cmd_run(args)
         if args.command == "resume":

@@ -1,0 +1,1 @@
+"""Subcommands of `torchwork` beyond run/resume/runs/options, one module each (see engine.cli)."""
