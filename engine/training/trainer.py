@@ -40,6 +40,8 @@ from .setup import (
 )
 from .validation import evaluate, is_better
 
+LossHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
 
 class NonFiniteLoss(Exception):
     pass
@@ -66,7 +68,11 @@ class Trainer:
     """
 
     def __init__(self, config: RunConfig, *, run_id: str | None = None,
-                 checkpoint_dir: str | Path | None = None):
+                 checkpoint_dir: str | Path | None = None, model: torch.nn.Module | None = None,
+                 loss_hook: LossHook | None = None):
+        """``model`` trains instead of one built from the config (a pruned or student model);
+        ``loss_hook(x, out, task_loss)`` returns the loss to minimise (distillation adds its
+        teacher term there); validation still reports the task loss alone."""
         config.validate()
         self.config = cfg = config
         self.run_id = run_id
@@ -83,8 +89,11 @@ class Trainer:
         seed_everything(cfg.train.seed)
         self.data = load_dataset(cfg)
         self.task = self.data.task
-        self.model = build_model(cfg, tuple(self.data.input_shape),
-                                 num_outputs(cfg, self.data.num_classes)).to(self.device)
+        if model is None:
+            model = build_model(cfg, tuple(self.data.input_shape),
+                                num_outputs(cfg, self.data.num_classes))
+        self.model = model.to(self.device)
+        self.loss_hook = loss_hook
         self.channels_last = cfg.precision.channels_last and len(self.data.input_shape) == 3
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -276,10 +285,14 @@ class Trainer:
 
     def _backward(self, x, y, weight: float) -> None:
         if self.precision.dtype is None:
-            loss = self.loss_fn(self.forward(x), y)
+            out = self.forward(x)
+            loss = self.loss_fn(out, y)
         else:
             with self.precision.autocast():
-                loss = self.loss_fn(self.forward(x), y)
+                out = self.forward(x)
+                loss = self.loss_fn(out, y)
+        if self.loss_hook is not None:
+            loss = self.loss_hook(x, out, loss)
         total = loss + self._penalty() if self.penalized_on else loss
         if weight != 1.0:
             total = total * weight
