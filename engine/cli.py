@@ -23,7 +23,7 @@ RESUME_SETTABLE = ("train.epochs", "train.max_steps", "train.log_every", "train.
 # Further subcommands, one module each in engine/commands/: each has
 # register(subparsers, common) which adds its parser with set_defaults(handler=fn);
 # fn(args) returns the exit code and may raise UsageError or ConfigError.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("profile",)
 
 
 class UsageError(Exception):

@@ -1,0 +1,1 @@
+"""Profiling: torch.profiler capture, reading traces with torch-tb-profiler, timeline data."""

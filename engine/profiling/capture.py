@@ -1,0 +1,179 @@
+"""Capture torch.profiler traces of a training run, in TensorBoard's folder layout.
+
+A ``ProfilerCapture`` handler sits on the Trainer's step events. A request (from
+the command line before the run, or from the window while it trains) arms it;
+the profiler then starts on the training thread at the next step, advances with
+``prof.step()`` after every optimizer step, and writes
+``<run folder>/profile/<capture>/<worker>.<ts>.pt.trace.json`` once its active
+steps are recorded. ``tensorboard --logdir <run folder>`` with torch-tb-profiler
+opens the same files. A run that fails or stops mid-capture still writes what
+was recorded, so a crash can be profiled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
+
+from ..training import events as ev
+
+PROFILE_DIR = "profile"
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    """What to record: the schedule (in optimizer steps) and the profiler's options."""
+    wait: int = 1
+    warmup: int = 1
+    active: int = 3
+    record_shapes: bool = True
+    profile_memory: bool = True
+    with_stack: bool = False
+
+    def validate(self) -> None:
+        for key, low in (("wait", 0), ("warmup", 0), ("active", 1)):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"profiler {key} must be a whole number >= {low} (got {value!r})")
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps the capture spans, from arming to its written trace."""
+        return self.wait + self.warmup + self.active
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    """Where a capture went and how it ended (plain data: crosses to the window)."""
+    folder: str
+    trace: str | None  # the written trace file; None when nothing was recorded
+    partial: bool  # the run ended before all active steps were recorded
+    error: str | None = None
+
+
+def capture_name() -> str:
+    """A capture folder name that sorts by time: ``capture-20261122-164512``."""
+    return time.strftime("capture-%Y%m%d-%H%M%S")
+
+
+class ProfilerCapture:
+    """Trainer handler: profiles ``options.steps`` optimizer steps once requested.
+
+    ``request`` is safe from any thread; the profiler itself starts, steps and
+    stops on the training thread. ``on_done`` gets a CaptureResult; a failure of
+    the profiler is reported there and never raised into the training loop.
+    """
+
+    def __init__(self, run_dir: str | Path, *, worker: str = "worker0",
+                 on_done: Callable[[CaptureResult], None] | None = None):
+        self.run_dir = Path(run_dir)
+        self.worker = worker
+        self.on_done = on_done
+        self.results: list[CaptureResult] = []
+        self._lock = threading.Lock()
+        self._pending: tuple[CaptureOptions, Path] | None = None
+        self._prof: profile | None = None
+        self._folder: Path | None = None
+        self._stepped = 0
+        self._options: CaptureOptions | None = None
+        self._device = "cpu"
+
+    def attach(self, trainer) -> ProfilerCapture:
+        self._device = trainer.device.type
+        trainer.on(ev.StepStarted, self._on_step_started)
+        trainer.on(ev.StepEnded, self._on_step_ended)
+        trainer.on(ev.LoopEnded, self._on_loop_ended)
+        return self
+
+    @property
+    def busy(self) -> bool:
+        return self._pending is not None or self._prof is not None
+
+    def request(self, options: CaptureOptions, name: str | None = None) -> Path:
+        """Arm a capture starting at the next step; returns the folder it will write to."""
+        options.validate()
+        folder = self.run_dir / PROFILE_DIR / (name or capture_name())
+        with self._lock:
+            if self.busy:
+                raise RuntimeError("a profiler capture is already running for this run: "
+                                   "wait for its trace")
+            self._pending = (options, folder)
+        return folder
+
+    # --- on the training thread ------------------------------------------------
+    def _on_step_started(self, _event: ev.StepStarted) -> None:
+        if self._pending is None or self._prof is not None:
+            return
+        with self._lock:
+            options, folder = self._pending
+            self._pending = None
+        activities = [ProfilerActivity.CPU]
+        if self._device == "cuda" and torch.cuda.is_available():
+            activities.append(ProfilerActivity.CUDA)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            prof = profile(activities=activities,
+                           schedule=schedule(wait=options.wait, warmup=options.warmup,
+                                             active=options.active, repeat=1),
+                           on_trace_ready=tensorboard_trace_handler(str(folder),
+                                                                    worker_name=self.worker),
+                           record_shapes=options.record_shapes,
+                           profile_memory=options.profile_memory, with_stack=options.with_stack)
+            prof.start()
+        except Exception as exc:  # the profiler must never end the run
+            self._finish(CaptureResult(str(folder), None, True, f"{type(exc).__name__}: {exc}"))
+            return
+        self._prof, self._folder, self._options, self._stepped = prof, folder, options, 0
+
+    def _on_step_ended(self, _event: ev.StepEnded) -> None:
+        if self._prof is None:
+            return
+        self._stepped += 1
+        try:
+            self._prof.step()
+        except Exception as exc:
+            self._stop(f"{type(exc).__name__}: {exc}")
+            return
+        if self._stepped >= self._options.steps:
+            self._stop()
+
+    def _on_loop_ended(self, _event: ev.LoopEnded) -> None:
+        with self._lock:
+            self._pending = None
+        if self._prof is not None:
+            self._stop()  # the run ended mid-capture: keep what was recorded
+
+    def _stop(self, error: str | None = None) -> None:
+        prof, folder = self._prof, self._folder
+        partial = self._stepped < self._options.steps
+        self._prof = None
+        try:
+            prof.stop()
+        except Exception as exc:
+            error = error or f"{type(exc).__name__}: {exc}"
+        traces = sorted(folder.glob("*.pt.trace.json*"), key=lambda p: p.stat().st_mtime)
+        trace = str(traces[-1]) if traces else None
+        if trace is None and error is None:
+            error = (f"the run ended after {self._stepped} of {self._options.steps} profiled "
+                     f"steps, before any active step was recorded")
+        self._finish(CaptureResult(str(folder), trace, partial, error))
+
+    def _finish(self, result: CaptureResult) -> None:
+        self.results.append(result)
+        if self.on_done is not None:
+            self.on_done(result)
+
+
+def profiling_config(config, options: CaptureOptions):
+    """The config of a short dedicated run that lasts exactly the capture's steps."""
+    cfg = config.copy()
+    cfg.set("train.max_steps", options.steps)
+    cfg.set("train.epochs", max(cfg.train.epochs, options.steps))  # >= 1 step per epoch
+    cfg.validate()
+    return cfg

@@ -1,0 +1,161 @@
+"""Profiler capture, the torch-tb-profiler adapter and `torchwork profile`, on real CPU traces."""
+
+import gzip
+import json
+
+import pytest
+
+from engine.cli import main
+from engine.profiling.capture import (
+    PROFILE_DIR,
+    CaptureOptions,
+    ProfilerCapture,
+    profiling_config,
+)
+from engine.profiling.report import CATEGORIES, TraceReadError, read_trace
+from engine.profiling.traces import export_trace, list_captures
+from engine.training import Trainer
+
+OPTIONS = CaptureOptions(wait=1, warmup=1, active=2)
+
+
+def capture(tmp_path, config, options=OPTIONS, name="c1"):
+    trainer = Trainer(config)
+    cap = ProfilerCapture(tmp_path / "run", worker="w").attach(trainer)
+    cap.request(options, name)
+    result = trainer.run()
+    return result, cap.results
+
+
+@pytest.fixture(scope="module")
+def cpu_trace(tmp_path_factory):
+    """A trace torch.profiler records here, on the CPU, of a tiny run (shared: seconds)."""
+    from tests.conftest import tiny
+
+    folder = tmp_path_factory.mktemp("trace")
+    result, captures = capture(folder, profiling_config(tiny(), OPTIONS))
+    assert result.status == "completed"
+    return captures[0]
+
+
+def test_capture_writes_tensorboard_layout(cpu_trace, tmp_path):
+    assert cpu_trace.error is None and not cpu_trace.partial
+    trace = cpu_trace.trace
+    assert f"/run/{PROFILE_DIR}/c1/w." in trace and trace.endswith(".pt.trace.json")
+    caps = list_captures(trace.rsplit(f"/{PROFILE_DIR}/", 1)[0])
+    assert [c.name for c in caps] == ["c1"] and str(caps[0].trace) == trace
+
+
+def test_report_of_a_real_cpu_trace(cpu_trace):
+    report = read_trace(cpu_trace.trace)
+    assert len(report.steps) == OPTIONS.active
+    for step in report.steps:
+        assert set(step.costs_us) == set(CATEGORIES)
+        assert step.total_us > 0 and step.costs_us["CPU Exec"] > 0
+        assert step.costs_us["Kernel"] == 0  # no GPU here
+    mean = sum(s.total_us for s in report.steps) / len(report.steps)
+    assert report.average.total_us == pytest.approx(mean, rel=0.01)
+    names = {op.name for op in report.operators}
+    assert {"aten::addmm", "aten::linear"} <= names
+    addmm = next(op for op in report.operators if op.name == "aten::addmm")
+    assert addmm.calls >= OPTIONS.active and addmm.host_total_us >= addmm.host_self_us > 0
+    shapes = [op for op in report.operators_by_shape if op.name == "aten::addmm"]
+    assert shapes and all(op.input_shape.startswith("[[") for op in shapes)
+    assert sum(op.calls for op in shapes) == addmm.calls
+    assert report.memory and report.memory[0].device == "CPU" and report.memory[0].peak_mb > 0
+    assert not report.kernels and not report.has_gpu
+    assert isinstance(report.recommendations, tuple)
+    assert report.hints == ()  # nothing on this breakdown makes advice obvious
+
+
+def test_hints_only_where_the_breakdown_shows_them(cpu_trace):
+    from dataclasses import replace
+
+    from engine.profiling.report import StepCosts, hints
+
+    report = read_trace(cpu_trace.trace)
+    zero = dict.fromkeys(CATEGORIES, 0.0)
+    loader = replace(report, average=StepCosts("average", {**zero, "DataLoader": 40.0,
+                                                           "CPU Exec": 60.0}))
+    assert [h.split(":")[0] for h in hints(loader)] == ["Data-loader-bound"]
+    launch = replace(report, has_gpu=True,
+                     average=StepCosts("average", {**zero, "Kernel": 20.0, "CPU Exec": 50.0,
+                                                   "Runtime": 30.0}))
+    assert [h.split(":")[0] for h in hints(launch, 0.0, 0.6)] == [
+        "CPU-launch-bound", "No Tensor Cores used"]
+    busy = replace(launch, average=StepCosts("average", {**zero, "Kernel": 90.0,
+                                                         "Runtime": 10.0}))
+    assert hints(busy, 0.4, 0.6) == ()
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", "is empty"),
+    (None, "truncated or damaged"),
+    (b'{"schemaVersion": 1}', "not a torch.profiler trace"),
+    (b"not json at all", "truncated or damaged"),
+])
+def test_bad_traces_name_the_file(cpu_trace, tmp_path, content, words):
+    if content is None:
+        data = open(cpu_trace.trace, "rb").read()
+        content = data[:len(data) // 2]
+    bad = tmp_path / "bad.pt.trace.json"
+    bad.write_bytes(content)
+    with pytest.raises(TraceReadError, match=words) as err:
+        read_trace(bad)
+    assert str(bad) in str(err.value)
+
+
+def test_truncated_gzip_trace(cpu_trace, tmp_path):
+    bad = tmp_path / "w.1.pt.trace.json.gz"
+    bad.write_bytes(gzip.compress(open(cpu_trace.trace, "rb").read())[:4000])
+    with pytest.raises(TraceReadError, match="truncated") as err:
+        read_trace(bad)
+    assert str(bad) in str(err.value)
+
+
+def test_export_for_perfetto(cpu_trace, tmp_path):
+    out = export_trace(cpu_trace.trace, tmp_path / "out" / "mine")
+    assert out.name == "mine.json.gz"
+    events = json.loads(gzip.decompress(out.read_bytes()))["traceEvents"]
+    assert any(e.get("name", "").startswith("ProfilerStep#") for e in events)
+
+
+def test_failing_run_keeps_the_partial_trace(tmp_path, tiny_config, faulty_model):
+    arch = faulty_model("if self.calls == 4:\n            raise RuntimeError('boom')")
+    opts = CaptureOptions(wait=0, warmup=1, active=10, profile_memory=False)
+    config = profiling_config(tiny_config(**{"model.arch": arch}), opts)
+    result, captures = capture(tmp_path, config, opts)
+    assert result.status == "failed" and "boom" in result.error
+    (done,) = captures
+    assert done.partial and done.error is None and done.trace is not None
+    assert read_trace(done.trace).steps  # the steps recorded before the failure
+
+
+def test_only_one_capture_at_a_time(tmp_path, tiny_config):
+    cap = ProfilerCapture(tmp_path)
+    cap.request(OPTIONS)
+    with pytest.raises(RuntimeError, match="already running"):
+        cap.request(OPTIONS)
+    with pytest.raises(ValueError, match="active must be"):
+        ProfilerCapture(tmp_path / "x").request(CaptureOptions(active=0))
+
+
+def test_cli_profile_prints_tables(tmp_path, capsys, tiny_config):
+    config = tmp_path / "tiny.toml"
+    config.write_text(tiny_config().to_toml())
+    code = main(["profile", str(config), "--steps", "2", "--record-shapes",
+                 "--workspace", str(tmp_path / "ws")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Step-time breakdown (ms)" in out and "CPU Exec" in out and "average" in out
+    table = out.split("Top 20 operators")[1].split("\n\n")[0].splitlines()[1:]
+    assert table[0].split()[:2] == ["Operator", "Calls"] and len(table) == 1 + 20
+    assert any(row.startswith("aten::addmm ") for row in table)
+    assert list((tmp_path / "ws" / "runs").glob(f"*/{PROFILE_DIR}/*/*.pt.trace.json"))
+
+
+def test_cli_profile_rejects_bad_steps(tmp_path, capsys, tiny_config):
+    config = tmp_path / "tiny.toml"
+    config.write_text(tiny_config().to_toml())
+    assert main(["profile", str(config), "--steps", "0", "--workspace", str(tmp_path)]) == 2
+    assert "--steps must be" in capsys.readouterr().err
