@@ -1,0 +1,23 @@
+"""Export of trained models: safetensors, torch.export programs (.pt2) and ONNX, each verified.
+
+The public API; the compression panel and `torchwork export` both use it.
+"""
+
+from .formats import FORMATS, ONNX_EXTERNAL_DATA_BYTES, SUFFIXES, export_model
+from .loading import (
+    EXAMPLE_ROWS,
+    LoadedRun,
+    build_from_meta,
+    load_run_model,
+    model_meta,
+    read_safetensors_meta,
+    rebuild_from_safetensors,
+)
+from .report import ExportError, ExportInputError, ExportReport, VerificationError, human_size
+from .verify import TOLERANCE, Verification, verify
+
+__all__ = ["EXAMPLE_ROWS", "FORMATS", "ONNX_EXTERNAL_DATA_BYTES", "SUFFIXES", "TOLERANCE",
+           "ExportError", "ExportInputError", "ExportReport", "LoadedRun", "Verification",
+           "VerificationError", "build_from_meta", "export_model", "human_size",
+           "load_run_model", "model_meta", "read_safetensors_meta", "rebuild_from_safetensors",
+           "verify"]

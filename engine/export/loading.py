@@ -1,0 +1,161 @@
+"""Rebuild a trained model: from a workspace run, or from a safetensors export alone.
+
+A run is rebuilt the way it was trained: its stored RunConfig builds the
+architecture, the run's checkpoint gives the weights, and load_dataset gives
+the same seeded split and preprocessing, so the held-out batch is rows the
+model never trained on, scaled exactly as in training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine.config import ConfigError, RunConfig
+from engine.data import DataBundle, load_dataset
+from engine.models import ModelError, build_model
+from engine.training import CheckpointError
+from engine.training.checkpoint import load_checkpoint
+from engine.training.setup import num_outputs
+from engine.workspace import RunRecord, Workspace, WorkspaceError
+
+from .report import ExportInputError
+
+META_FORMAT = "torchwork-export"
+META_KEY = "torchwork"  # the metadata entry (safetensors header, ONNX props, .pt2 extra file)
+EXAMPLE_ROWS = 64
+
+
+@dataclass
+class LoadedRun:
+    """A run's trained model with what an export needs around it."""
+
+    run: RunRecord
+    config: RunConfig
+    model: nn.Module  # on the CPU, eval mode, the weights of the run's checkpoint
+    bundle: DataBundle  # the run's data: same seeded split and preprocessing as in training
+    example: torch.Tensor  # up to EXAMPLE_ROWS rows of the validation split, preprocessed
+    meta: dict  # JSON-ready: what rebuilds and feeds the model (see model_meta)
+    step: int  # the optimizer step the checkpoint was written at
+
+
+def load_run_model(workspace: Workspace | str | Path | None, run_ref: int | str) -> LoadedRun:
+    """The trained model of a run (id or folder name, as `torchwork runs` shows).
+
+    The weights are the checkpoint's model state. When early stopping ended a
+    completed run, that state already holds the best epoch's weights: they are
+    restored before the final checkpoint is written. Raises ExportInputError
+    for an unknown run, a run without a checkpoint, or one that no longer builds.
+    """
+    run = _find_run(workspace, run_ref)
+    label = f"run {run.id} ({run.name})"
+    checkpoint = Path(run.checkpoint) if run.checkpoint else run.dir / "checkpoints" / "last.pt"
+    if not checkpoint.is_file():
+        raise ExportInputError(f"{label} has no checkpoint yet (status {run.status}): train it "
+                               f"first, or `torchwork resume {run.id}` if it was interrupted")
+    try:
+        cfg = run.config
+        bundle = load_dataset(cfg)
+        outputs = num_outputs(cfg, bundle.num_classes)
+        model = build_model(cfg, tuple(bundle.input_shape), outputs)
+        state = load_checkpoint(checkpoint, map_location="cpu")
+    except (ConfigError, ModelError, CheckpointError) as exc:
+        raise ExportInputError(f"cannot rebuild {label}: {exc}") from None
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise ExportInputError(f"checkpoint {checkpoint} of {label} does not fit the model its "
+                               f"configuration builds ({first}): was the model file changed "
+                               f"since the run?") from None
+    model.eval()
+    step = int(state.get("progress", {}).get("step", run.steps or 0))
+    meta = model_meta(cfg, bundle, outputs, run=run, step=step)
+    return LoadedRun(run=run, config=cfg, model=model, bundle=bundle,
+                     example=bundle.x_val[:EXAMPLE_ROWS].clone(), meta=meta, step=step)
+
+
+def _find_run(workspace, run_ref) -> RunRecord:
+    try:
+        if isinstance(workspace, Workspace):
+            return workspace.get_run(run_ref)
+        with Workspace(workspace) as ws:
+            return ws.get_run(run_ref)
+    except (WorkspaceError, OSError) as exc:
+        raise ExportInputError(str(exc)) from None
+
+
+def model_meta(cfg: RunConfig, bundle: DataBundle, outputs: int, *, run: RunRecord | None = None,
+               step: int | None = None) -> dict:
+    """What travels with an export: the config that builds the model, the input it takes
+    (shape, feature scaling, class names) and where it came from."""
+    from engine import __version__
+
+    meta = {"format": META_FORMAT, "version": 1, "torchwork": __version__,
+            "config": cfg.to_toml(), "arch": cfg.model.arch,
+            "input_shape": list(bundle.input_shape), "num_outputs": outputs, "task": bundle.task,
+            "preprocessing": bundle.preprocessing}
+    if run is not None:
+        meta["run"] = {"id": run.id, "name": run.name, "step": step}
+    return meta
+
+
+def build_from_meta(meta: dict) -> nn.Module:
+    """A freshly initialised model of the architecture ``meta`` describes (no weights yet)."""
+    try:
+        cfg = RunConfig.from_toml(meta["config"], validate=False)
+        return build_model(cfg, tuple(meta["input_shape"]), int(meta["num_outputs"]))
+    except KeyError as exc:
+        raise ExportInputError(f"export metadata lacks {exc}: it cannot be rebuilt from its "
+                               f"config") from None
+    except (ConfigError, ModelError) as exc:
+        raise ExportInputError(f"cannot rebuild the model from its config: {exc}") from None
+
+
+def read_safetensors_meta(path: str | Path) -> dict:
+    """The Torchwork metadata in a safetensors file's header ({} when there is none)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            header = fh.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise ExportInputError(f"cannot read {path} as safetensors ({exc}): the file is damaged "
+                               f"or not a safetensors file") from None
+    text = header.get(META_KEY)
+    if text is None:
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ExportInputError(f"{path} has damaged Torchwork metadata ({exc})") from None
+
+
+def rebuild_from_safetensors(path: str | Path) -> tuple[nn.Module, dict]:
+    """The model a Torchwork safetensors export holds, in eval mode, and its metadata.
+
+    Needs only the file (and, for a ``custom:`` architecture, that model file):
+    the header carries the config and input description. Exports of models
+    whose architecture left their config (pruned channels) say so in
+    ``meta["rebuild"]`` and are refused here: load them into the same module.
+    """
+    from safetensors.torch import load_model
+
+    meta = read_safetensors_meta(path)
+    if meta.get("rebuild") != "config":
+        raise ExportInputError(f"{path} cannot be rebuilt from a config: "
+                               + meta.get("rebuild_note", "it carries no Torchwork config")
+                               + "; load its weights into the module it was exported from "
+                                 "(safetensors.torch.load_model)")
+    model = build_from_meta(meta)
+    try:
+        load_model(model, str(path), strict=True)
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise ExportInputError(f"the weights in {path} do not fit the model its config "
+                               f"builds ({first})") from None
+    return model.eval(), meta
