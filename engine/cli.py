@@ -23,7 +23,7 @@ RESUME_SETTABLE = ("train.epochs", "train.max_steps", "train.log_every", "train.
 # Further subcommands, one module each in engine/commands/: each has
 # register(subparsers, common) which adds its parser with set_defaults(handler=fn);
 # fn(args) returns the exit code and may raise UsageError or ConfigError.
-COMMAND_MODULES: tuple[str, ...] = ("profile",)
+COMMAND_MODULES: tuple[str, ...] = ("profile", "export", "compress", "monitor")
 
 
 class UsageError(Exception):
@@ -181,12 +181,17 @@ def cmd_resume(args) -> int:
 
 
 def _train(trainer, ws, run, as_json: bool) -> int:
+    from .monitor.recorder import HardwareRecorder
     from .reporting import JsonLines, ProgressBar
     from .workspace import WorkspaceWriter
 
     trainer.run_id = str(run.id)
     trainer.enable_checkpoints(run.dir / "checkpoints")
     WorkspaceWriter(ws, run).attach(trainer)
+    # What the hardware monitor cannot read matters on a GPU run only ("No NVIDIA GPU found").
+    on_gpu = trainer.device.type == "cuda"
+    recorder = HardwareRecorder(ws, run.id, trainer.config.monitor.interval,
+                                on_problem=_say_hardware if on_gpu else None).attach(trainer)
     (JsonLines() if as_json else ProgressBar()).attach(trainer)
     interrupted = []
 
@@ -209,6 +214,7 @@ def _train(trainer, ws, run, as_json: bool) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        recorder.stop()
         ws.close()
     if result.status == "failed":
         if as_json:
@@ -220,6 +226,10 @@ def _train(trainer, ws, run, as_json: bool) -> int:
                   + (f" --workspace {ws.root}" if ws.root else ""), file=sys.stderr)
         return EXIT_STOPPED
     return EXIT_OK
+
+
+def _say_hardware(text: str) -> None:
+    print(f"hardware monitor: {text}", file=sys.stderr)
 
 
 def cmd_runs(args) -> int:

@@ -50,7 +50,7 @@ def export_model(model: nn.Module, example: torch.Tensor, fmt: str, out_path: st
     """
     if fmt not in FORMATS:
         raise ExportInputError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
-    out = Path(out_path).expanduser()
+    out = Path(out_path).expanduser().absolute()
     if out.is_dir():
         raise ExportInputError(f"{out} is a folder: give a file name, e.g. "
                                f"{out / ('model' + SUFFIXES[fmt])}")
