@@ -39,7 +39,8 @@ def register(subparsers, common) -> None:
 
 def cmd_profile(args) -> int:
     from engine import cli
-    from engine.profiling.capture import CaptureOptions, ProfilerCapture, profiling_config
+    from engine.profiling.capture import ProfilerCapture
+    from engine.profiling.options import CaptureOptions, profiling_config
     from engine.profiling.report import TraceReadError, read_trace
     from engine.workspace import WorkspaceWriter
     from engine.workspace.records import default_run_name
@@ -59,7 +60,7 @@ def cmd_profile(args) -> int:
         run = ws.create_run(cfg, args.name or f"profile-{default_run_name(cfg)}")
         trainer.run_id = str(run.id)
         WorkspaceWriter(ws, run).attach(trainer)
-        capture = ProfilerCapture(run.dir, worker=f"run{run.id}").attach(trainer)
+        capture = ProfilerCapture(worker=f"run{run.id}").attach(trainer, run.dir)
         capture.request(options)
         print(f"profiling run {run.id}: {options.wait} wait, {options.warmup} warmup, "
               f"{options.active} recorded steps", file=sys.stderr)

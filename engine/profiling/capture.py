@@ -13,78 +13,42 @@ was recorded, so a crash can be profiled.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
 
 from ..training import events as ev
-
-PROFILE_DIR = "profile"
-
-
-@dataclass(frozen=True)
-class CaptureOptions:
-    """What to record: the schedule (in optimizer steps) and the profiler's options."""
-    wait: int = 1
-    warmup: int = 1
-    active: int = 3
-    record_shapes: bool = True
-    profile_memory: bool = True
-    with_stack: bool = False
-
-    def validate(self) -> None:
-        for key, low in (("wait", 0), ("warmup", 0), ("active", 1)):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"profiler {key} must be a whole number >= {low} (got {value!r})")
-
-    @property
-    def steps(self) -> int:
-        """Optimizer steps the capture spans, from arming to its written trace."""
-        return self.wait + self.warmup + self.active
-
-
-@dataclass(frozen=True)
-class CaptureResult:
-    """Where a capture went and how it ended (plain data: crosses to the window)."""
-    folder: str
-    trace: str | None  # the written trace file; None when nothing was recorded
-    partial: bool  # the run ended before all active steps were recorded
-    error: str | None = None
-
-
-def capture_name() -> str:
-    """A capture folder name that sorts by time: ``capture-20261122-164512``."""
-    return time.strftime("capture-%Y%m%d-%H%M%S")
+from .options import PROFILE_DIR, CaptureOptions, CaptureResult, capture_name
 
 
 class ProfilerCapture:
     """Trainer handler: profiles ``options.steps`` optimizer steps once requested.
 
-    ``request`` is safe from any thread; the profiler itself starts, steps and
-    stops on the training thread. ``on_done`` gets a CaptureResult; a failure of
-    the profiler is reported there and never raised into the training loop.
+    ``request`` is safe from any thread, also before ``attach`` (the window may
+    ask while the run is still being built); the profiler itself starts, steps
+    and stops on the training thread. ``on_done`` gets a CaptureResult; a
+    failure of the profiler is reported there and never raised into the loop.
     """
 
-    def __init__(self, run_dir: str | Path, *, worker: str = "worker0",
+    def __init__(self, *, worker: str = "worker0",
                  on_done: Callable[[CaptureResult], None] | None = None):
-        self.run_dir = Path(run_dir)
+        self.run_dir: Path | None = None
         self.worker = worker
         self.on_done = on_done
         self.results: list[CaptureResult] = []
         self._lock = threading.Lock()
-        self._pending: tuple[CaptureOptions, Path] | None = None
+        self._pending: tuple[CaptureOptions, str] | None = None
         self._prof: profile | None = None
         self._folder: Path | None = None
         self._stepped = 0
         self._options: CaptureOptions | None = None
         self._device = "cpu"
 
-    def attach(self, trainer) -> ProfilerCapture:
+    def attach(self, trainer, run_dir: str | Path) -> ProfilerCapture:
+        """Profile ``trainer``, writing under ``<run_dir>/profile/``."""
+        self.run_dir = Path(run_dir)
         self._device = trainer.device.type
         trainer.on(ev.StepStarted, self._on_step_started)
         trainer.on(ev.StepEnded, self._on_step_ended)
@@ -95,24 +59,25 @@ class ProfilerCapture:
     def busy(self) -> bool:
         return self._pending is not None or self._prof is not None
 
-    def request(self, options: CaptureOptions, name: str | None = None) -> Path:
-        """Arm a capture starting at the next step; returns the folder it will write to."""
+    def request(self, options: CaptureOptions, name: str | None = None) -> str:
+        """Arm a capture starting at the next step; returns its folder's name."""
         options.validate()
-        folder = self.run_dir / PROFILE_DIR / (name or capture_name())
+        name = name or capture_name()
         with self._lock:
             if self.busy:
                 raise RuntimeError("a profiler capture is already running for this run: "
                                    "wait for its trace")
-            self._pending = (options, folder)
-        return folder
+            self._pending = (options, name)
+        return name
 
     # --- on the training thread ------------------------------------------------
     def _on_step_started(self, _event: ev.StepStarted) -> None:
         if self._pending is None or self._prof is not None:
             return
         with self._lock:
-            options, folder = self._pending
+            options, name = self._pending
             self._pending = None
+        folder = self.run_dir / PROFILE_DIR / name
         activities = [ProfilerActivity.CPU]
         if self._device == "cuda" and torch.cuda.is_available():
             activities.append(ProfilerActivity.CUDA)
@@ -169,11 +134,3 @@ class ProfilerCapture:
         if self.on_done is not None:
             self.on_done(result)
 
-
-def profiling_config(config, options: CaptureOptions):
-    """The config of a short dedicated run that lasts exactly the capture's steps."""
-    cfg = config.copy()
-    cfg.set("train.max_steps", options.steps)
-    cfg.set("train.epochs", max(cfg.train.epochs, options.steps))  # >= 1 step per epoch
-    cfg.validate()
-    return cfg

@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .capture import PROFILE_DIR
+from .options import PROFILE_DIR
 
 TRACE_GLOB = "*.pt.trace.json*"
 

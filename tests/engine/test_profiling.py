@@ -6,12 +6,8 @@ import json
 import pytest
 
 from engine.cli import main
-from engine.profiling.capture import (
-    PROFILE_DIR,
-    CaptureOptions,
-    ProfilerCapture,
-    profiling_config,
-)
+from engine.profiling.capture import ProfilerCapture
+from engine.profiling.options import PROFILE_DIR, CaptureOptions, profiling_config
 from engine.profiling.report import CATEGORIES, TraceReadError, read_trace
 from engine.profiling.traces import export_trace, list_captures
 from engine.training import Trainer
@@ -21,7 +17,7 @@ OPTIONS = CaptureOptions(wait=1, warmup=1, active=2)
 
 def capture(tmp_path, config, options=OPTIONS, name="c1"):
     trainer = Trainer(config)
-    cap = ProfilerCapture(tmp_path / "run", worker="w").attach(trainer)
+    cap = ProfilerCapture(worker="w").attach(trainer, tmp_path / "run")
     cap.request(options, name)
     result = trainer.run()
     return result, cap.results
@@ -132,12 +128,12 @@ def test_failing_run_keeps_the_partial_trace(tmp_path, tiny_config, faulty_model
 
 
 def test_only_one_capture_at_a_time(tmp_path, tiny_config):
-    cap = ProfilerCapture(tmp_path)
+    cap = ProfilerCapture()  # asked before the run is built, as the window may
     cap.request(OPTIONS)
     with pytest.raises(RuntimeError, match="already running"):
         cap.request(OPTIONS)
     with pytest.raises(ValueError, match="active must be"):
-        ProfilerCapture(tmp_path / "x").request(CaptureOptions(active=0))
+        ProfilerCapture().request(CaptureOptions(active=0))
 
 
 def test_cli_profile_prints_tables(tmp_path, capsys, tiny_config):
