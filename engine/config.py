@@ -190,6 +190,14 @@ class TrainConfig:
                          min=1, max=1_000_000)
 
 
+@dataclass
+class MonitorConfig:
+    interval: float = opt(0.5, "Hardware sampling interval (s)", "Seconds between readings of "
+                          "GPU utilization, memory, power and temperature (NVML), torch memory "
+                          "and CPU/RAM while the run trains; stored with the run.",
+                          min=0.1, max=10.0)
+
+
 SECTIONS = {
     "data": DataConfig,
     "model": ModelConfig,
@@ -198,6 +206,7 @@ SECTIONS = {
     "regularization": RegularizationConfig,
     "precision": PrecisionConfig,
     "train": TrainConfig,
+    "monitor": MonitorConfig,
 }
 
 # How the desktop form groups the options: by what a person decides together,
@@ -211,7 +220,7 @@ FORM_GROUPS = {
                                "train.grad_clip_value", "precision.channels_last",
                                "precision.compile"],
     "Training": ["train.epochs", "train.max_steps", "train.device", "train.seed",
-                 "train.checkpoint_every", "train.log_every"],
+                 "train.checkpoint_every", "train.log_every", "monitor.interval"],
 }
 
 
@@ -235,6 +244,7 @@ class RunConfig:
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     # --- conversion -------------------------------------------------------
     def to_dict(self) -> dict[str, dict[str, Any]]:

@@ -70,8 +70,37 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (run_id, name, epoch)
         ) WITHOUT ROWID""",
     ),
+    (  # 1 -> 2: hardware samples (engine/monitor), the host's and one row per GPU
+        """
+        CREATE TABLE hardware_samples (
+            run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            time        REAL NOT NULL,  -- seconds since the epoch
+            step        INTEGER,        -- the training step it fell in
+            process_cpu REAL, system_cpu REAL, process_rss REAL, ram_used REAL, ram_total REAL,
+            PRIMARY KEY (run_id, time)
+        ) WITHOUT ROWID""",
+        """
+        CREATE TABLE gpu_samples (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            time   REAL NOT NULL,
+            gpu    INTEGER NOT NULL,
+            step   INTEGER,
+            utilization REAL, memory_utilization REAL, memory_used REAL, memory_total REAL,
+            power REAL, power_limit REAL, temperature REAL, sm_clock REAL, memory_clock REAL,
+            pcie_tx REAL, pcie_rx REAL, process_memory REAL, throttle_reasons INTEGER,
+            torch_allocated REAL, torch_reserved REAL, torch_peak REAL,
+            PRIMARY KEY (run_id, gpu, time)
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+# Columns of the hardware tables after run_id, time (and gpu), as the store reads them back.
+HOST_COLUMNS = ("step", "process_cpu", "system_cpu", "process_rss", "ram_used", "ram_total")
+GPU_COLUMNS = ("step", "utilization", "memory_utilization", "memory_used", "memory_total",
+               "power", "power_limit", "temperature", "sm_clock", "memory_clock", "pcie_tx",
+               "pcie_rx", "process_memory", "throttle_reasons", "torch_allocated",
+               "torch_reserved", "torch_peak")
 
 
 class SchemaTooNew(Exception):

@@ -27,6 +27,8 @@ from engine.workspace.owner import current_owner, owner_gone
 from engine.workspace.records import RunRecord, Series, default_run_name, now_iso, slug
 from engine.workspace.schema import (
     FINAL_STATUSES,
+    GPU_COLUMNS,
+    HOST_COLUMNS,
     SCHEMA_VERSION,
     STATUSES,
     STEP_COLUMNS,
@@ -289,11 +291,44 @@ class Workspace:
                 for name, items in grouped.items()}
 
     def truncate_after(self, run_id: int, step: int) -> None:
-        """Drop step and epoch rows past ``step``, so a run resumed from an earlier
-        checkpoint does not draw its curves twice."""
+        """Drop step, epoch and hardware rows past ``step``, so a run resumed from an
+        earlier checkpoint does not draw its curves twice."""
         with self._write() as conn:
             conn.execute("DELETE FROM step_metrics WHERE run_id = ? AND step > ?", (run_id, step))
             conn.execute("DELETE FROM epoch_metrics WHERE run_id = ? AND step > ?", (run_id, step))
+            for table in ("hardware_samples", "gpu_samples"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id = ? AND step > ?", (run_id, step))
+
+    # --- hardware samples (engine.monitor) -------------------------------------------
+    def add_hardware_samples(self, run_id: int, samples: Sequence) -> None:
+        """Store ``engine.monitor.Sample`` objects in one transaction (host row and GPU rows)."""
+        if not samples:
+            return
+        host = [(run_id, s.time, *(getattr(s, c) for c in HOST_COLUMNS)) for s in samples]
+        gpus = [(run_id, s.time, g.index, s.step, *(getattr(g, c) for c in GPU_COLUMNS[1:]))
+                for s in samples for g in s.gpus]
+        with self._write() as conn:
+            conn.executemany(f"INSERT OR REPLACE INTO hardware_samples (run_id, time, "
+                             f"{', '.join(HOST_COLUMNS)}) VALUES "
+                             f"({', '.join('?' * (len(HOST_COLUMNS) + 2))})", host)
+            conn.executemany(f"INSERT OR REPLACE INTO gpu_samples (run_id, time, gpu, "
+                             f"{', '.join(GPU_COLUMNS)}) VALUES "
+                             f"({', '.join('?' * (len(GPU_COLUMNS) + 3))})", gpus)
+
+    def hardware_samples(self, run_id: int) -> dict:
+        """A run's samples in time order: ``{"host": {column: array}, "gpus": {index:
+        {column: array}}}``, each with a "time" column; NaN where nothing was read (a
+        missing step is -1)."""
+        self._resolve(run_id)
+        host = self._query(f"SELECT time, {', '.join(HOST_COLUMNS)} FROM hardware_samples "
+                           f"WHERE run_id = ? ORDER BY time", (run_id,))
+        rows = self._query(f"SELECT gpu, time, {', '.join(GPU_COLUMNS)} FROM gpu_samples "
+                           f"WHERE run_id = ? ORDER BY gpu, time", (run_id,))
+        per_gpu: dict[int, list] = {}
+        for r in rows:
+            per_gpu.setdefault(r[0], []).append(tuple(r)[1:])
+        return {"host": _columns(("time", *HOST_COLUMNS), host),
+                "gpus": {i: _columns(("time", *GPU_COLUMNS), r) for i, r in per_gpu.items()}}
 
     # --- plumbing --------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
@@ -375,3 +410,15 @@ class Workspace:
         values = dict(row)
         values["dir"] = self.root / values["dir"]
         return RunRecord(**values)
+
+
+def _columns(names: Sequence[str], rows: Sequence) -> dict[str, np.ndarray]:
+    """Rows as one float array per column (None becomes NaN; a missing step -1)."""
+    cols = list(zip(*rows)) if rows else [()] * len(names)
+    out = {}
+    for name, col in zip(names, cols):
+        if name in ("step", "throttle_reasons"):
+            out[name] = np.array([-1 if v is None else v for v in col], dtype=np.int64)
+        else:
+            out[name] = np.array([np.nan if v is None else v for v in col], dtype=np.float64)
+    return out
