@@ -1,0 +1,227 @@
+"""One compression session: prune, fine-tune or distil, quantize, and measure every step.
+
+The command line, the window's compression panel and bench/compression.py all
+run this, so the three show the same table. Each pruning ratio (one, or
+several for a sparsity sweep) gives a chain of candidates: the pruned model
+(fine-tuned when asked), then its int8 forms. ONNX files go to ``out_dir``
+(by default the run's own folder), exported and verified through engine.export.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine.config import RunConfig
+from engine.export import export_model
+
+from .distill import Distillation
+from .errors import CompressionError
+from .measure import Candidate, count_macs, measure_onnx, measure_torch
+from .prune import METHODS, count_params, count_zeros, make_permanent, prune_model
+from .quantize import TARGETS, quantize_onnx, quantize_torch
+
+Progress = Callable[[str], None]
+TrainerHook = Callable[[object], None]  # gets each fine-tuning Trainer before it runs
+
+
+@dataclass(frozen=True)
+class CompressOptions:
+    prune: str | None = "structured"  # one of prune.METHODS, or None to keep every weight
+    ratios: tuple[float, ...] = (0.5,)  # several: a sparsity sweep
+    importance: str = "magnitude"
+    exclude: tuple[str, ...] = ()
+    quantize: str = "onnx"  # one of quantize.TARGETS
+    finetune_epochs: int = 0
+    distill_alpha: float = 0.7
+    distill_temperature: float = 4.0
+    repeats: int = 30  # timed repeats per latency figure
+
+    def check(self) -> None:
+        if self.prune is not None and self.prune not in METHODS:
+            raise CompressionError(f"--prune must be one of {', '.join(METHODS)} or none "
+                                   f"(got {self.prune!r})")
+        if self.quantize not in TARGETS:
+            raise CompressionError(f"--quantize must be one of {', '.join(TARGETS)} "
+                                   f"(got {self.quantize!r})")
+        if self.finetune_epochs < 0:
+            raise CompressionError(f"--finetune-epochs must be >= 0 (got "
+                                   f"{self.finetune_epochs})")
+        if not self.ratios:
+            raise CompressionError("give at least one pruning ratio")
+        if self.prune is None and len(self.ratios) > 1:
+            raise CompressionError("a sparsity sweep needs a pruning method (--prune)")
+
+
+@dataclass
+class CompressionResult:
+    candidates: list[Candidate] = field(default_factory=list)
+    # candidate name -> the PyTorch module it was measured from (for ONNX rows: the
+    # float module the file was exported from); engine tensors, never sent to a view
+    models: dict[str, nn.Module] = field(default_factory=dict)
+    finals: list[str] = field(default_factory=list)  # the last candidate of each ratio's chain
+    example: torch.Tensor | None = None
+
+    def add(self, candidate: Candidate, model: nn.Module) -> Candidate:
+        self.candidates.append(candidate)
+        self.models[candidate.name] = model
+        return candidate
+
+    def get(self, name: str) -> Candidate:
+        for c in self.candidates:
+            if c.name == name:
+                return c
+        raise CompressionError(f"no candidate named {name!r}")
+
+
+def compress(loaded, options: CompressOptions, out_dir: str | Path, *,
+             teacher: nn.Module | None = None, progress: Progress | None = None,
+             on_trainer: TrainerHook | None = None) -> CompressionResult:
+    """Measure the run's model, then each compressed chain; ``loaded`` is a LoadedRun.
+
+    ``teacher``: fine-tune by distillation from this model instead of the task
+    loss alone (needs finetune_epochs > 0).
+    """
+    options.check()
+    if teacher is not None and options.finetune_epochs == 0:
+        raise CompressionError("distillation trains the student: give --finetune-epochs N")
+    say = progress or (lambda text: None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bundle, example = loaded.bundle, loaded.example
+    data = {"x_val": bundle.x_val, "y_val": bundle.y_val, "task": bundle.task,
+            "repeats": options.repeats}
+    result = CompressionResult(example=example)
+    original = loaded.model.eval()
+    macs = count_macs(original, example)
+    say("measuring the original model")
+    result.add(measure_torch("original", original, macs=macs, **data), original)
+    if options.quantize == "onnx":
+        result.add(_onnx_row("original (onnx)", original, example, out_dir / "original.onnx",
+                             macs, 0.0, data), original)
+    for ratio in options.ratios:
+        model, name = original, "original"
+        if options.prune is not None:
+            say(f"pruning {ratio:.0%} ({options.prune})")
+            pruned = prune_model(original, options.prune, ratio, example=example,
+                                 importance=options.importance, exclude=options.exclude,
+                                 calibration=(bundle.x_train[:256], bundle.y_train[:256]),
+                                 loss_fn=_task_loss(loaded.config), permanent=False)
+            model, name = pruned.model, f"{options.prune} {ratio:.0%}"
+        if options.finetune_epochs:
+            how = "distilling" if teacher is not None else "fine-tuning"
+            say(f"{how} {name} for {options.finetune_epochs} epochs")
+            model = finetune(loaded.config, model, options.finetune_epochs, teacher=teacher,
+                             alpha=options.distill_alpha,
+                             temperature=options.distill_temperature, on_trainer=on_trainer)
+            name += f" + {'kd' if teacher is not None else 'ft'} {options.finetune_epochs} ep"
+        model = make_permanent(model).eval()
+        r = ratio if options.prune else 0.0
+        last = name
+        if model is not original:
+            say(f"measuring {name}")
+            model_macs = count_macs(model, example)
+            result.add(measure_torch(name, model, macs=model_macs, ratio=r, **data), model)
+        else:
+            model_macs = macs
+        if options.quantize == "torch":
+            say(f"quantizing {name} (torchao int8)")
+            last = f"{name} int8"
+            result.add(measure_torch(last, quantize_torch(model), macs=model_macs, ratio=r,
+                                     **data), model)
+        elif options.quantize == "onnx":
+            stem = _slug(name)
+            if model is not original:
+                result.add(_onnx_row(f"{name} (onnx)", model, example, out_dir / f"{stem}.onnx",
+                                     model_macs, r, data), model)
+            say(f"quantizing {name} (ONNX Runtime int8)")
+            fp32 = result.candidates[-1].path
+            rows = []
+            for ops, label in (("all", "int8 (onnx)"), ("linear", "int8 linear (onnx)")):
+                path = quantize_onnx(fp32, out_dir / f"{stem}.int8-{ops}.onnx", ops)
+                rows.append(result.add(measure_onnx(
+                    f"{name} {label}", path, params=count_params(model),
+                    nonzero=count_params(model) - count_zeros(model), macs=model_macs, ratio=r,
+                    **data), model))
+            last = min(rows, key=lambda c: c.latency_b64_ms).name  # the faster here
+        result.finals.append(last)
+    return result
+
+
+def finetune(config: RunConfig, model: nn.Module, epochs: int, *,
+             teacher: nn.Module | None = None, alpha: float = 0.7, temperature: float = 4.0,
+             on_trainer: TrainerHook | None = None) -> nn.Module:
+    """Train ``model`` (pruned, or a student) for ``epochs`` more epochs as an ordinary run.
+
+    The run's own optimizer and schedule are used afresh; early stopping,
+    max_steps and torch.compile are off. A failed run raises CompressionError.
+    """
+    from engine.training import Trainer
+
+    cfg = config.with_overrides([f"train.epochs={epochs}", "train.max_steps=0",
+                                 "regularization.early_stopping_patience=0",
+                                 "precision.compile=false"])
+    hook = Distillation(teacher, alpha, temperature) if teacher is not None else None
+    if hook is not None and cfg.optim.name == "lbfgs":
+        raise CompressionError("distillation does not support optim.name='lbfgs': pick adamw")
+    trainer = Trainer(cfg, model=model, loss_hook=hook)
+    if on_trainer is not None:
+        on_trainer(trainer)
+    outcome = trainer.run()
+    if outcome.status == "failed":
+        raise CompressionError(f"fine-tuning failed: {outcome.error}")
+    return trainer.model.cpu().eval()
+
+
+def save_candidate(result: CompressionResult, name: str, fmt: str, out_path: str | Path, *,
+                   meta: dict | None = None, overwrite: bool = False):
+    """Export one candidate: ONNX candidates copy their measured file, others go through
+    engine.export (which verifies the written file). Returns the written path."""
+    candidate = result.get(name)
+    out_path = Path(out_path)
+    if candidate.path is not None and fmt == "onnx":
+        if out_path.exists() and not overwrite:
+            raise CompressionError(f"{out_path} exists: choose another name or allow overwrite")
+        _atomic_copy(Path(candidate.path), out_path)
+        return out_path
+    report = export_model(result.models[name], result.example, fmt, out_path, meta=meta,
+                          overwrite=overwrite)
+    return report.path
+
+
+def _onnx_row(name, model, example, path, macs, ratio, data) -> Candidate:
+    report = export_model(model, example, "onnx", path, overwrite=True)
+    return measure_onnx(name, report.path, params=count_params(model),
+                        nonzero=count_params(model) - count_zeros(model), macs=macs,
+                        ratio=ratio, extra_files=tuple(map(str, report.extra_files)), **data)
+
+
+def _task_loss(config: RunConfig) -> nn.Module:
+    from engine.training.setup import build_loss
+
+    return build_loss(config)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _atomic_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
