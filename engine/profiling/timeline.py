@@ -1,0 +1,495 @@
+"""Chrome trace files (as torch.profiler writes them) read into arrays a timeline can draw fast.
+
+A trace of a million slices is a million Python dicts once parsed; kept that
+way, every frame of a timeline would walk them. So ``load_trace`` reads the
+file once with orjson, keeps the slices as a struct of numpy arrays sorted by
+track and start, and builds for each row (track and nesting depth) a pyramid
+of coarser versions in which slices closer than a resolution are merged.
+A frame then asks ``visible`` for one row's bars in a time window at its pixel
+size, and gets back at most a few bars per pixel whatever the trace's size.
+
+Times are microseconds (the unit of the file) from the trace's first slice.
+"""
+
+from __future__ import annotations
+
+import gc
+import gzip
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+# torch.profiler's categories (Kineto's "cat") with a colour each; ProfilerStep#N
+# spans are user annotations, given a category of their own so steps stand out.
+CATEGORY_COLOURS = {
+    "profiler_step": "#8c96a5",
+    "user_annotation": "#b07cd8",
+    "gpu_user_annotation": "#b07cd8",
+    "python_function": "#7fb5e6",
+    "cpu_op": "#4a90d9",
+    "cuda_runtime": "#e0a33a",
+    "cuda_driver": "#c98d2e",
+    "kernel": "#3fae5a",
+    "gpu_memcpy": "#d9534f",
+    "gpu_memset": "#e77fa8",
+    "cpu_instant_event": "#999999",
+}
+# Categories nobody listed get one of these, the same one for the same name.
+OTHER_COLOURS = ("#5fb3a8", "#c7b24b", "#a77d5c", "#8f8fd6", "#d07c4a", "#6aa84f")
+GPU_CATEGORIES = frozenset({"kernel", "gpu_memcpy", "gpu_memset", "gpu_user_annotation"})
+SHAPE_ARGS = ("Input Dims", "Input type")
+CHECK_EVERY = 1 << 16  # slices between progress reports and cancel checks
+# Args are kept as JSON, ARGS_CHUNK slices' worth a string: a million small dicts
+# would be scanned by every full pass of the cyclic collector, and one dump call
+# per slice costs 20x more than one per chunk.
+ARGS_CHUNK = 1024
+NEST_TOLERANCE_US = 0.002  # how far a child may end past its parent and still nest
+PYRAMID_BASE_US = 0.25  # the finest merge resolution; each level 4x coarser
+PYRAMID_FACTOR = 4.0
+
+
+class TraceError(Exception):
+    """A trace file that cannot be read; the message names the file and what to do."""
+
+
+class TraceCancelled(Exception):
+    """``cancel()`` asked ``load_trace`` to stop."""
+
+
+def category_colour(category: str) -> str:
+    if category in CATEGORY_COLOURS:
+        return CATEGORY_COLOURS[category]
+    return OTHER_COLOURS[zlib.crc32(category.encode()) % len(OTHER_COLOURS)]
+
+
+@dataclass(frozen=True)
+class Track:
+    """One timeline lane: a CPU thread (pid, tid) or a CUDA stream (device, stream)."""
+
+    label: str
+    pid: object
+    tid: object
+    kind: str  # "cpu", "gpu" or "other"
+    depth: int  # rows: 1 + the deepest nesting on it
+    first_row: int  # index of its top row among all rows
+
+
+@dataclass(frozen=True)
+class Bars:
+    """What one row shows in a window: slices, or runs of slices merged below a pixel.
+
+    ``event`` is the slice a bar stands for: itself, or the longest one of a
+    merged run (whose colour the bar takes); ``count`` is how many it holds.
+    """
+
+    start: np.ndarray
+    end: np.ndarray
+    category: np.ndarray
+    event: np.ndarray
+    count: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+@dataclass
+class _Level:
+    resolution: float
+    start: np.ndarray
+    end: np.ndarray
+    longest: np.ndarray  # global index of the longest slice in each bar
+    count: np.ndarray
+
+
+class TraceIndex:
+    """The slices of one trace as sorted arrays, with per-row pyramids for drawing.
+
+    Slices are ordered by track, then start, longer first on ties, so a
+    parent comes before its children. ``rows`` lists (track, depth) in drawing
+    order; ``tracks[t].first_row + depth`` is a slice's row.
+    """
+
+    def __init__(self, path: Path, start_us, dur_us, name_id, track_id, depth, category_id,
+                 args_index, names: list[str], categories: list[str], tracks: list[Track],
+                 args: list, origin_us: float):
+        self.path = path
+        self.start_us = start_us
+        self.dur_us = dur_us
+        self.end_us = start_us + dur_us
+        self.span_us = float(self.end_us.max())
+        self.name_id = name_id
+        self.track_id = track_id
+        self.depth = depth
+        self.category_id = category_id
+        self.args_index = args_index
+        self.names = names
+        self.categories = categories
+        self.tracks = tracks
+        self.origin_us = origin_us
+        self._args = args
+        self._lower_names = [n.lower() for n in names]
+        self.rows: list[tuple[int, int]] = [(t, d) for t, tr in enumerate(tracks)
+                                            for d in range(tr.depth)]
+        self._pyramids = self._build_pyramids()
+
+    def __len__(self) -> int:
+        return len(self.start_us)
+
+
+    def colour(self, category_id: int) -> str:
+        return category_colour(self.categories[category_id])
+
+    def row_of(self, i: int) -> int:
+        return self.tracks[int(self.track_id[i])].first_row + int(self.depth[i])
+
+    # --- level of detail ---------------------------------------------------------
+    def _build_pyramids(self) -> list[list[_Level]]:
+        """Per row: the raw slices, then merges at 4x coarser resolutions until one bar."""
+        key = self.track_id.astype(np.int64) * 65536 + self.depth
+        order = np.argsort(key, kind="stable")  # rows keep their time order
+        bounds = np.searchsorted(key[order], [t * 65536 + d for t, d in self.rows] +
+                                 [np.iinfo(np.int64).max])
+        pyramids = []
+        for r in range(len(self.rows)):
+            idx = order[bounds[r]:bounds[r + 1]]
+            level = _Level(0.0, self.start_us[idx], self.end_us[idx], idx,
+                           np.ones(len(idx), dtype=np.int64))
+            levels = [level]
+            resolution = PYRAMID_BASE_US
+            while len(level.start) > 1:
+                level = _merge(level, resolution, self.dur_us)
+                if len(level.start) < len(levels[-1].start):
+                    levels.append(level)
+                resolution *= PYRAMID_FACTOR
+            pyramids.append(levels)
+        return pyramids
+
+    def visible(self, row: int, t0: float, t1: float, px_us: float) -> Bars:
+        """The bars of ``row`` overlapping [t0, t1] at ``px_us`` microseconds per pixel.
+
+        Bars closer than a pixel are merged into one, so a row never yields
+        much more than one bar per pixel of the window.
+        """
+        levels = self._pyramids[row]
+        level = levels[0]
+        for candidate in levels[1:]:
+            if candidate.resolution > px_us:
+                break
+            level = candidate
+        lo = max(0, int(np.searchsorted(level.start, t0, side="right")) - 1)
+        hi = int(np.searchsorted(level.start, t1, side="right"))
+        start, end = level.start[lo:hi], level.end[lo:hi]
+        keep = end >= t0
+        start, end = start[keep], end[keep]
+        longest, count = level.longest[lo:hi][keep], level.count[lo:hi][keep]
+        if len(start) > 1:
+            # A run of bars whose pixels touch becomes one bar, coloured by its longest slice.
+            px0 = np.floor((start - t0) / px_us)
+            px1 = np.maximum.accumulate(np.ceil((end - t0) / px_us))
+            new = np.empty(len(start), dtype=bool)
+            new[0] = True
+            new[1:] = px0[1:] > px1[:-1]
+            if not new.all():
+                firsts, longest = _runs(new, longest, self.dur_us)
+                count = np.add.reduceat(count, firsts)
+                start, end = start[firsts], np.maximum.reduceat(end, firsts)
+        return Bars(start, end, self.category_id[longest], longest, count)
+
+    def event_at(self, row: int, t: float, tolerance_us: float = 0.0) -> int | None:
+        """The slice of ``row`` under time ``t`` (or within the tolerance), if any."""
+        raw = self._pyramids[row][0]
+        i = int(np.searchsorted(raw.start, t, side="right")) - 1
+        candidates = [j for j in (i, i + 1) if 0 <= j < len(raw.start)]
+        best, gap = None, tolerance_us
+        for j in candidates:
+            d = max(raw.start[j] - t, t - raw.end[j], 0.0)
+            if d <= gap:
+                best, gap = int(raw.longest[j]), d
+        return best
+
+    # --- queries -----------------------------------------------------------------
+    def search(self, text: str) -> np.ndarray:
+        """Indices of slices whose name holds ``text`` (any case), in time order."""
+        needle = text.strip().lower()
+        if not needle:
+            return np.empty(0, dtype=np.int64)
+        ids = [i for i, n in enumerate(self._lower_names) if needle in n]
+        hits = np.flatnonzero(np.isin(self.name_id, ids))
+        return hits[np.argsort(self.start_us[hits], kind="stable")]
+
+    def range_stats(self, t0: float, t1: float,
+                    tracks: Sequence[int] | None = None) -> list[tuple[str, float, int]]:
+        """(name, time inside [t0, t1] in µs, slices touching it), most time first.
+
+        A slice that sticks out of the range counts only its part inside.
+        """
+        t0, t1 = min(t0, t1), max(t0, t1)
+        mask = (self.start_us < t1) & (self.end_us > t0)
+        if tracks is not None:
+            mask &= np.isin(self.track_id, list(tracks))
+        idx = np.flatnonzero(mask)
+        inside = np.minimum(self.end_us[idx], t1) - np.maximum(self.start_us[idx], t0)
+        names = self.name_id[idx]
+        total = np.bincount(names, weights=inside, minlength=len(self.names))
+        count = np.bincount(names, minlength=len(self.names))
+        present = np.flatnonzero(count)
+        present = present[np.argsort(-total[present], kind="stable")]
+        return [(self.names[i], float(total[i]), int(count[i])) for i in present]
+
+    def event_info(self, i: int) -> dict:
+        """What a click on slice ``i`` shows: name, category, times, track, shapes, args."""
+        at = int(self.args_index[i])
+        args = orjson.loads(self._args[at // ARGS_CHUNK])[at % ARGS_CHUNK] or {}
+        shapes = {key: args.pop(key) for key in SHAPE_ARGS if key in args}
+        return {
+            "name": self.names[self.name_id[i]],
+            "category": self.categories[self.category_id[i]],
+            "start_us": float(self.start_us[i]),
+            "dur_us": float(self.dur_us[i]),
+            "track": self.tracks[self.track_id[i]].label,
+            "depth": int(self.depth[i]),
+            "shapes": shapes,
+            "args": args,
+        }
+
+
+def _merge(level: _Level, resolution: float, dur_us: np.ndarray) -> _Level:
+    """Bars of ``level`` with gaps under ``resolution`` merged; keeps each run's longest slice."""
+    reach = np.maximum.accumulate(level.end)
+    new = np.empty(len(level.start), dtype=bool)
+    new[0] = True
+    new[1:] = level.start[1:] - reach[:-1] >= resolution
+    firsts, longest = _runs(new, level.longest, dur_us)
+    return _Level(resolution, level.start[firsts], np.maximum.reduceat(level.end, firsts),
+                  longest, np.add.reduceat(level.count, firsts))
+
+
+def _runs(new: np.ndarray, longest: np.ndarray, dur_us: np.ndarray):
+    """First position of each run (``new`` marks starts) and the longest slice in each."""
+    firsts = np.flatnonzero(new)
+    durs = dur_us[longest]
+    run = np.cumsum(new) - 1
+    is_max = np.flatnonzero(durs == np.maximum.reduceat(durs, firsts)[run])
+    first_max = is_max[np.flatnonzero(np.diff(run[is_max], prepend=-1))]
+    return firsts, longest[first_max]
+
+
+# --- loading -------------------------------------------------------------------------
+def load_trace(path, progress: Callable[[float], None] | None = None,
+               cancel: Callable[[], bool] | None = None) -> TraceIndex:
+    """Read a Chrome trace (``.json`` or ``.json.gz``) into a ``TraceIndex``.
+
+    Raises TraceError naming the file when it is missing, empty, truncated,
+    not JSON or holds no slices, and TraceCancelled when ``cancel()`` says so.
+    """
+    path = Path(path)
+    report = progress or (lambda fraction: None)
+    stop = cancel or (lambda: False)
+
+    def check(fraction: float) -> None:
+        if stop():
+            raise TraceCancelled(f"loading {path} was cancelled")
+        report(fraction)
+
+    check(0.0)
+    # A parsed trace is millions of short-lived containers: the cyclic collector
+    # would scan them again and again while they are made (3x the parse time).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        events = _read_events(path)
+        check(0.3)
+        columns = _collect(path, events, check)
+        del events
+        check(0.8)
+        index = _index(path, *columns)
+    finally:
+        if collecting:
+            gc.enable()
+    report(1.0)
+    return index
+
+
+def _read_events(path: Path) -> list:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise TraceError(f"trace file {path} does not exist: check the path or record "
+                         "the trace again") from None
+    except OSError as exc:
+        raise TraceError(f"trace file {path} cannot be read ({exc.strerror})") from None
+    if path.suffix == ".gz" or data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except EOFError:
+            raise TraceError(f"trace file {path} is truncated (the compressed data ends "
+                             "early): record it again") from None
+        except (OSError, zlib.error) as exc:
+            raise TraceError(f"trace file {path} is not valid gzip ({exc}): record it "
+                             "again") from None
+    if not data.strip():
+        raise TraceError(f"trace file {path} is empty: the profiler wrote nothing; record "
+                         "it again")
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if exc.pos >= len(data.rstrip()) - 1:
+            raise TraceError(f"trace file {path} is truncated (ends mid-JSON): record it "
+                             "again") from None
+        raise TraceError(f"trace file {path} is not valid JSON ({exc.msg} at byte "
+                         f"{exc.pos}): is it a Chrome trace?") from None
+    events = doc.get("traceEvents") if isinstance(doc, dict) else doc
+    if not isinstance(events, list):
+        raise TraceError(f"trace file {path} is not a Chrome trace (no \"traceEvents\" "
+                         "list)")
+    return events
+
+
+def _collect(path: Path, events: list, check: Callable[[float], None]) -> tuple:
+    """Complete slices (and B/E pairs) into columns, a chunk of events at a time.
+
+    List comprehensions per chunk rather than one loop with appends: this is
+    the part of loading that is Python, and comprehensions halve it.
+    """
+    starts, durs, names, cats, keys, args = [], [], [], [], [], []
+    open_b: dict[tuple, list] = {}  # B events waiting for their E, per thread
+    total = len(events)
+    for lo in range(0, total, CHECK_EVERY):
+        check(0.3 + 0.5 * lo / total)
+        chunk = [e for e in events[lo:lo + CHECK_EVERY] if type(e) is dict]
+        xs = [e for e in chunk if e.get("ph") == "X" and "dur" in e and "ts" in e]
+        if any(e.get("ph") in ("B", "E") for e in chunk):
+            xs += _pair_begin_end([e for e in chunk if e.get("ph") in ("B", "E")], open_b)
+        starts += [e["ts"] for e in xs]
+        durs += [e["dur"] for e in xs]
+        names += [e.get("name", "") for e in xs]
+        cats += [e.get("cat", "") for e in xs]
+        keys += [(e.get("pid"), e.get("tid")) for e in xs]
+        args += [e.get("args") for e in xs]
+    if not starts:
+        raise TraceError(f"trace file {path} holds no timed events (no \"X\" or B/E "
+                         "slices): record the trace with at least one active step")
+    try:
+        start = np.asarray(starts, dtype=np.float64)
+        dur = np.asarray(durs, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TraceError(f"trace file {path} has slices whose \"ts\" or \"dur\" is not a "
+                         "number: is it a Chrome trace?") from None
+    name_ids: dict[str, int] = {}
+    cat_ids: dict[str, int] = {}
+    track_ids: dict[tuple, int] = {}
+    name_id = np.asarray([name_ids.setdefault(n, len(name_ids)) for n in names], np.int32)
+    cat_id = np.asarray([cat_ids.setdefault(c, len(cat_ids)) for c in cats], np.int16)
+    track_id = np.asarray([track_ids.setdefault(k, len(track_ids)) for k in keys], np.int32)
+    categories = list(cat_ids)
+    if "user_annotation" in cat_ids:
+        steps = [i for n, i in name_ids.items() if n.startswith("ProfilerStep#")]
+        is_step = np.isin(name_id, steps) & (cat_id == cat_ids["user_annotation"])
+        if is_step.any():
+            cat_id[is_step] = len(categories)
+            categories.append("profiler_step")
+    chunks = [orjson.dumps(args[i:i + ARGS_CHUNK]) for i in range(0, len(args), ARGS_CHUNK)]
+    return (start, dur, name_id, track_id, cat_id, list(name_ids), categories,
+            list(track_ids), chunks)
+
+
+def _pair_begin_end(events: list[dict], open_b: dict[tuple, list]) -> list[dict]:
+    """B/E events of each thread paired into complete slices (a B with no E is dropped)."""
+    out = []
+    for e in events:
+        key = (e.get("pid"), e.get("tid"))
+        if e["ph"] == "B":
+            open_b.setdefault(key, []).append(e)
+        elif open_b.get(key) and "ts" in e:
+            b = open_b[key].pop()
+            out.append({**b, "ph": "X", "dur": e["ts"] - b.get("ts", e["ts"]),
+                        "ts": b.get("ts", e["ts"])})
+    return out
+
+
+def _index(path: Path, start, dur, name_id, track_id, cat_id, names, categories, track_keys,
+           args) -> TraceIndex:
+    """Sort into tracks in display order, compute nesting depth, number the rows."""
+    origin = float(start.min())
+    start = start - origin
+    dur = np.maximum(dur, 0.0)
+    gpu_ids = {i for i, c in enumerate(categories) if c in GPU_CATEGORIES}
+    on_gpu = np.zeros(len(track_keys), dtype=bool)
+    if gpu_ids:
+        on_gpu[np.unique(track_id[np.isin(cat_id, list(gpu_ids))])] = True
+    kinds = ["gpu" if on_gpu[t] else "cpu" if isinstance(pid, int) else "other"
+             for t, (pid, _) in enumerate(track_keys)]
+    rank = {"cpu": 0, "gpu": 1, "other": 2}
+    display = sorted(range(len(track_keys)),
+                     key=lambda t: (rank[kinds[t]], str(track_keys[t][0]), str(track_keys[t][1])))
+    new_id = np.empty(len(track_keys), dtype=np.int32)
+    new_id[display] = np.arange(len(display), dtype=np.int32)
+    track_id = new_id[track_id]
+
+    order = np.lexsort((-dur, start, track_id))
+    start, dur, name_id, track_id = start[order], dur[order], name_id[order], track_id[order]
+    cat_id, args_at = cat_id[order], order.astype(np.int32)
+    depth = _depths(start, dur, track_id)
+
+    devices = {track_keys[t][0] for t in display if kinds[t] == "gpu"}
+    tracks, first_row = [], 0
+    deepest = np.zeros(len(display), dtype=np.int64)
+    np.maximum.at(deepest, track_id, depth)
+    for new, old in enumerate(display):
+        pid, tid = track_keys[old]
+        if kinds[old] == "gpu":
+            label = f"CUDA stream {tid}" + (f" (GPU {pid})" if len(devices) > 1 else "")
+        elif kinds[old] == "cpu":
+            label = f"CPU thread {tid}"
+        else:
+            label = f"{pid} {tid}".strip()
+        rows = int(deepest[new]) + 1
+        tracks.append(Track(label, pid, tid, kinds[old], rows, first_row))
+        first_row += rows
+    return TraceIndex(path, start, dur, name_id, track_id, depth, cat_id, args_at, names,
+                      categories, tracks, args, origin)
+
+
+def _depths(start: np.ndarray, dur: np.ndarray, track_id: np.ndarray) -> np.ndarray:
+    """Nesting depth of each slice on its track (slices sorted by track, start, longer first).
+
+    Where slices nest properly, a slice's depth is the number of slices before
+    it that have not ended by its start: one sorted search per track. Ends a
+    nanosecond past the parent's (the file's rounding) are tolerated. A track
+    whose rows would then overlap is done again one slice at a time.
+    """
+    depth = np.empty(len(start), dtype=np.int64)
+    bounds = np.searchsorted(track_id, np.arange(track_id.max() + 2))
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        s, e = start[lo:hi], start[lo:hi] + dur[lo:hi]
+        d = np.arange(hi - lo) - np.searchsorted(np.sort(e), s + NEST_TOLERANCE_US, side="right")
+        if hi > lo and (d.min() < 0 or _rows_overlap(s, e, d)):
+            d = _depths_one_by_one(s, e)
+        depth[lo:hi] = d
+    return depth.astype(np.int16)
+
+
+def _rows_overlap(s: np.ndarray, e: np.ndarray, d: np.ndarray) -> bool:
+    order = np.lexsort((s, d))
+    same_row = d[order][1:] == d[order][:-1]
+    return bool((e[order][:-1][same_row] > s[order][1:][same_row] + NEST_TOLERANCE_US).any())
+
+
+def _depths_one_by_one(start: np.ndarray, end: np.ndarray) -> list[int]:
+    """Depths with a stack of open ends; a child that runs past its parent is cut at its end."""
+    depth = []
+    ends = end.tolist()
+    stack: list[float] = []
+    for i, s in enumerate(start.tolist()):
+        while stack and stack[-1] <= s:
+            stack.pop()
+        e = ends[i]
+        if stack and e > stack[-1]:
+            e = stack[-1]
+        depth.append(len(stack))
+        stack.append(e)
+    return depth
