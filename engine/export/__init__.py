@@ -14,7 +14,7 @@ from .loading import (
     rebuild_from_safetensors,
 )
 from .report import ExportError, ExportInputError, ExportReport, VerificationError, human_size
-from .verify import TOLERANCE, Verification, verify
+from .verification import TOLERANCE, Verification, verify
 
 __all__ = ["EXAMPLE_ROWS", "FORMATS", "ONNX_EXTERNAL_DATA_BYTES", "SUFFIXES", "TOLERANCE",
            "ExportError", "ExportInputError", "ExportReport", "LoadedRun", "Verification",

@@ -26,7 +26,7 @@ from torch import nn
 
 from .loading import META_KEY, build_from_meta
 from .report import ExportError, ExportInputError, ExportReport
-from .verify import verify
+from .verification import verify
 
 FORMATS = ("safetensors", "pt2", "onnx")
 SUFFIXES = {"safetensors": ".safetensors", "pt2": ".pt2", "onnx": ".onnx"}
