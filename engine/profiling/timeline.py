@@ -29,7 +29,7 @@ CATEGORY_COLOURS = {
     "profiler_step": "#8c96a5",
     "user_annotation": "#b07cd8",
     "gpu_user_annotation": "#b07cd8",
-    "python_function": "#7fb5e6",
+    "python_function": "#9cc5b0",
     "cpu_op": "#4a90d9",
     "cuda_runtime": "#e0a33a",
     "cuda_driver": "#c98d2e",
