@@ -46,7 +46,7 @@ class Distillation:
         if self.temperature <= 0:
             raise CompressionError(f"distillation temperature must be > 0 "
                                    f"(got {self.temperature:g}); 2 to 8 is usual")
-        self.teacher.eval().requires_grad_(False)
+        self.teacher.eval()
         self.last_kl: torch.Tensor | None = None
         self._device: torch.device | None = None
 
