@@ -48,6 +48,7 @@ class TrainingBridge(QObject):
     stopRequested = Signal(object)
     exceptionRaised = Signal(object)  # ev.ExceptionRaised: NaN, OOM, errors in the loop
     runEnded = Signal(object)  # ev.RunEnded
+    hardwareSampled = Signal(object)  # engine.monitor.Sample, from the run's process
 
     def __init__(self, workspace_dir: str | Path | None = None, parent: QObject | None = None):
         super().__init__(parent)

@@ -28,6 +28,7 @@ from . import theme
 from .bridge import IDLE, PAUSED, RUNNING, STARTING, STOPPING, TrainingBridge
 from .dialogs import RunPicker, TextDialog, about_text, shortcuts_html
 from .panels.config_panel import ConfigPanel
+from .panels.hardware_panel import HardwarePanel
 from .panels.training_plots import TrainingPlots
 from .widgets.message_bar import MessageBar
 from .widgets.run_status import RunStatus
@@ -66,6 +67,11 @@ class MainWindow(QMainWindow):
         self.training_dock = self._dock("Training", "training", training,
                                         Qt.RightDockWidgetArea)
         self.resizeDocks([self.config_dock, self.training_dock], [400, 1000], Qt.Horizontal)
+        self.hardware = HardwarePanel()
+        self.hardware_dock = self._dock("Hardware", "hardware", self.hardware,
+                                        Qt.RightDockWidgetArea)
+        self.splitDockWidget(self.training_dock, self.hardware_dock, Qt.Vertical)
+        self.resizeDocks([self.training_dock, self.hardware_dock], [560, 300], Qt.Vertical)
         self.setCentralWidget(None)
 
         self._make_actions()
@@ -74,6 +80,7 @@ class MainWindow(QMainWindow):
         self._wire()
         self._apply_icons()
         self.plots.apply_theme(self.dark)
+        self.hardware.apply_theme(self.dark)
         self._restore()
         self._on_state(IDLE)
         self._on_validity(not self.config_panel.errors(), next(iter(self.config_panel.errors()),
@@ -141,6 +148,7 @@ class MainWindow(QMainWindow):
         view = bar.addMenu("&View")
         for dock in (self.config_dock, self.training_dock):
             view.addAction(dock.toggleViewAction())
+        view.addAction(self.hardware_dock.toggleViewAction())
         view.addSeparator()
         themes = view.addMenu("Theme")
         themes.addActions(list(self.theme_actions.values()))
@@ -180,6 +188,7 @@ class MainWindow(QMainWindow):
         b.epochEnded.connect(self.plots.on_epoch)
         b.runEnded.connect(self.plots.on_run_ended)
         b.runEnded.connect(self._on_run_ended)
+        b.hardwareSampled.connect(self.hardware.on_sample)
         b.exceptionRaised.connect(self._on_exception)
         b.buildFailed.connect(self._on_build_failed)
         b.internalError.connect(self._on_internal_error)
@@ -218,6 +227,12 @@ class MainWindow(QMainWindow):
         for action in (self.act_new, self.act_open, self.act_open_run):
             action.setEnabled(idle)
         self.config_panel.set_read_only(not idle)
+        if state == STARTING:
+            self.hardware.begin_run()
+            self.hardware.set_interval(self.config_panel.config().monitor.interval)
+        elif idle:
+            self.hardware.end_run()
+        self.hardware.training = state == RUNNING  # not paused: an idle GPU is expected then
         self.status.set_state(STATE_TEXT.get(state, state))
 
     def _on_validity(self, valid: bool, reason: str) -> None:
@@ -306,6 +321,7 @@ class MainWindow(QMainWindow):
             with Workspace(self.workspace_dir) as ws:
                 run = ws.get_run(run_id)
                 steps, epochs = ws.step_metrics(run.id), ws.epoch_metrics(run.id)
+                hardware = ws.hardware_samples(run.id)
         except (WorkspaceError, OSError) as exc:
             self.messages.show_message(f"Cannot open run {run_id}: {exc}", "error")
             return
@@ -313,6 +329,7 @@ class MainWindow(QMainWindow):
         self.config_panel.set_config(cfg)
         self.plots.clear()
         self.plots.load_history(steps, epochs, cfg.task, None)
+        self.hardware.show_history(hardware, f"Run {run.id} {run.name}: stored samples")
         self.setWindowTitle(f"Torchwork — run {run.id} {run.name} ({run.status})")
         if run.error:
             self.messages.show_message(f"Run {run.id} {run.status}: {run.error}", "warning")
@@ -359,6 +376,7 @@ class MainWindow(QMainWindow):
         self.dark = theme.apply(QApplication.instance(), name)
         self._apply_icons()
         self.plots.apply_theme(self.dark)
+        self.hardware.apply_theme(self.dark)
         self.settings.setValue("theme", name)
 
     def show_shortcuts(self) -> None:
@@ -412,6 +430,7 @@ class MainWindow(QMainWindow):
                 self.bridge.wait()
             finally:
                 QApplication.restoreOverrideCursor()
+        self.hardware.stop_sampling()
         self.save_settings()
         event.accept()
 

@@ -13,9 +13,11 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from functools import partial
 
 DONE = "_done"
 BATCH_S = 0.1  # per-step metrics travel in batches at most this old (the window draws at 20 Hz)
+BATCHED = frozenset({"metricsLogged", "hardwareSampled"})  # the frequent ones wait for a batch
 
 
 @dataclass(frozen=True)
@@ -47,26 +49,31 @@ def main(config_toml: str | None, resume_run: int | None, workspace_dir, events,
 class Outbox:
     """Sends events in batches: one pickle and one pipe write per batch, not per step.
 
-    Per-step metrics wait until BATCH_S has passed since the last send; every
-    other event (epoch end, pause, failure, the end) sends at once with what waits.
+    Per-step metrics and hardware samples wait until BATCH_S has passed since
+    the last send; every other event (epoch end, pause, failure, the end) sends
+    at once with what waits. The trainer's and the hardware sampler's threads
+    both post, hence the lock.
     """
 
     def __init__(self, events):
         self._events = events
         self._waiting: list = []
         self._sent = time.monotonic()
+        self._lock = threading.Lock()
 
     def post(self, name: str, *args) -> None:
-        self._waiting.append((name, args))
-        now = time.monotonic()
-        if name != "metricsLogged" or now - self._sent >= BATCH_S:
-            self._events.put(self._waiting)
-            self._waiting = []
-            self._sent = now
+        with self._lock:
+            self._waiting.append((name, args))
+            now = time.monotonic()
+            if name not in BATCHED or now - self._sent >= BATCH_S:
+                self._events.put(self._waiting)
+                self._waiting = []
+                self._sent = now
 
 
 def _train(config_toml, resume_run, workspace_dir, post, commands) -> None:
     from engine.config import RunConfig
+    from engine.monitor.recorder import HardwareRecorder
     from engine.training import Trainer
     from engine.training import events as ev
     from engine.workspace import Workspace, WorkspaceWriter
@@ -109,6 +116,8 @@ def _train(config_toml, resume_run, workspace_dir, post, commands) -> None:
         trainer.run_id = str(run.id)
         trainer.enable_checkpoints(run.dir / "checkpoints")
         WorkspaceWriter(ws, run).attach(trainer)
+        HardwareRecorder(ws, run.id, trainer.config.monitor.interval,
+                         on_sample=partial(post, "hardwareSampled")).attach(trainer)
         for event_type in (ev.RunStarted, ev.EpochStarted, ev.MetricsLogged,
                            ev.ValidationEnded, ev.EpochEnded, ev.CheckpointSaved, ev.Paused,
                            ev.Resumed, ev.StopRequested, ev.ExceptionRaised, ev.RunEnded):

@@ -1,0 +1,161 @@
+"""The Hardware dock: what a user reads off it with and without a GPU, its warnings, its
+two time spans, a stored run's samples, and samples of a run trained from the window."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QMenu
+
+from app.main_window import MainWindow
+from app.panels.hardware_panel import ROLLING_S, HardwarePanel
+from engine.monitor import Sampler
+from engine.monitor.standin import GIB, StandInNvml
+from engine.workspace import Workspace
+
+
+@pytest.fixture
+def make_panel(qtbot):
+    def make(**kwargs):
+        panel = HardwarePanel(**kwargs)
+        qtbot.addWidget(panel)
+        panel.resize(1000, 700)
+        return panel
+    return make
+
+
+def feed(panel, nvml, times, step=None):
+    """Samples from a sampler over the stand-in, re-timed to ``times`` (seconds)."""
+    sampler = Sampler(0.1, nvml=nvml, torch_memory=False)
+    for t in times:
+        panel.on_sample(dataclasses.replace(sampler.sample(), time=1000.0 + t, step=step))
+
+
+def test_without_a_gpu_it_samples_cpu_and_ram_and_says_once_why_there_is_no_gpu(
+        qtbot, make_panel):
+    panel = make_panel(interval=0.1)  # the real pynvml: no NVML library on this machine
+    panel.show()
+    assert panel.sampling
+    qtbot.waitUntil(lambda: len(panel.curve_data("ram_used")[1]) >= 3, timeout=10000)
+    panel.refresh()
+    assert panel.notice.isVisible()
+    assert panel.notice.text().count("No NVIDIA GPU found: NVML library not found") == 1
+    assert panel.plots["cpu"].isVisible() and panel.plots["ram"].isVisible()
+    assert not panel.plots["utilization"].isVisible() and not panel.gpu_combo.isVisible()
+    ram_total = panel.curve_data("ram_total")[1]
+    assert (ram_total > 0).all()
+    assert "RAM" in panel.values.text()
+    panel.hide()
+    assert not panel.sampling  # a hidden dock costs nothing
+
+
+def test_gpu_plots_and_a_selector_when_there_are_several(make_panel):
+    panel = make_panel()
+    nvml = StandInNvml(count=2)
+    nvml.memory_used = [int(8 * GIB), int(30 * GIB)]
+    feed(panel, nvml, [0, 1, 2])
+    panel.show()
+    panel.refresh()
+    assert panel.gpu_combo.isVisible() and panel.gpu_combo.count() == 2
+    assert panel.gpu_indices() == [0, 1] and panel.selected_gpu == 0
+    assert list(panel.curve_data("memory_used", gpu=0)[1]) == [8.0, 8.0, 8.0]
+    assert list(panel.curve_data("memory_total", gpu=0)[1]) == [80.0] * 3
+    assert panel.plots["memory"].item("memory_used:0").isVisible()
+    assert not panel.plots["memory"].item("memory_used:1").isVisible()
+    panel.select_gpu(1)
+    panel.refresh()
+    assert panel.plots["memory"].item("memory_used:1").isVisible()
+    assert not panel.plots["memory"].item("memory_used:0").isVisible()
+    assert "GPU 1" in panel.values.text() and "30.0 / 80.0 GiB" in panel.values.text()
+    assert not panel.notice.isVisible()
+
+
+def test_warnings_show_in_the_panel_memory_idle_gpu_and_throttling(make_panel):
+    panel = make_panel()
+    panel.show()
+    nvml = StandInNvml()
+    nvml.memory_used = [int(76 * GIB)]
+    feed(panel, nvml, [0])
+    panel.refresh()
+    assert panel.warning_label.isVisible() and "memory 95% full" in panel.warning_label.text()
+
+    nvml.memory_used = [int(10 * GIB)]
+    nvml.utilization = [5]
+    feed(panel, nvml, [1, 40])  # idle, but no run is training
+    panel.refresh()
+    assert not panel.warning_label.isVisible()
+    panel.training = True
+    feed(panel, nvml, [41, 60, 75])
+    panel.refresh()
+    assert "input pipeline may be the bottleneck" in panel.warning_label.text()
+    nvml.utilization = [95]
+    nvml.throttle_reasons = [0x04]
+    feed(panel, nvml, [76])
+    panel.refresh()
+    text = panel.warning_label.text()
+    assert "power throttling" in text and "bottleneck" not in text
+
+
+def test_last_5_minutes_follows_the_newest_readings_whole_run_shows_all(make_panel):
+    panel = make_panel()
+    panel.show()
+    feed(panel, StandInNvml(), range(0, 900, 10))
+    panel.refresh()
+    left, right = panel.plots["memory"].getPlotItem().viewRange()[0]
+    assert right == pytest.approx(890) and left == pytest.approx(890 - ROLLING_S)
+    panel.whole.setChecked(True)
+    panel.refresh()
+    panel.plots["memory"].getPlotItem().getViewBox().updateAutoRange()
+    left, right = panel.plots["memory"].getPlotItem().viewRange()[0]
+    assert left <= 0 and right >= 890
+
+
+def test_a_stored_run_is_shown_again_then_live_resumes(make_panel, workspace_dir, tiny_config):
+    sampler = Sampler(0.1, nvml=StandInNvml(), step=lambda: 12, torch_memory=False)
+    samples = [dataclasses.replace(sampler.sample(), time=500.0 + t) for t in (0, 1, 2)]
+    with Workspace() as ws:
+        run = ws.create_run(tiny_config())
+        ws.add_hardware_samples(run.id, samples)
+        history = ws.hardware_samples(run.id)
+    panel = make_panel(interval=0.1)
+    panel.show()
+    panel.show_history(history, f"Run {run.id}: stored samples")
+    panel.refresh()
+    assert not panel.sampling and panel.live_button.isVisible()
+    assert panel.whole.isChecked()
+    assert list(panel.curve_data("utilization", gpu=0)[0]) == [0.0, 1.0, 2.0]
+    assert list(panel.curve_data("utilization", gpu=0)[1]) == [87.0] * 3
+    panel.live_button.click()
+    assert panel.sampling and not panel.live_button.isVisible()
+    assert panel.gpu_indices() == []  # this machine has none: the stored GPU is gone
+
+
+@pytest.mark.slow  # a real run in its own process: tens of seconds on a loaded machine
+def test_a_run_from_the_window_sends_its_samples_and_open_run_shows_them(qtbot, tmp_path,
+                                                                       tiny_config):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    window = MainWindow(tiny_config(**{"monitor.interval": 0.1, "train.epochs": 60}),
+                        workspace_dir=tmp_path / "ws", settings=settings)
+    window.confirm = lambda title, text: True
+    qtbot.addWidget(window)
+    window.show()
+    view = next(m for m in window.findChildren(QMenu) if m.title() == "&View")
+    assert window.hardware_dock.toggleViewAction() in view.actions()
+    received = []
+    window.bridge.hardwareSampled.connect(received.append)
+    with qtbot.waitSignal(window.bridge.runEnded, timeout=60000):
+        window.start_run()
+    qtbot.waitUntil(lambda: window.act_start.isEnabled(), timeout=10000)
+    assert received and all(s.step is not None for s in received)
+    assert received[-1].ram_total > 0
+    with Workspace(tmp_path / "ws") as ws:
+        run = ws.list_runs()[0]
+        stored = ws.hardware_samples(run.id)["host"]
+    assert len(stored["time"]) >= len(received)
+    window.open_run(run.id)
+    window.hardware.refresh()
+    assert window.hardware.live_button.isVisible()
+    assert len(window.hardware.curve_data("ram_used")[1]) == len(stored["time"])
+    window.bridge.wait()
