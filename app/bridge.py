@@ -49,6 +49,7 @@ class TrainingBridge(QObject):
     exceptionRaised = Signal(object)  # ev.ExceptionRaised: NaN, OOM, errors in the loop
     runEnded = Signal(object)  # ev.RunEnded
     hardwareSampled = Signal(object)  # engine.monitor.Sample, from the run's process
+    profileDone = Signal(object)  # engine.profiling.options.CaptureResult
 
     def __init__(self, workspace_dir: str | Path | None = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -79,6 +80,10 @@ class TrainingBridge(QObject):
 
     def resume(self) -> None:
         self._send("resume")
+
+    def profile(self, options) -> None:
+        """Profile the next steps of the run (engine.profiling.options.CaptureOptions)."""
+        self._send(("profile", options))
 
     def stop(self) -> None:
         """Stop after the current step; the run writes a checkpoint on the way out."""
@@ -121,7 +126,7 @@ class TrainingBridge(QObject):
         child_end.close()
         self._delivery.start()
 
-    def _send(self, command: str) -> None:
+    def _send(self, command) -> None:
         if self._commands is not None:
             try:
                 self._commands.send(command)

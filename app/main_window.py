@@ -29,6 +29,7 @@ from .bridge import IDLE, PAUSED, RUNNING, STARTING, STOPPING, TrainingBridge
 from .dialogs import RunPicker, TextDialog, about_text, shortcuts_html
 from .panels.config_panel import ConfigPanel
 from .panels.hardware_panel import HardwarePanel
+from .panels.profiler_panel import ProfilerPanel
 from .panels.training_plots import TrainingPlots
 from .widgets.message_bar import MessageBar
 from .widgets.run_status import RunStatus
@@ -67,6 +68,12 @@ class MainWindow(QMainWindow):
         self.training_dock = self._dock("Training", "training", training,
                                         Qt.RightDockWidgetArea)
         self.resizeDocks([self.config_dock, self.training_dock], [400, 1000], Qt.Horizontal)
+        self.profiler = ProfilerPanel()
+        self.profiler_dock = self._dock("Profiler", "profiler", self.profiler,
+                                        Qt.RightDockWidgetArea)
+        self.tabifyDockWidget(self.training_dock, self.profiler_dock)
+        self.training_dock.raise_()
+        self._capturing = False
         self.hardware = HardwarePanel()
         self.hardware_dock = self._dock("Hardware", "hardware", self.hardware,
                                         Qt.RightDockWidgetArea)
@@ -81,6 +88,7 @@ class MainWindow(QMainWindow):
         self._apply_icons()
         self.plots.apply_theme(self.dark)
         self.hardware.apply_theme(self.dark)
+        self.profiler.apply_theme(self.dark)
         self._restore()
         self._on_state(IDLE)
         self._on_validity(not self.config_panel.errors(), next(iter(self.config_panel.errors()),
@@ -119,6 +127,12 @@ class MainWindow(QMainWindow):
                           "Stop after the current step and write a checkpoint")
         self.act_resume_ckpt = a("Resume from &checkpoint…", self.resume_checkpoint_dialog,
                                  "Ctrl+F5", "Continue a stopped or interrupted run")
+        self.act_capture = a("&Capture…", self.capture_dialog, "Ctrl+Shift+P",
+                             "Profile steps of the current run or a short run of this config")
+        self.act_export_trace = a("&Export trace…", self.export_trace_dialog, None,
+                                  "Save the trace on show for Perfetto / chrome://tracing")
+        self.act_tensorboard = a("Open in &TensorBoard", self.profiler.open_tensorboard, None,
+                                 "Open the run's captures in TensorBoard's profiler plugin")
         self.act_shortcuts = a("&Keyboard shortcuts", self.show_shortcuts, "F1")
         self.act_about = a("&About Torchwork", self.show_about)
         self.theme_group = QActionGroup(self)
@@ -145,8 +159,10 @@ class MainWindow(QMainWindow):
         run.addActions([self.act_start, self.act_pause, self.act_resume, self.act_stop])
         run.addSeparator()
         run.addAction(self.act_resume_ckpt)
+        profile = bar.addMenu("&Profile")
+        profile.addActions([self.act_capture, self.act_export_trace, self.act_tensorboard])
         view = bar.addMenu("&View")
-        for dock in (self.config_dock, self.training_dock):
+        for dock in (self.config_dock, self.training_dock, self.profiler_dock):
             view.addAction(dock.toggleViewAction())
         view.addAction(self.hardware_dock.toggleViewAction())
         view.addSeparator()
@@ -172,7 +188,9 @@ class MainWindow(QMainWindow):
                  self.act_pause: "mdi6.pause", self.act_resume: ("mdi6.play-pause", "#2da44e"),
                  self.act_stop: ("mdi6.stop", "#d1242f"),
                  self.act_resume_ckpt: "mdi6.history", self.act_shortcuts: "mdi6.keyboard",
-                 self.act_about: "mdi6.information-outline"}
+                 self.act_about: "mdi6.information-outline",
+                 self.act_capture: "mdi6.speedometer", self.act_export_trace: "mdi6.export",
+                 self.act_tensorboard: "mdi6.open-in-new"}
         for action, spec in icons.items():
             name, tint = spec if isinstance(spec, tuple) else (spec, colour)
             action.setIcon(qta.icon(name, color=tint, color_disabled="#8c959f"))
@@ -192,6 +210,8 @@ class MainWindow(QMainWindow):
         b.exceptionRaised.connect(self._on_exception)
         b.buildFailed.connect(self._on_build_failed)
         b.internalError.connect(self._on_internal_error)
+        b.profileDone.connect(self._on_profile_done)
+        self.profiler.traceShown.connect(self._on_trace_shown)
         self.config_panel.validityChanged.connect(self._on_validity)
 
     # --- run control -------------------------------------------------------------
@@ -253,6 +273,64 @@ class MainWindow(QMainWindow):
 
     def _on_run_created(self, info) -> None:
         self.setWindowTitle(f"Torchwork — run {info.run_id} {info.name}")
+        self.profiler.set_run(info.folder)
+
+    # --- profiling ------------------------------------------------------------------
+    def capture_dialog(self) -> None:
+        from engine.profiling.options import profiling_config
+
+        from .widgets.capture_dialog import DEDICATED_RUN, CaptureDialog
+
+        if self._capturing:
+            self.messages.show_message("A capture is already being recorded: its trace "
+                                       "shows in the Profiler when written.", "info")
+            return
+        state = self.bridge.state
+        dialog = CaptureDialog(state in (RUNNING, PAUSED), state == IDLE and self._valid, self)
+        if not dialog.exec():
+            return
+        options = dialog.options()
+        if dialog.mode() == DEDICATED_RUN:
+            self.messages.hide()
+            self.plots.clear()
+            self.status.reset()
+            try:
+                self.bridge.start(profiling_config(self.config_panel.config(), options))
+            except ConfigError as exc:
+                self.messages.show_message(str(exc), "error")
+                return
+        self.bridge.profile(options)
+        self._capturing = True
+        self.statusBar().showMessage(f"Profiling {options.steps} steps "
+                                     f"({options.active} recorded)…", 10000)
+
+    def _on_profile_done(self, result) -> None:
+        self._capturing = False
+        if result.trace is None:
+            self.messages.show_message(f"The profiler wrote no trace: {result.error}", "error")
+            return
+        self.profiler_dock.show()
+        self.profiler_dock.raise_()
+        self.profiler.capture_written(result.trace)
+        if result.partial:
+            self.messages.show_message("The run ended before all profiled steps were "
+                                       "recorded: the Profiler shows the partial trace.",
+                                       "warning")
+
+    def _on_trace_shown(self, _path: str) -> None:
+        self.act_export_trace.setEnabled(True)
+
+    def export_trace_dialog(self) -> None:
+        if self.profiler.trace is None:
+            self.messages.show_message("No trace on show: pick a capture in the Profiler "
+                                       "first.", "info")
+            return
+        name = self.profiler.trace.name.split(".pt.trace.json")[0] + ".json.gz"
+        path, _ = QFileDialog.getSaveFileName(self, "Export trace for Perfetto",
+                                              str(Path(self.settings.value("last_dir", ""))
+                                                  / name), "Chrome traces (*.json.gz)")
+        if path:
+            self.profiler.export(path)
 
     def _on_run_ended(self, e) -> None:
         if e.status == "completed":
@@ -329,6 +407,7 @@ class MainWindow(QMainWindow):
         self.config_panel.set_config(cfg)
         self.plots.clear()
         self.plots.load_history(steps, epochs, cfg.task, None)
+        self.profiler.set_run(run.dir)
         self.hardware.show_history(hardware, f"Run {run.id} {run.name}: stored samples")
         self.setWindowTitle(f"Torchwork — run {run.id} {run.name} ({run.status})")
         if run.error:
@@ -377,6 +456,7 @@ class MainWindow(QMainWindow):
         self._apply_icons()
         self.plots.apply_theme(self.dark)
         self.hardware.apply_theme(self.dark)
+        self.profiler.apply_theme(self.dark)
         self.settings.setValue("theme", name)
 
     def show_shortcuts(self) -> None:
@@ -431,6 +511,7 @@ class MainWindow(QMainWindow):
             finally:
                 QApplication.restoreOverrideCursor()
         self.hardware.stop_sampling()
+        self.profiler.tensorboard.stop()
         self.save_settings()
         event.accept()
 

@@ -4,7 +4,7 @@ Training in its own process shares no GIL with the window: pyqtgraph paints
 in Python, and on a small machine every millisecond the GUI thread held the
 GIL was a millisecond the training loop waited. Only plain data crosses: the
 engine's event dataclasses go out through a queue, commands ("pause",
-"resume", "stop") come in through a pipe.
+"resume", "stop", or ("profile", CaptureOptions)) come in through a pipe.
 """
 
 from __future__ import annotations
@@ -74,12 +74,14 @@ class Outbox:
 def _train(config_toml, resume_run, workspace_dir, post, commands) -> None:
     from engine.config import RunConfig
     from engine.monitor.recorder import HardwareRecorder
+    from engine.profiling.capture import ProfilerCapture
     from engine.training import Trainer
     from engine.training import events as ev
     from engine.workspace import Workspace, WorkspaceWriter
 
     stop_early = threading.Event()
     holder: list = []
+    profiler = ProfilerCapture(on_done=lambda result: post("profileDone", result))
 
     def listen() -> None:  # commands arrive while the run is built and while it trains
         while True:
@@ -87,6 +89,12 @@ def _train(config_toml, resume_run, workspace_dir, post, commands) -> None:
                 command = commands.recv()
             except (EOFError, OSError):
                 return
+            if isinstance(command, tuple):  # ("profile", CaptureOptions)
+                try:
+                    profiler.request(command[1])
+                except (RuntimeError, ValueError):
+                    pass  # the window asks for one valid capture at a time
+                continue
             if command == "stop":
                 stop_early.set()
             if holder:
@@ -118,6 +126,8 @@ def _train(config_toml, resume_run, workspace_dir, post, commands) -> None:
         WorkspaceWriter(ws, run).attach(trainer)
         HardwareRecorder(ws, run.id, trainer.config.monitor.interval,
                          on_sample=partial(post, "hardwareSampled")).attach(trainer)
+        profiler.worker = f"run{run.id}"
+        profiler.attach(trainer, run.dir)  # always: steps then carry the step events it needs
         for event_type in (ev.RunStarted, ev.EpochStarted, ev.MetricsLogged,
                            ev.ValidationEnded, ev.EpochEnded, ev.CheckpointSaved, ev.Paused,
                            ev.Resumed, ev.StopRequested, ev.ExceptionRaised, ev.RunEnded):
