@@ -109,6 +109,7 @@ class _SlicesItem(pg.GraphicsObject):
             left = np.maximum(bars.start, x0 - px_us) * sx + dx
             right = np.minimum(bars.end, x1 + px_us) * sx + dx
             width = np.maximum(right - left, 1.0)
+            width[width >= 4] -= 1  # a hairline between neighbours of one colour
             top = min(r * sy, (r + 1) * sy) + dy + 1
             h = row_h - 2
             for cat in np.unique(bars.category):
@@ -271,7 +272,7 @@ class TimelineView(QWidget):
         side = QSplitter(Qt.Vertical)
         range_box = QWidget()
         range_layout = QVBoxLayout(range_box)
-        range_layout.setContentsMargins(0, 0, 0, 0)
+        range_layout.setContentsMargins(4, 2, 0, 0)
         range_layout.addWidget(self.range_label)
         range_layout.addWidget(self.range_table)
         side.addWidget(self.info)

@@ -18,6 +18,7 @@ import gzip
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -171,8 +172,9 @@ class TraceIndex:
     def visible(self, row: int, t0: float, t1: float, px_us: float) -> Bars:
         """The bars of ``row`` overlapping [t0, t1] at ``px_us`` microseconds per pixel.
 
-        Bars closer than a pixel are merged into one, so a row never yields
-        much more than one bar per pixel of the window.
+        Runs of bars narrower than a pixel and closer than one are merged, so
+        a row yields at most a few bars per pixel of the window whatever the
+        trace's size, and a slice a pixel wide or more is always itself.
         """
         levels = self._pyramids[row]
         level = levels[0]
@@ -187,12 +189,8 @@ class TraceIndex:
         start, end = start[keep], end[keep]
         longest, count = level.longest[lo:hi][keep], level.count[lo:hi][keep]
         if len(start) > 1:
-            # A run of bars whose pixels touch becomes one bar, coloured by its longest slice.
-            px0 = np.floor((start - t0) / px_us)
-            px1 = np.maximum.accumulate(np.ceil((end - t0) / px_us))
-            new = np.empty(len(start), dtype=bool)
-            new[0] = True
-            new[1:] = px0[1:] > px1[:-1]
+            # Bars under a pixel less than a pixel apart become one, coloured by its longest.
+            new = _run_starts(start, end, px_us)
             if not new.all():
                 firsts, longest = _runs(new, longest, self.dur_us)
                 count = np.add.reduceat(count, firsts)
@@ -258,14 +256,22 @@ class TraceIndex:
 
 
 def _merge(level: _Level, resolution: float, dur_us: np.ndarray) -> _Level:
-    """Bars of ``level`` with gaps under ``resolution`` merged; keeps each run's longest slice."""
-    reach = np.maximum.accumulate(level.end)
-    new = np.empty(len(level.start), dtype=bool)
-    new[0] = True
-    new[1:] = level.start[1:] - reach[:-1] >= resolution
+    """``level`` with runs of bars narrower than ``resolution`` merged (see ``_run_starts``)."""
+    new = _run_starts(level.start, level.end, resolution)
     firsts, longest = _runs(new, level.longest, dur_us)
     return _Level(resolution, level.start[firsts], np.maximum.reduceat(level.end, firsts),
                   longest, np.add.reduceat(level.count, firsts))
+
+
+def _run_starts(start: np.ndarray, end: np.ndarray, resolution: float) -> np.ndarray:
+    """Where a run of mergeable bars begins: bars narrower than ``resolution`` with gaps
+    under it merge; a wider bar stays itself, so neighbours never hide each other."""
+    small = end - start < resolution
+    new = np.empty(len(start), dtype=bool)
+    new[0] = True
+    gap = start[1:] - np.maximum.accumulate(end)[:-1]
+    new[1:] = ~small[1:] | ~small[:-1] | (gap >= resolution)
+    return new
 
 
 def _runs(new: np.ndarray, longest: np.ndarray, dur_us: np.ndarray):
@@ -364,11 +370,18 @@ def _collect(path: Path, events: list, check: Callable[[float], None]) -> tuple:
         xs = [e for e in chunk if e.get("ph") == "X" and "dur" in e and "ts" in e]
         if any(e.get("ph") in ("B", "E") for e in chunk):
             xs += _pair_begin_end([e for e in chunk if e.get("ph") in ("B", "E")], open_b)
-        starts += [e["ts"] for e in xs]
-        durs += [e["dur"] for e in xs]
-        names += [e.get("name", "") for e in xs]
-        cats += [e.get("cat", "") for e in xs]
-        keys += [(e.get("pid"), e.get("tid")) for e in xs]
+        starts += map(itemgetter("ts"), xs)
+        durs += map(itemgetter("dur"), xs)
+        try:  # torch.profiler always writes these: C-level getters are twice as fast
+            names += map(itemgetter("name"), xs)
+            cats += map(itemgetter("cat"), xs)
+            keys += map(itemgetter("pid", "tid"), xs)
+        except KeyError:
+            done = len(starts) - len(xs)  # drop what this chunk added before the error
+            del names[done:], cats[done:], keys[done:]
+            names += [e.get("name", "") for e in xs]
+            cats += [e.get("cat", "") for e in xs]
+            keys += [(e.get("pid"), e.get("tid")) for e in xs]
         args += [e.get("args") for e in xs]
     if not starts:
         raise TraceError(f"trace file {path} holds no timed events (no \"X\" or B/E "
@@ -445,8 +458,9 @@ def _index(path: Path, start, dur, name_id, track_id, cat_id, names, categories,
             label = f"CUDA stream {tid}" + (f" (GPU {pid})" if len(devices) > 1 else "")
         elif kinds[old] == "cpu":
             label = f"CPU thread {tid}"
-        else:
-            label = f"{pid} {tid}".strip()
+        else:  # torch's "Spans" lanes, or a trace written by something else
+            label = " ".join(str(part) for part in (pid, tid) if part is not None) or "events"
+            label = f"thread {tid}" if pid is None and tid is not None else label
         rows = int(deepest[new]) + 1
         tracks.append(Track(label, pid, tid, kinds[old], rows, first_row))
         first_row += rows

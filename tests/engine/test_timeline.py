@@ -229,3 +229,12 @@ def test_reads_a_trace_torch_profiler_records(tmp_path):
     stats = dict((n, t) for n, t, _ in index.range_stats(0, index.span_us))
     assert stats["aten::addmm"] > 0
     assert np.isfinite(index.dur_us).all()
+
+
+def test_slices_without_cat_or_pid_still_load(tmp_path):
+    events = [{"ph": "X", "name": "a", "ts": 0, "dur": 5, "tid": 1},
+              {"ph": "X", "name": "b", "ts": 1, "dur": 2, "tid": 1, "cat": "cpu_op"}]
+    index = load_trace(write(tmp_path, events))
+    assert sorted(index.categories) == ["", "cpu_op"]
+    assert [t.label for t in index.tracks] == ["thread 1"]
+    assert index.depth.tolist() == [0, 1]
