@@ -28,6 +28,7 @@ from . import theme
 from .bridge import IDLE, PAUSED, RUNNING, STARTING, STOPPING, TrainingBridge
 from .dialogs import RunPicker, TextDialog, about_text, shortcuts_html
 from .panels.config_panel import ConfigPanel
+from .panels.export_dialog import ExportDialog, Exporter, exportable_runs
 from .panels.hardware_panel import HardwarePanel
 from .panels.profiler_panel import ProfilerPanel
 from .panels.training_plots import TrainingPlots
@@ -47,6 +48,8 @@ class MainWindow(QMainWindow):
         self._valid = True
         self.workspace_dir = workspace_dir
         self.bridge = TrainingBridge(workspace_dir, self)
+        self.exporter = Exporter(workspace_dir, self)
+        self._last_run_id: int | None = None  # the run last shown or trained: export's default
         self.setWindowTitle("Torchwork")
         self.resize(1400, 860)
         self.setDockNestingEnabled(True)
@@ -91,6 +94,7 @@ class MainWindow(QMainWindow):
         self.profiler.apply_theme(self.dark)
         self._restore()
         self._on_state(IDLE)
+        self._refresh_export_action()
         self._on_validity(not self.config_panel.errors(), next(iter(self.config_panel.errors()),
                                                                ""))
 
@@ -119,6 +123,8 @@ class MainWindow(QMainWindow):
         self.act_save = a("&Save config as…", self.save_config_dialog, QKeySequence.SaveAs)
         self.act_open_run = a("Open &run…", self.open_run_dialog, "Ctrl+Shift+O",
                               "Show the curves of a run from the workspace")
+        self.act_export_model = a("&Export trained model…", self.export_model_dialog, "Ctrl+E",
+                                  "Export a run's model as safetensors, .pt2 or ONNX, verified")
         self.act_quit = a("&Quit", self.close, QKeySequence.Quit)
         self.act_start = a("&Start", self.start_run, "F5", "Start training this configuration")
         self.act_pause = a("&Pause", self.bridge.pause, "F6", "Pause after the current step")
@@ -153,6 +159,8 @@ class MainWindow(QMainWindow):
         self.recent_menu.triggered.connect(self._recent_chosen)
         file.addSeparator()
         file.addAction(self.act_open_run)
+        file.addAction(self.act_export_model)
+        file.setToolTipsVisible(True)
         file.addSeparator()
         file.addAction(self.act_quit)
         run = bar.addMenu("&Run")
@@ -184,6 +192,7 @@ class MainWindow(QMainWindow):
         colour = theme.icon_colour(self.dark)
         icons = {self.act_new: "mdi6.file-outline", self.act_open: "mdi6.folder-open-outline",
                  self.act_save: "mdi6.content-save-outline", self.act_open_run: "mdi6.chart-line",
+                 self.act_export_model: "mdi6.package-variant-closed",
                  self.act_quit: "mdi6.exit-to-app", self.act_start: ("mdi6.play", "#2da44e"),
                  self.act_pause: "mdi6.pause", self.act_resume: ("mdi6.play-pause", "#2da44e"),
                  self.act_stop: ("mdi6.stop", "#d1242f"),
@@ -206,6 +215,9 @@ class MainWindow(QMainWindow):
         b.epochEnded.connect(self.plots.on_epoch)
         b.runEnded.connect(self.plots.on_run_ended)
         b.runEnded.connect(self._on_run_ended)
+        b.runEnded.connect(self._refresh_export_action)
+        self.exporter.succeeded.connect(self._on_export_done)
+        self.exporter.failed.connect(self._on_export_failed)
         b.hardwareSampled.connect(self.hardware.on_sample)
         b.exceptionRaised.connect(self._on_exception)
         b.buildFailed.connect(self._on_build_failed)
@@ -272,6 +284,7 @@ class MainWindow(QMainWindow):
                                    "error")
 
     def _on_run_created(self, info) -> None:
+        self._last_run_id = info.run_id
         self.setWindowTitle(f"Torchwork — run {info.run_id} {info.name}")
         self.profiler.set_run(info.folder)
 
@@ -410,8 +423,47 @@ class MainWindow(QMainWindow):
         self.profiler.set_run(run.dir)
         self.hardware.show_history(hardware, f"Run {run.id} {run.name}: stored samples")
         self.setWindowTitle(f"Torchwork — run {run.id} {run.name} ({run.status})")
+        self._last_run_id = run.id
         if run.error:
             self.messages.show_message(f"Run {run.id} {run.status}: {run.error}", "warning")
+
+    def export_model_dialog(self) -> None:
+        """File ▸ Export trained model…, as `torchwork export`; the run last shown or
+        trained is the default."""
+        if self.exporter.busy:
+            self.messages.show_message("An export is already running: its report shows here "
+                                       "when it is verified.", "info")
+            return
+        runs = exportable_runs(self.workspace_dir)
+        self._refresh_export_action(runs)
+        if not runs:
+            return
+        dialog = ExportDialog(runs, self._last_run_id, self.settings.value("export_dir", ""),
+                              self.confirm, self)
+        if not dialog.exec():
+            return
+        request = dialog.request
+        self.settings.setValue("export_dir", str(request.path.parent))
+        self.exporter.start(request)
+        self.statusBar().showMessage(f"Exporting {request.run_label} as {request.format} and "
+                                     f"verifying it…")
+
+    def _on_export_done(self, report) -> None:
+        self.statusBar().clearMessage()
+        self.messages.show_message(report.summary(), "info")
+
+    def _on_export_failed(self, text: str) -> None:
+        self.statusBar().clearMessage()
+        self.messages.show_message(text, "error")
+
+    def _refresh_export_action(self, runs=None) -> None:
+        """Export is offered once some run has a checkpoint (after a run ends, or on demand)."""
+        if not isinstance(runs, list):
+            runs = exportable_runs(self.workspace_dir)
+        self.act_export_model.setEnabled(bool(runs))
+        self.act_export_model.setToolTip(
+            "Export a run's trained model (safetensors, .pt2, ONNX), verified" if runs else
+            "No trained run to export yet: train one first (Run ▸ Start)")
 
     def _pick_run(self, title: str, action: str, allowed=None) -> int | None:
         from engine.workspace import Workspace, WorkspaceError
@@ -512,6 +564,7 @@ class MainWindow(QMainWindow):
                 QApplication.restoreOverrideCursor()
         self.hardware.stop_sampling()
         self.profiler.tensorboard.stop()
+        self.exporter.wait()
         self.save_settings()
         event.accept()
 

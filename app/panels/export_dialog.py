@@ -1,0 +1,219 @@
+"""File ▸ Export trained model…: choose a run, a format and a file; export in the background.
+
+The dialog only collects the choice (and asks before overwriting). The export
+itself (rebuild the run's model, write, reload and verify) is torch work of
+seconds, so it runs on an Exporter's worker thread and its report or error
+comes back as a signal for the window's message bar. Same engine call as
+`torchwork export RUN --format F --out PATH`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.export import FORMATS, SUFFIXES, ExportError, export_model, load_run_model
+from engine.workspace import RunRecord, Workspace, WorkspaceError
+
+DESCRIPTIONS = {
+    "safetensors": "Weights with the config and preprocessing to rebuild the model in "
+                   "PyTorch (no code is unpickled when loading).",
+    "pt2": "A torch.export program: the model's graph and weights, loaded with "
+           "torch.export.load without its Python code. The successor of TorchScript.",
+    "onnx": "ONNX with a dynamic batch dimension, for ONNX Runtime and other runtimes. "
+            "Very large models keep their weights in a .data file beside it.",
+}
+FILTERS = {"safetensors": "safetensors (*.safetensors)", "pt2": "torch.export program (*.pt2)",
+           "onnx": "ONNX (*.onnx)"}
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    run_id: int
+    run_label: str
+    format: str
+    path: Path
+    overwrite: bool
+
+
+def exportable_runs(workspace_dir) -> list[RunRecord]:
+    """Runs of the workspace that have a checkpoint to export, newest first."""
+    try:
+        with Workspace(workspace_dir) as ws:
+            runs = ws.list_runs()
+    except (WorkspaceError, OSError):
+        return []
+    return [r for r in runs
+            if Path(r.checkpoint or r.dir / "checkpoints" / "last.pt").is_file()]
+
+
+class ExportDialog(QDialog):
+    """The run (defaulting to ``current``), the format and the file of an export.
+
+    ``confirm(title, text) -> bool`` asks before an existing file is replaced
+    (the window's own confirm, so tests can answer it).
+    """
+
+    def __init__(self, runs: list[RunRecord], current: int | None, folder: str,
+                 confirm: Callable[[str, str], bool], parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Export trained model")
+        self.setMinimumWidth(560)
+        self._confirm = confirm
+        self._folder = Path(folder) if folder else Path.home()
+        self.request: ExportRequest | None = None
+        self.runs = QComboBox()
+        for run in runs:
+            best = f", {run.best_metric} {run.best_val:.4g}" if run.best_val is not None else ""
+            self.runs.addItem(f"{run.id}  {run.name} ({run.status}{best})", run)
+        ids = [r.id for r in runs]
+        self.runs.setCurrentIndex(ids.index(current) if current in ids else 0)
+        self.format = QComboBox()
+        for fmt in FORMATS:
+            self.format.addItem(fmt, fmt)
+        self.description = QLabel()
+        self.description.setWordWrap(True)
+        self.path = QLineEdit()
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self.browse)
+        row = QHBoxLayout()
+        row.addWidget(self.path, 1)
+        row.addWidget(browse)
+        form = QFormLayout()
+        form.addRow("Run", self.runs)
+        form.addRow("Format", self.format)
+        form.addRow("", self.description)
+        form.addRow("File", row)
+        note = QLabel("The file is reloaded after writing and checked against the model on "
+                      "held-out validation rows; a file that does not match is not kept.")
+        note.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        self.export_button = buttons.button(QDialogButtonBox.Ok)
+        self.export_button.setText("Export")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(note)
+        layout.addWidget(buttons)
+        self.runs.currentIndexChanged.connect(self._default_path)
+        self.format.currentIndexChanged.connect(self._format_changed)
+        self.path.textChanged.connect(self._path_changed)
+        self._format_changed()
+        self._default_path()
+
+    def chosen_format(self) -> str:
+        return self.format.currentData()
+
+    def set_format(self, fmt: str) -> None:
+        self.format.setCurrentIndex(FORMATS.index(fmt))
+
+    def _format_changed(self) -> None:
+        fmt = self.chosen_format()
+        self.description.setText(DESCRIPTIONS[fmt])
+        text = self.path.text().strip()
+        if text:  # keep the name, follow the format's suffix
+            self.path.setText(str(Path(text).with_suffix(SUFFIXES[fmt])))
+
+    def _default_path(self) -> None:
+        run: RunRecord | None = self.runs.currentData()
+        if run is not None:
+            name = run.dir.name + SUFFIXES[self.chosen_format()]
+            self.path.setText(str(self._folder / name))
+
+    def _path_changed(self, text: str) -> None:
+        self.export_button.setEnabled(bool(text.strip()) and self.runs.count() > 0)
+
+    def browse(self) -> None:
+        fmt = self.chosen_format()
+        path, _ = QFileDialog.getSaveFileName(self, "Export trained model", self.path.text(),
+                                              FILTERS[fmt],
+                                              options=QFileDialog.DontConfirmOverwrite)
+        if path:  # overwriting is asked on Export, once
+            self.path.setText(path if path.endswith(SUFFIXES[fmt]) else path + SUFFIXES[fmt])
+
+    def accept(self) -> None:
+        run: RunRecord | None = self.runs.currentData()
+        text = self.path.text().strip()
+        if run is None or not text:
+            return
+        path = Path(text).expanduser()
+        overwrite = path.exists()
+        if path.is_dir() or (overwrite and not self._confirm(
+                "Replace the file?", f"{path} already exists. Replace it with this export?")):
+            return
+        self.request = ExportRequest(run.id, f"run {run.id} ({run.name})", self.chosen_format(),
+                                     path, overwrite)
+        super().accept()
+
+
+class _ExportJob(QThread):
+    succeeded = Signal(object)  # ExportReport
+    failed = Signal(str)
+
+    def __init__(self, workspace_dir, request: ExportRequest, parent=None):
+        super().__init__(parent)
+        self.workspace_dir, self.request = workspace_dir, request
+
+    def run(self) -> None:
+        r = self.request
+        try:
+            loaded = load_run_model(self.workspace_dir, r.run_id)
+            report = export_model(loaded.model, loaded.example, r.format, r.path,
+                                  meta=loaded.meta, overwrite=r.overwrite)
+        except ExportError as exc:
+            self.failed.emit(f"Export of {r.run_label} as {r.format} failed: {exc}")
+        except Exception as exc:  # a bug must reach the window, not end the thread silently
+            self.failed.emit(f"Export of {r.run_label} as {r.format} failed unexpectedly: "
+                             f"{type(exc).__name__}: {exc}")
+        else:
+            self.succeeded.emit(report)
+
+
+class Exporter(QObject):
+    """Runs one export at a time on a worker thread; the report or error comes as a signal."""
+
+    succeeded = Signal(object)  # ExportReport
+    failed = Signal(str)
+
+    def __init__(self, workspace_dir, parent=None):
+        super().__init__(parent)
+        self.workspace_dir = workspace_dir
+        self._job: _ExportJob | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._job is not None and self._job.isRunning()
+
+    def start(self, request: ExportRequest) -> None:
+        if self.busy:
+            raise RuntimeError("an export is already running")
+        if self._job is not None:
+            self._job.deleteLater()
+        job = _ExportJob(self.workspace_dir, request, self)
+        job.succeeded.connect(self.succeeded)
+        job.failed.connect(self.failed)
+        self._job = job
+        job.start()
+
+    def wait(self) -> None:
+        """Block until the running export ends (on closing the window: a thread is never
+        killed mid-write)."""
+        if self._job is not None:
+            self._job.wait()
