@@ -26,3 +26,11 @@ def test_digits_cnn_reaches_its_accuracy():
     out = run_bench("bench/digits_cnn.py", "--repeats", "1")
     accuracy = float(out.strip().splitlines()[-1].split("|")[4])
     assert accuracy >= 0.97
+
+
+@pytest.mark.slow
+def test_monitor_overhead_prints_its_tables():
+    out = run_bench("bench/monitor_overhead.py", "--seconds", "1", "--pairs", "1",
+                    "--turn", "0.5")
+    assert "| psutil only (real pynvml: no NVML library here) |" in out
+    assert "| training throughput | with sampler | without | with / without |" in out
