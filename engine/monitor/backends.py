@@ -165,7 +165,7 @@ class NvmlBackend:
 
     def _pcie_rates(self, gpu: dict, now: float) -> tuple[float, float]:
         when, tx, rx = self._pcie.get(gpu["index"], (-math.inf, NAN, NAN))
-        if now - when >= PCIE_EVERY_S and "PCIe throughput" not in gpu["off"]:
+        if now - when >= PCIE_EVERY_S:
             nvml, h = self.nvml, gpu["handle"]
             kb_tx = self._field(gpu, "PCIe throughput", nvml.nvmlDeviceGetPcieThroughput, h,
                                 nvml.NVML_PCIE_UTIL_TX_BYTES)

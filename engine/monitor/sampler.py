@@ -9,14 +9,12 @@ them, and the sampler passes each distinct problem on once.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .backends import (
-    GIB,
     NAN,
     POWER_REASONS,
     THERMAL_REASONS,
@@ -160,8 +158,8 @@ class Sampler:
                 self.report(f"the training step could not be read ({exc})")
         host_values = host.read() if host is not None else {}
         readings = {g["index"]: g for g in gpus.read()} if gpus is not None else {}
-        for t in torch_memory.read() if torch_memory is not None else ():
-            _merge_torch(readings, t)
+        if torch_memory is not None:
+            _merge_torch(readings, torch_memory.read())
         sample = Sample(time=time.time(), step=step, **host_values,
                         gpus=tuple(GpuReading(**readings[i]) for i in sorted(readings)),
                         problems=self._problems)
@@ -208,25 +206,20 @@ class Sampler:
             self._stop.wait(deadline - now)
 
 
-def _merge_torch(readings: dict[int, dict], t: dict) -> None:
-    """Put torch's counters of a CUDA device on the NVML reading of the same GPU.
+def _merge_torch(readings: dict[int, dict], torch_readings: list[dict]) -> None:
+    """Put torch's counters of each CUDA device on NVML's reading of the same GPU.
 
     CUDA and NVML number devices differently when CUDA_VISIBLE_DEVICES is set,
-    so the match is by UUID; by index only when UUIDs are missing.
+    so the match is by UUID (by index only when torch gives none). Without
+    NVML, torch's devices are shown on their own.
     """
-    counters = {k: t[k] for k in ("torch_allocated", "torch_reserved", "torch_peak")}
-    for r in readings.values():
-        if t["uuid"] and r.get("uuid") == t["uuid"]:
-            r.update(counters)
-            return
-    if not t["uuid"] and t["index"] in readings:
-        readings[t["index"]].update(counters)
-        return
-    if not readings or not any(r.get("uuid") for r in readings.values()):
-        index = t["index"] if t["index"] not in readings else max(readings) + 1
-        readings[index] = dict(index=index, name=f"CUDA device {t['index']}", uuid=t["uuid"],
-                               **counters)
-
-
-def gib(value: float) -> float:
-    return value / GIB if math.isfinite(value) else NAN
+    nvml = dict(readings)
+    by_uuid = {r["uuid"]: r for r in nvml.values() if r.get("uuid")}
+    for t in torch_readings:
+        counters = {k: t[k] for k in ("torch_allocated", "torch_reserved", "torch_peak")}
+        target = by_uuid.get(t["uuid"]) if t["uuid"] else nvml.get(t["index"])
+        if target is not None:
+            target.update(counters)
+        elif not nvml:
+            readings[t["index"]] = dict(index=t["index"], name=f"CUDA device {t['index']}",
+                                        uuid=t["uuid"], **counters)

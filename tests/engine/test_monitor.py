@@ -4,7 +4,9 @@ warnings and `torchwork monitor`."""
 
 import json
 import math
+import sys
 import threading
+import types
 
 import pynvml
 import pytest
@@ -224,3 +226,51 @@ def test_monitor_command_prints_a_table(capsys):
 def test_monitor_command_refuses_a_bad_interval(capsys):
     assert main(["monitor", "--interval", "20"]) == 2
     assert "0.1 to 10" in capsys.readouterr().err
+
+
+class _FakeCuda:
+    """torch.cuda as the torch backend reads it: two devices, numbered unlike NVML's."""
+
+    def __init__(self, initialised):
+        self.initialised = initialised
+        self.uuids = ["00000000-0000-0000-0000-000000000001",
+                      "00000000-0000-0000-0000-000000000000"]
+
+    def is_initialized(self):
+        return self.initialised
+
+    def device_count(self):
+        return 2
+
+    def get_device_properties(self, i):
+        return types.SimpleNamespace(uuid=self.uuids[i])
+
+    def memory_allocated(self, i):
+        return (i + 1) * GIB
+
+    def memory_reserved(self, i):
+        return (i + 2) * GIB
+
+    def max_memory_allocated(self, i):
+        return (i + 3) * GIB
+
+
+def test_torch_counters_go_to_the_same_gpu_by_uuid_and_only_once_cuda_is_initialised(
+        monkeypatch):
+    cuda = _FakeCuda(initialised=False)
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+    sampler = Sampler(0.1, nvml=StandInNvml(count=2))
+    assert all(math.isnan(g.torch_allocated) for g in sampler.sample().gpus)
+    cuda.initialised = True
+    by_index = {g.index: g for g in sampler.sample().gpus}
+    # CUDA device 0 is NVML's GPU 1 here (CUDA_VISIBLE_DEVICES=1,0)
+    assert by_index[1].torch_allocated == 1 * GIB and by_index[1].torch_reserved == 2 * GIB
+    assert by_index[0].torch_allocated == 2 * GIB and by_index[0].torch_peak == 4 * GIB
+
+
+def test_torch_counters_alone_when_nvml_is_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch",
+                        types.SimpleNamespace(cuda=_FakeCuda(initialised=True)))
+    gpus = Sampler(0.1, nvml=False).sample().gpus
+    assert [g.name for g in gpus] == ["CUDA device 0", "CUDA device 1"]
+    assert gpus[0].torch_reserved == 2 * GIB and math.isnan(gpus[0].utilization)
