@@ -40,12 +40,13 @@ from engine.profiling.traces import export_trace, list_captures
 from ..widgets.message_bar import MessageBar
 from ..widgets.profile_plots import CATEGORY_COLOURS, MemoryCurvePlot, StepBreakdownPlot
 from ..widgets.profile_tables import KernelTable, OperatorTable
+from ..widgets.timeline_view import TimelineView
 
 
 class _LoadSignals(QObject):
     """Lives on the GUI thread: emitted from the worker, delivered queued."""
     progress = Signal(int, float, str)  # load id, fraction, stage
-    loaded = Signal(int, object)  # load id, ProfileReport
+    loaded = Signal(int, object, object, str)  # load id, ProfileReport, TraceIndex, problems
     failed = Signal(int, str)  # load id, message
     exported = Signal(str, str)  # written file, error
 
@@ -59,6 +60,7 @@ class ProfilerPanel(QWidget):
         super().__init__(parent)
         self.run_folder: Path | None = None
         self.report: ProfileReport | None = None
+        self.timeline_index = None  # engine.profiling.timeline.TraceIndex of the trace shown
         self.trace: Path | None = None
         self._load_id = 0
         self._cancel: threading.Event | None = None
@@ -113,12 +115,14 @@ class ProfilerPanel(QWidget):
         self.operators = OperatorTable()
         self.kernels = KernelTable()
         self.memory = MemoryCurvePlot()
+        self.timeline = TimelineView()
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.overview_tab = self.tabs.addTab(overview, "Overview")
         self.operators_tab = self.tabs.addTab(self.operators, "Operators")
         self.kernels_tab = self.tabs.addTab(self.kernels, "Kernels")
         self.memory_tab = self.tabs.addTab(self.memory, "Memory")
+        self.timeline_tab = self.tabs.addTab(self.timeline, "Timeline")
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -206,34 +210,57 @@ class ProfilerPanel(QWidget):
         return self._cancel is not None
 
     def _work(self, load_id: int, path: Path, cancel: threading.Event) -> None:
-        """On the worker thread: only signals leave it."""
+        """On the worker thread: the tables (first half), then the timeline. Only signals
+        leave it; a trace one reader cannot take may still suit the other."""
         from engine.profiling.report import read_trace
+        from engine.profiling.timeline import TraceCancelled, TraceError, load_trace
 
         signals = self._signals
+        report = index = None
+        problems = []
         try:
-            report = read_trace(path, lambda f, stage: signals.progress.emit(load_id, f, stage),
-                                cancel.is_set)
-        except Cancelled:
+            try:
+                report = read_trace(path, lambda f, stage: signals.progress.emit(
+                    load_id, f / 2, stage), cancel.is_set)
+            except TraceReadError as exc:
+                problems.append(str(exc))
+            try:
+                index = load_trace(path, lambda f: signals.progress.emit(
+                    load_id, 0.5 + f / 2, "indexing the timeline"), cancel.is_set)
+            except TraceError as exc:
+                if not problems:  # the same file fault needs saying once
+                    problems.append(f"Timeline: {exc}")
+        except (Cancelled, TraceCancelled):
             return  # cancel() has said so already
-        except TraceReadError as exc:
-            signals.failed.emit(load_id, str(exc))
         except Exception as exc:  # never a traceback into the window
             signals.failed.emit(load_id, f"Cannot read {path}: {type(exc).__name__}: {exc}")
+            return
+        if report is None and index is None:
+            signals.failed.emit(load_id, problems[0])
         else:
-            signals.loaded.emit(load_id, report)
+            signals.loaded.emit(load_id, report, index, " ".join(problems))
 
     def _on_progress(self, load_id: int, fraction: float, stage: str) -> None:
         if load_id == self._load_id:
             self.progress.setValue(int(fraction * 100))
             self.progress.setFormat(f"{stage}… %p%")
 
-    def _on_loaded(self, load_id: int, report: ProfileReport) -> None:
+    def _on_loaded(self, load_id: int, report, index, problems: str) -> None:
         if load_id != self._load_id:
             return
         self._cancel = None
         self.loading.hide()
         self._show(report)
-        self.traceShown.emit(report.trace)
+        self.trace = self._loading_path
+        self.timeline_index = index
+        if index is not None:
+            self.timeline.set_trace(index)
+        self.tabs.setTabEnabled(self.timeline_tab, index is not None)
+        if report is None:
+            self.tabs.setCurrentIndex(self.timeline_tab)
+        if problems:
+            self.messages.show_message(problems, "warning")
+        self.traceShown.emit(str(self.trace))
 
     def _on_failed(self, load_id: int, text: str) -> None:
         if load_id != self._load_id:
@@ -245,7 +272,6 @@ class ProfilerPanel(QWidget):
     # --- showing -------------------------------------------------------------------
     def _show(self, report: ProfileReport | None) -> None:
         self.report = report
-        self.trace = Path(report.trace) if report else None
         self.breakdown.set_report(report)
         self.summary.setHtml(summary_html(report))
         self.operators.set_operators(report.operators if report else (),
@@ -293,6 +319,7 @@ class ProfilerPanel(QWidget):
         self.refresh_button.setIcon(qta.icon("mdi6.refresh", color=colour))
         self.breakdown.apply_theme(dark)
         self.memory.apply_theme(dark)
+        self.timeline.apply_theme(dark)
 
 
 def summary_html(report: ProfileReport | None) -> str:

@@ -1,4 +1,4 @@
-"""The Profiler dock: real CPU traces shown, tables sorted and filtered, captures from the window."""
+"""The Profiler dock: real CPU traces shown, tables sorted and filtered, captures in the window."""
 
 import pytest
 from PySide6.QtCore import QSettings, Qt
@@ -50,6 +50,9 @@ def test_shows_the_newest_capture_of_a_run(qtbot, panel, run_folder):
     assert panel.operators.proxy.rowCount() == len(report.operators) > 10
     assert not panel.tabs.isTabVisible(panel.kernels_tab)  # no GPU kernels in a CPU trace
     assert panel.memory.curves  # profile_memory is on by default
+    assert panel.tabs.isTabEnabled(panel.timeline_tab)
+    assert panel.timeline.index is panel.timeline_index and panel.timeline.index.tracks
+    assert panel.timeline.search("aten::addmm") > 0
 
 
 def test_operator_table_sorts_and_filters(qtbot, panel, run_folder):
