@@ -134,7 +134,9 @@ def main() -> None:
                      f"{real.stat().st_size / 1e6:.1f} MB): load_trace / torch-tb-profiler "
                      "RunProfileData.parse", f"{ours * 1000:.0f} ms / {theirs * 1000:.0f} ms",
                      "recorded", "-"))
-    print(f"synthetic trace written in {written:.1f} s (not part of the bar)\n")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"synthetic trace written in {written:.1f} s (not part of the bar); "
+          f"load average at the end {load} on {os.cpu_count()} cores\n")
     print("| measure | value | bar | met |")
     print("|---|---|---|---|")
     for row in rows:

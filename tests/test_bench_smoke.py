@@ -34,3 +34,10 @@ def test_monitor_overhead_prints_its_tables():
                     "--turn", "0.5")
     assert "| psutil only (real pynvml: no NVML library here) |" in out
     assert "| training throughput | with sampler | without | with / without |" in out
+
+
+@pytest.mark.slow
+def test_timeline_bench_prints_its_table():
+    out = run_bench("bench/timeline.py", "--events", "20000", "--frames", "3")
+    assert "| open (parse + index) 20," in out
+    assert "RunProfileData.parse" in out

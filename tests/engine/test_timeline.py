@@ -238,3 +238,11 @@ def test_slices_without_cat_or_pid_still_load(tmp_path):
     assert sorted(index.categories) == ["", "cpu_op"]
     assert [t.label for t in index.tracks] == ["thread 1"]
     assert index.depth.tolist() == [0, 1]
+
+
+def test_a_parent_and_its_first_child_starting_together(tmp_path):
+    # the child is listed first; equal starts put the longer slice (the parent) on top
+    events = [x("child", 10, 2), x("other", 0, 1), x("parent", 10, 5), x("grandchild", 10, 1)]
+    index = load_trace(write(tmp_path, events))
+    depth = {index.names[index.name_id[i]]: int(index.depth[i]) for i in range(len(index))}
+    assert depth == {"other": 0, "parent": 0, "child": 1, "grandchild": 2}
