@@ -169,3 +169,19 @@ def test_dark_theme_and_format(view):
     assert format_us(850) == "850 µs"
     assert format_us(12_345) == "12.35 ms"
     assert format_us(1_250_000) == "1.25 s"
+
+
+def test_drag_pans_time(view):
+    view.set_window(1000, 2000)
+    vb = view.viewbox
+    start = view.plot.mapFromScene(vb.mapViewToScene(QPointF(1600, 0.5)))
+    end = view.plot.mapFromScene(vb.mapViewToScene(QPointF(1400, 0.5)))
+    viewport = view.plot.viewport()
+    mouse(viewport, QEvent.MouseButtonPress, start, Qt.LeftButton, Qt.NoModifier)
+    for k in range(1, 11):
+        mouse(viewport, QEvent.MouseMove, start + (end - start) * k / 10, Qt.LeftButton,
+              Qt.NoModifier)
+    mouse(viewport, QEvent.MouseButtonRelease, end, Qt.NoButton, Qt.NoModifier)
+    t0, t1 = view.window()
+    assert t0 == pytest.approx(1200, abs=5) and t1 == pytest.approx(2200, abs=5)
+    assert view.range_us is None
