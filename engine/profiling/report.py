@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+DATA_LOADING = ("enumerate(DataLoader)#", "enumerate(DataPipe)#")
 CATEGORIES = ("Kernel", "Memcpy", "Memset", "Runtime", "DataLoader", "CPU Exec", "Other")
 
 # Thresholds of our own hints: only shares this clear make the advice obvious.
@@ -131,6 +132,7 @@ def read_trace(path: str | Path, progress: Callable[[float, str], None] | None =
                              f"open a *.pt.trace.json file written by a capture") from None
     stage(0.3, "building the operator tree")
     try:
+        _mark_data_loading(trace_json["traceEvents"])
         data = RunProfileData(worker, span, trace_json)
         del trace_json
         data.trace_file_path = trace_path
@@ -150,6 +152,16 @@ def read_trace(path: str | Path, progress: Callable[[float, str], None] | None =
         raise TraceReadError(_unparsable(path, exc)) from None
     stage(1.0, "done")
     return report
+
+
+def _mark_data_loading(events: list) -> None:
+    """Count the DataLoader's time again: torch records its ``__next__`` as a user
+    annotation, which torch-tb-profiler 0.4.3 (written for older torch) drops, so the
+    DataLoader category stayed at zero; given the operator category it expects, it counts."""
+    for event in events:
+        if event.get("cat") == "user_annotation" and str(event.get("name", "")).startswith(
+                DATA_LOADING):
+            event["cat"] = "cpu_op"
 
 
 def _check_file(path: Path) -> None:

@@ -64,6 +64,22 @@ def test_report_of_a_real_cpu_trace(cpu_trace):
     assert report.hints == ()  # nothing on this breakdown makes advice obvious
 
 
+def test_data_loader_time_is_counted(cpu_trace, tmp_path):
+    """torch marks DataLoader.__next__ as a user annotation; the category must still count it."""
+    trace = json.loads(open(cpu_trace.trace, "rb").read())
+    events = trace["traceEvents"]
+    step = next(e for e in events if e.get("name", "").startswith("ProfilerStep#"))
+    events.append({"ph": "X", "cat": "user_annotation", "pid": step["pid"], "tid": step["tid"],
+                   "name": "enumerate(DataLoader)#_MultiProcessingDataLoaderIter.__next__",
+                   "ts": step["ts"] + 1, "dur": step["dur"] * 0.6, "args": {}})
+    path = tmp_path / "w.1.pt.trace.json"
+    path.write_text(json.dumps(trace))
+    report = read_trace(path)
+    first = report.steps[0]
+    assert first.costs_us["DataLoader"] == pytest.approx(step["dur"] * 0.6, rel=0.01)
+    assert report.hints and report.hints[0].startswith("Data-loader-bound")
+
+
 def test_hints_only_where_the_breakdown_shows_them(cpu_trace):
     from dataclasses import replace
 
