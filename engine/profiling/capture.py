@@ -110,9 +110,12 @@ class ProfilerCapture:
 
     def _on_loop_ended(self, _event: ev.LoopEnded) -> None:
         with self._lock:
-            self._pending = None
+            pending, self._pending = self._pending, None
         if self._prof is not None:
             self._stop()  # the run ended mid-capture: keep what was recorded
+        elif pending is not None:
+            self._finish(CaptureResult(str(self.run_dir / PROFILE_DIR / pending[1]), None, True,
+                                       "the run ended before the capture's first step"))
 
     def _stop(self, error: str | None = None) -> None:
         prof, folder = self._prof, self._folder

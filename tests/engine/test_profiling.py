@@ -143,6 +143,16 @@ def test_failing_run_keeps_the_partial_trace(tmp_path, tiny_config, faulty_model
     assert read_trace(done.trace).steps  # the steps recorded before the failure
 
 
+def test_a_capture_the_run_never_reached_is_reported(tmp_path, tiny_config):
+    trainer = Trainer(tiny_config(**{"train.max_steps": 1}))
+    trainer.run()
+    cap = ProfilerCapture().attach(trainer, tmp_path)
+    cap.request(OPTIONS)
+    trainer.run()  # nothing left to train: the loop ends at once
+    (done,) = cap.results
+    assert done.trace is None and "ended before" in done.error and not cap.busy
+
+
 def test_only_one_capture_at_a_time(tmp_path, tiny_config):
     cap = ProfilerCapture()  # asked before the run is built, as the window may
     cap.request(OPTIONS)
