@@ -223,6 +223,7 @@ class MainWindow(QMainWindow):
         b.buildFailed.connect(self._on_build_failed)
         b.internalError.connect(self._on_internal_error)
         b.profileDone.connect(self._on_profile_done)
+        b.stateChanged.connect(self._on_capture_state)
         self.profiler.traceShown.connect(self._on_trace_shown)
         self.config_panel.validityChanged.connect(self._on_validity)
 
@@ -329,6 +330,10 @@ class MainWindow(QMainWindow):
             self.messages.show_message("The run ended before all profiled steps were "
                                        "recorded: the Profiler shows the partial trace.",
                                        "warning")
+
+    def _on_capture_state(self, state: str) -> None:
+        if state == IDLE:  # a run that could not even build answers no capture
+            self._capturing = False
 
     def _on_trace_shown(self, _path: str) -> None:
         self.act_export_trace.setEnabled(True)
