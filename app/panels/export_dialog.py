@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Qt, QThread, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -74,6 +74,7 @@ class ExportDialog(QDialog):
                  confirm: Callable[[str, str], bool], parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Export trained model")
+        self.setAttribute(Qt.WA_DeleteOnClose)  # read ``request`` right after exec()
         self.setMinimumWidth(560)
         self._confirm = confirm
         self._folder = Path(folder) if folder else Path.home()
