@@ -27,6 +27,7 @@ from engine.config import ConfigError, RunConfig
 from . import theme
 from .bridge import IDLE, PAUSED, RUNNING, STARTING, STOPPING, TrainingBridge
 from .dialogs import RunPicker, TextDialog, about_text, shortcuts_html
+from .panels.compression_panel import CompressionPanel
 from .panels.config_panel import ConfigPanel
 from .panels.export_dialog import ExportDialog, Exporter, exportable_runs
 from .panels.hardware_panel import HardwarePanel
@@ -75,6 +76,10 @@ class MainWindow(QMainWindow):
         self.profiler_dock = self._dock("Profiler", "profiler", self.profiler,
                                         Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.profiler_dock)
+        self.compression = CompressionPanel(workspace_dir)
+        self.compression_dock = self._dock("Compression", "compression", self.compression,
+                                           Qt.RightDockWidgetArea)
+        self.tabifyDockWidget(self.training_dock, self.compression_dock)
         self.training_dock.raise_()
         self._capturing = False
         self.hardware = HardwarePanel()
@@ -92,6 +97,7 @@ class MainWindow(QMainWindow):
         self.plots.apply_theme(self.dark)
         self.hardware.apply_theme(self.dark)
         self.profiler.apply_theme(self.dark)
+        self.compression.apply_theme(self.dark)
         self._restore()
         self._on_state(IDLE)
         self._refresh_export_action()
@@ -125,6 +131,10 @@ class MainWindow(QMainWindow):
                               "Show the curves of a run from the workspace")
         self.act_export_model = a("&Export trained model…", self.export_model_dialog, "Ctrl+E",
                                   "Export a run's model as safetensors, .pt2 or ONNX, verified")
+        self.act_export_compressed = a(
+            "Export &compressed model…", self.compression.export_dialog, None,
+            "Export the candidate picked in the Compression panel's table or sweep chart")
+        self.act_export_compressed.setEnabled(False)
         self.act_quit = a("&Quit", self.close, QKeySequence.Quit)
         self.act_start = a("&Start", self.start_run, "F5", "Start training this configuration")
         self.act_pause = a("&Pause", self.bridge.pause, "F6", "Pause after the current step")
@@ -160,6 +170,7 @@ class MainWindow(QMainWindow):
         file.addSeparator()
         file.addAction(self.act_open_run)
         file.addAction(self.act_export_model)
+        file.addAction(self.act_export_compressed)
         file.setToolTipsVisible(True)
         file.addSeparator()
         file.addAction(self.act_quit)
@@ -173,6 +184,7 @@ class MainWindow(QMainWindow):
         for dock in (self.config_dock, self.training_dock, self.profiler_dock):
             view.addAction(dock.toggleViewAction())
         view.addAction(self.hardware_dock.toggleViewAction())
+        view.addAction(self.compression_dock.toggleViewAction())
         view.addSeparator()
         themes = view.addMenu("Theme")
         themes.addActions(list(self.theme_actions.values()))
@@ -193,6 +205,7 @@ class MainWindow(QMainWindow):
         icons = {self.act_new: "mdi6.file-outline", self.act_open: "mdi6.folder-open-outline",
                  self.act_save: "mdi6.content-save-outline", self.act_open_run: "mdi6.chart-line",
                  self.act_export_model: "mdi6.package-variant-closed",
+                 self.act_export_compressed: "mdi6.package-down",
                  self.act_quit: "mdi6.exit-to-app", self.act_start: ("mdi6.play", "#2da44e"),
                  self.act_pause: "mdi6.pause", self.act_resume: ("mdi6.play-pause", "#2da44e"),
                  self.act_stop: ("mdi6.stop", "#d1242f"),
@@ -226,6 +239,9 @@ class MainWindow(QMainWindow):
         b.stateChanged.connect(self._on_capture_state)
         self.profiler.traceShown.connect(self._on_trace_shown)
         self.config_panel.validityChanged.connect(self._on_validity)
+        self.compression.message.connect(self.messages.show_message)
+        self.compression.selectionChanged.connect(self.act_export_compressed.setEnabled)
+        b.runEnded.connect(self.compression.refresh_runs)
 
     # --- run control -------------------------------------------------------------
     def start_run(self) -> None:
@@ -514,6 +530,7 @@ class MainWindow(QMainWindow):
         self.plots.apply_theme(self.dark)
         self.hardware.apply_theme(self.dark)
         self.profiler.apply_theme(self.dark)
+        self.compression.apply_theme(self.dark)
         self.settings.setValue("theme", name)
 
     def show_shortcuts(self) -> None:
@@ -570,6 +587,7 @@ class MainWindow(QMainWindow):
         self.hardware.stop_sampling()
         self.profiler.tensorboard.stop()
         self.exporter.wait()
+        self.compression.wait()
         self.save_settings()
         event.accept()
 

@@ -69,6 +69,7 @@ class CompressionResult:
     models: dict[str, nn.Module] = field(default_factory=dict)
     finals: list[str] = field(default_factory=list)  # the last candidate of each ratio's chain
     example: torch.Tensor | None = None
+    meta: dict = field(default_factory=dict)  # the run's export metadata (LoadedRun.meta)
 
     def add(self, candidate: Candidate, model: nn.Module) -> Candidate:
         self.candidates.append(candidate)
@@ -99,7 +100,7 @@ def compress(loaded, options: CompressOptions, out_dir: str | Path, *,
     bundle, example = loaded.bundle, loaded.example
     data = {"x_val": bundle.x_val, "y_val": bundle.y_val, "task": bundle.task,
             "repeats": options.repeats}
-    result = CompressionResult(example=example)
+    result = CompressionResult(example=example, meta=dict(loaded.meta))
     original = loaded.model.eval()
     macs = count_macs(original, example)
     say("measuring the original model")
@@ -135,8 +136,9 @@ def compress(loaded, options: CompressOptions, out_dir: str | Path, *,
         if options.quantize == "torch":
             say(f"quantizing {name} (torchao int8)")
             last = f"{name} int8"
-            result.add(measure_torch(last, quantize_torch(model), macs=model_macs, ratio=r,
-                                     **data), model)
+            quantized = quantize_torch(model)
+            result.add(measure_torch(last, quantized, macs=model_macs, ratio=r, **data),
+                       quantized)
         elif options.quantize == "onnx":
             stem = _slug(name)
             if model is not original:
@@ -182,18 +184,21 @@ def finetune(config: RunConfig, model: nn.Module, epochs: int, *,
 
 
 def save_candidate(result: CompressionResult, name: str, fmt: str, out_path: str | Path, *,
-                   meta: dict | None = None, overwrite: bool = False):
-    """Export one candidate: ONNX candidates copy their measured file, others go through
-    engine.export (which verifies the written file). Returns the written path."""
+                   overwrite: bool = False) -> Path:
+    """Export one candidate: ONNX candidates copy the file the table measured (validation
+    metric included); PyTorch ones go through engine.export, which verifies what it writes."""
     candidate = result.get(name)
     out_path = Path(out_path)
-    if candidate.path is not None and fmt == "onnx":
+    if candidate.path is not None and fmt != "onnx":
+        raise CompressionError(f"{name} is an ONNX file: export it as onnx, or pick the "
+                               f"PyTorch candidate it was made from for {fmt}")
+    if candidate.path is not None:
         if out_path.exists() and not overwrite:
             raise CompressionError(f"{out_path} exists: choose another name or allow overwrite")
         _atomic_copy(Path(candidate.path), out_path)
         return out_path
-    report = export_model(result.models[name], result.example, fmt, out_path, meta=meta,
-                          overwrite=overwrite)
+    report = export_model(result.models[name], result.example, fmt, out_path,
+                          meta=result.meta, overwrite=overwrite)
     return report.path
 
 

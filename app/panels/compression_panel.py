@@ -1,0 +1,448 @@
+"""The Compression dock: options, Run, the before/after table and the sparsity-sweep chart.
+
+The work (pruning, fine-tuning, quantization, timing) is torch work of seconds
+to minutes, so a worker thread runs engine.compression.compress, the same call
+as `torchwork compress`; only plain Candidate rows and progress text come back
+as signals. The chart draws the validation metric against file size and
+against latency at batch 64, with the Pareto front marked; clicking a point
+(or a table row) picks the candidate that File ▸ Export compressed model… writes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QThread, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.compression import (
+    CompressionError,
+    CompressOptions,
+    compress,
+    pareto_front,
+    save_candidate,
+)
+from engine.compression.measure import human_bytes, metric_text
+from engine.compression.prune import IMPORTANCES
+from engine.export import ExportError, load_run_model
+from engine.training import events as ev
+
+from ..widgets.live_plot import DARK, LIGHT
+from .export_dialog import exportable_runs
+
+COLUMNS = ("candidate", "runtime", "params", "non-zero", "size", "MACs", "latency b1",
+           "latency b64", "metric")
+RUNTIME_COLOURS = {"torch": "#e8912d", "onnxruntime": "#2f6fd6"}
+FRONT_COLOUR = "#2da44e"
+
+
+class _CompressJob(QThread):
+    """Runs one compression session; the CompressionResult (modules) stays on this object."""
+
+    progress = Signal(str)
+    finished_rows = Signal(list)  # list[Candidate]
+    failed = Signal(str)
+
+    def __init__(self, workspace_dir, run_id: int, teacher_id: int | None,
+                 options: CompressOptions, parent=None):
+        super().__init__(parent)
+        self.workspace_dir, self.run_id, self.teacher_id = workspace_dir, run_id, teacher_id
+        self.options = options
+        self.result = None
+
+    def run(self) -> None:
+        try:
+            loaded = load_run_model(self.workspace_dir, self.run_id)
+            teacher = (load_run_model(self.workspace_dir, self.teacher_id).model
+                       if self.teacher_id is not None else None)
+            self.result = compress(loaded, self.options, loaded.run.dir / "compressed",
+                                   teacher=teacher, progress=self.progress.emit,
+                                   on_trainer=self._follow)
+        except (CompressionError, ExportError) as exc:
+            self.failed.emit(f"Compression of run {self.run_id} failed: {exc}")
+        except Exception as exc:  # a bug must reach the window, not end the thread silently
+            self.failed.emit(f"Compression of run {self.run_id} failed unexpectedly: "
+                             f"{type(exc).__name__}: {exc}")
+        else:
+            self.finished_rows.emit(list(self.result.candidates))
+
+    def _follow(self, trainer) -> None:
+        """Fine-tuning progress as text: epoch, training loss and the validation metric."""
+        total = trainer.config.train.epochs
+
+        def on_epoch(e: ev.EpochEnded) -> None:
+            metrics = ", ".join(f"{k} {v:.4g}" for k, v in e.metrics.items())
+            self.progress.emit(f"fine-tuning: epoch {e.epoch}/{total}, train loss "
+                               f"{e.train_loss:.4g}, {metrics}")
+        trainer.on(ev.EpochEnded, on_epoch)
+
+
+class _SaveJob(QThread):
+    done = Signal(str)
+    failed = Signal(str)
+
+    def __init__(self, result, name: str, fmt: str, path: Path, parent=None):
+        super().__init__(parent)
+        self.args = (result, name, fmt, path)
+
+    def run(self) -> None:
+        result, name, fmt, path = self.args
+        try:
+            written = save_candidate(result, name, fmt, path, overwrite=True)
+        except (CompressionError, ExportError) as exc:
+            self.failed.emit(f"Export of {name} failed: {exc}")
+        except Exception as exc:  # see _CompressJob.run
+            self.failed.emit(f"Export of {name} failed unexpectedly: {type(exc).__name__}: {exc}")
+        else:
+            self.done.emit(f"Exported {name} to {written}.")
+
+
+class SweepChart(QWidget):
+    """Metric against size and against latency (log x axes); Pareto fronts as green steps."""
+
+    pointClicked = Signal(str)  # candidate name
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.plots, self.points, self.fronts, self.marks, self.labels = {}, {}, {}, {}, {}
+        self.costs: dict[str, list[float]] = {}
+        for key, title, unit in (("size", "Metric vs file size", "file size (KiB)"),
+                                 ("latency", "Metric vs CPU latency, batch 64",
+                                  "latency (ms)")):
+            plot = pg.PlotWidget(axisItems={"bottom": _PlainLogAxis("bottom")})
+            plot.setLogMode(x=True, y=False)
+            plot.showGrid(x=True, y=True, alpha=0.25)
+            plot.setMenuEnabled(False)
+            plot.getPlotItem().setTitle(title)
+            plot.setLabel("bottom", unit)
+            front = pg.PlotDataItem(pen=pg.mkPen(FRONT_COLOUR, width=2))
+            points = pg.PlotDataItem(pen=None, symbol="o", symbolSize=11)
+            mark = pg.PlotDataItem(pen=None, symbol="o", symbolSize=22, symbolBrush=None,
+                                   symbolPen=pg.mkPen("#d1242f", width=2))
+            for item in (front, points, mark):
+                plot.addItem(item)
+            points.sigPointsClicked.connect(self._clicked)
+            self.plots[key], self.points[key], self.fronts[key] = plot, points, front
+            self.marks[key], self.labels[key] = mark, []
+            layout.addWidget(plot)
+        self.rows = []
+        self._fg = LIGHT["foreground"]
+        self.apply_theme(False)
+
+    def set_candidates(self, rows) -> None:
+        self.rows = list(rows)
+        scale = 100.0 if self.rows and self.rows[0].metric_name == "val_accuracy" else 1.0
+        metric = [c.metric * scale for c in self.rows]
+        self.costs = {"size": [c.size_bytes / 1024 for c in self.rows],
+                      "latency": [c.latency_b64_ms for c in self.rows]}
+        for key, cost in self.costs.items():
+            plot = self.plots[key]
+            self.points[key].setData(
+                cost, metric, data=[c.name for c in self.rows],
+                symbolBrush=[pg.mkBrush(RUNTIME_COLOURS.get(c.runtime, "#888888"))
+                             for c in self.rows], symbolPen=pg.mkPen(self._fg, width=1))
+            front = pareto_front(cost, metric) if self.rows else []
+            xs = [cost[i] for i in front]
+            ys = [metric[i] for i in front]
+            # a staircase: each front point holds until the next cheaper-to-better step
+            self.fronts[key].setData(np.repeat(xs, 2)[1:], np.repeat(ys, 2)[:-1])
+            for label in self.labels[key]:
+                plot.removeItem(label)
+            self.labels[key] = []
+            for i in front:
+                label = pg.TextItem(_short(self.rows[i].name), color=FRONT_COLOUR,
+                                    anchor=(0, 1))
+                label.setPos(math.log10(cost[i]), metric[i])
+                plot.addItem(label)
+                self.labels[key].append(label)
+            plot.setLabel("left", "val accuracy (%)" if scale == 100.0 else "val R2")
+        self.select(None)
+
+    def select(self, name: str | None) -> None:
+        names = [c.name for c in self.rows]
+        for key, mark in self.marks.items():
+            if name in names:
+                i = names.index(name)
+                y = self.rows[i].metric * (100.0 if self.rows[i].metric_name == "val_accuracy"
+                                           else 1.0)
+                mark.setData([self.costs[key][i]], [y])
+            else:
+                mark.setData([], [])
+
+    def apply_theme(self, dark: bool) -> None:
+        theme = DARK if dark else LIGHT
+        self._fg = theme["foreground"]
+        for plot in self.plots.values():
+            plot.setBackground(theme["background"])
+            item = plot.getPlotItem()
+            item.setTitle(item.titleLabel.text, color=self._fg)
+            for axis in ("left", "bottom"):
+                item.getAxis(axis).setPen(self._fg)
+                item.getAxis(axis).setTextPen(self._fg)
+        if self.rows:
+            self.set_candidates(self.rows)
+
+    def _clicked(self, _item, spots, _event=None) -> None:
+        if len(spots):
+            self.pointClicked.emit(spots[0].data())
+
+
+class _PlainLogAxis(pg.AxisItem):
+    """Log axis labelled 20, 50, 100 instead of 2·10¹, with only 1-2-5 steps named,
+    so a span of one decade does not crowd its labels."""
+
+    def logTickStrings(self, values, scale, spacing):
+        labels = []
+        for v in values:
+            x = 10 ** v * scale
+            lead = round(x / 10 ** math.floor(math.log10(x)), 6) if x > 0 else 0
+            labels.append(f"{x:g}" if lead in (1, 2, 5) else "")
+        return labels
+
+
+def _short(name: str) -> str:
+    """'structured 50% + ft 10 ep int8 linear (onnx)' -> '50% int8 linear (onnx)'."""
+    words = [w for w in name.split() if w not in ("structured", "unstructured", "global", "+",
+                                                 "ft", "kd", "ep") and not w.isdigit()]
+    return " ".join(words)
+
+
+class CompressionPanel(QWidget):
+    """Options form, Run, progress, the table and the chart; owns the worker threads."""
+
+    message = Signal(str, str)  # text, kind ("error" | "info")
+    selectionChanged = Signal(bool)  # a candidate is picked (export possible)
+
+    def __init__(self, workspace_dir=None, parent=None):
+        super().__init__(parent)
+        self.workspace_dir = workspace_dir
+        self._job: _CompressJob | None = None
+        self._save: _SaveJob | None = None
+        self.result = None
+        self.selected: str | None = None
+        self.run_box, self.teacher_box = QComboBox(), QComboBox()
+        self.method = QComboBox()
+        self.method.addItems(["structured", "unstructured", "global", "none"])
+        self.ratio = QDoubleSpinBox(decimals=2, minimum=0.05, maximum=0.95, singleStep=0.05,
+                                    value=0.5)
+        self.sweep = QLineEdit(placeholderText="e.g. 0.25, 0.5, 0.75 (replaces the ratio)")
+        self.importance = QComboBox()
+        self.importance.addItems(list(IMPORTANCES))
+        self.exclude = QLineEdit(placeholderText="layer names, e.g. 0 4 (classifier is kept)")
+        self.quantize = QComboBox()
+        self.quantize.addItems(["onnx", "torch", "none"])
+        self.epochs = QSpinBox(minimum=0, maximum=1000, value=5)
+        self.run_button = QPushButton("Run compression")
+        self.run_button.clicked.connect(self.start)
+        refresh = QPushButton("Refresh runs")
+        refresh.clicked.connect(self.refresh_runs)
+        form = QFormLayout()
+        form.addRow("Run", self.run_box)
+        form.addRow("Pruning", self.method)
+        form.addRow("Ratio", self.ratio)
+        form.addRow("Sweep ratios", self.sweep)
+        form.addRow("Importance", self.importance)
+        form.addRow("Exclude layers", self.exclude)
+        form.addRow("Quantize (int8)", self.quantize)
+        form.addRow("Fine-tune epochs", self.epochs)
+        form.addRow("Distil from", self.teacher_box)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(refresh)
+        buttons.addStretch(1)
+        form.addRow(buttons)
+        self.status = QLabel("Pick a trained run, then Run compression.")
+        self.status.setWordWrap(True)
+        options = QWidget()
+        left = QVBoxLayout(options)
+        left.addLayout(form)
+        left.addWidget(self.status)
+        left.addStretch(1)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.Stretch)
+        self.table.itemSelectionChanged.connect(self._row_selected)
+        self.chart = SweepChart()
+        self.chart.pointClicked.connect(self.pick)
+        results = QSplitter(Qt.Vertical)
+        results.addWidget(self.table)
+        results.addWidget(self.chart)
+        results.setSizes([220, 320])
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(options)
+        split.addWidget(results)
+        split.setStretchFactor(1, 1)
+        split.setSizes([330, 900])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(split)
+        self.refresh_runs()
+
+    @property
+    def busy(self) -> bool:
+        return any(j is not None and j.isRunning() for j in (self._job, self._save))
+
+    def refresh_runs(self) -> None:
+        runs = exportable_runs(self.workspace_dir)
+        keep = self.run_box.currentData()
+        self.run_box.clear()
+        self.teacher_box.clear()
+        self.teacher_box.addItem("no distillation", None)
+        for run in runs:
+            best = f", {run.best_metric} {run.best_val:.4g}" if run.best_val is not None else ""
+            label = f"{run.id}  {run.name}{best}"
+            self.run_box.addItem(label, run.id)
+            self.teacher_box.addItem(label, run.id)
+        if keep is not None and self.run_box.findData(keep) >= 0:
+            self.run_box.setCurrentIndex(self.run_box.findData(keep))
+        self.run_button.setEnabled(bool(runs) and not self.busy)
+
+    def options(self) -> CompressOptions:
+        """The form as engine options; raises CompressionError for a bad sweep list."""
+        text = self.sweep.text().replace(",", " ").split()
+        try:
+            ratios = tuple(float(r) for r in text) or (self.ratio.value(),)
+        except ValueError:
+            raise CompressionError(f"sweep ratios must be numbers such as 0.25, 0.5, 0.75 "
+                                   f"(got {self.sweep.text()!r})") from None
+        method = self.method.currentText()
+        return CompressOptions(prune=None if method == "none" else method, ratios=ratios,
+                               importance=self.importance.currentText(),
+                               exclude=tuple(self.exclude.text().replace(",", " ").split()),
+                               quantize=self.quantize.currentText(),
+                               finetune_epochs=self.epochs.value())
+
+    def start(self) -> None:
+        run_id = self.run_box.currentData()
+        if run_id is None or self.busy:
+            return
+        try:
+            options = self.options()
+            options.check()
+        except CompressionError as exc:
+            self.message.emit(str(exc), "error")
+            return
+        self.run_button.setEnabled(False)
+        self.status.setText(f"Compressing run {run_id}…")
+        job = _CompressJob(self.workspace_dir, run_id, self.teacher_box.currentData(), options,
+                           self)
+        job.progress.connect(self.status.setText)
+        job.finished_rows.connect(self._done)
+        job.failed.connect(self._failed)
+        self._job = job
+        job.start()
+
+    def show_candidates(self, rows) -> None:
+        self.table.setRowCount(len(rows))
+        for r, c in enumerate(rows):
+            cells = (c.name, c.runtime, f"{c.params:,}", f"{c.nonzero:,}",
+                     human_bytes(c.size_bytes), f"{c.macs / 1e6:.3f} M",
+                     f"{c.latency_b1_ms:.3f} ms", f"{c.latency_b64_ms:.3f} ms", metric_text(c))
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if col >= 2:
+                    item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                self.table.setItem(r, col, item)
+        self.chart.set_candidates(rows)
+        self.pick(None)
+
+    def pick(self, name: str | None) -> None:
+        """Select a candidate in the table and the chart (None: nothing selected)."""
+        self.selected = name
+        names = [c.name for c in self.chart.rows]
+        self.table.blockSignals(True)
+        if name in names:
+            self.table.selectRow(names.index(name))
+        else:
+            self.table.clearSelection()
+        self.table.blockSignals(False)
+        self.chart.select(name)
+        self.selectionChanged.emit(name is not None and self.result is not None)
+
+    def export_dialog(self) -> None:
+        """File ▸ Export compressed model…: the picked candidate, through engine.export."""
+        if self.result is None or self.selected is None:
+            self.message.emit("Run a compression and pick a candidate in its table or chart "
+                              "first.", "info")
+            return
+        candidate = self.result.get(self.selected)
+        filters = ["ONNX (*.onnx)"] if candidate.path else [
+            "safetensors (*.safetensors)", "torch.export program (*.pt2)", "ONNX (*.onnx)"]
+        suggested = str(Path.home() / (candidate.name.replace(" ", "_").replace("%", "pc")
+                                       .replace("(", "").replace(")", "") + ".onnx"))
+        path, chosen = QFileDialog.getSaveFileName(self, "Export compressed model", suggested,
+                                                   ";;".join(filters))
+        if path:
+            self.export_candidate(self.selected, Path(path), _format_of(path, chosen))
+
+    def export_candidate(self, name: str, path: Path, fmt: str) -> None:
+        if self.busy:
+            return
+        job = _SaveJob(self.result, name, fmt, path, self)
+        job.done.connect(lambda text: self.message.emit(text, "info"))
+        job.failed.connect(lambda text: self.message.emit(text, "error"))
+        self._save = job
+        job.start()
+
+    def apply_theme(self, dark: bool) -> None:
+        self.chart.apply_theme(dark)
+
+    def wait(self) -> None:
+        for job in (self._job, self._save):
+            if job is not None:
+                job.wait()
+
+    def _done(self, rows) -> None:
+        self.result = self._job.result
+        self.run_button.setEnabled(True)
+        self.status.setText(f"{len(rows)} candidates measured. Pick one in the table or chart; "
+                            f"File ▸ Export compressed model… writes it.")
+        self.show_candidates(rows)
+
+    def _failed(self, text: str) -> None:
+        self.run_button.setEnabled(True)
+        self.status.setText("Compression failed: see the message above the plots.")
+        self.message.emit(text, "error")
+
+    def _row_selected(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if rows:
+            self.pick(self.chart.rows[rows[0].row()].name)
+
+
+def _format_of(path: str, chosen_filter: str) -> str:
+    suffix = Path(path).suffix.lower()
+    by_suffix = {".onnx": "onnx", ".pt2": "pt2", ".safetensors": "safetensors"}
+    if suffix in by_suffix:
+        return by_suffix[suffix]
+    return next((fmt for key, fmt in (("safetensors", "safetensors"), ("pt2", "pt2"))
+                 if key in chosen_filter), "onnx")
+
