@@ -17,7 +17,7 @@ import numpy as np
 import pyqtgraph as pg
 import qtawesome as qta
 from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -58,7 +58,8 @@ class _SlicesItem(pg.GraphicsObject):
     def __init__(self, view: TimelineView):
         super().__init__()
         self._view = view
-        self._brushes: dict[int, QBrush] = {}
+        self._argb = np.zeros(0, dtype=np.uint32)  # a colour per category, as the image wants
+        self._image = np.zeros((1, 1), dtype=np.uint32)
         self._text_pens: dict[int, QPen] = {}
         self._font = QFont()
         self._font.setPointSizeF(8)
@@ -68,10 +69,11 @@ class _SlicesItem(pg.GraphicsObject):
         self.bars_drawn = 0  # in the last frame: what level of detail leaves to draw
 
     def set_index(self, index: TraceIndex) -> None:
-        self._brushes, self._text_pens = {}, {}
+        self._text_pens = {}
+        self._argb = np.array([QColor(index.colour(c)).rgba()
+                               for c in range(len(index.categories))], dtype=np.uint32)
         for c in range(len(index.categories)):
             colour = QColor(index.colour(c))
-            self._brushes[c] = QBrush(colour)
             light = 0.299 * colour.redF() + 0.587 * colour.greenF() + 0.114 * colour.blueF()
             self._text_pens[c] = QPen(QColor("#111111" if light > 0.55 else "#ffffff"))
         self.prepareGeometryChange()
@@ -84,6 +86,11 @@ class _SlicesItem(pg.GraphicsObject):
         return QRectF(0, 0, max(index.span_us, 1e-3), max(len(index.rows), 1))
 
     def paint(self, painter: QPainter, *args) -> None:
+        """Rasterise each visible row's bars into one image line with numpy, then label.
+
+        However many bars a row has, its cost is a few array operations over the
+        view's width and one ``drawImage``: no Python object per bar.
+        """
         index = self._view.index
         vb = self.getViewBox()
         if index is None or vb is None:
@@ -91,49 +98,73 @@ class _SlicesItem(pg.GraphicsObject):
         (x0, x1), (y0, y1) = vb.viewRange()
         t = painter.transform()
         sx, dx, sy, dy = t.m11(), t.dx(), t.m22(), t.dy()
-        if sx <= 0:
+        width = math.ceil((x1 - x0) * sx)
+        if sx <= 0 or width <= 0:
             return
         px_us = 1.0 / sx
         painter.resetTransform()
-        painter.setPen(Qt.NoPen)
-        row_h = abs(sy)
-        by_colour: dict[int, list[QRectF]] = {}
-        labels: list[tuple[QRectF, str, int]] = []
-        drawn = 0
+        painter.setRenderHint(QPainter.SmoothPixmapTransform, False)
         first, last = max(0, math.floor(min(y0, y1))), min(len(index.rows), math.ceil(max(y0, y1)))
+        image = np.zeros((max(last - first, 1), width), dtype=np.uint32)
+        labels: list[tuple[QRectF, str, int]] = []
+        row_h = abs(sy)
+        h = row_h - 2
+        left_px = x0 * sx + dx
+        drawn = 0
         for r in range(first, last):
             bars = index.visible(r, x0, x1, px_us)
             if not len(bars):
                 continue
             drawn += len(bars)
-            left = np.maximum(bars.start, x0 - px_us) * sx + dx
-            right = np.minimum(bars.end, x1 + px_us) * sx + dx
-            width = np.maximum(right - left, 1.0)
-            width[width >= 4] -= 1  # a hairline between neighbours of one colour
-            top = min(r * sy, (r + 1) * sy) + dy + 1
-            h = row_h - 2
-            for cat in np.unique(bars.category):
-                pick = np.flatnonzero(bars.category == cat)
-                by_colour.setdefault(int(cat), []).extend(
-                    QRectF(x, top, w, h) for x, w in zip(left[pick].tolist(),
-                                                         width[pick].tolist()))
+            a = (bars.start - x0) * sx
+            b = (bars.end - x0) * sx
+            image[r - first] = self._raster(a, b, bars.category, width)
             if h >= 10:
-                wide = np.flatnonzero((width >= LABEL_MIN_PX) & (bars.count == 1))
-                for k in wide.tolist():
-                    labels.append((QRectF(left[k] + 2, top, width[k] - 4, h),
-                                   index.names[index.name_id[bars.event[k]]],
-                                   int(bars.category[k])))
+                top = min(r * sy, (r + 1) * sy) + dy + 1
+                lo, hi = np.maximum(a, 0.0), np.minimum(b, width)
+                wide = np.flatnonzero((hi - lo >= LABEL_MIN_PX) & (bars.count == 1))
+                for x, w, name, cat in zip((lo[wide] + left_px + 2).tolist(),
+                                           (hi[wide] - lo[wide] - 4).tolist(),
+                                           index.name_id[bars.event[wide]].tolist(),
+                                           bars.category[wide].tolist()):
+                    labels.append((QRectF(x, top, w, h), index.names[name], cat))
         self.bars_drawn = drawn
-        for cat, rects in by_colour.items():
-            painter.setBrush(self._brushes[cat])
-            painter.drawRects(rects)
+        self._image = image  # QImage reads this buffer: keep it alive while painting
+        qimage = QImage(image.data, width, image.shape[0], width * 4,
+                        QImage.Format_ARGB32_Premultiplied)
+        for r in range(first, last):
+            top = min(r * sy, (r + 1) * sy) + dy + 1
+            painter.drawImage(QRectF(left_px, top, width, h), qimage,
+                              QRectF(0, r - first, width, 1))
         painter.setFont(self._font)
-        for rect, name, cat in labels:
-            painter.setPen(self._text_pens[cat])
+        pen = None
+        for rect, name, cat in sorted(labels, key=lambda label: label[2]):
+            if self._text_pens[cat] is not pen:
+                pen = self._text_pens[cat]
+                painter.setPen(pen)
             text = self._metrics.elidedText(name, Qt.ElideRight, int(rect.width()))
             painter.drawText(rect, Qt.AlignVCenter | Qt.AlignLeft, text)
         self._paint_separators(painter, index, x0, x1, sx, dx, sy, dy)
         self._paint_selection(painter, index, x0, x1, sx, dx, sy, dy)
+
+    def _raster(self, a: np.ndarray, b: np.ndarray, category: np.ndarray,
+                width: int) -> np.ndarray:
+        """One row's pixels: each bar covers at least one pixel; neighbouring bars three
+        pixels wide or more are parted by a transparent pixel, so slices of one colour
+        stay apart."""
+        p0 = np.clip(np.floor(a), 0, width - 1).astype(np.int64)
+        p1 = np.clip(np.maximum(np.ceil(b), p0 + 1), 1, width).astype(np.int64)
+        lengths = np.maximum(p1 - p0, 1)
+        bar = np.repeat(np.arange(len(a)), lengths)
+        cols = np.arange(len(bar)) - np.repeat(np.cumsum(lengths) - lengths, lengths) + \
+            np.repeat(p0, lengths)
+        owner = np.full(width + 1, -1, dtype=np.int64)
+        owner[np.minimum(cols, width - 1)] = bar
+        owner = owner[:width]
+        edge = np.flatnonzero((owner[1:] != owner[:-1]) & (owner[1:] >= 0) & (owner[:-1] >= 0))
+        owner[edge[lengths[owner[edge]] >= 3]] = -1
+        colours = np.append(self._argb[category], np.uint32(0))
+        return colours[owner]  # -1 picks the transparent last entry
 
     def _paint_separators(self, painter, index, x0, x1, sx, dx, sy, dy) -> None:
         painter.setPen(QPen(self.separator, 1))
