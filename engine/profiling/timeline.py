@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import gzip
+import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -139,7 +140,6 @@ class TraceIndex:
 
     def __len__(self) -> int:
         return len(self.start_us)
-
 
     def colour(self, category_id: int) -> str:
         return category_colour(self.categories[category_id])
@@ -304,6 +304,7 @@ def load_trace(path, progress: Callable[[float], None] | None = None,
     check(0.0)
     # A parsed trace is millions of short-lived containers: the cyclic collector
     # would scan them again and again while they are made (3x the parse time).
+    # The switch is process-wide, for the seconds of the load.
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -337,11 +338,11 @@ def _read_events(path: Path) -> list:
         except (OSError, zlib.error) as exc:
             raise TraceError(f"trace file {path} is not valid gzip ({exc}): record it "
                              "again") from None
-    if not data.strip():
+    if not data or data.isspace():
         raise TraceError(f"trace file {path} is empty: the profiler wrote nothing; record "
                          "it again")
     try:
-        doc = orjson.loads(data)
+        doc = _loads(data)
     except orjson.JSONDecodeError as exc:
         if exc.pos >= len(data.rstrip()) - 1:
             raise TraceError(f"trace file {path} is truncated (ends mid-JSON): record it "
@@ -353,6 +354,16 @@ def _read_events(path: Path) -> list:
         raise TraceError(f"trace file {path} is not a Chrome trace (no \"traceEvents\" "
                          "list)")
     return events
+
+
+def _loads(data: bytes):
+    """orjson, and torch-tb-profiler's workaround for Kineto's bare N/A values."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        if b"N/A" not in data:
+            raise
+        return orjson.loads(re.sub(rb'(?<!")N/A(?!")', b'"N/A"', data))
 
 
 def _collect(path: Path, events: list, check: Callable[[float], None]) -> tuple:

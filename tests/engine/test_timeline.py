@@ -246,3 +246,10 @@ def test_a_parent_and_its_first_child_starting_together(tmp_path):
     index = load_trace(write(tmp_path, events))
     depth = {index.names[index.name_id[i]]: int(index.depth[i]) for i in range(len(index))}
     assert depth == {"other": 0, "parent": 0, "child": 1, "grandchild": 2}
+
+
+def test_kineto_bare_na_values_are_read(tmp_path):
+    path = tmp_path / "na.json"
+    path.write_bytes(b'{"traceEvents": [{"ph": "X", "name": "a", "ts": 1, "dur": 2, '
+                     b'"pid": 1, "tid": 1, "args": {"Concrete Inputs": N/A}}]}')
+    assert load_trace(path).event_info(0)["args"] == {"Concrete Inputs": "N/A"}
