@@ -28,7 +28,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.export import FORMATS, SUFFIXES, ExportError, export_model, load_run_model
+from engine.export import (
+    FORMATS,
+    SUFFIXES,
+    ExportError,
+    export_model,
+    load_run_model,
+    run_checkpoint,
+)
 from engine.workspace import RunRecord, Workspace, WorkspaceError
 
 DESCRIPTIONS = {
@@ -59,8 +66,7 @@ def exportable_runs(workspace_dir) -> list[RunRecord]:
             runs = ws.list_runs()
     except (WorkspaceError, OSError):
         return []
-    return [r for r in runs
-            if Path(r.checkpoint or r.dir / "checkpoints" / "last.pt").is_file()]
+    return [r for r in runs if run_checkpoint(r) is not None]
 
 
 class ExportDialog(QDialog):
@@ -118,6 +124,7 @@ class ExportDialog(QDialog):
         self.path.textChanged.connect(self._path_changed)
         self._format_changed()
         self._default_path()
+        self._path_changed(self.path.text())
 
     def chosen_format(self) -> str:
         return self.format.currentData()

@@ -12,6 +12,7 @@ from .loading import (
     model_meta,
     read_safetensors_meta,
     rebuild_from_safetensors,
+    run_checkpoint,
 )
 from .report import ExportError, ExportInputError, ExportReport, VerificationError, human_size
 from .verification import TOLERANCE, Verification, verify
@@ -20,4 +21,4 @@ __all__ = ["EXAMPLE_ROWS", "FORMATS", "ONNX_EXTERNAL_DATA_BYTES", "SUFFIXES", "T
            "ExportError", "ExportInputError", "ExportReport", "LoadedRun", "Verification",
            "VerificationError", "build_from_meta", "export_model", "human_size",
            "load_run_model", "model_meta", "read_safetensors_meta", "rebuild_from_safetensors",
-           "verify"]
+           "run_checkpoint", "verify"]

@@ -53,8 +53,8 @@ def load_run_model(workspace: Workspace | str | Path | None, run_ref: int | str)
     """
     run = _find_run(workspace, run_ref)
     label = f"run {run.id} ({run.name})"
-    checkpoint = Path(run.checkpoint) if run.checkpoint else run.dir / "checkpoints" / "last.pt"
-    if not checkpoint.is_file():
+    checkpoint = run_checkpoint(run)
+    if checkpoint is None:
         raise ExportInputError(f"{label} has no checkpoint yet (status {run.status}): train it "
                                f"first, or `torchwork resume {run.id}` if it was interrupted")
     try:
@@ -77,6 +77,15 @@ def load_run_model(workspace: Workspace | str | Path | None, run_ref: int | str)
     meta = model_meta(cfg, bundle, outputs, run=run, step=step)
     return LoadedRun(run=run, config=cfg, model=model, bundle=bundle,
                      example=bundle.x_val[:EXAMPLE_ROWS].clone(), meta=meta, step=step)
+
+
+def run_checkpoint(run: RunRecord) -> Path | None:
+    """The run's checkpoint file, or None. The recorded path is tried first, then the run
+    folder's own: a run trained with a relative --workspace recorded a relative path."""
+    for path in (run.checkpoint, run.dir / "checkpoints" / "last.pt"):
+        if path and Path(path).is_file():
+            return Path(path)
+    return None
 
 
 def _find_run(workspace, run_ref) -> RunRecord:

@@ -276,3 +276,14 @@ def test_cli_failed_verification_exits_1(ws, tmp_path, capsys, monkeypatch):
     assert main(["export", "2", "--workspace", str(ws), "--out", str(out)]) == 1
     assert "does not reproduce the model" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_trained_with_a_relative_workspace_exports_from_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tiny(**{"train.epochs": 1}).save("run.toml")
+    assert main(["run", "run.toml", "--workspace", "ws"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    loaded = load_run_model(tmp_path / "ws", 1)
+    assert loaded.step == 7 and not loaded.model.training
