@@ -41,3 +41,11 @@ def test_timeline_bench_prints_its_table():
     out = run_bench("bench/timeline.py", "--events", "20000", "--frames", "3")
     assert "| open (parse + index) 20," in out
     assert "RunProfileData.parse" in out
+
+
+@pytest.mark.slow
+def test_compression_bench_prints_its_table_and_bars():
+    out = run_bench("bench/compression.py", "--epochs", "2", "--finetune-epochs", "1",
+                    "--repeats", "2")
+    assert "| original (onnx) | onnxruntime |" in out
+    assert "| file size vs fp32 ONNX |" in out and "| ORT CPU latency, batch 64 |" in out
