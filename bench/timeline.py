@@ -102,11 +102,12 @@ def main() -> None:
                                      threads=args.threads, gpu=True)
         written = time.perf_counter() - started
         size_mb = path.stat().st_size / 1e6
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         index = load_trace(path)
-        opened = time.perf_counter() - started
+        opened, cpu = time.perf_counter() - started, time.process_time() - cpu
         rows.append((f"open (parse + index) {len(index):,} slices, {size_mb:.0f} MB, "
-                     f"{len(index.rows)} rows", f"{opened:.2f} s", f"<= {OPEN_BAR_S:.0f} s",
+                     f"{len(index.rows)} rows: wall (CPU time)", f"{opened:.2f} s ({cpu:.2f} s)",
+                     f"<= {OPEN_BAR_S:.0f} s",
                      "yes" if opened <= OPEN_BAR_S else "**no**"))
         path.unlink()
 
