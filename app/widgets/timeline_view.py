@@ -20,6 +20,7 @@ from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -451,7 +452,10 @@ class TimelineView(QWidget):
         if self._search_timer.isActive():
             self._search_timer.stop()
             self._run_search()
-        self.next_hit()
+        if QApplication.keyboardModifiers() & Qt.ShiftModifier:
+            self.previous_hit()
+        else:
+            self.next_hit()
 
     def next_hit(self) -> None:
         self._step_hit(+1)

@@ -97,6 +97,10 @@ def test_enter_in_the_search_box_goes_to_the_next_hit(qtbot, view):
     qtbot.keyClick(view.search_box, Qt.Key_Return)
     assert view.index.names[view.index.name_id[view.selected]] == "aten::relu"
     assert view.hit_label.text() == "1 of 10"
+    qtbot.keyClick(view.search_box, Qt.Key_Return)
+    assert view.hit_label.text() == "2 of 10"
+    qtbot.keyClick(view.search_box, Qt.Key_Return, Qt.ShiftModifier)
+    assert view.hit_label.text() == "1 of 10"
 
 
 def test_click_on_a_slice_shows_its_details(qtbot, view):
