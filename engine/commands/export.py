@@ -13,10 +13,12 @@ import json
 import sys
 from pathlib import Path
 
+# engine.export.FORMATS, spelled out: importing engine.export loads torch, which would
+# slow every `torchwork` command by seconds just to build this parser (a test checks both).
+FORMATS = ("safetensors", "pt2", "onnx")
+
 
 def register(subparsers, common) -> None:
-    from engine.export import FORMATS
-
     p = subparsers.add_parser(
         "export", parents=[common], help="export a run's trained model (safetensors, pt2, onnx)",
         description="Write the trained model of RUN as safetensors (weights + config to rebuild "

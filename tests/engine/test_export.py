@@ -244,6 +244,12 @@ def test_runs_that_cannot_be_exported(ws, tmp_path):
         load_run_model(other, run.id)
 
 
+def test_cli_offers_the_formats_of_the_api():
+    from engine.commands import export as command
+
+    assert command.FORMATS == FORMATS
+
+
 def test_cli_exports_and_reports(ws, tmp_path, capsys):
     out = tmp_path / "m.pt2"
     assert main(["export", "1", "--workspace", str(ws), "--out", str(out)]) == 0
