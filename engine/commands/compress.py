@@ -79,6 +79,9 @@ def run_compress(args) -> int:
     try:
         try:
             options.check()
+            if args.distill_from and not args.finetune_epochs:
+                raise CompressionError("distillation trains the student: give "
+                                       "--finetune-epochs N")
             loaded = load_run_model(ws, args.run)
             check_exclude(loaded.model, options.exclude)
             teacher = load_run_model(ws, args.distill_from).model if args.distill_from else None
@@ -103,7 +106,8 @@ def run_compress(args) -> int:
         print(json.dumps([c.to_dict() for c in result.candidates], indent=1))
     else:
         print(format_table(result.candidates))
-        print(f"\nONNX files: {out}")
+        if any(c.path for c in result.candidates):
+            print(f"\nONNX files: {out}")
     return EXIT_OK
 
 

@@ -123,13 +123,17 @@ def measure(name: str, predictor: Callable[[np.ndarray], np.ndarray], *, runtime
 
 
 def measure_torch(name: str, model: nn.Module, *, macs: int, x_val, y_val, task: str,
-                  ratio: float = 0.0, repeats: int = 30) -> Candidate:
-    """A PyTorch candidate: sizes from its state_dict, MACs given (quantized layers keep the
-    float model's count, which Torch-Pruning cannot trace through torchao tensors)."""
-    return measure(name, torch_predictor(model), runtime="torch", params=count_params(model),
-                   nonzero=count_params(model) - count_zeros(model),
-                   size_bytes=state_dict_bytes(model), macs=macs, x_val=x_val, y_val=y_val,
-                   task=task, ratio=ratio, repeats=repeats)
+                  ratio: float = 0.0, counts_from: nn.Module | None = None,
+                  repeats: int = 30) -> Candidate:
+    """A PyTorch candidate: size from its state_dict. MACs are given, and a quantized model
+    reports the parameters of ``counts_from``, its float original: Torch-Pruning's counter
+    and comparisons cannot run on torchao's int8 tensors."""
+    counted = counts_from if counts_from is not None else model
+    params = count_params(counted)
+    return measure(name, torch_predictor(model), runtime="torch", params=params,
+                   nonzero=params - count_zeros(counted), size_bytes=state_dict_bytes(model),
+                   macs=macs, x_val=x_val, y_val=y_val, task=task, ratio=ratio,
+                   repeats=repeats)
 
 
 def measure_onnx(name: str, path: str | Path, *, params: int, nonzero: int, macs: int,

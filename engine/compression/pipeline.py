@@ -57,6 +57,9 @@ class CompressOptions:
                                    f"{self.finetune_epochs})")
         if not self.ratios:
             raise CompressionError("give at least one pruning ratio")
+        if len(set(self.ratios)) != len(self.ratios):
+            raise CompressionError(f"each sweep ratio once, please (got "
+                                   f"{', '.join(f'{r:g}' for r in self.ratios)})")
         if self.prune is None and len(self.ratios) > 1:
             raise CompressionError("a sparsity sweep needs a pruning method (--prune)")
 
@@ -137,8 +140,8 @@ def compress(loaded, options: CompressOptions, out_dir: str | Path, *,
             say(f"quantizing {name} (torchao int8)")
             last = f"{name} int8"
             quantized = quantize_torch(model)
-            result.add(measure_torch(last, quantized, macs=model_macs, ratio=r, **data),
-                       quantized)
+            result.add(measure_torch(last, quantized, macs=model_macs, ratio=r,
+                                     counts_from=model, **data), quantized)
         elif options.quantize == "onnx":
             stem = _slug(name)
             if model is not original:

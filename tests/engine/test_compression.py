@@ -136,6 +136,12 @@ def test_cli_compress_prints_the_table(tiny_config, tmp_path, workspace_dir, cap
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == ["original", "global 50%"]
     assert rows[1]["nonzero"] < rows[0]["nonzero"] * 0.6
+    assert main(["compress", "1", "--prune", "none", "--quantize", "torch", "--json",
+                 "--repeats", "1", "--out", str(tmp_path / "c")]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["original", "original int8"]
+    assert rows[1]["params"] == rows[0]["params"]
+    assert rows[1]["size_bytes"] < rows[0]["size_bytes"]
 
 
 def test_cli_compress_bad_input_exits_2(tiny_config, tmp_path, workspace_dir, capsys):
@@ -146,3 +152,5 @@ def test_cli_compress_bad_input_exits_2(tiny_config, tmp_path, workspace_dir, ca
     assert main(["compress", "1", "--exclude", "nope"]) == 2
     assert "cannot exclude nope" in capsys.readouterr().err
     assert main(["compress", "7"]) == 2
+    assert main(["compress", "1", "--distill-from", "1"]) == 2
+    assert "give --finetune-epochs N" in capsys.readouterr().err
