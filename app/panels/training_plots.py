@@ -156,7 +156,7 @@ class TrainingPlots(QWidget):
         self.plots: dict[str, LivePlot] = {}
         for key, (title, y_label, y_units, log_y) in PLOTS.items():
             plot = LivePlot(title, y_label=y_label, y_units=y_units, x_label="step",
-                            x_column="step", log_y=log_y, dark=dark)
+                            x_column="step", log_y=log_y, dark=dark, steady=True)
             plot.setMinimumSize(220, 160)
             self.plots[key] = plot
         self._plot_of: dict[str, LivePlot] = {}
@@ -221,7 +221,7 @@ class TrainingPlots(QWidget):
         self._ema = _Ema(self._smoothing)
         self._ema_stale = False
         for plot in self.plots.values():
-            plot.getPlotItem().enableAutoRange()
+            plot.follow_data()
             plot.hide_crosshair()
         self._schedule()
 

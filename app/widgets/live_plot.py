@@ -19,6 +19,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF
 from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QGraphicsItem
 
 # Mid-luminance colours: at least 3:1 contrast on white and on near-black alike.
 PALETTE = ("#2f7ed8", "#d95f02", "#2ca02c", "#8e6cd6", "#e7298a", "#1f9bb0", "#c77c02")
@@ -199,8 +200,10 @@ class LivePlot(pg.PlotWidget):
 
     def __init__(self, title: str, *, y_label: str, y_units: str = "", x_label: str = "x",
                  x_units: str = "", x_column: str = "x", log_y: bool = False,
-                 dark: bool = False, parent=None):
+                 dark: bool = False, steady: bool = False, parent=None):
         super().__init__(parent)
+        self._steady = steady
+        self._following = True
         self.paint_ms = 0.0  # time spent painting since the owner last read it
         self._title = title
         self._x_column = x_column
@@ -215,6 +218,9 @@ class LivePlot(pg.PlotWidget):
             item.getAxis(name).enableAutoSIPrefix(False)
             # Grid lines at major and minor ticks only: the third level cost ~2 ms a paint.
             item.getAxis(name).setStyle(maxTickLevel=1)
+            # Replaying an axis's recorded text costs more than drawing the curve:
+            # keep it as a pixmap until its range or size changes.
+            item.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         item.setLabel("left", y_label, units=y_units or None)
         item.setLabel("bottom", x_label, units=x_units or None)
         # Title on the left and legend on the right of the header row: neither covers data.
@@ -233,7 +239,72 @@ class LivePlot(pg.PlotWidget):
         self._readout.hide()
         self._mouse = pg.SignalProxy(self.scene().sigMouseMoved, rateLimit=30,
                                      slot=self._mouse_moved)
+        if steady:
+            vb = item.getViewBox()
+            vb.disableAutoRange()
+            vb.sigRangeChangedManually.connect(self._zoomed_by_user)
+            item.autoBtn.clicked.connect(self.follow_data)
+            item.hideButtons()
         self.apply_theme(dark)
+
+    # --- view range --------------------------------------------------------------
+    def follow_data(self) -> None:
+        """Zoom out to all the data and keep following it as it grows."""
+        if not self._steady:
+            self.getPlotItem().enableAutoRange()
+            return
+        self._following = True
+        item = self.getPlotItem()
+        item.getViewBox().disableAutoRange()  # the "A" button turned it on
+        item.hideButtons()
+        self._fit(force=True)
+
+    def _zoomed_by_user(self, _mask) -> None:
+        self._following = False
+        self.getPlotItem().showButtons()  # "A" brings the following back
+
+    def _fit(self, force: bool = False) -> None:
+        """Keep all the data in view, changing the range in steps, not on every frame.
+
+        A live curve that grows by a point per frame would otherwise move both
+        axes on every redraw, and re-laying out the tick labels costs more than
+        drawing the curve. The x range gets 25% headroom ahead of the data and
+        the y range 10% either side; the range changes only when data leaves it
+        or fills less than half of it.
+        """
+        bounds = self._data_bounds()
+        if bounds is None:
+            return
+        (x0, x1), (y0, y1) = bounds
+        vb = self.getPlotItem().getViewBox()
+        (vx0, vx1), (vy0, vy1) = vb.viewRange()
+        span_x, span_y = max(x1 - x0, 1e-12), max(y1 - y0, abs(y1) * 1e-3, 1e-12)
+        if force or x0 < vx0 or x1 > vx1 or span_x < 0.5 * (vx1 - vx0):
+            vb.setXRange(x0, x0 + span_x * 1.25, padding=0)
+        if force or y0 < vy0 or y1 > vy1 or span_y < 0.5 * (vy1 - vy0):
+            vb.setYRange(y0 - 0.1 * span_y, y1 + 0.1 * span_y, padding=0)
+
+    def _data_bounds(self):
+        """(x0, x1), (y0, y1) of the shown curves' finite data, in view coordinates.
+
+        From the buffers, not from pyqtgraph's items: those hold only what is
+        clipped to the current view.
+        """
+        xs, ys = [], []
+        for c in self._curves.values():
+            if not c.shown or len(c.table) == 0:
+                continue
+            x, y = c.table.column(self._x_column), c.table.column(c.y)
+            if c.item.opts["logMode"][1]:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    y = np.log10(np.where(y > 0, y, np.nan))
+            ok = np.isfinite(x) & np.isfinite(y)
+            if ok.any():
+                xs += [x[ok].min(), x[ok].max()]
+                ys += [y[ok].min(), y[ok].max()]
+        if not xs:
+            return None
+        return (min(xs), max(xs)), (min(ys), max(ys))
 
     # --- curves ------------------------------------------------------------------
     def paintEvent(self, event) -> None:
@@ -327,7 +398,7 @@ class LivePlot(pg.PlotWidget):
                 raise KeyError(f"curve {name!r}: its table has no column {column!r}")
         self._x_column = column
         self.getPlotItem().setLabel("bottom", label, units=units or None)
-        self.getPlotItem().enableAutoRange()
+        self.follow_data()
         self.hide_crosshair()
 
     def is_dirty(self, name: str) -> bool:
@@ -362,6 +433,8 @@ class LivePlot(pg.PlotWidget):
                 c.item.setData(x, y)
             c.drawn_revision, c.drawn_x = c.table.revision, self._x_column
             updated += 1
+        if updated and self._steady and self._following:
+            self._fit()
         return updated
 
     # --- crosshair ---------------------------------------------------------------
