@@ -240,6 +240,7 @@ class MainWindow(QMainWindow):
         self.profiler.traceShown.connect(self._on_trace_shown)
         self.config_panel.validityChanged.connect(self._on_validity)
         self.compression.message.connect(self.messages.show_message)
+        self.compression.trainingEvent.connect(self._on_compression_event)
         self.compression.selectionChanged.connect(self.act_export_compressed.setEnabled)
         b.runEnded.connect(self.compression.refresh_runs)
 
@@ -299,6 +300,24 @@ class MainWindow(QMainWindow):
     def _on_internal_error(self, text: str, _traceback: str) -> None:
         self.messages.show_message(f"The run ended with an error while finishing: {text}",
                                    "error")
+
+    def _on_compression_event(self, e) -> None:
+        """Fine-tuning and distillation in the Compression dock draw in the training plots
+        like any run (unless a run of the window is training there)."""
+        from engine.training import events as ev
+
+        if self.bridge.busy:
+            return
+        if isinstance(e, ev.RunStarted):
+            self.plots.on_run_started(e)
+            self.status.on_run_started(e)
+        elif isinstance(e, ev.MetricsLogged):
+            self.plots.on_metrics(e)
+            self.status.on_metrics(e)
+        elif isinstance(e, ev.EpochEnded):
+            self.plots.on_epoch(e)
+        elif isinstance(e, ev.RunEnded):
+            self.plots.on_run_ended(e)
 
     def _on_run_created(self, info) -> None:
         self._last_run_id = info.run_id

@@ -60,6 +60,7 @@ class _CompressJob(QThread):
     """Runs one compression session; the CompressionResult (modules) stays on this object."""
 
     progress = Signal(str)
+    trainingEvent = Signal(object)  # fine-tuning's RunStarted/MetricsLogged/EpochEnded/RunEnded
     finished_rows = Signal(list)  # list[Candidate]
     failed = Signal(str)
 
@@ -87,13 +88,16 @@ class _CompressJob(QThread):
             self.finished_rows.emit(list(self.result.candidates))
 
     def _follow(self, trainer) -> None:
-        """Fine-tuning progress as text: epoch, training loss and the validation metric."""
+        """Fine-tuning progress: its events (frozen dataclasses of plain numbers) for the
+        window's training plots, and a line of text per epoch."""
         total = trainer.config.train.epochs
+        for kind in (ev.RunStarted, ev.MetricsLogged, ev.EpochEnded, ev.RunEnded):
+            trainer.on(kind, self.trainingEvent.emit)
 
         def on_epoch(e: ev.EpochEnded) -> None:
             metrics = ", ".join(f"{k} {v:.4g}" for k, v in e.metrics.items())
-            self.progress.emit(f"fine-tuning: epoch {e.epoch}/{total}, train loss "
-                               f"{e.train_loss:.4g}, {metrics}")
+            self.progress.emit(f"fine-tuning (curves in the Training dock): epoch "
+                               f"{e.epoch}/{total}, train loss {e.train_loss:.4g}, {metrics}")
         trainer.on(ev.EpochEnded, on_epoch)
 
 
@@ -171,9 +175,10 @@ class SweepChart(QWidget):
             for label in self.labels[key]:
                 plot.removeItem(label)
             self.labels[key] = []
-            for i in front:
+            for i in front:  # the costliest point's label goes left, inside the plot
                 label = pg.TextItem(_short(self.rows[i].name), color=FRONT_COLOUR,
-                                    anchor=(0, 1))
+                                    anchor=(1, 1) if i == front[-1] and len(front) > 1
+                                    else (0, 1))
                 label.setPos(math.log10(cost[i]), metric[i])
                 plot.addItem(label)
                 self.labels[key].append(label)
@@ -233,6 +238,7 @@ class CompressionPanel(QWidget):
     """Options form, Run, progress, the table and the chart; owns the worker threads."""
 
     message = Signal(str, str)  # text, kind ("error" | "info")
+    trainingEvent = Signal(object)  # fine-tuning or distillation events, as a run's
     selectionChanged = Signal(bool)  # a candidate is picked (export possible)
 
     def __init__(self, workspace_dir=None, parent=None):
@@ -292,9 +298,20 @@ class CompressionPanel(QWidget):
         self.table.itemSelectionChanged.connect(self._row_selected)
         self.chart = SweepChart()
         self.chart.pointClicked.connect(self.pick)
+        legend = QLabel(
+            f"<span style='color:{RUNTIME_COLOURS['torch']}'>●</span> PyTorch &nbsp; "
+            f"<span style='color:{RUNTIME_COLOURS['onnxruntime']}'>●</span> ONNX Runtime "
+            f"&nbsp; <span style='color:{FRONT_COLOUR}'>━</span> Pareto front (no other "
+            f"candidate is both cheaper and more accurate) &nbsp; "
+            f"<span style='color:#d1242f'>◯</span> picked: click a point or a row")
+        charts = QWidget()
+        box = QVBoxLayout(charts)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(self.chart, 1)
+        box.addWidget(legend)
         results = QSplitter(Qt.Vertical)
         results.addWidget(self.table)
-        results.addWidget(self.chart)
+        results.addWidget(charts)
         results.setSizes([220, 320])
         split = QSplitter(Qt.Horizontal)
         split.addWidget(options)
@@ -355,6 +372,7 @@ class CompressionPanel(QWidget):
         job = _CompressJob(self.workspace_dir, run_id, self.teacher_box.currentData(), options,
                            self)
         job.progress.connect(self.status.setText)
+        job.trainingEvent.connect(self.trainingEvent)
         job.finished_rows.connect(self._done)
         job.failed.connect(self._failed)
         self._job = job

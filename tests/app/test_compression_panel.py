@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QMenu
 from app.main_window import MainWindow
 from app.panels.compression_panel import CompressionPanel
 from engine.cli import main
+from engine.training import events as ev
 
 
 @pytest.fixture
@@ -29,6 +30,8 @@ def test_sweep_fills_table_and_chart_and_a_picked_point_exports(qtbot, trained_w
     panel.sweep.setText("0.3, 0.6")
     panel.quantize.setCurrentText("none")
     panel.epochs.setValue(1)
+    events = []
+    panel.trainingEvent.connect(events.append)
     with qtbot.waitSignal(panel.selectionChanged, timeout=120000):
         panel.start()
     qtbot.waitUntil(lambda: panel.result is not None, timeout=120000)
@@ -36,6 +39,9 @@ def test_sweep_fills_table_and_chart_and_a_picked_point_exports(qtbot, trained_w
     assert names == ["original", "global 30% + ft 1 ep", "global 60% + ft 1 ep"]
     nonzero = [int(panel.table.item(r, 3).text().replace(",", "")) for r in range(3)]
     assert nonzero[0] > nonzero[1] > nonzero[2]
+    kinds = [type(e) for e in events]
+    assert kinds.count(ev.RunStarted) == 2 and kinds.count(ev.RunEnded) == 2  # one per ratio
+    assert ev.EpochEnded in kinds and ev.MetricsLogged in kinds
     xs, ys = panel.chart.points["size"].getData()
     assert len(xs) == 3 and len(ys) == 3
     front_x, _ = panel.chart.fronts["size"].getData()
@@ -71,6 +77,11 @@ def test_window_has_the_dock_and_the_export_action(qtbot, trained_workspace, tmp
     assert not window.act_export_compressed.isEnabled()
     window.compression.selectionChanged.emit(True)
     assert window.act_export_compressed.isEnabled()
+    window.compression.trainingEvent.emit(ev.RunStarted(None, 100, "cpu", "classification", 1, 5,
+                                                        5, 0, 1, ("val_loss", "val_accuracy")))
+    window.compression.trainingEvent.emit(ev.EpochEnded(1, 5, 0.5, 0.01, 1.0,
+                                                        {"val_loss": 0.4, "val_accuracy": 0.9}))
+    assert list(window.plots.curve_data("val_accuracy")[1]) == [90.0]  # fine-tuning is drawn
     with qtbot.waitSignal(window.compression.message, timeout=2000):
         window.compression.export_dialog()  # nothing picked yet: says what to do
     assert "pick a candidate" in window.messages.text.text()
