@@ -54,7 +54,7 @@ def format_us(us: float) -> str:
 
 
 class _SlicesItem(pg.GraphicsObject):
-    """Paints the visible bars of every visible row in device pixels, grouped by colour."""
+    """Paints the visible rows of the trace in device pixels: bars, names, selection."""
 
     def __init__(self, view: TimelineView):
         super().__init__()
@@ -175,7 +175,7 @@ class _SlicesItem(pg.GraphicsObject):
 
     def _paint_selection(self, painter, index, x0, x1, sx, dx, sy, dy) -> None:
         i = self._view.selected
-        if i is None:
+        if i is None or index.end_us[i] < x0 or index.start_us[i] > x1:
             return
         row = index.row_of(i)
         left = max(float(index.start_us[i]), x0) * sx + dx
@@ -238,7 +238,6 @@ class TimelineView(QWidget):
         self.hits = np.empty(0, dtype=np.int64)
         self.hit = -1  # position in ``hits`` of the slice shown, -1 before the first
         self.range_us: tuple[float, float] | None = None
-        self._dark = False
         self._build()
         self.apply_theme(False)
 
@@ -582,7 +581,6 @@ class TimelineView(QWidget):
 
     # --- looks -------------------------------------------------------------------
     def apply_theme(self, dark: bool) -> None:
-        self._dark = dark
         theme = DARK if dark else LIGHT
         fg = QColor(theme["foreground"])
         self.plot.setBackground(QColor(theme["background"]))
