@@ -566,7 +566,8 @@ class TimelineView(QWidget):
         width = max(t1 - t0, 1e-9)
         self.range_label.setText(f"{format_us(t1 - t0)} selected ({format_us(t0)} to "
                                  f"{format_us(t1)}): {len(stats):,} names, time per name "
-                                 "inside the range (nested slices count in each name)")
+                                 "inside it, summed over lanes; a parent's time includes its "
+                                 "children's")
         table = self.range_table
         table.setSortingEnabled(False)
         table.setRowCount(min(len(stats), STATS_ROWS))
