@@ -9,6 +9,7 @@ several for a sparsity sweep) gives a chain of candidates: the pruned model
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -123,6 +124,8 @@ def compress(loaded, options: CompressOptions, out_dir: str | Path, *,
         if options.finetune_epochs:
             how = "distilling" if teacher is not None else "fine-tuning"
             say(f"{how} {name} for {options.finetune_epochs} epochs")
+            if model is original:  # the original stays as measured
+                model = copy.deepcopy(original)
             model = finetune(loaded.config, model, options.finetune_epochs, teacher=teacher,
                              alpha=options.distill_alpha,
                              temperature=options.distill_temperature, on_trainer=on_trainer)

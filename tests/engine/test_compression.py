@@ -154,3 +154,22 @@ def test_cli_compress_bad_input_exits_2(tiny_config, tmp_path, workspace_dir, ca
     assert main(["compress", "7"]) == 2
     assert main(["compress", "1", "--distill-from", "1"]) == 2
     assert "give --finetune-epochs N" in capsys.readouterr().err
+
+
+def test_distilling_the_unpruned_model_leaves_the_measured_original_alone(tiny_config,
+                                                                          tmp_path,
+                                                                          workspace_dir):
+    from engine.compression import CompressOptions, compress
+    from engine.export import load_run_model
+
+    path = tmp_path / "run.toml"
+    tiny_config().save(path)
+    assert main(["run", str(path), "--json"]) == 0
+    loaded = load_run_model(workspace_dir, 1)
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    options = CompressOptions(prune=None, quantize="none", finetune_epochs=1, repeats=1)
+    result = compress(loaded, options, tmp_path / "c",
+                      teacher=load_run_model(workspace_dir, 1).model)
+    assert [c.name for c in result.candidates] == ["original", "original + kd 1 ep"]
+    assert all(torch.equal(before[k], v) for k, v in loaded.model.state_dict().items())
+    assert result.models["original + kd 1 ep"] is not loaded.model
