@@ -175,10 +175,11 @@ class SweepChart(QWidget):
             for label in self.labels[key]:
                 plot.removeItem(label)
             self.labels[key] = []
-            for i in front:  # the costliest point's label goes left, inside the plot
+            low, high = math.log10(min(cost)), math.log10(max(cost))
+            for i in front:  # labels in the right part of the plot go left of their point
+                right = high > low and (math.log10(cost[i]) - low) / (high - low) > 0.6
                 label = pg.TextItem(_short(self.rows[i].name), color=FRONT_COLOUR,
-                                    anchor=(1, 1) if i == front[-1] and len(front) > 1
-                                    else (0, 1))
+                                    anchor=(1, 1) if right else (0, 1))
                 label.setPos(math.log10(cost[i]), metric[i])
                 plot.addItem(label)
                 self.labels[key].append(label)
@@ -399,6 +400,7 @@ class CompressionPanel(QWidget):
         self.table.blockSignals(True)
         if name in names:
             self.table.selectRow(names.index(name))
+            self.table.scrollToItem(self.table.item(names.index(name), 0))
         else:
             self.table.clearSelection()
         self.table.blockSignals(False)
