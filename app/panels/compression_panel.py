@@ -11,6 +11,7 @@ against latency at batch 64, with the Pareto front marked; clicking a point
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -44,11 +45,11 @@ from engine.compression import (
 )
 from engine.compression.measure import human_bytes, metric_text
 from engine.compression.prune import IMPORTANCES
-from engine.export import ExportError, load_run_model
+from engine.export import SUFFIXES, ExportError, load_run_model
 from engine.training import events as ev
 
 from ..widgets.live_plot import DARK, LIGHT
-from .export_dialog import exportable_runs
+from .export_dialog import FILTERS, exportable_runs
 
 COLUMNS = ("candidate", "runtime", "params", "non-zero", "size", "MACs", "latency b1",
            "latency b64", "metric")
@@ -414,14 +415,13 @@ class CompressionPanel(QWidget):
                               "first.", "info")
             return
         candidate = self.result.get(self.selected)
-        filters = ["ONNX (*.onnx)"] if candidate.path else [
-            "safetensors (*.safetensors)", "torch.export program (*.pt2)", "ONNX (*.onnx)"]
-        suggested = str(Path.home() / (candidate.name.replace(" ", "_").replace("%", "pc")
-                                       .replace("(", "").replace(")", "") + ".onnx"))
+        formats = ("onnx",) if candidate.path else ("safetensors", "pt2", "onnx")
+        stem = re.sub(r"[^A-Za-z0-9]+", "-", candidate.name).strip("-")
+        suggested = str(Path.home() / (stem + SUFFIXES[formats[0]]))
         path, chosen = QFileDialog.getSaveFileName(self, "Export compressed model", suggested,
-                                                   ";;".join(filters))
+                                                   ";;".join(FILTERS[f] for f in formats))
         if path:
-            self.export_candidate(self.selected, Path(path), _format_of(path, chosen))
+            self.export_candidate(self.selected, *_path_and_format(path, chosen, formats))
 
     def export_candidate(self, name: str, path: Path, fmt: str) -> None:
         if self.busy:
@@ -458,11 +458,11 @@ class CompressionPanel(QWidget):
             self.pick(self.chart.rows[rows[0].row()].name)
 
 
-def _format_of(path: str, chosen_filter: str) -> str:
-    suffix = Path(path).suffix.lower()
-    by_suffix = {".onnx": "onnx", ".pt2": "pt2", ".safetensors": "safetensors"}
-    if suffix in by_suffix:
-        return by_suffix[suffix]
-    return next((fmt for key, fmt in (("safetensors", "safetensors"), ("pt2", "pt2"))
-                 if key in chosen_filter), "onnx")
-
+def _path_and_format(path: str, chosen_filter: str, formats) -> tuple[Path, str]:
+    """The format the file name's suffix names, else the chosen filter's (suffix added)."""
+    out = Path(path)
+    for fmt in formats:
+        if out.suffix.lower() == SUFFIXES[fmt]:
+            return out, fmt
+    fmt = next((f for f in formats if FILTERS[f] == chosen_filter), formats[0])
+    return out.with_name(out.name + SUFFIXES[fmt]), fmt

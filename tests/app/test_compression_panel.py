@@ -3,7 +3,7 @@ a picked candidate exports; bad input shows a message; the window offers the doc
 
 import pytest
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QMenu
+from PySide6.QtWidgets import QFileDialog, QMenu
 
 from app.main_window import MainWindow
 from app.panels.compression_panel import CompressionPanel
@@ -22,7 +22,7 @@ def trained_workspace(tiny_config, tmp_path, capsys):
 
 
 def test_sweep_fills_table_and_chart_and_a_picked_point_exports(qtbot, trained_workspace,
-                                                                tmp_path):
+                                                                tmp_path, monkeypatch):
     panel = CompressionPanel(trained_workspace)
     qtbot.addWidget(panel)
     assert panel.run_box.count() == 1 and panel.run_button.isEnabled()
@@ -50,11 +50,12 @@ def test_sweep_fills_table_and_chart_and_a_picked_point_exports(qtbot, trained_w
         panel.chart.pointClicked.emit(names[2])
     assert picked.args == [True] and panel.selected == names[2]
     assert panel.table.selectionModel().selectedRows()[0].row() == 2
-    out = tmp_path / "picked.safetensors"
+    chosen = (str(tmp_path / "picked"), "safetensors (*.safetensors)")  # no suffix typed
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args: chosen)
     with qtbot.waitSignal(panel.message, timeout=60000) as told:
-        panel.export_candidate(panel.selected, out, "safetensors")
+        panel.export_dialog()
     assert told.args[1] == "info", told.args[0]
-    assert out.is_file()
+    assert (tmp_path / "picked.safetensors").is_file()
 
 
 def test_bad_sweep_text_shows_a_message(qtbot, trained_workspace):
