@@ -40,6 +40,9 @@ class TrainingBridge(QObject):
     runStarted = Signal(object)  # ev.RunStarted
     epochStarted = Signal(object)
     metricsLogged = Signal(object)  # ev.MetricsLogged
+    # The same events, consecutive ones together (a list, once per delivery): a
+    # panel appends them in one go instead of paying Python's overhead per step.
+    metricsBatch = Signal(object)
     validationEnded = Signal(object)
     epochEnded = Signal(object)  # ev.EpochEnded
     checkpointSaved = Signal(object)
@@ -149,10 +152,20 @@ class TrainingBridge(QObject):
 
     def _emit(self, batch: list) -> bool:
         """Emit one batch of the run's events; True when it holds the run's last word."""
+        metrics = []
         for name, args in batch:
+            if name == "metricsLogged":
+                metrics.append(args[0])
+                self.metricsLogged.emit(*args)
+                continue
+            if metrics:
+                self.metricsBatch.emit(metrics)
+                metrics = []
             if name == run_process.DONE:
                 return True
             getattr(self, name).emit(*args)
+        if metrics:
+            self.metricsBatch.emit(metrics)
         return False
 
     def _finish(self, clean: bool) -> None:

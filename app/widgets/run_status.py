@@ -60,6 +60,9 @@ class RunStatus(QWidget):
             bar.show()
         self.on_step(e.start_step, e.start_epoch)
 
+    def on_metrics_batch(self, events) -> None:
+        self.on_metrics(events[-1])
+
     def on_metrics(self, e) -> None:
         # A few updates a second are plenty for a progress bar, and each repaint
         # takes CPU from the training run on a small machine.

@@ -14,7 +14,6 @@ from PySide6.QtWidgets import QApplication
 from app.panels.training_plots import (
     FRAME_BUDGET,
     MAX_REFRESH_MS,
-    PLOTS_PER_FRAME,
     REFRESH_MS,
     TrainingPlots,
     smooth,
@@ -264,7 +263,8 @@ def test_redraws_are_paced_by_what_painting_took(panel, monkeypatch):
         plot.paint_ms = 0.0  # forget the real paints of showing the panel
     panel.plots["loss"].paint_ms = 4.0  # the last frame took 4 ms to paint
     panel._on_timer()
-    assert panel.refresh_timer.interval() == FRAME_BUDGET * 4 // PLOTS_PER_FRAME
+    # 4 ms of painting (and a little of handing data over): wait 25x that
+    assert FRAME_BUDGET * 4 <= panel.refresh_timer.interval() <= FRAME_BUDGET * 5
     assert panel.plots["loss"].paint_ms == 0.0  # read and reset
     panel.plots["loss"].paint_ms = 500.0  # a very slow frame: still one redraw a second
     panel._on_timer()
@@ -369,3 +369,23 @@ def test_a_live_plot_of_its_own_series(qtbot):
     np.testing.assert_array_equal(plot.drawn_data("loss")[1], [3.0, 2.0, 1.0, 0.5])
     with pytest.raises(ValueError, match="already exists"):
         plot.add_curve("loss", "train", "#2f7ed8")
+
+
+def test_a_batch_of_steps_draws_what_the_same_steps_one_by_one_draw(qtbot):
+    one, many = TrainingPlots(dark=False), TrainingPlots(dark=False)
+    for w in (one, many):
+        qtbot.addWidget(w)
+        w.on_run_started(started(epochs=3))
+    events = [logged(step, loss=1.0 + math.sin(step)) for step in range(1, 3 * SPE + 1)]
+    for e in events:
+        one.on_metrics(e)
+        if e.step == SPE:
+            one.on_epoch(ended(1))
+    many.on_metrics_batch(events[:SPE])
+    many.on_epoch(ended(1))
+    many.on_metrics_batch(events[SPE:])
+    for name in ("train_loss", "train_loss_ema", "lr", "grad_norm", "samples_per_s"):
+        for axis in ("step", "epoch", "wall"):
+            one.set_x_axis(axis)
+            many.set_x_axis(axis)
+            np.testing.assert_allclose(many.curve_data(name), one.curve_data(name))
