@@ -120,6 +120,11 @@ class HardwarePanel(QWidget):
         for b in (self.rolling, self.whole):
             self._span.addButton(b)
         self.rolling.toggled.connect(self._span_changed)
+        self.x_combo = QComboBox()
+        self.x_combo.addItem("time (s)", "t")
+        self.x_combo.addItem("training step", "step")  # the loss curves' axis
+        self.x_combo.setToolTip("What the horizontal axis shows; steps line up with the loss")
+        self.x_combo.currentIndexChanged.connect(self._x_chosen)
         self.source = QLabel()
         self.live_button = QPushButton("Back to live")
         self.live_button.setToolTip("Leave the stored run and show this machine's hardware now")
@@ -131,6 +136,8 @@ class HardwarePanel(QWidget):
         controls.addSpacing(12)
         controls.addWidget(self.rolling)
         controls.addWidget(self.whole)
+        controls.addWidget(QLabel("X axis:"))
+        controls.addWidget(self.x_combo)
         controls.addSpacing(12)
         controls.addWidget(self.source, 1)
         controls.addWidget(self.live_button)
@@ -261,7 +268,7 @@ class HardwarePanel(QWidget):
         host = history["host"]
         if len(host["time"]):
             self._t0 = float(host["time"][0])
-            self._host.append_many(t=host["time"] - self._t0, step=host["step"],
+            self._host.append_many(t=host["time"] - self._t0, step=_steps(host["step"]),
                                    process_cpu=host["process_cpu"],
                                    system_cpu=host["system_cpu"],
                                    ram_used=host["ram_used"] / GIB,
@@ -273,7 +280,7 @@ class HardwarePanel(QWidget):
                 self._arrange()
             t0 = self._t0 if self._t0 is not None else float(cols["time"][0])
             self._gpu_table(index, f"GPU {index}").append_many(
-                t=cols["time"] - t0, step=cols["step"],
+                t=cols["time"] - t0, step=_steps(cols["step"]),
                 **{c: cols[c] / (GIB if c in GIB_COLUMNS else 1) for c in GPU_COLUMNS[2:]})
         self.source.setText(label)
         self.live_button.show()
@@ -309,10 +316,9 @@ class HardwarePanel(QWidget):
                 drawn += plot.refresh()
         times = self._host.column("t")
         if self.rolling.isChecked() and len(times):
-            end = float(times[-1])
+            lo, hi = self._x_extent(times >= times[-1] - ROLLING_S)
             for plot in self.plots.values():
-                plot.getPlotItem().setXRange(max(0.0, end - ROLLING_S), max(end, 1.0),
-                                             padding=0)
+                plot.getPlotItem().setXRange(lo, hi, padding=0)
         self._show_values()
         return drawn
 
@@ -393,6 +399,19 @@ class HardwarePanel(QWidget):
         self.gpu_label.setVisible(many)
         self._schedule()
 
+    def _x_extent(self, rows) -> tuple[float, float]:
+        """(first, last) x of the host rows selected by ``rows``, at least 1 apart."""
+        x = self._host.column(self.plots["cpu"].x_column)[rows]
+        x = x[np.isfinite(x)]
+        lo = float(x.min()) if len(x) else 0.0
+        return lo, max(float(x.max()) if len(x) else 0.0, lo + 1.0)
+
+    def _x_chosen(self, position: int) -> None:
+        column = self.x_combo.itemData(position)
+        for plot in self.plots.values():
+            plot.set_x_column(column, *(("time", "s") if column == "t" else ("step", "")))
+        self._span_changed()
+
     def _span_changed(self) -> None:
         if self.whole.isChecked():
             for plot in self.plots.values():
@@ -403,9 +422,8 @@ class HardwarePanel(QWidget):
         """Zoom out to all the data. The x range is set first: the curves clip to the
         view, so auto-range alone would only see the last five minutes they were given."""
         item = plot.getPlotItem()
-        times = self._host.column("t")
-        if len(times):
-            item.setXRange(0.0, max(float(times[-1]), 1.0), padding=0.02)
+        if len(self._host):
+            item.setXRange(*self._x_extent(slice(None)), padding=0.02)
         item.enableAutoRange(x=True, y=plot is not self.plots["utilization"])
 
     def _schedule(self) -> None:
@@ -467,3 +485,8 @@ class HardwarePanel(QWidget):
 
 def _num(value: float, fmt: str = ".0f") -> str:
     return format(value, fmt) if math.isfinite(value) else "–"
+
+
+def _steps(stored: np.ndarray) -> np.ndarray:
+    """The store's steps with its -1 (sampled outside training) as NaN: no point there."""
+    return np.where(stored < 0, np.nan, stored.astype(np.float64))

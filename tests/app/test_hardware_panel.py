@@ -112,6 +112,21 @@ def test_last_5_minutes_follows_the_newest_readings_whole_run_shows_all(make_pan
     assert left <= 0 and right >= 890
 
 
+def test_the_step_axis_lines_up_with_the_loss_curves(make_panel):
+    panel = make_panel()
+    panel.show()
+    nvml = StandInNvml()
+    feed(panel, nvml, [0])  # before training: no step, no point on the step axis
+    for t in range(1, 6):
+        feed(panel, nvml, [t], step=100 * t)
+    panel.x_combo.setCurrentIndex(panel.x_combo.findData("step"))
+    panel.refresh()
+    x, y = panel.curve_data("utilization", gpu=0)
+    assert list(x[1:]) == [100, 200, 300, 400, 500] and len(y) == 6
+    left, right = panel.plots["utilization"].getPlotItem().viewRange()[0]
+    assert left == pytest.approx(100) and right == pytest.approx(500)
+
+
 def test_a_stored_run_is_shown_again_then_live_resumes(make_panel, workspace_dir, tiny_config):
     sampler = Sampler(0.1, nvml=StandInNvml(), step=lambda: 12, torch_memory=False)
     samples = [dataclasses.replace(sampler.sample(), time=500.0 + t) for t in (0, 1, 2)]
