@@ -20,6 +20,7 @@ NAN = math.nan
 GIB = 1024 ** 3
 PCIE_EVERY_S = 1.0  # nvmlDeviceGetPcieThroughput samples the bus for ~20 ms: read it 1/s at most
 HOST_EVERY_S = 1.0  # machine CPU %, RAM and RSS: see PsutilBackend
+MIN_CPU_WINDOW_S = 0.05
 
 # NVML clocks-event (throttle) reason bits; the same values under both of pynvml's names.
 THERMAL_REASONS = 0x20 | 0x40  # SwThermalSlowdown | HwThermalSlowdown
@@ -283,11 +284,13 @@ class PsutilBackend:
         now = time.monotonic()
         try:
             if not self._gone:
-                cpu = self._cpu_times()
-                if self._cpu_mark is not None and now > self._cpu_mark[0]:
-                    out["process_cpu"] = 100.0 * (cpu - self._cpu_mark[1]) / (now -
-                                                                               self._cpu_mark[0])
-                self._cpu_mark = (now, cpu)
+                # CPU times tick every 10 ms: a share over less than 50 ms would be noise
+                if self._cpu_mark is None or now - self._cpu_mark[0] >= MIN_CPU_WINDOW_S:
+                    cpu = self._cpu_times()
+                    if self._cpu_mark is not None:
+                        out["process_cpu"] = 100.0 * (cpu - self._cpu_mark[1]) / (
+                            now - self._cpu_mark[0])
+                    self._cpu_mark = (now, cpu)
             if now - self._slow_at >= HOST_EVERY_S:
                 first = self._slow_at == -math.inf
                 self._slow_at = now

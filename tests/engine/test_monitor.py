@@ -6,6 +6,7 @@ import json
 import math
 import sys
 import threading
+import time
 import types
 
 import pynvml
@@ -21,7 +22,9 @@ from engine.monitor.standin import GIB, StandInNvml
 def test_real_pynvml_without_a_driver_reports_the_missing_library_once_and_reads_the_host():
     problems = []
     sampler = Sampler(0.1, on_problem=problems.append)  # the real pynvml module
-    first, second = sampler.sample(), sampler.sample()
+    first = sampler.sample()
+    time.sleep(0.1)  # a CPU share needs a window of CPU-time ticks
+    second = sampler.sample()
     assert problems == ["No NVIDIA GPU found: NVML library not found"]
     assert second.problems == ("No NVIDIA GPU found: NVML library not found",)
     assert first.gpus == () and second.gpus == ()
