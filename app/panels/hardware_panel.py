@@ -57,7 +57,7 @@ PLOTS = {
 # curve: plot key, column, legend label, colour, dashed (a limit, not a reading)
 GPU_CURVES = {
     "utilization": ("utilization", "utilization", "GPU", BLUE, False),
-    "memory_utilization": ("utilization", "memory_utilization", "memory", TEAL, False),
+    "memory_utilization": ("utilization", "memory_utilization", "memory", PURPLE, False),
     "memory_used": ("memory", "memory_used", "used", BLUE, False),
     "process_memory": ("memory", "process_memory", "this run", GREEN, False),
     "memory_total": ("memory", "memory_total", "total", ROSE, True),
