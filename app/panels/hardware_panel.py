@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import math
+import time
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
@@ -36,6 +37,8 @@ from engine.monitor import DEFAULT_INTERVAL_S, Alerts, Sample, Sampler
 BLUE, ORANGE, GREEN, PURPLE, ROSE, TEAL, OCHRE = PALETTE
 GIB = 1024 ** 3
 REFRESH_MS = 250  # hardware changes slowly: 4 redraws a second at most
+FRAME_BUDGET = 50  # wait 50x a redraw's cost before the next: <= 2% of a core (training has 4%)
+MAX_REFRESH_MS = 2000
 ROLLING_S = 300.0  # "Last 5 min"
 HOST_COLUMNS = ("t", "step", "process_cpu", "system_cpu", "ram_used", "ram_total", "rss")
 GPU_COLUMNS = ("t", "step", "utilization", "memory_utilization", "memory_used", "memory_total",
@@ -322,8 +325,22 @@ class HardwarePanel(QWidget):
         return drawn
 
     def _on_timer(self) -> None:
-        if self.isVisible():  # a hidden dock draws when it is shown again
-            self.refresh()
+        """Redraw, then wait ``FRAME_BUDGET`` times what it cost (painting included).
+
+        In a rolling view every redraw moves the time axis, and re-laying out
+        tick labels on a small machine's software raster costs milliseconds per
+        plot: the pacing keeps this dock from taking the CPU a run trains on.
+        """
+        if not self.isVisible():  # a hidden dock draws when it is shown again
+            return
+        started = time.perf_counter()
+        self.refresh()
+        spent_ms = (time.perf_counter() - started) * 1000
+        for plot in self.plots.values():
+            spent_ms += plot.paint_ms
+            plot.paint_ms = 0.0
+        self.refresh_timer.setInterval(
+            int(min(max(REFRESH_MS, FRAME_BUDGET * spent_ms), MAX_REFRESH_MS)))
 
     def apply_theme(self, dark: bool) -> None:
         for plot in self.plots.values():
