@@ -2,14 +2,19 @@
 
 The dialog only collects the choice (and asks before overwriting). The export
 itself (rebuild the run's model, write, reload and verify) is torch work of
-seconds, so it runs on an Exporter's worker thread and its report or error
-comes back as a signal for the window's message bar. Same engine call as
-`torchwork export RUN --format F --out PATH`.
+seconds, so it runs in a process of its own, waited for by an Exporter's worker
+thread, and its report or error comes back as a signal for the window's message
+bar. Its own process, not a thread of the window's: torch.export and the ONNX
+exporter running beside the GUI thread crashed the window (a segfault while the
+GUI thread collected garbage), and the window keeps its cores for drawing.
+Same engine call as `torchwork export RUN --format F --out PATH`.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,6 +176,13 @@ class ExportDialog(QDialog):
         super().accept()
 
 
+def export_run(workspace_dir, run_id: int, fmt: str, path: Path, overwrite: bool):
+    """In the export's own process: rebuild the run's model, export and verify it."""
+    loaded = load_run_model(workspace_dir, run_id)
+    return export_model(loaded.model, loaded.example, fmt, path, meta=loaded.meta,
+                        overwrite=overwrite)
+
+
 class _ExportJob(QThread):
     succeeded = Signal(object)  # ExportReport
     failed = Signal(str)
@@ -181,10 +193,11 @@ class _ExportJob(QThread):
 
     def run(self) -> None:
         r = self.request
+        workspace = None if self.workspace_dir is None else str(self.workspace_dir)
         try:
-            loaded = load_run_model(self.workspace_dir, r.run_id)
-            report = export_model(loaded.model, loaded.example, r.format, r.path,
-                                  meta=loaded.meta, overwrite=r.overwrite)
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                report = pool.submit(export_run, workspace, r.run_id, r.format, r.path,
+                                     r.overwrite).result()
         except ExportError as exc:
             self.failed.emit(f"Export of {r.run_label} as {r.format} failed: {exc}")
         except Exception as exc:  # a bug must reach the window, not end the thread silently
