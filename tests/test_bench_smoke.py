@@ -49,3 +49,11 @@ def test_compression_bench_prints_its_table_and_bars():
                     "--repeats", "2")
     assert "| original (onnx) | onnxruntime |" in out
     assert "| file size vs fp32 ONNX |" in out and "| ORT CPU latency, batch 64 |" in out
+
+
+@pytest.mark.slow
+def test_gui_overhead_prints_its_table():
+    out = run_bench("bench/gui_overhead.py", "--rounds", "1", "--steps", "60",
+                    "--probe-runs", "1")
+    assert "| (a) throughput, window / headless (median) |" in out
+    assert "| (b) 10 ms timer lateness p99 / median |" in out
