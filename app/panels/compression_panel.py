@@ -10,11 +10,8 @@ against latency at batch 64, with the Pareto front marked; clicking a point
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import math
 import re
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import gc_guard
 from engine.compression import (
     CompressionError,
     CompressOptions,
@@ -60,32 +58,6 @@ RUNTIME_COLOURS = {"torch": "#e8912d", "onnxruntime": "#2f6fd6"}
 FRONT_COLOUR = "#2da44e"
 
 
-_gc_lock = threading.Lock()
-_gc_holders = 0
-
-
-@contextlib.contextmanager
-def _collection_paused():
-    """No garbage collection while a job's torch work runs on its thread.
-
-    torch.export and the ONNX exporter on a worker thread, while the GUI thread
-    collected garbage, crashed the window with a segfault (seen with the export
-    dialog, which now exports in a process of its own). Cyclic garbage waits
-    until the job ends; reference counting frees everything else as usual.
-    """
-    global _gc_holders
-    with _gc_lock:
-        _gc_holders += 1
-        gc.disable()
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_holders -= 1
-            if _gc_holders == 0:
-                gc.enable()
-
-
 class _CompressJob(QThread):
     """Runs one compression session; the CompressionResult (modules) stays on this object."""
 
@@ -102,7 +74,7 @@ class _CompressJob(QThread):
         self.result = None
 
     def run(self) -> None:
-        with _collection_paused():
+        with gc_guard.paused():
             self._run()
 
     def _run(self) -> None:
@@ -144,7 +116,7 @@ class _SaveJob(QThread):
         self.args = (result, name, fmt, path)
 
     def run(self) -> None:
-        with _collection_paused():
+        with gc_guard.paused():
             self._run()
 
     def _run(self) -> None:

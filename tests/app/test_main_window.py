@@ -181,3 +181,29 @@ def test_unexpected_errors_reach_the_message_bar_not_the_terminal(make_window, m
     except KeyError:
         sys.excepthook(*sys.exc_info())
     assert "Unexpected error: KeyError" in window.messages.message()
+
+
+def test_garbage_is_collected_on_the_gui_thread_only(qtbot):
+    import gc
+    import threading
+
+    from app import gc_guard
+
+    assert not gc.isenabled()  # no collection on whichever thread allocates
+    collected_on = []
+    gc.callbacks.append(lambda phase, info: collected_on.append(threading.current_thread()))
+    try:
+        worker = threading.Thread(target=lambda: [[] for _ in range(50000)])
+        worker.start()
+        worker.join()
+        assert worker not in collected_on
+        with gc_guard.paused():
+            qtbot.wait(2 * gc_guard.INTERVAL_MS)
+            assert collected_on == []
+        for _ in range(3000):
+            a = []
+            a.append(a)  # cycles: only a collection frees them
+        qtbot.waitUntil(lambda: bool(collected_on), timeout=5000)
+        assert set(collected_on) == {threading.main_thread()}
+    finally:
+        gc.callbacks.pop()
