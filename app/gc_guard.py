@@ -1,14 +1,14 @@
-"""Python's cyclic garbage collection, only on the GUI thread.
+"""No cyclic garbage collection while a worker thread of the window runs Python-heavy work.
 
-Left automatic, a collection runs on whichever thread happens to allocate
-when a threshold is crossed. On a worker thread (a trace reader, a
-compression job) it can collect the wrapper of a Qt object and destroy that
-object there: the destructor waits for a Qt lock the GUI thread holds while
-the GUI thread waits for the GIL — the window froze — or it crashed outright
-beside torch.export. So automatic collection is off and a GUI-thread timer
-collects when the same thresholds are crossed (the recipe PyQt applications
-use). ``paused()`` keeps collection away while torch export or training work
-runs on a worker thread.
+A collection runs on whichever thread allocates when a threshold is crossed.
+On a worker thread (the trace reader) it collected the wrapper of a Qt widget
+and destroyed the widget there: the destructor waited for a Qt lock the GUI
+thread held while the GUI thread waited for the GIL, and the window froze.
+With torch.export on a worker thread, a collection on the GUI thread crashed
+the process. So while any such job runs, automatic collection is off for the
+whole process (reference counting still frees everything that is not a
+cycle); it comes back on when the last job ends, and the GUI thread, the one
+that allocates most, does the collecting again.
 """
 
 from __future__ import annotations
@@ -17,52 +17,24 @@ import contextlib
 import gc
 import threading
 
-from PySide6.QtCore import QObject, QTimer
-
-INTERVAL_MS = 500
-
 _lock = threading.Lock()
-_pauses = 0
-
-
-class _Collector(QObject):
-    def __init__(self, parent: QObject):
-        super().__init__(parent)
-        self.timer = QTimer(self)
-        self.timer.setInterval(INTERVAL_MS)
-        self.timer.timeout.connect(self.collect)
-        self.timer.start()
-
-    def collect(self) -> None:
-        """Collect the generations whose thresholds are crossed, as gc itself would."""
-        if _pauses:
-            return
-        counts, thresholds = gc.get_count(), gc.get_threshold()
-        generation = -1
-        for g in range(3):
-            if counts[g] > thresholds[g]:
-                generation = g
-            else:
-                break
-        if generation >= 0:
-            gc.collect(generation)
-
-
-def install(app: QObject) -> None:
-    """Collect garbage on ``app``'s (the GUI) thread only, from now on."""
-    if app.findChild(_Collector) is None:
-        gc.disable()
-        _Collector(app)
+_jobs = 0
+_was_enabled = True
 
 
 @contextlib.contextmanager
 def paused():
-    """No collection while the block runs (on any thread); nesting and overlap are fine."""
-    global _pauses
+    """Collection off while the block runs; nesting and overlapping jobs are fine."""
+    global _jobs, _was_enabled
     with _lock:
-        _pauses += 1
+        if _jobs == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _jobs += 1
     try:
         yield
     finally:
         with _lock:
-            _pauses -= 1
+            _jobs -= 1
+            if _jobs == 0 and _was_enabled:
+                gc.enable()

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from engine.config import ConfigError, RunConfig
 
-from . import gc_guard, theme
+from . import theme
 from .bridge import IDLE, PAUSED, RUNNING, STARTING, STOPPING, TrainingBridge
 from .dialogs import RunPicker, TextDialog, about_text, shortcuts_html
 from .panels.compression_panel import CompressionPanel
@@ -45,7 +45,6 @@ class MainWindow(QMainWindow):
     def __init__(self, config: RunConfig | None = None, *, workspace_dir=None,
                  settings: QSettings | None = None):
         super().__init__()
-        gc_guard.install(QApplication.instance())  # before any panel starts a worker thread
         self.settings = settings or QSettings("Torchwork", "Torchwork")
         self._valid = True
         self.workspace_dir = workspace_dir

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import gc_guard
 from engine.profiling.report import CATEGORIES, Cancelled, ProfileReport, TraceReadError
 from engine.profiling.traces import export_trace, list_captures
 
@@ -210,6 +211,10 @@ class ProfilerPanel(QWidget):
         return self._cancel is not None
 
     def _work(self, load_id: int, path: Path, cancel: threading.Event) -> None:
+        with gc_guard.paused():  # see app/gc_guard.py: this froze the window once
+            self._read(load_id, path, cancel)
+
+    def _read(self, load_id: int, path: Path, cancel: threading.Event) -> None:
         """On the worker thread: the tables (first half), then the timeline. Only signals
         leave it; a trace one reader cannot take may still suit the other."""
         from engine.profiling.report import read_trace
