@@ -521,15 +521,8 @@ class LivePlot(pg.PlotWidget):
 
     # --- looks -------------------------------------------------------------------
     def apply_theme(self, dark: bool) -> None:
-        theme = self._theme = DARK if dark else LIGHT
-        fg, bg = QColor(theme["foreground"]), QColor(theme["background"])
-        self.setBackground(bg)
-        item = self.getPlotItem()
-        item.setTitle(self._title, color=fg.name(), size="10pt")
-        for name in ("left", "bottom"):
-            axis = item.getAxis(name)
-            axis.setPen(fg)
-            axis.setTextPen(fg)
+        self._theme = DARK if dark else LIGHT
+        fg, bg = style_plot(self, self._title, dark)
         self._vline.setPen(pg.mkPen(fg, width=1, style=pg.QtCore.Qt.PenStyle.DashLine))
         self._readout.fill = pg.mkBrush(_with_alpha(bg, 215))
         self._readout.border = pg.mkPen(_with_alpha(fg, 70))
@@ -543,6 +536,20 @@ class LivePlot(pg.PlotWidget):
         self.legend.setLabelTextColor(fg)
         for _, label in self.legend.items:
             label.setText(label.text)  # re-render with the new colour
+
+
+def style_plot(widget: pg.PlotWidget, title: str, dark: bool) -> tuple[QColor, QColor]:
+    """Background, title and axes in the theme's colours; returns (foreground, background)."""
+    theme = DARK if dark else LIGHT
+    fg, bg = QColor(theme["foreground"]), QColor(theme["background"])
+    widget.setBackground(bg)
+    item = widget.getPlotItem()
+    item.setTitle(title, color=fg.name(), size="10pt")
+    for name in ("left", "bottom"):
+        axis = item.getAxis(name)
+        axis.setPen(fg)
+        axis.setTextPen(fg)
+    return fg, bg
 
 
 def _with_alpha(color: QColor, alpha: int) -> QColor:

@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor
 
 from engine.profiling.report import CATEGORIES, MemoryCurve, ProfileReport
 
-from .live_plot import DARK, LIGHT
+from .live_plot import style_plot
 
 # One colour per category, the same in the summary, the legend and the bars.
 CATEGORY_COLOURS = {"Kernel": "#3fae5a", "Memcpy": "#d9534f", "Memset": "#e77fa8",
@@ -34,16 +34,10 @@ class _ThemedPlot(pg.PlotWidget):
         self.apply_theme(False)
 
     def apply_theme(self, dark: bool) -> None:
-        theme = DARK if dark else LIGHT
-        fg, bg = QColor(theme["foreground"]), QColor(theme["background"])
-        self.setBackground(bg)
+        fg, bg = style_plot(self, self._title, dark)
         item = self.getPlotItem()
-        item.setTitle(self._title, color=fg.name(), size="10pt")
         for name in ("left", "bottom"):
-            axis = item.getAxis(name)
-            axis.setPen(fg)
-            axis.setTextPen(fg)
-            axis.label.setDefaultTextColor(fg)
+            item.getAxis(name).label.setDefaultTextColor(fg)
         back = QColor(bg)
         back.setAlpha(210)
         self.legend.setBrush(back)
