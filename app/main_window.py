@@ -29,8 +29,9 @@ from .bridge import IDLE, PAUSED, RUNNING, STARTING, STOPPING, TrainingBridge
 from .dialogs import RunPicker, TextDialog, about_text, shortcuts_html
 from .panels.compression_panel import CompressionPanel
 from .panels.config_panel import ConfigPanel
-from .panels.export_dialog import ExportDialog, Exporter, exportable_runs
+from .panels.export_dialog import ExportActions, Exporter
 from .panels.hardware_panel import HardwarePanel
+from .panels.profile_actions import ProfileActions
 from .panels.profiler_panel import ProfilerPanel
 from .panels.training_plots import TrainingPlots
 from .widgets.message_bar import MessageBar
@@ -50,7 +51,6 @@ class MainWindow(QMainWindow):
         self.workspace_dir = workspace_dir
         self.bridge = TrainingBridge(workspace_dir, self)
         self.exporter = Exporter(workspace_dir, self)
-        self._last_run_id: int | None = None  # the run last shown or trained: export's default
         self.setWindowTitle("Torchwork")
         self.resize(1400, 860)
         self.setDockNestingEnabled(True)
@@ -81,7 +81,6 @@ class MainWindow(QMainWindow):
                                            Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.compression_dock)
         self.training_dock.raise_()
-        self._capturing = False
         self.hardware = HardwarePanel()
         self.hardware_dock = self._dock("Hardware", "hardware", self.hardware,
                                         Qt.RightDockWidgetArea)
@@ -100,7 +99,6 @@ class MainWindow(QMainWindow):
         self.compression.apply_theme(self.dark)
         self._restore()
         self._on_state(IDLE)
-        self._refresh_export_action()
         self._on_validity(not self.config_panel.errors(), next(iter(self.config_panel.errors()),
                                                                ""))
 
@@ -115,8 +113,10 @@ class MainWindow(QMainWindow):
         return dock
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        """``slot`` None: the object that runs the action connects it (see ``_wire``)."""
         action = QAction(text, self)
-        action.triggered.connect(slot)
+        if slot is not None:
+            action.triggered.connect(slot)
         if shortcut:
             action.setShortcut(QKeySequence(shortcut))
         action.setStatusTip(tip or text.replace("&", "").rstrip("…"))
@@ -129,7 +129,7 @@ class MainWindow(QMainWindow):
         self.act_save = a("&Save config as…", self.save_config_dialog, QKeySequence.SaveAs)
         self.act_open_run = a("Open &run…", self.open_run_dialog, "Ctrl+Shift+O",
                               "Show the curves of a run from the workspace")
-        self.act_export_model = a("&Export trained model…", self.export_model_dialog, "Ctrl+E",
+        self.act_export_model = a("&Export trained model…", None, "Ctrl+E",
                                   "Export a run's model as safetensors, .pt2 or ONNX, verified")
         self.act_export_compressed = a(
             "Export &compressed model…", self.compression.export_dialog, None,
@@ -143,9 +143,9 @@ class MainWindow(QMainWindow):
                           "Stop after the current step and write a checkpoint")
         self.act_resume_ckpt = a("Resume from &checkpoint…", self.resume_checkpoint_dialog,
                                  "Ctrl+F5", "Continue a stopped or interrupted run")
-        self.act_capture = a("&Capture…", self.capture_dialog, "Ctrl+Shift+P",
+        self.act_capture = a("&Capture…", None, "Ctrl+Shift+P",
                              "Profile steps of the current run or a short run of this config")
-        self.act_export_trace = a("&Export trace…", self.export_trace_dialog, None,
+        self.act_export_trace = a("&Export trace…", None, None,
                                   "Save the trace on show for Perfetto / chrome://tracing")
         self.act_tensorboard = a("Open in &TensorBoard", self.profiler.open_tensorboard, None,
                                  "Open the run's captures in TensorBoard's profiler plugin")
@@ -228,16 +228,21 @@ class MainWindow(QMainWindow):
         b.epochEnded.connect(self.plots.on_epoch)
         b.runEnded.connect(self.plots.on_run_ended)
         b.runEnded.connect(self._on_run_ended)
-        b.runEnded.connect(self._refresh_export_action)
-        self.exporter.succeeded.connect(self._on_export_done)
-        self.exporter.failed.connect(self._on_export_failed)
+        self.export_actions = ExportActions(
+            exporter=self.exporter, action=self.act_export_model, messages=self.messages,
+            status_bar=self.statusBar(), settings=self.settings,
+            confirm=lambda title, text: self.confirm(title, text), parent=self)
+        b.runEnded.connect(self.export_actions.refresh)
         b.hardwareSampled.connect(self.hardware.on_sample)
         b.exceptionRaised.connect(self._on_exception)
         b.buildFailed.connect(self._on_build_failed)
         b.internalError.connect(self._on_internal_error)
-        b.profileDone.connect(self._on_profile_done)
-        b.stateChanged.connect(self._on_capture_state)
-        self.profiler.traceShown.connect(self._on_trace_shown)
+        self.profile_actions = ProfileActions(
+            bridge=b, profiler=self.profiler, profiler_dock=self.profiler_dock,
+            config_panel=self.config_panel, valid=lambda: self._valid, plots=self.plots,
+            status=self.status, messages=self.messages, status_bar=self.statusBar(),
+            settings=self.settings, capture=self.act_capture,
+            export_trace=self.act_export_trace, parent=self)
         self.config_panel.validityChanged.connect(self._on_validity)
         self.compression.message.connect(self.messages.show_message)
         self.compression.trainingEvent.connect(self._on_compression_event)
@@ -320,70 +325,9 @@ class MainWindow(QMainWindow):
             self.plots.on_run_ended(e)
 
     def _on_run_created(self, info) -> None:
-        self._last_run_id = info.run_id
+        self.export_actions.current_run = info.run_id
         self.setWindowTitle(f"Torchwork — run {info.run_id} {info.name}")
         self.profiler.set_run(info.folder)
-
-    # --- profiling ------------------------------------------------------------------
-    def capture_dialog(self) -> None:
-        from engine.profiling.options import profiling_config
-
-        from .widgets.capture_dialog import DEDICATED_RUN, CaptureDialog
-
-        if self._capturing:
-            self.messages.show_message("A capture is already being recorded: its trace "
-                                       "shows in the Profiler when written.", "info")
-            return
-        state = self.bridge.state
-        dialog = CaptureDialog(state in (RUNNING, PAUSED), state == IDLE and self._valid, self)
-        if not dialog.exec():
-            return
-        options = dialog.options()
-        if dialog.mode() == DEDICATED_RUN:
-            self.messages.hide()
-            self.plots.clear()
-            self.status.reset()
-            try:
-                self.bridge.start(profiling_config(self.config_panel.config(), options))
-            except ConfigError as exc:
-                self.messages.show_message(str(exc), "error")
-                return
-        self.bridge.profile(options)
-        self._capturing = True
-        self.statusBar().showMessage(f"Profiling {options.steps} steps "
-                                     f"({options.active} recorded)…", 10000)
-
-    def _on_profile_done(self, result) -> None:
-        self._capturing = False
-        if result.trace is None:
-            self.messages.show_message(f"The profiler wrote no trace: {result.error}", "error")
-            return
-        self.profiler_dock.show()
-        self.profiler_dock.raise_()
-        self.profiler.capture_written(result.trace)
-        if result.partial:
-            self.messages.show_message("The run ended before all profiled steps were "
-                                       "recorded: the Profiler shows the partial trace.",
-                                       "warning")
-
-    def _on_capture_state(self, state: str) -> None:
-        if state == IDLE:  # a run that could not even build answers no capture
-            self._capturing = False
-
-    def _on_trace_shown(self, _path: str) -> None:
-        self.act_export_trace.setEnabled(True)
-
-    def export_trace_dialog(self) -> None:
-        if self.profiler.trace is None:
-            self.messages.show_message("No trace on show: pick a capture in the Profiler "
-                                       "first.", "info")
-            return
-        name = self.profiler.trace.name.split(".pt.trace.json")[0] + ".json.gz"
-        path, _ = QFileDialog.getSaveFileName(self, "Export trace for Perfetto",
-                                              str(Path(self.settings.value("last_dir", ""))
-                                                  / name), "Chrome traces (*.json.gz)")
-        if path:
-            self.profiler.export(path)
 
     def _on_run_ended(self, e) -> None:
         if e.status == "completed":
@@ -463,47 +407,9 @@ class MainWindow(QMainWindow):
         self.profiler.set_run(run.dir)
         self.hardware.show_history(hardware, f"Run {run.id} {run.name}: stored samples")
         self.setWindowTitle(f"Torchwork — run {run.id} {run.name} ({run.status})")
-        self._last_run_id = run.id
+        self.export_actions.current_run = run.id
         if run.error:
             self.messages.show_message(f"Run {run.id} {run.status}: {run.error}", "warning")
-
-    def export_model_dialog(self) -> None:
-        """File ▸ Export trained model…, as `torchwork export`; the run last shown or
-        trained is the default."""
-        if self.exporter.busy:
-            self.messages.show_message("An export is already running: its report shows here "
-                                       "when it is verified.", "info")
-            return
-        runs = exportable_runs(self.workspace_dir)
-        self._refresh_export_action(runs)
-        if not runs:
-            return
-        dialog = ExportDialog(runs, self._last_run_id, self.settings.value("export_dir", ""),
-                              self.confirm, self)
-        if not dialog.exec():
-            return
-        request = dialog.request
-        self.settings.setValue("export_dir", str(request.path.parent))
-        self.exporter.start(request)
-        self.statusBar().showMessage(f"Exporting {request.run_label} as {request.format} and "
-                                     f"verifying it…")
-
-    def _on_export_done(self, report) -> None:
-        self.statusBar().clearMessage()
-        self.messages.show_message(report.summary(), "info")
-
-    def _on_export_failed(self, text: str) -> None:
-        self.statusBar().clearMessage()
-        self.messages.show_message(text, "error")
-
-    def _refresh_export_action(self, runs=None) -> None:
-        """Export is offered once some run has a checkpoint (after a run ends, or on demand)."""
-        if not isinstance(runs, list):
-            runs = exportable_runs(self.workspace_dir)
-        self.act_export_model.setEnabled(bool(runs))
-        self.act_export_model.setToolTip(
-            "Export a run's trained model (safetensors, .pt2, ONNX), verified" if runs else
-            "No trained run to export yet: train one first (Run ▸ Start)")
 
     def _pick_run(self, title: str, action: str, allowed=None) -> int | None:
         from engine.workspace import Workspace, WorkspaceError

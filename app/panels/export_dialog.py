@@ -18,7 +18,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal
+from PySide6.QtCore import QObject, QSettings, Qt, QThread, Signal
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QStatusBar,
     QVBoxLayout,
     QWidget,
 )
@@ -42,6 +44,8 @@ from engine.export import (
     run_checkpoint,
 )
 from engine.workspace import RunRecord, Workspace, WorkspaceError
+
+from ..widgets.message_bar import MessageBar
 
 DESCRIPTIONS = {
     "safetensors": "Weights with the config and preprocessing to rebuild the model in "
@@ -238,3 +242,61 @@ class Exporter(QObject):
         killed mid-write)."""
         if self._job is not None:
             self._job.wait()
+
+
+class ExportActions(QObject):
+    """File ▸ Export trained model…, as `torchwork export`, for the window.
+
+    The window sets ``current_run`` to the run it last showed or trained: the
+    dialog's default. ``confirm`` should look the window's up at each call, as
+    tests replace it after the window is built.
+    """
+
+    def __init__(self, *, exporter: Exporter, action: QAction, messages: MessageBar,
+                 status_bar: QStatusBar, settings: QSettings,
+                 confirm: Callable[[str, str], bool], parent: QWidget):
+        super().__init__(parent)
+        self.exporter, self.action, self.messages = exporter, action, messages
+        self.status_bar, self.settings = status_bar, settings
+        self._confirm, self._window = confirm, parent
+        self.current_run: int | None = None
+        action.triggered.connect(self.export_model_dialog)
+        exporter.succeeded.connect(self._on_export_done)
+        exporter.failed.connect(self._on_export_failed)
+        self.refresh()
+
+    def export_model_dialog(self) -> None:
+        if self.exporter.busy:
+            self.messages.show_message("An export is already running: its report shows here "
+                                       "when it is verified.", "info")
+            return
+        runs = exportable_runs(self.exporter.workspace_dir)
+        self.refresh(runs)
+        if not runs:
+            return
+        dialog = ExportDialog(runs, self.current_run, self.settings.value("export_dir", ""),
+                              self._confirm, self._window)
+        if not dialog.exec():
+            return
+        request = dialog.request
+        self.settings.setValue("export_dir", str(request.path.parent))
+        self.exporter.start(request)
+        self.status_bar.showMessage(f"Exporting {request.run_label} as {request.format} and "
+                                    f"verifying it…")
+
+    def _on_export_done(self, report) -> None:
+        self.status_bar.clearMessage()
+        self.messages.show_message(report.summary(), "info")
+
+    def _on_export_failed(self, text: str) -> None:
+        self.status_bar.clearMessage()
+        self.messages.show_message(text, "error")
+
+    def refresh(self, runs=None) -> None:
+        """Export is offered once some run has a checkpoint (after a run ends, or on demand)."""
+        if not isinstance(runs, list):
+            runs = exportable_runs(self.exporter.workspace_dir)
+        self.action.setEnabled(bool(runs))
+        self.action.setToolTip(
+            "Export a run's trained model (safetensors, .pt2, ONNX), verified" if runs else
+            "No trained run to export yet: train one first (Run ▸ Start)")

@@ -1,0 +1,108 @@
+"""The Profile menu's Capture… and Export trace…, between the bridge and the Profiler dock.
+
+Kept out of the main window, which only composes menus, toolbar and docks: a
+capture touches the bridge, the Profiler dock and the message bar, and which
+run it profiles (the one training, or a short dedicated run of the
+configuration on show) is decided here, with the capture dialog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QSettings
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QStatusBar, QWidget
+
+from engine.config import ConfigError
+from engine.profiling.options import profiling_config
+
+from ..bridge import IDLE, PAUSED, RUNNING, TrainingBridge
+from ..widgets.capture_dialog import DEDICATED_RUN, CaptureDialog
+from ..widgets.message_bar import MessageBar
+from ..widgets.run_status import RunStatus
+from .config_panel import ConfigPanel
+from .profiler_panel import ProfilerPanel
+from .training_plots import TrainingPlots
+
+
+class ProfileActions(QObject):
+    """``valid()`` says whether the configuration on show may start a run; it is asked
+    at each Capture…, not copied, as the window keeps that flag from the config panel."""
+
+    def __init__(self, *, bridge: TrainingBridge, profiler: ProfilerPanel,
+                 profiler_dock: QDockWidget, config_panel: ConfigPanel,
+                 valid: Callable[[], bool], plots: TrainingPlots, status: RunStatus,
+                 messages: MessageBar, status_bar: QStatusBar, settings: QSettings,
+                 capture: QAction, export_trace: QAction, parent: QWidget):
+        super().__init__(parent)
+        self.bridge, self.profiler, self.profiler_dock = bridge, profiler, profiler_dock
+        self.config_panel, self._valid = config_panel, valid
+        self.plots, self.status = plots, status
+        self.messages, self.status_bar, self.settings = messages, status_bar, settings
+        self.act_export_trace = export_trace
+        self._window = parent  # the dialogs' parent
+        self._capturing = False
+        capture.triggered.connect(self.capture_dialog)
+        export_trace.triggered.connect(self.export_trace_dialog)
+        bridge.profileDone.connect(self._on_profile_done)
+        bridge.stateChanged.connect(self._on_capture_state)
+        profiler.traceShown.connect(self._on_trace_shown)
+
+    def capture_dialog(self) -> None:
+        if self._capturing:
+            self.messages.show_message("A capture is already being recorded: its trace "
+                                       "shows in the Profiler when written.", "info")
+            return
+        state = self.bridge.state
+        dialog = CaptureDialog(state in (RUNNING, PAUSED), state == IDLE and self._valid(),
+                               self._window)
+        if not dialog.exec():
+            return
+        options = dialog.options()
+        if dialog.mode() == DEDICATED_RUN:
+            self.messages.hide()
+            self.plots.clear()
+            self.status.reset()
+            try:
+                self.bridge.start(profiling_config(self.config_panel.config(), options))
+            except ConfigError as exc:
+                self.messages.show_message(str(exc), "error")
+                return
+        self.bridge.profile(options)
+        self._capturing = True
+        self.status_bar.showMessage(f"Profiling {options.steps} steps "
+                                    f"({options.active} recorded)…", 10000)
+
+    def _on_profile_done(self, result) -> None:
+        self._capturing = False
+        if result.trace is None:
+            self.messages.show_message(f"The profiler wrote no trace: {result.error}", "error")
+            return
+        self.profiler_dock.show()
+        self.profiler_dock.raise_()
+        self.profiler.capture_written(result.trace)
+        if result.partial:
+            self.messages.show_message("The run ended before all profiled steps were "
+                                       "recorded: the Profiler shows the partial trace.",
+                                       "warning")
+
+    def _on_capture_state(self, state: str) -> None:
+        if state == IDLE:  # a run that could not even build answers no capture
+            self._capturing = False
+
+    def _on_trace_shown(self, _path: str) -> None:
+        self.act_export_trace.setEnabled(True)
+
+    def export_trace_dialog(self) -> None:
+        if self.profiler.trace is None:
+            self.messages.show_message("No trace on show: pick a capture in the Profiler "
+                                       "first.", "info")
+            return
+        name = self.profiler.trace.name.split(".pt.trace.json")[0] + ".json.gz"
+        path, _ = QFileDialog.getSaveFileName(self._window, "Export trace for Perfetto",
+                                              str(Path(self.settings.value("last_dir", ""))
+                                                  / name), "Chrome traces (*.json.gz)")
+        if path:
+            self.profiler.export(path)
