@@ -70,9 +70,9 @@ class TrainingBridge(QObject):
         self.resumed.connect(self._on_running)
 
     # --- commands --------------------------------------------------------------
-    def start(self, config: RunConfig) -> None:
+    def start(self, config: RunConfig, name: str | None = None) -> None:
         config.validate()
-        self._launch(config.to_toml(), None)
+        self._launch(config.to_toml(), None, name)
 
     def resume_run(self, run_id: int) -> None:
         """Continue a stopped or interrupted workspace run from its last checkpoint."""
@@ -115,7 +115,8 @@ class TrainingBridge(QObject):
         return self._process is not None
 
     # --- internals ---------------------------------------------------------------
-    def _launch(self, config_toml: str | None, run_id: int | None) -> None:
+    def _launch(self, config_toml: str | None, run_id: int | None,
+                name: str | None = None) -> None:
         if self.busy:
             raise RuntimeError("a run is already in progress: stop it first")
         self._events = _CONTEXT.Queue()
@@ -123,7 +124,7 @@ class TrainingBridge(QObject):
         workspace = str(self.workspace_dir) if self.workspace_dir is not None else None
         self._process = _CONTEXT.Process(
             target=run_process.main, name="torchwork-run", daemon=True,
-            args=(config_toml, run_id, workspace, self._events, child_end))
+            args=(config_toml, run_id, workspace, self._events, child_end, name))
         self._set_state(STARTING)
         self._process.start()
         child_end.close()

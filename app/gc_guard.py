@@ -25,16 +25,36 @@ _was_enabled = True
 @contextlib.contextmanager
 def paused():
     """Collection off while the block runs; nesting and overlapping jobs are fine."""
+    _hold()
+    try:
+        yield
+    finally:
+        _release()
+
+
+@contextlib.contextmanager
+def lifted():
+    """Inside paused(): hand this job's hold back while it only waits (for a run in another
+    process), so the GUI thread collects meanwhile; the hold is taken again after."""
+    _release()
+    try:
+        yield
+    finally:
+        _hold()
+
+
+def _hold() -> None:
     global _jobs, _was_enabled
     with _lock:
         if _jobs == 0:
             _was_enabled = gc.isenabled()
             gc.disable()
         _jobs += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _jobs -= 1
-            if _jobs == 0 and _was_enabled:
-                gc.enable()
+
+
+def _release() -> None:
+    global _jobs
+    with _lock:
+        _jobs -= 1
+        if _jobs == 0 and _was_enabled:
+            gc.enable()

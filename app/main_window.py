@@ -76,7 +76,7 @@ class MainWindow(QMainWindow):
         self.profiler_dock = self._dock("Profiler", "profiler", self.profiler,
                                         Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.profiler_dock)
-        self.compression = CompressionPanel(workspace_dir)
+        self.compression = CompressionPanel(workspace_dir, self.bridge)
         self.compression_dock = self._dock("Compression", "compression", self.compression,
                                            Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.compression_dock)
@@ -245,7 +245,7 @@ class MainWindow(QMainWindow):
             export_trace=self.act_export_trace, parent=self)
         self.config_panel.validityChanged.connect(self._on_validity)
         self.compression.message.connect(self.messages.show_message)
-        self.compression.trainingEvent.connect(self._on_compression_event)
+        self.compression.studentRequested.connect(self.distil_into_configured)
         self.compression.selectionChanged.connect(self.act_export_compressed.setEnabled)
         b.runEnded.connect(self.compression.refresh_runs)
 
@@ -263,6 +263,19 @@ class MainWindow(QMainWindow):
             self.bridge.start(cfg)
         except ConfigError as exc:
             self.messages.show_message(str(exc), "error")
+
+    def distil_into_configured(self, teacher: int, alpha: float, temperature: float) -> None:
+        """The Compression dock's "Distil into the configured model": the form's model trains
+        as the student of run ``teacher``, an ordinary run with distill.* set in its config."""
+        cfg = self.config_panel.config()
+        cfg.distill.teacher, cfg.distill.alpha = str(teacher), alpha
+        cfg.distill.temperature = temperature
+        self.config_panel.set_config(cfg)
+        if self.bridge.busy:
+            self.messages.show_message("A run is training: the student is set up in the form; "
+                                       "press Start when the run has ended.", "info")
+            return
+        self.start_run()
 
     def resume_checkpoint_dialog(self) -> None:
         run_id = self._pick_run("Resume from checkpoint", "Resume",
@@ -305,24 +318,6 @@ class MainWindow(QMainWindow):
     def _on_internal_error(self, text: str, _traceback: str) -> None:
         self.messages.show_message(f"The run ended with an error while finishing: {text}",
                                    "error")
-
-    def _on_compression_event(self, e) -> None:
-        """Fine-tuning and distillation in the Compression dock draw in the training plots
-        like any run (unless a run of the window is training there)."""
-        from engine.training import events as ev
-
-        if self.bridge.busy:
-            return
-        if isinstance(e, ev.RunStarted):
-            self.plots.on_run_started(e)
-            self.status.on_run_started(e)
-        elif isinstance(e, ev.MetricsLogged):
-            self.plots.on_metrics(e)
-            self.status.on_metrics(e)
-        elif isinstance(e, ev.EpochEnded):
-            self.plots.on_epoch(e)
-        elif isinstance(e, ev.RunEnded):
-            self.plots.on_run_ended(e)
 
     def _on_run_created(self, info) -> None:
         self.export_actions.current_run = info.run_id

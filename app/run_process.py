@@ -35,11 +35,12 @@ def message(exc: BaseException) -> str:
 
 
 def main(config_toml: str | None, resume_run: int | None, workspace_dir, events,
-         commands) -> None:
-    """Build the run, train it, and report everything on ``events`` as lists of (name, args)."""
+         commands, name: str | None = None) -> None:
+    """Build the run (called ``name``, or a name from its config), train it, and report
+    everything on ``events`` as lists of (name, args)."""
     outbox = Outbox(events)
     try:
-        _train(config_toml, resume_run, workspace_dir, outbox.post, commands)
+        _train(config_toml, resume_run, workspace_dir, outbox.post, commands, name)
     finally:
         outbox.post(DONE)
         events.close()
@@ -71,13 +72,13 @@ class Outbox:
                 self._sent = now
 
 
-def _train(config_toml, resume_run, workspace_dir, post, commands) -> None:
+def _train(config_toml, resume_run, workspace_dir, post, commands, name) -> None:
     from engine.config import RunConfig
-    from engine.monitor.recorder import HardwareRecorder
+    from engine.monitor.recorder import record_run
     from engine.profiling.capture import ProfilerCapture
     from engine.training import Trainer
     from engine.training import events as ev
-    from engine.workspace import Workspace, WorkspaceWriter
+    from engine.workspace import Workspace
 
     stop_early = threading.Event()
     holder: list = []
@@ -110,22 +111,18 @@ def _train(config_toml, resume_run, workspace_dir, post, commands) -> None:
         try:
             if resume_run is not None:
                 run = ws.get_run(resume_run)
-                trainer = Trainer(RunConfig.from_toml(run.config_toml))
+                trainer = Trainer(RunConfig.from_toml(run.config_toml), workspace=ws)
                 trainer.load_checkpoint(run.checkpoint
                                         or str(run.dir / "checkpoints" / "last.pt"))
                 ws.truncate_after(run.id, trainer.step)
             else:
                 config = RunConfig.from_toml(config_toml)
-                trainer = Trainer(config)
-                run = ws.create_run(config)
+                trainer = Trainer(config, workspace=ws)
+                run = ws.create_run(config, name)
         except Exception as exc:  # a bad config, model file or checkpoint: the user can act
             post("buildFailed", message(exc))
             return
-        trainer.run_id = str(run.id)
-        trainer.enable_checkpoints(run.dir / "checkpoints")
-        WorkspaceWriter(ws, run).attach(trainer)
-        HardwareRecorder(ws, run.id, trainer.config.monitor.interval,
-                         on_sample=partial(post, "hardwareSampled")).attach(trainer)
+        record_run(trainer, ws, run, on_sample=partial(post, "hardwareSampled"))
         profiler.worker = f"run{run.id}"
         profiler.attach(trainer, run.dir)  # always: steps then carry the step events it needs
         for event_type in (ev.RunStarted, ev.EpochStarted, ev.MetricsLogged,

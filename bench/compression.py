@@ -27,7 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.cli import main as torchwork  # noqa: E402
-from engine.compression import CompressOptions, compress, format_table  # noqa: E402
+from engine.compression import (  # noqa: E402
+    CompressOptions,
+    compress,
+    format_table,
+    workspace_train,
+)
 from engine.export import load_run_model  # noqa: E402
 
 
@@ -50,7 +55,7 @@ def main() -> None:
         options = CompressOptions(prune="structured", ratios=(0.5,), quantize="onnx",
                                   finetune_epochs=args.finetune_epochs, repeats=args.repeats)
         start = time.perf_counter()
-        result = compress(loaded, options, Path(ws) / "compressed")
+        result = compress(loaded, options, Path(ws) / "compressed", train=workspace_train(ws))
         took = time.perf_counter() - start
     print(f"\ntrained in {trained:.0f} s; compressed and measured in {took:.0f} s\n")
     print(format_table(result.candidates))

@@ -118,23 +118,33 @@ def _config_for_run(args) -> RunConfig:
             beside = path.parent / file
             file = beside if beside.exists() else Path.cwd() / file
         cfg.model.arch = f"custom:{file.resolve()}"
+    if cfg.model.init:  # the same: a relative weights file is found beside the config
+        file = Path(cfg.model.init).expanduser()
+        if not file.is_absolute():
+            beside = path.parent / file
+            file = beside if beside.exists() else Path.cwd() / file
+        cfg.model.init = str(file.resolve())
     return cfg
 
 
-def _build_trainer(cfg: RunConfig):
+def _build_trainer(cfg: RunConfig, workspace=None):
     from .models import ModelError
     from .training import Trainer
 
     try:
-        return Trainer(cfg)
+        return Trainer(cfg, workspace=workspace)
     except ModelError as exc:
         raise UsageError(str(exc)) from None
 
 
 def cmd_run(args) -> int:
     cfg = _config_for_run(args)
-    trainer = _build_trainer(cfg)
     ws = _open_workspace(args)
+    try:
+        trainer = _build_trainer(cfg, ws)
+    except BaseException:
+        ws.close()
+        raise
     run = ws.create_run(cfg, args.name)
     return _train(trainer, ws, run, args.json)
 
@@ -161,7 +171,7 @@ def cmd_resume(args) -> int:
         print(f"torchwork resume: run {run.id} has no checkpoint ({checkpoint}): start it again "
               f"with `torchwork run {run.dir / 'config.toml'}`", file=sys.stderr)
         return EXIT_FAILED
-    trainer = _build_trainer(cfg)
+    trainer = _build_trainer(cfg, ws)
     try:
         trainer.load_checkpoint(checkpoint)
     except CheckpointError as exc:
@@ -181,17 +191,12 @@ def cmd_resume(args) -> int:
 
 
 def _train(trainer, ws, run, as_json: bool) -> int:
-    from .monitor.recorder import HardwareRecorder
+    from .monitor.recorder import record_run
     from .reporting import JsonLines, ProgressBar
-    from .workspace import WorkspaceWriter
 
-    trainer.run_id = str(run.id)
-    trainer.enable_checkpoints(run.dir / "checkpoints")
-    WorkspaceWriter(ws, run).attach(trainer)
     # What the hardware monitor cannot read matters on a GPU run only ("No NVIDIA GPU found").
     on_gpu = trainer.device.type == "cuda"
-    recorder = HardwareRecorder(ws, run.id, trainer.config.monitor.interval,
-                                on_problem=_say_hardware if on_gpu else None).attach(trainer)
+    recorder = record_run(trainer, ws, run, on_problem=_say_hardware if on_gpu else None)
     (JsonLines() if as_json else ProgressBar()).attach(trainer)
     interrupted = []
 

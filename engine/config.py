@@ -95,6 +95,11 @@ class ModelConfig:
     dropout: float = opt(0.0, "Dropout", "Probability of zeroing an activation during training.",
                          min=0.0, max=1.0, max_exclusive=True)
     batch_norm: bool = opt(False, "Batch norm", "Batch normalization after each hidden layer.")
+    init: str = opt("", "Start from weights", "A .safetensors file (from `torchwork export` or "
+                    "`torchwork compress`) whose weights the model starts from instead of a "
+                    "random initialization; layers take the file's sizes, so a pruned model "
+                    "fine-tunes as an ordinary run. Empty: random initialization.",
+                    pattern=r"(.+\.safetensors)?", pattern_hint="path/to/model.safetensors")
 
 
 @dataclass
@@ -198,6 +203,20 @@ class MonitorConfig:
                           min=0.1, max=10.0)
 
 
+@dataclass
+class DistillConfig:
+    teacher: str = opt("", "Teacher", "Knowledge distillation: a trained run (its id or name in "
+                       "the workspace) or a .safetensors export whose model teaches this one. "
+                       "The loss becomes alpha * T^2 * KL(teacher || student) + (1 - alpha) * "
+                       "task loss at temperature T. Empty: no distillation.")
+    alpha: float = opt(0.7, "Teacher weight (alpha)", "Share of the loss that follows the "
+                       "teacher's softened outputs; the rest is the task loss.",
+                       min=0.0, max=1.0)
+    temperature: float = opt(4.0, "Temperature", "Softens both models' outputs before they are "
+                             "compared; 2 to 8 is usual.", min=0.0, max=100.0,
+                             min_exclusive=True)
+
+
 SECTIONS = {
     "data": DataConfig,
     "model": ModelConfig,
@@ -207,6 +226,7 @@ SECTIONS = {
     "precision": PrecisionConfig,
     "train": TrainConfig,
     "monitor": MonitorConfig,
+    "distill": DistillConfig,
 }
 
 # How the desktop form groups the options: by what a person decides together,
@@ -216,6 +236,7 @@ FORM_GROUPS = {
     "Model": ["model.*"],
     "Optimizer & schedule": ["optim.*", "schedule.*", "train.loss"],
     "Regularization": ["regularization.*"],
+    "Distillation": ["distill.*"],
     "Precision & efficiency": ["precision.amp", "train.grad_accum_steps", "train.grad_clip_norm",
                                "train.grad_clip_value", "precision.channels_last",
                                "precision.compile"],
@@ -245,6 +266,7 @@ class RunConfig:
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     # --- conversion -------------------------------------------------------
     def to_dict(self) -> dict[str, dict[str, Any]]:
@@ -403,6 +425,13 @@ class RunConfig:
         if m.arch == "cnn" and d.dataset not in IMAGE_DATASETS:
             errs.append(f"model.arch='cnn' needs image data (data.dataset in "
                         f"{', '.join(IMAGE_DATASETS)}; got {d.dataset!r}): use 'mlp' or 'resnet'")
+        if self.distill.teacher:
+            if task != "classification":
+                errs.append(f"distill.teacher needs a classification dataset: distillation "
+                            f"matches class probabilities, and {d.dataset!r} is {task}")
+            if o.name == "lbfgs":
+                errs.append("distill.teacher does not work with optim.name='lbfgs' (its "
+                            "closure re-evaluates the task loss alone): use adamw")
         if d.dataset == "synthetic" and d.n_classes > d.n_features:
             errs.append(f"data.n_classes ({d.n_classes}) must not exceed data.n_features "
                         f"({d.n_features}) for synthetic data")
@@ -528,6 +557,10 @@ def check_value(key: str, value: Any) -> list[str]:
             hint = difflib.get_close_matches(str(value), meta["choices"], n=1)
             errs.append(f"{key} must be one of {allowed} (got {value!r})"
                         + (f": did you mean {hint[0]!r}?" if hint else ""))
+        return errs
+    if isinstance(value, str):
+        if meta["pattern"] and not re.fullmatch(meta["pattern"], value):
+            errs.append(f"{key} must be empty or {meta['pattern_hint']} (got {value!r})")
         return errs
     lo, hi = meta["min"], meta["max"]
     if isinstance(value, float) and not math.isfinite(value):

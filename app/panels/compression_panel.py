@@ -1,11 +1,14 @@
 """The Compression dock: options, Run, the before/after table and the sparsity-sweep chart.
 
-The work (pruning, fine-tuning, quantization, timing) is torch work of seconds
-to minutes, so a worker thread runs engine.compression.compress, the same call
-as `torchwork compress`; only plain Candidate rows and progress text come back
-as signals. The chart draws the validation metric against file size and
-against latency at batch 64, with the Pareto front marked; clicking a point
-(or a table row) picks the candidate that File ▸ Export compressed model… writes.
+Pruning, quantization and timing are torch work of seconds, so a worker thread
+runs engine.compression.compress, the same call as `torchwork compress`; only
+plain Candidate rows and progress text come back as signals. Fine-tuning and
+distillation are ordinary runs: the worker hands their configs to a
+BridgeTrainer, which trains them through the window's bridge (live curves in
+the Training dock, listed with the workspace's runs, resumable). The chart
+draws the validation metric against file size and against latency at batch
+64, with the Pareto front marked; clicking a point (or a table row) picks the
+candidate that File ▸ Export compressed model… writes.
 """
 
 from __future__ import annotations
@@ -43,14 +46,15 @@ from engine.compression import (
     compress,
     pareto_front,
     save_candidate,
+    workspace_train,
 )
 from engine.compression.measure import human_bytes, metric_text
 from engine.compression.prune import IMPORTANCES
 from engine.export import SUFFIXES, ExportError, load_run_model
-from engine.training import events as ev
 
 from ..widgets.live_plot import DARK, LIGHT
 from .export_dialog import FILTERS, exportable_runs
+from .finetune_runs import BridgeTrainer
 
 COLUMNS = ("candidate", "runtime", "params", "non-zero", "size", "MACs", "latency b1",
            "latency b64", "metric")
@@ -62,15 +66,14 @@ class _CompressJob(QThread):
     """Runs one compression session; the CompressionResult (modules) stays on this object."""
 
     progress = Signal(str)
-    trainingEvent = Signal(object)  # fine-tuning's RunStarted/MetricsLogged/EpochEnded/RunEnded
     finished_rows = Signal(list)  # list[Candidate]
     failed = Signal(str)
 
     def __init__(self, workspace_dir, run_id: int, teacher_id: int | None,
-                 options: CompressOptions, parent=None):
+                 options: CompressOptions, train, parent=None):
         super().__init__(parent)
         self.workspace_dir, self.run_id, self.teacher_id = workspace_dir, run_id, teacher_id
-        self.options = options
+        self.options, self.train = options, train
         self.result = None
 
     def run(self) -> None:
@@ -80,11 +83,10 @@ class _CompressJob(QThread):
     def _run(self) -> None:
         try:
             loaded = load_run_model(self.workspace_dir, self.run_id)
-            teacher = (load_run_model(self.workspace_dir, self.teacher_id).model
-                       if self.teacher_id is not None else None)
+            teacher = str(self.teacher_id) if self.teacher_id is not None else None
             self.result = compress(loaded, self.options, loaded.run.dir / "compressed",
                                    teacher=teacher, progress=self.progress.emit,
-                                   on_trainer=self._follow)
+                                   train=self.train)
         except (CompressionError, ExportError) as exc:
             self.failed.emit(f"Compression of run {self.run_id} failed: {exc}")
         except Exception as exc:  # a bug must reach the window, not end the thread silently
@@ -92,19 +94,6 @@ class _CompressJob(QThread):
                              f"{type(exc).__name__}: {exc}")
         else:
             self.finished_rows.emit(list(self.result.candidates))
-
-    def _follow(self, trainer) -> None:
-        """Fine-tuning progress: its events (frozen dataclasses of plain numbers) for the
-        window's training plots, and a line of text per epoch."""
-        total = trainer.config.train.epochs
-        for kind in (ev.RunStarted, ev.MetricsLogged, ev.EpochEnded, ev.RunEnded):
-            trainer.on(kind, self.trainingEvent.emit)
-
-        def on_epoch(e: ev.EpochEnded) -> None:
-            metrics = ", ".join(f"{k} {v:.4g}" for k, v in e.metrics.items())
-            self.progress.emit(f"fine-tuning (curves in the Training dock): epoch "
-                               f"{e.epoch}/{total}, train loss {e.train_loss:.4g}, {metrics}")
-        trainer.on(ev.EpochEnded, on_epoch)
 
 
 class _SaveJob(QThread):
@@ -249,12 +238,20 @@ class CompressionPanel(QWidget):
     """Options form, Run, progress, the table and the chart; owns the worker threads."""
 
     message = Signal(str, str)  # text, kind ("error" | "info")
-    trainingEvent = Signal(object)  # fine-tuning or distillation events, as a run's
     selectionChanged = Signal(bool)  # a candidate is picked (export possible)
+    # "Distil into the configured model": teacher run id, alpha, temperature
+    studentRequested = Signal(int, float, float)
 
-    def __init__(self, workspace_dir=None, parent=None):
+    def __init__(self, workspace_dir=None, bridge=None, parent=None):
+        """Without a ``bridge`` (tests), fine-tuning runs train in the worker thread, still
+        as workspace runs."""
         super().__init__(parent)
         self.workspace_dir = workspace_dir
+        if bridge is not None:
+            self.trainer = BridgeTrainer(bridge, workspace_dir, self)
+            self.trainer.waiting.connect(self._waiting)
+        else:
+            self.trainer = None
         self._job: _CompressJob | None = None
         self._save: _SaveJob | None = None
         self.result = None
@@ -271,6 +268,17 @@ class CompressionPanel(QWidget):
         self.quantize = QComboBox()
         self.quantize.addItems(["onnx", "torch", "none"])
         self.epochs = QSpinBox(minimum=0, maximum=1000, value=5)
+        self.alpha = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05,
+                                    value=0.7)
+        self.alpha.setToolTip("Share of the loss that follows the teacher's softened outputs")
+        self.temperature = QDoubleSpinBox(decimals=1, minimum=0.5, maximum=20.0, value=4.0)
+        self.temperature.setToolTip("Softens both models' outputs; 2 to 8 is usual")
+        self.student_button = QPushButton("Distil into the configured model")
+        self.student_button.setToolTip(
+            "Train the model configured in the Run configuration panel (a smaller one) as a "
+            "student of the 'Distil from' run: a normal run with distill.* set")
+        self.student_button.clicked.connect(self._request_student)
+        self.teacher_box.currentIndexChanged.connect(self._teacher_changed)
         self.run_button = QPushButton("Run compression")
         self.run_button.clicked.connect(self.start)
         refresh = QPushButton("Refresh runs")
@@ -285,6 +293,9 @@ class CompressionPanel(QWidget):
         form.addRow("Quantize (int8)", self.quantize)
         form.addRow("Fine-tune epochs", self.epochs)
         form.addRow("Distil from", self.teacher_box)
+        form.addRow("Teacher weight", self.alpha)
+        form.addRow("Temperature", self.temperature)
+        form.addRow(self.student_button)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(refresh)
@@ -366,7 +377,9 @@ class CompressionPanel(QWidget):
                                importance=self.importance.currentText(),
                                exclude=tuple(self.exclude.text().replace(",", " ").split()),
                                quantize=self.quantize.currentText(),
-                               finetune_epochs=self.epochs.value())
+                               finetune_epochs=self.epochs.value(),
+                               distill_alpha=self.alpha.value(),
+                               distill_temperature=self.temperature.value())
 
     def start(self) -> None:
         run_id = self.run_box.currentData()
@@ -380,10 +393,10 @@ class CompressionPanel(QWidget):
             return
         self.run_button.setEnabled(False)
         self.status.setText(f"Compressing run {run_id}…")
+        train = self.trainer or workspace_train(self.workspace_dir)
         job = _CompressJob(self.workspace_dir, run_id, self.teacher_box.currentData(), options,
-                           self)
+                           train, self)
         job.progress.connect(self.status.setText)
-        job.trainingEvent.connect(self.trainingEvent)
         job.finished_rows.connect(self._done)
         job.failed.connect(self._failed)
         self._job = job
@@ -445,6 +458,10 @@ class CompressionPanel(QWidget):
         self.chart.apply_theme(dark)
 
     def wait(self) -> None:
+        """Let the jobs end (the window is closing): a job waiting for its fine-tuning run
+        is woken and fails."""
+        if self.trainer is not None:
+            self.trainer.cancel()
         for job in (self._job, self._save):
             if job is not None:
                 job.wait()
@@ -455,6 +472,21 @@ class CompressionPanel(QWidget):
         self.status.setText(f"{len(rows)} candidates measured. Pick one in the table or chart; "
                             f"File ▸ Export compressed model… writes it.")
         self.show_candidates(rows)
+
+    def _teacher_changed(self) -> None:
+        teaching = self.teacher_box.currentData() is not None
+        self.student_button.setEnabled(teaching)
+        self.alpha.setEnabled(teaching)
+        self.temperature.setEnabled(teaching)
+
+    def _request_student(self) -> None:
+        teacher = self.teacher_box.currentData()
+        if teacher is not None:
+            self.studentRequested.emit(int(teacher), self.alpha.value(),
+                                       self.temperature.value())
+
+    def _waiting(self, text: str) -> None:
+        self.status.setText(text[0].upper() + text[1:] + "…")
 
     def _failed(self, text: str) -> None:
         self.run_button.setEnabled(True)

@@ -35,7 +35,15 @@ from engine.config import ConfigError, coerce, field_default, field_meta, field_
 
 # Choice fields whose free-form value names a file: key -> (value prefix, file filter).
 # The engine's metadata has no notion of "a path", so the one browse button is declared here.
-FILE_PICKERS = {"model.arch": ("custom:", "Python files (*.py)")}
+# key -> (prefix of the value, file filter, what the … button's tooltip says)
+FILE_PICKERS = {
+    "model.arch": ("custom:", "Python files (*.py)",
+                   "Choose a Python file exposing build_model(input_shape, num_outputs)"),
+    "model.init": ("", "Safetensors (*.safetensors)",
+                   "Choose weights to start from: a safetensors export or compressed model"),
+    "distill.teacher": ("", "Safetensors (*.safetensors)",
+                        "Choose a teacher exported as safetensors (or type a run id)"),
+}
 
 ERROR_PROPERTY = "fieldError"
 ERROR_COLOR = "#e5534b"
@@ -222,6 +230,24 @@ class FieldEditor(QWidget):
         self._message.setText(below)
         self._message.setVisible(bool(below))
 
+    def add_file_picker(self, set_text) -> None:
+        """A … button beside the fields that name a file; the chosen path goes to
+        ``set_text`` (with the field's prefix, e.g. custom:)."""
+        if self.key not in FILE_PICKERS:
+            return
+        self._set_picked = set_text
+        self.browse = QToolButton()
+        self.browse.setText("…")
+        self.browse.setToolTip(FILE_PICKERS[self.key][2])
+        self.browse.clicked.connect(self._browse)
+        self._row.addWidget(self.browse)
+
+    def _browse(self) -> None:
+        prefix, file_filter, _tip = FILE_PICKERS[self.key]
+        path, _ = QFileDialog.getOpenFileName(self, self.meta["label"], "", file_filter)
+        if path:
+            self._set_picked(prefix + path)
+
     def set_read_only(self, read_only: bool) -> None:
         for i in range(self._row.count()):
             widget = self._row.itemAt(i).widget()
@@ -246,13 +272,7 @@ class ChoiceEditor(FieldEditor):
             combo.currentTextChanged.connect(self.changed)
         else:
             combo.currentIndexChanged.connect(self.changed)
-        if key in FILE_PICKERS:
-            self.browse = QToolButton()
-            self.browse.setText("…")
-            self.browse.setToolTip("Choose a Python file exposing "
-                                   "build_model(input_shape, num_outputs)")
-            self.browse.clicked.connect(self._browse)
-            self._row.addWidget(self.browse)
+        self.add_file_picker(self.combo.setEditText)
 
     def value(self) -> str:
         return self.combo.currentText().strip()
@@ -274,11 +294,25 @@ class ChoiceEditor(FieldEditor):
             self.combo.addItem(text)
             self.combo.setCurrentIndex(self.combo.count() - 1)
 
-    def _browse(self) -> None:
-        prefix, file_filter = FILE_PICKERS[self.key]
-        path, _ = QFileDialog.getOpenFileName(self, self.meta["label"], "", file_filter)
-        if path:
-            self.combo.setEditText(prefix + path)
+
+
+class TextEditor(FieldEditor):
+    """Free text (a file path or a run id); empty means the option is off."""
+
+    def __init__(self, key: str, parent: QWidget | None = None):
+        self.edit = QLineEdit()
+        super().__init__(key, self.edit, parent)
+        self.edit.setPlaceholderText(self.meta["pattern_hint"] or "empty: off")
+        self.edit.setClearButtonEnabled(True)
+        self.edit.textChanged.connect(self.changed)
+        self.add_file_picker(self.edit.setText)
+
+    def value(self) -> str:
+        return self.edit.text().strip()
+
+    def _show(self, value: Any) -> None:
+        self.edit.setText(str(value))
+        self.edit.setCursorPosition(0)
 
 
 class BoolEditor(FieldEditor):
@@ -397,7 +431,7 @@ def make_editor(key: str, parent: QWidget | None = None) -> FieldEditor:
         return ChoiceEditor(key, parent)
     if get_origin(tp) is list:
         return ListEditor(key, parent)
-    editors = {bool: BoolEditor, int: IntEditor, float: FloatEditor}
+    editors = {bool: BoolEditor, int: IntEditor, float: FloatEditor, str: TextEditor}
     if tp not in editors:
         raise TypeError(f"no editor for {key} of type {tp!r}: "
                         f"add one to app/widgets/config_form.py")

@@ -34,9 +34,12 @@ def register(subparsers, common) -> None:
                    help="int8 dynamic quantization with torchao (torch) or ONNX Runtime "
                         "(default: onnx)")
     p.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
-                   help="train the pruned model N more epochs (default 0)")
+                   help="train the pruned model N more epochs, as a new run of the workspace "
+                        "(default 0)")
     p.add_argument("--distill-from", metavar="RUN",
-                   help="fine-tune by distillation from this run's model (the teacher)")
+                   help="fine-tune by distillation from this run's model (the teacher; a run "
+                        "id or a .safetensors export). To distil into a smaller model of your "
+                        "own, train its config with --set distill.teacher=RUN")
     p.add_argument("--alpha", type=float, default=0.7,
                    help="weight of the distillation term (default 0.7)")
     p.add_argument("--temperature", type=float, default=4.0,
@@ -66,8 +69,16 @@ def run_compress(args) -> int:
     from pathlib import Path
 
     from engine.cli import UsageError, _open_workspace
-    from engine.compression import CompressionError, CompressOptions, compress, format_table
+    from engine.compression import (
+        CompressionError,
+        CompressOptions,
+        compress,
+        format_table,
+        workspace_train,
+    )
     from engine.compression.prune import check_exclude
+    from engine.compression.teacher import load_teacher
+    from engine.config import ConfigError
     from engine.export import ExportError, ExportInputError, load_run_model
 
     options = CompressOptions(
@@ -84,16 +95,17 @@ def run_compress(args) -> int:
                                        "--finetune-epochs N")
             loaded = load_run_model(ws, args.run)
             check_exclude(loaded.model, options.exclude)
-            teacher = load_run_model(ws, args.distill_from).model if args.distill_from else None
-        except (CompressionError, ExportInputError) as exc:
+            if args.distill_from:
+                load_teacher(args.distill_from, ws)  # a wrong reference fails now, not later
+        except (CompressionError, ExportInputError, ConfigError) as exc:
             raise UsageError(str(exc)) from None
         out = Path(args.out) if args.out else loaded.run.dir / "compressed"
         say = (lambda text: None) if args.json else \
             (lambda text: print(f"… {text}", file=sys.stderr, flush=True))
-        hook = None if args.json else _progress_bar
+        train = workspace_train(ws, on_trainer=None if args.json else _progress_bar)
         try:
-            result = compress(loaded, options, out, teacher=teacher, progress=say,
-                              on_trainer=hook)
+            result = compress(loaded, options, out, teacher=_teacher(args.distill_from),
+                              progress=say, train=train)
         except CompressionError as exc:
             print(f"torchwork compress: {exc}", file=sys.stderr)
             return EXIT_FAILED
@@ -109,6 +121,15 @@ def run_compress(args) -> int:
         if any(c.path for c in result.candidates):
             print(f"\nONNX files: {out}")
     return EXIT_OK
+
+
+def _teacher(ref: str | None) -> str | None:
+    """A teacher file is stored with its full path, so the fine-tuning run resumes anywhere."""
+    from pathlib import Path
+
+    if ref and ref.endswith(".safetensors"):
+        return str(Path(ref).expanduser().resolve())
+    return ref
 
 
 def _progress_bar(trainer) -> None:

@@ -2,8 +2,15 @@
 
 from .errors import CompressionError
 from .measure import Candidate, format_table
-from .pipeline import CompressionResult, CompressOptions, compress, finetune, save_candidate
+from .pipeline import (
+    CompressionResult,
+    CompressOptions,
+    compress,
+    finetune_config,
+    save_candidate,
+    workspace_train,
+)
 from .sweep import pareto_front
 
 __all__ = ["Candidate", "CompressOptions", "CompressionError", "CompressionResult", "compress",
-           "finetune", "format_table", "pareto_front", "save_candidate"]
+           "finetune_config", "format_table", "pareto_front", "save_candidate", "workspace_train"]

@@ -5,11 +5,17 @@ run this, so the three show the same table. Each pruning ratio (one, or
 several for a sparsity sweep) gives a chain of candidates: the pruned model
 (fine-tuned when asked), then its int8 forms. ONNX files go to ``out_dir``
 (by default the run's own folder), exported and verified through engine.export.
+
+Fine-tuning (and distillation) is an ordinary run: the pruned model is saved as
+a safetensors file beside the ONNX files, and a config that starts from it
+(``model.init``) goes to the caller's ``train``, which trains it as a run of
+the workspace (`torchwork runs` lists it, it can be resumed) and returns the
+trained model. The command line trains in its own process, the window in its
+run process with live plots.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import shutil
@@ -21,17 +27,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.config import RunConfig
-from engine.export import export_model
+from engine.config import ConfigError, RunConfig
+from engine.export import ExportInputError, export_model, load_run_model
+from engine.models import ModelError
+from engine.models.fit import KEEP_ZEROS, fold_masks
 
-from .distill import Distillation
 from .errors import CompressionError
 from .measure import Candidate, count_macs, measure_onnx, measure_torch
-from .prune import METHODS, count_params, count_zeros, make_permanent, prune_model
+from .prune import METHODS, count_params, count_zeros, prune_model
 from .quantize import TARGETS, quantize_onnx, quantize_torch
 
 Progress = Callable[[str], None]
-TrainerHook = Callable[[object], None]  # gets each fine-tuning Trainer before it runs
+# Trains a fine-tuning config (named like the candidate) as a workspace run; returns its model.
+Train = Callable[[RunConfig, str], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -88,16 +96,19 @@ class CompressionResult:
 
 
 def compress(loaded, options: CompressOptions, out_dir: str | Path, *,
-             teacher: nn.Module | None = None, progress: Progress | None = None,
-             on_trainer: TrainerHook | None = None) -> CompressionResult:
+             teacher: str | None = None, progress: Progress | None = None,
+             train: Train | None = None) -> CompressionResult:
     """Measure the run's model, then each compressed chain; ``loaded`` is a LoadedRun.
 
-    ``teacher``: fine-tune by distillation from this model instead of the task
-    loss alone (needs finetune_epochs > 0).
+    With finetune_epochs > 0 each pruned model trains that many epochs through
+    ``train`` (see workspace_train); ``teacher`` (a run id or a .safetensors
+    export, as distill.teacher takes) makes that training distil from it.
     """
     options.check()
-    if teacher is not None and options.finetune_epochs == 0:
+    if teacher and options.finetune_epochs == 0:
         raise CompressionError("distillation trains the student: give --finetune-epochs N")
+    if options.finetune_epochs and train is None:
+        raise CompressionError("fine-tuning needs a way to train runs (workspace_train)")
     say = progress or (lambda text: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,24 +124,26 @@ def compress(loaded, options: CompressOptions, out_dir: str | Path, *,
         result.add(_onnx_row("original (onnx)", original, example, out_dir / "original.onnx",
                              macs, 0.0, data), original)
     for ratio in options.ratios:
-        model, name = original, "original"
+        model, name, keep_zeros = original, "original", ()
         if options.prune is not None:
             say(f"pruning {ratio:.0%} ({options.prune})")
             pruned = prune_model(original, options.prune, ratio, example=example,
                                  importance=options.importance, exclude=options.exclude,
                                  calibration=(bundle.x_train[:256], bundle.y_train[:256]),
-                                 loss_fn=_task_loss(loaded.config), permanent=False)
+                                 loss_fn=_task_loss(loaded.config))
             model, name = pruned.model, f"{options.prune} {ratio:.0%}"
+            if options.prune != "structured":  # fine-tuning must not regrow the zeros
+                keep_zeros = tuple(f"{layer}.weight" for layer in pruned.layers)
         if options.finetune_epochs:
-            how = "distilling" if teacher is not None else "fine-tuning"
-            say(f"{how} {name} for {options.finetune_epochs} epochs")
-            if model is original:  # the original stays as measured
-                model = copy.deepcopy(original)
-            model = finetune(loaded.config, model, options.finetune_epochs, teacher=teacher,
-                             alpha=options.distill_alpha,
-                             temperature=options.distill_temperature, on_trainer=on_trainer)
-            name += f" + {'kd' if teacher is not None else 'ft'} {options.finetune_epochs} ep"
-        model = make_permanent(model).eval()
+            init = export_model(model, example, "safetensors",
+                                out_dir / f"{_slug(name)}.init.safetensors", overwrite=True,
+                                meta={**loaded.meta, KEEP_ZEROS: list(keep_zeros)}).path
+            config = finetune_config(loaded.config, init, options.finetune_epochs,
+                                     teacher=teacher, alpha=options.distill_alpha,
+                                     temperature=options.distill_temperature)
+            name += f" + {'kd' if teacher else 'ft'} {options.finetune_epochs} ep"
+            say(f"{'distilling' if teacher else 'fine-tuning'} {name} as a run")
+            model = fold_masks(train(config, f"{loaded.run.name} {name}")).eval()
         r = ratio if options.prune else 0.0
         last = name
         if model is not original:
@@ -164,29 +177,64 @@ def compress(loaded, options: CompressOptions, out_dir: str | Path, *,
     return result
 
 
-def finetune(config: RunConfig, model: nn.Module, epochs: int, *,
-             teacher: nn.Module | None = None, alpha: float = 0.7, temperature: float = 4.0,
-             on_trainer: TrainerHook | None = None) -> nn.Module:
-    """Train ``model`` (pruned, or a student) for ``epochs`` more epochs as an ordinary run.
+def finetune_config(config: RunConfig, init: str | Path, epochs: int, *,
+                    teacher: str | None = None, alpha: float = 0.7,
+                    temperature: float = 4.0) -> RunConfig:
+    """The run's config, set to train the model in ``init`` ``epochs`` more epochs.
 
     The run's own optimizer and schedule are used afresh; early stopping,
-    max_steps and torch.compile are off. A failed run raises CompressionError.
+    max_steps and torch.compile are off; distillation only with ``teacher``.
     """
-    from engine.training import Trainer
+    overrides = [f"train.epochs={epochs}", "train.max_steps=0",
+                 "regularization.early_stopping_patience=0", "precision.compile=false",
+                 f"model.init={init}", f"distill.teacher={teacher or ''}"]
+    if teacher:
+        overrides += [f"distill.alpha={alpha}", f"distill.temperature={temperature}"]
+    try:
+        return config.with_overrides(overrides)
+    except ConfigError as exc:
+        raise CompressionError(f"cannot fine-tune this run: {exc}") from None
 
-    cfg = config.with_overrides([f"train.epochs={epochs}", "train.max_steps=0",
-                                 "regularization.early_stopping_patience=0",
-                                 "precision.compile=false"])
-    hook = Distillation(teacher, alpha, temperature) if teacher is not None else None
-    if hook is not None and cfg.optim.name == "lbfgs":
-        raise CompressionError("distillation does not support optim.name='lbfgs': pick adamw")
-    trainer = Trainer(cfg, model=model, loss_hook=hook)
-    if on_trainer is not None:
-        on_trainer(trainer)
-    outcome = trainer.run()
-    if outcome.status == "failed":
-        raise CompressionError(f"fine-tuning failed: {outcome.error}")
-    return trainer.model.cpu().eval()
+
+def workspace_train(workspace, *, on_trainer: Callable[[object], None] | None = None) -> Train:
+    """A ``train`` for compress(): each config trains as a run of ``workspace`` (a Workspace
+    or its folder) in this process; ``on_trainer`` sees each Trainer before it runs
+    (a progress bar). A run that fails or is stopped raises CompressionError."""
+    from engine.monitor.recorder import record_run
+    from engine.training import Trainer
+    from engine.workspace import Workspace
+
+    def train(config: RunConfig, name: str) -> nn.Module:
+        ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+        try:
+            trainer = Trainer(config, workspace=ws)
+            run = ws.create_run(config, name)
+            recorder = record_run(trainer, ws, run)
+            if on_trainer is not None:
+                on_trainer(trainer)
+            try:
+                outcome = trainer.run()
+            finally:
+                recorder.stop()
+            check_finished(run.id, outcome.status, outcome.error)
+            return load_run_model(ws, run.id).model
+        except (ConfigError, ModelError, ExportInputError) as exc:
+            raise CompressionError(f"the fine-tuning run cannot start: {exc}") from None
+        finally:
+            if ws is not workspace:
+                ws.close()
+
+    return train
+
+
+def check_finished(run_id: int, status: str, error: str | None = None) -> None:
+    """Raise CompressionError unless fine-tuning run ``run_id`` completed."""
+    if status == "failed":
+        raise CompressionError(f"fine-tuning run {run_id} failed: {error}")
+    if status != "completed":
+        raise CompressionError(f"fine-tuning run {run_id} was {status} before its last epoch: "
+                               f"resume it (`torchwork resume {run_id}`), then compress run "
+                               f"{run_id} with --prune none to quantize and measure it")
 
 
 def save_candidate(result: CompressionResult, name: str, fmt: str, out_path: str | Path, *,

@@ -19,6 +19,8 @@ import torch_pruning as tp
 from torch import nn
 from torch.nn.utils import prune
 
+from engine.models.fit import fold_masks
+
 from .errors import CompressionError
 
 METHODS = ("structured", "unstructured", "global")
@@ -123,12 +125,7 @@ def prune_model(model: nn.Module, method: str, ratio: float, *, example: torch.T
 
 def make_permanent(model: nn.Module) -> nn.Module:
     """Fold pruning masks into the weights: no ``weight_orig``, no hooks, zeros stay zeros."""
-    for m in model.modules():
-        if prune.is_pruned(m) and isinstance(m, PRUNABLE):
-            for hook in list(m._forward_pre_hooks.values()):
-                if isinstance(hook, prune.BasePruningMethod):
-                    prune.remove(m, hook._tensor_name)
-    return model
+    return fold_masks(model)
 
 
 def _structured(model, ratio, example, importance, exclude, calibration, loss_fn,

@@ -24,6 +24,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from engine.models import ModelError
+from engine.models.fit import fit_to_state
+
 from .loading import META_KEY, build_from_meta
 from .report import ExportError, ExportInputError, ExportReport
 from .verification import verify
@@ -120,9 +123,10 @@ def _move_into_place(staging: Path, out: Path) -> list[Path]:
 def _with_rebuild_info(model: nn.Module, fmt: str, meta: dict) -> tuple[dict, list[str]]:
     """Record whether the model can be rebuilt from the config in ``meta``.
 
-    A pruned model's layers no longer have the sizes its config gives, so a
-    rebuild from the config alone would not fit the weights: such exports say
-    so in the metadata instead of pretending.
+    A pruned model's layers are narrower than its config builds; they are
+    resized to the weights on rebuild (engine.models.fit). A model whose
+    weights do not fit its config even so (other layers) says so in the
+    metadata instead of pretending.
     """
     if fmt != "safetensors":
         return meta, []
@@ -134,8 +138,12 @@ def _with_rebuild_info(model: nn.Module, fmt: str, meta: dict) -> tuple[dict, li
         except ExportInputError as exc:
             meta.update(rebuild=None, rebuild_note=str(exc))
         else:
-            want = {k: tuple(v.shape) for k, v in fresh.state_dict().items()}
             have = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+            try:
+                fit_to_state(fresh, model.state_dict())
+            except ModelError:
+                pass  # the shapes below differ, which says so
+            want = {k: tuple(v.shape) for k, v in fresh.state_dict().items()}
             if want == have:
                 meta.update(rebuild="config", rebuild_note="")
             else:

@@ -18,6 +18,7 @@ from torch import nn
 from engine.config import ConfigError, RunConfig
 from engine.data import DataBundle, load_dataset
 from engine.models import ModelError, build_model
+from engine.models.fit import META_KEY, fit_to_state, fold_masks
 from engine.training import CheckpointError
 from engine.training.checkpoint import load_checkpoint
 from engine.training.setup import num_outputs
@@ -26,7 +27,6 @@ from engine.workspace import RunRecord, Workspace, WorkspaceError
 from .report import ExportInputError
 
 META_FORMAT = "torchwork-export"
-META_KEY = "torchwork"  # the metadata entry (safetensors header, ONNX props, .pt2 extra file)
 EXAMPLE_ROWS = 64
 
 
@@ -66,13 +66,14 @@ def load_run_model(workspace: Workspace | str | Path | None, run_ref: int | str)
     except (ConfigError, ModelError, CheckpointError) as exc:
         raise ExportInputError(f"cannot rebuild {label}: {exc}") from None
     try:
+        fit_to_state(model, state["model"])  # pruned layers take the checkpoint's sizes
         model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as exc:
+    except (KeyError, RuntimeError, ModelError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise ExportInputError(f"checkpoint {checkpoint} of {label} does not fit the model its "
                                f"configuration builds ({first}): was the model file changed "
                                f"since the run?") from None
-    model.eval()
+    fold_masks(model).eval()  # a run that kept pruned weights at zero: the zeros stay
     step = int(state.get("progress", {}).get("step", run.steps or 0))
     meta = model_meta(cfg, bundle, outputs, run=run, step=step)
     return LoadedRun(run=run, config=cfg, model=model, bundle=bundle,
@@ -148,11 +149,12 @@ def rebuild_from_safetensors(path: str | Path) -> tuple[nn.Module, dict]:
     """The model a Torchwork safetensors export holds, in eval mode, and its metadata.
 
     Needs only the file (and, for a ``custom:`` architecture, that model file):
-    the header carries the config and input description. Exports of models
-    whose architecture left their config (pruned channels) say so in
-    ``meta["rebuild"]`` and are refused here: load them into the same module.
+    the header carries the config and input description; layers whose channels
+    were pruned take the file's sizes. Exports whose weights do not fit what
+    their config builds say so in ``meta["rebuild"]`` and are refused here:
+    load them into the same module.
     """
-    from safetensors.torch import load_model
+    from safetensors.torch import load_file
 
     meta = read_safetensors_meta(path)
     if meta.get("rebuild") != "config":
@@ -162,8 +164,10 @@ def rebuild_from_safetensors(path: str | Path) -> tuple[nn.Module, dict]:
                                  "(safetensors.torch.load_model)")
     model = build_from_meta(meta)
     try:
-        load_model(model, str(path), strict=True)
-    except (RuntimeError, KeyError) as exc:
+        state = load_file(str(path))
+        fit_to_state(model, state)
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError, ModelError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise ExportInputError(f"the weights in {path} do not fit the model its config "
                                f"builds ({first})") from None

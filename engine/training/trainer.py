@@ -23,6 +23,7 @@ import torch
 from ..config import RunConfig
 from ..data import load_dataset
 from ..models import build_model
+from ..models.fit import start_from
 from . import events as ev
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .handlers import Checkpointer, EarlyStopping
@@ -69,10 +70,12 @@ class Trainer:
 
     def __init__(self, config: RunConfig, *, run_id: str | None = None,
                  checkpoint_dir: str | Path | None = None, model: torch.nn.Module | None = None,
-                 loss_hook: LossHook | None = None):
+                 loss_hook: LossHook | None = None, workspace=None):
         """``model`` trains instead of one built from the config (a pruned or student model);
         ``loss_hook(x, out, task_loss)`` returns the loss to minimise (distillation adds its
-        teacher term there); validation still reports the task loss alone."""
+        teacher term there); validation still reports the task loss alone. Without them,
+        ``model.init`` and ``distill.teacher`` give both; ``workspace`` (a Workspace or its
+        folder) finds a teacher named by run id."""
         config.validate()
         self.config = cfg = config
         self.run_id = run_id
@@ -92,6 +95,14 @@ class Trainer:
         if model is None:
             model = build_model(cfg, tuple(self.data.input_shape),
                                 num_outputs(cfg, self.data.num_classes))
+            if cfg.model.init:
+                start_from(model, cfg.model.init)
+        if loss_hook is None and cfg.distill.teacher:
+            # compression builds on training: imported here, when a run asks for a teacher
+            from engine.compression.teacher import distillation_for
+
+            loss_hook = distillation_for(cfg, workspace, tuple(self.data.input_shape),
+                                         num_outputs(cfg, self.data.num_classes))
         self.model = model.to(self.device)
         self.loss_hook = loss_hook
         self.channels_last = cfg.precision.channels_last and len(self.data.input_shape) == 3
@@ -179,10 +190,12 @@ class Trainer:
 
     # --- the run -------------------------------------------------------------
     def run(self) -> RunResult:
-        """Train until the configured end, a stop or a failure; a later call continues."""
+        """Train until the configured end, a stop or a failure; a later call continues.
+
+        A stop asked for before the call (Stop pressed while the run was being
+        built) ends the run at its first step boundary."""
         with self._control:
-            self._stop_reason = None
-            self._flagged = self._paused
+            self._flagged = self._paused or self._stop_reason is not None
         started = time.perf_counter()
         start_step = self.step
         status, error = "completed", None
@@ -218,6 +231,8 @@ class Trainer:
         result = RunResult(status, self.step, self.epoch - 1, self.wall_s,
                            done / session if session > 0 else 0.0, self.best_val, self.monitor,
                            error, self.last_checkpoint)
+        with self._control:
+            self._stop_reason = None  # this stop is spent: a later call continues
         self.emit(ev.RunEnded(**result.__dict__))
         return result
 

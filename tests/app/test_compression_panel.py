@@ -1,14 +1,16 @@
 """The Compression panel: a tiny compression in its worker fills the table and the sweep chart;
-a picked candidate exports; bad input shows a message; the window offers the dock and action."""
+fine-tuning and distillation train as ordinary workspace runs (through the window's bridge,
+drawn in the training plots); a picked candidate exports; bad input shows a message."""
 
 import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QFileDialog, QMenu
 
+from app.bridge import IDLE
 from app.main_window import MainWindow
 from app.panels.compression_panel import CompressionPanel
 from engine.cli import main
-from engine.training import events as ev
+from engine.workspace import Workspace
 
 
 @pytest.fixture
@@ -30,8 +32,6 @@ def test_sweep_fills_table_and_chart_and_a_picked_point_exports(qtbot, trained_w
     panel.sweep.setText("0.3, 0.6")
     panel.quantize.setCurrentText("none")
     panel.epochs.setValue(1)
-    events = []
-    panel.trainingEvent.connect(events.append)
     with qtbot.waitSignal(panel.selectionChanged, timeout=120000):
         panel.start()
     qtbot.waitUntil(lambda: panel.result is not None, timeout=120000)
@@ -39,9 +39,11 @@ def test_sweep_fills_table_and_chart_and_a_picked_point_exports(qtbot, trained_w
     assert names == ["original", "global 30% + ft 1 ep", "global 60% + ft 1 ep"]
     nonzero = [int(panel.table.item(r, 3).text().replace(",", "")) for r in range(3)]
     assert nonzero[0] > nonzero[1] > nonzero[2]
-    kinds = [type(e) for e in events]
-    assert kinds.count(ev.RunStarted) == 2 and kinds.count(ev.RunEnded) == 2  # one per ratio
-    assert ev.EpochEnded in kinds and ev.MetricsLogged in kinds
+    with Workspace(trained_workspace) as ws:  # one fine-tuning run per ratio, listed
+        runs = {r.name: r for r in ws.list_runs()}
+    for name in names[1:]:
+        run = next(r for n, r in runs.items() if n.endswith(name))
+        assert run.status == "completed" and run.config.model.init.endswith(".safetensors")
     xs, ys = panel.chart.points["size"].getData()
     assert len(xs) == 3 and len(ys) == 3
     front_x, _ = panel.chart.fronts["size"].getData()
@@ -78,11 +80,53 @@ def test_window_has_the_dock_and_the_export_action(qtbot, trained_workspace, tmp
     assert not window.act_export_compressed.isEnabled()
     window.compression.selectionChanged.emit(True)
     assert window.act_export_compressed.isEnabled()
-    window.compression.trainingEvent.emit(ev.RunStarted(None, 100, "cpu", "classification", 1, 5,
-                                                        5, 0, 1, ("val_loss", "val_accuracy")))
-    window.compression.trainingEvent.emit(ev.EpochEnded(1, 5, 0.5, 0.01, 1.0,
-                                                        {"val_loss": 0.4, "val_accuracy": 0.9}))
-    assert list(window.plots.curve_data("val_accuracy")[1]) == [90.0]  # fine-tuning is drawn
     with qtbot.waitSignal(window.compression.message, timeout=2000):
         window.compression.export_dialog()  # nothing picked yet: says what to do
     assert "pick a candidate" in window.messages.text.text()
+
+
+def test_fine_tuning_in_the_window_is_a_run_of_the_bridge(qtbot, trained_workspace, tmp_path):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    window = MainWindow(workspace_dir=trained_workspace, settings=settings)
+    qtbot.addWidget(window)
+    panel = window.compression
+    panel.method.setCurrentText("structured")
+    panel.quantize.setCurrentText("none")
+    panel.epochs.setValue(2)
+    created = []
+    window.bridge.runCreated.connect(created.append)
+    panel.start()
+    qtbot.waitUntil(lambda: panel.result is not None or panel._job.isFinished(), timeout=120000)
+    assert panel.result is not None, window.messages.text.text()
+    assert [c.name for c in panel.result.candidates] == ["original",
+                                                         "structured 50% + ft 2 ep"]
+    assert [info.run_id for info in created] == [2]  # trained by the run process
+    assert len(window.plots.curve_data("val_accuracy")[1]) == 2  # its curves were drawn
+    assert "run 2" in window.windowTitle()
+    with Workspace(trained_workspace) as ws:
+        run = ws.get_run(2)
+    assert run.status == "completed" and run.epochs_completed == 2
+    assert panel.result.get("structured 50% + ft 2 ep").params < \
+        panel.result.get("original").params
+
+
+def test_distil_into_the_configured_model_starts_a_student_run(qtbot, trained_workspace,
+                                                               tmp_path, tiny_config):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    window = MainWindow(workspace_dir=trained_workspace, settings=settings)
+    qtbot.addWidget(window)
+    window.config_panel.set_config(tiny_config(**{"model.hidden": [4]}))
+    panel = window.compression
+    assert not panel.student_button.isEnabled()  # no teacher picked
+    panel.teacher_box.setCurrentIndex(panel.teacher_box.findData(1))
+    panel.alpha.setValue(0.5)
+    assert panel.student_button.isEnabled()
+    with qtbot.waitSignal(window.bridge.runEnded, timeout=60000) as ended:
+        panel.student_button.click()
+    assert ended.args[0].status == "completed"
+    qtbot.waitUntil(lambda: window.bridge.state == IDLE, timeout=10000)
+    with Workspace(trained_workspace) as ws:
+        student = ws.get_run(2).config
+    assert (student.distill.teacher, student.distill.alpha) == ("1", 0.5)
+    assert student.model.hidden == [4]
+    assert window.config_panel.config().distill.teacher == "1"  # the form shows what ran

@@ -10,14 +10,15 @@ import torch
 from torch import nn
 
 from engine.cli import main
-from engine.compression import CompressionError, pareto_front
-from engine.compression.distill import kl_term
-from engine.compression.pipeline import finetune
+from engine.compression import CompressionError, pareto_front, workspace_train
+from engine.compression.distill import Distillation, kl_term
 from engine.compression.prune import count_params, prunable_layers, prune_model
 from engine.compression.quantize import quantize_onnx, quantize_torch
 from engine.config import RunConfig
-from engine.export import export_model
+from engine.export import export_model, load_run_model
 from engine.models import build_model
+from engine.training import Trainer
+from engine.workspace import Workspace
 
 EXAMPLE = torch.randn(8, 1, 8, 8)
 
@@ -107,8 +108,35 @@ def test_distillation_lowers_the_kl_to_the_teacher(tiny_config):
             return float(kl_term(student(x), teacher(x), 4.0))
 
     before = kl()
-    student = finetune(cfg, student, 3, teacher=teacher, alpha=1.0, temperature=4.0)
+    Trainer(cfg, model=student, loss_hook=Distillation(teacher, 1.0, 4.0)).run()
     assert kl() < before * 0.7
+
+
+def test_a_configured_student_run_distils_from_a_teacher_run(tiny_config, tmp_path,
+                                                            workspace_dir, capsys):
+    teacher_cfg, student_cfg = tmp_path / "teacher.toml", tmp_path / "student.toml"
+    tiny_config(**{"model.hidden": [64, 64], "train.epochs": 4}).save(teacher_cfg)
+    assert main(["run", str(teacher_cfg), "--json"]) == 0
+    small = tiny_config(**{"model.hidden": [4], "train.epochs": 4, "distill.alpha": 1.0})
+    small.save(student_cfg)
+    teacher = load_run_model(workspace_dir, 1)
+    x = teacher.bundle.x_val
+
+    def kl(model) -> float:
+        with torch.no_grad():
+            return float(kl_term(model(x), teacher.model(x), 4.0))
+
+    untrained = build_model(small, (2,), 2)
+    assert main(["run", str(student_cfg), "--json", "--set", "distill.teacher=1"]) == 0
+    student = load_run_model(workspace_dir, 2)
+    assert student.config.distill.teacher == "1"  # stored with the run: resumable as it was
+    assert kl(student.model) < kl(untrained) * 0.7
+    capsys.readouterr()
+    assert main(["run", str(student_cfg), "--set", "distill.teacher=9"]) == 2
+    assert "distill.teacher='9': no run 9" in capsys.readouterr().err
+    assert main(["run", str(student_cfg), "--set", "distill.teacher=1",
+                 "--set", "data.dataset=iris"]) == 2
+    assert "trained on other inputs: data.dataset='moons'" in capsys.readouterr().err
 
 
 def test_pareto_front_on_hand_made_points():
@@ -160,7 +188,6 @@ def test_distilling_the_unpruned_model_leaves_the_measured_original_alone(tiny_c
                                                                           tmp_path,
                                                                           workspace_dir):
     from engine.compression import CompressOptions, compress
-    from engine.export import load_run_model
 
     path = tmp_path / "run.toml"
     tiny_config().save(path)
@@ -168,8 +195,51 @@ def test_distilling_the_unpruned_model_leaves_the_measured_original_alone(tiny_c
     loaded = load_run_model(workspace_dir, 1)
     before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
     options = CompressOptions(prune=None, quantize="none", finetune_epochs=1, repeats=1)
-    result = compress(loaded, options, tmp_path / "c",
-                      teacher=load_run_model(workspace_dir, 1).model)
+    result = compress(loaded, options, tmp_path / "c", teacher="1",
+                      train=workspace_train(workspace_dir))
     assert [c.name for c in result.candidates] == ["original", "original + kd 1 ep"]
     assert all(torch.equal(before[k], v) for k, v in loaded.model.state_dict().items())
     assert result.models["original + kd 1 ep"] is not loaded.model
+
+
+@pytest.mark.parametrize("method", ["structured", "unstructured"])
+def test_fine_tuning_is_a_workspace_run_that_resumes(method, tiny_config, tmp_path,
+                                                     workspace_dir, capsys):
+    path = tmp_path / "run.toml"
+    tiny_config(**{"model.hidden": [32, 32]}).save(path)
+    assert main(["run", str(path), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["compress", "1", "--prune", method, "--ratio", "0.5", "--finetune-epochs", "2",
+                 "--quantize", "none", "--json", "--repeats", "1"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    tuned = rows[f"{method} 50% + ft 2 ep"]
+    with Workspace(workspace_dir) as ws:
+        run = ws.get_run(2)
+    assert run.status == "completed" and run.epochs_completed == 2
+    assert run.name.endswith(f"{method} 50% + ft 2 ep")
+    assert run.config.model.init.endswith(".safetensors")
+    if method == "structured":
+        assert tuned["params"] < rows["original"]["params"] * 0.6
+    else:  # the zeros stayed zeros while it trained
+        assert tuned["nonzero"] < rows["original"]["nonzero"] * 0.6
+    assert main(["resume", "2", "--set", "train.epochs=3", "--json"]) == 0
+    resumed = load_run_model(workspace_dir, 2)
+    assert resumed.step == 3 * 7  # 3 epochs of 7 steps (200 rows in batches of 32)
+    params = sum(p.numel() for p in resumed.model.parameters())
+    nonzero = params - sum(int((p == 0).sum()) for p in resumed.model.parameters())
+    assert params == tuned["params"]  # resumed in its pruned shape
+    if method == "unstructured":
+        assert nonzero == tuned["nonzero"]  # and the third epoch kept the zeros too
+
+
+def test_a_stopped_fine_tuning_run_says_how_to_go_on(tiny_config, tmp_path, workspace_dir):
+    from engine.compression import CompressOptions, compress
+
+    path = tmp_path / "run.toml"
+    tiny_config().save(path)
+    assert main(["run", str(path), "--json"]) == 0
+    loaded = load_run_model(workspace_dir, 1)
+    stop_at_once = workspace_train(workspace_dir, on_trainer=lambda t: t.stop())
+    options = CompressOptions(prune="global", quantize="none", finetune_epochs=2, repeats=1)
+    with pytest.raises(CompressionError, match=r"run 2 was stopped .*torchwork resume 2"):
+        compress(loaded, options, tmp_path / "c", train=stop_at_once)

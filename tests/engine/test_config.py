@@ -145,3 +145,18 @@ def test_form_groups_cover_every_key_once():
     listed = [k for keys in form_groups().values() for k in keys]
     assert sorted(listed) == sorted(all_keys())
     assert len(listed) == len(set(listed))
+
+
+def test_weights_file_and_distillation_options_are_checked():
+    cfg = RunConfig()
+    assert cfg.model.init == "" and cfg.distill.teacher == ""
+    with pytest.raises(ConfigError, match=r"model.init must be empty or path/to/model.safetensors "
+                                          r"\(got 'w.pt'\)"):
+        cfg.with_overrides(["model.init=w.pt"])
+    assert cfg.with_overrides(["model.init=out/w.safetensors"]).model.init == "out/w.safetensors"
+    with pytest.raises(ConfigError, match="distill.teacher needs a classification dataset"):
+        cfg.with_overrides(["distill.teacher=3", "data.dataset=diabetes"])
+    with pytest.raises(ConfigError, match="distill.temperature must be > 0"):
+        cfg.with_overrides(["distill.temperature=0"])
+    again = RunConfig.from_toml(cfg.with_overrides(["distill.teacher=3"]).to_toml())
+    assert again.distill.teacher == "3"

@@ -159,9 +159,14 @@ def test_weights_of_another_architecture_do_not_fit(mlp, tmp_path):
     out = out_path(tmp_path, "safetensors")
     export_model(mlp.model, mlp.example, "safetensors", out, meta=mlp.meta)
     meta = read_safetensors_meta(out)
+    deeper = build_from_meta({**meta, "config": tiny(**{"model.hidden": [24, 24]}).to_toml()})
+    save_model(deeper, str(out), metadata={"torchwork": json.dumps(meta)})
+    with pytest.raises(VerificationError, match="do not fit the model its config builds"):
+        verify(out, "safetensors", mlp.model, mlp.example)
+    # a wider layer does fit (as pruned channels do), but the file is still another model
     wider = build_from_meta({**meta, "config": tiny(**{"model.hidden": [24]}).to_toml()})
     save_model(wider, str(out), metadata={"torchwork": json.dumps(meta)})
-    with pytest.raises(VerificationError, match="do not fit the model its config builds"):
+    with pytest.raises(VerificationError, match="does not reproduce the model"):
         verify(out, "safetensors", mlp.model, mlp.example)
 
 
@@ -223,10 +228,23 @@ def test_onnx_external_data_is_kept_beside_and_reported(mlp, tmp_path, monkeypat
         verify(out, "onnx", wide, mlp.example)
 
 
-def test_pruned_model_is_exported_as_weights_only(mlp, tmp_path):
-    narrower = build_from_meta({**mlp.meta, "config": tiny(**{"model.hidden": [8]}).to_toml()})
+def test_pruned_model_rebuilds_from_its_config_in_its_pruned_sizes(cnn, tmp_path):
+    from engine.compression.prune import prune_model
+
+    pruned = prune_model(cnn.model, "structured", 0.5, example=cnn.example).model
     out = out_path(tmp_path, "safetensors")
-    report = export_model(narrower.eval(), mlp.example, "safetensors", out, meta=mlp.meta)
+    report = export_model(pruned, cnn.example, "safetensors", out, meta=cnn.meta)
+    assert not any("Weights only" in n for n in report.notes)
+    rebuilt, meta = rebuild_from_safetensors(out)
+    assert meta["rebuild"] == "config"
+    assert rebuilt[0].out_channels == pruned[0].out_channels < cnn.model[0].out_channels
+    assert torch.allclose(rebuilt(cnn.example), pruned(cnn.example), atol=1e-6)
+
+
+def test_weights_of_another_architecture_are_exported_as_weights_only(mlp, tmp_path):
+    deeper = build_from_meta({**mlp.meta, "config": tiny(**{"model.hidden": [8, 8]}).to_toml()})
+    out = out_path(tmp_path, "safetensors")
+    report = export_model(deeper.eval(), mlp.example, "safetensors", out, meta=mlp.meta)
     assert any("Weights only" in n and "differ from what its config builds" in n
                for n in report.notes)
     assert read_safetensors_meta(out)["rebuild"] is None

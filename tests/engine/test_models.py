@@ -233,3 +233,44 @@ def test_wrong_output_shape_is_refused(tmp_path):
 def test_the_check_leaves_the_model_in_training_mode():
     model = build_model(config(model__dropout=0.5), TABULAR, 3)
     assert model.training and all(m.training for m in model.modules())
+
+
+def test_a_model_fits_pruned_weights_and_refuses_foreign_ones():
+    from engine.models.fit import fit_to_state
+
+    cfg = RunConfig()
+    cfg.set("model.hidden", [16, 8])
+    narrow = RunConfig()
+    narrow.set("model.hidden", [5, 3])
+    small = build_model(narrow, (4,), 3)
+    model = fit_to_state(build_model(cfg, (4,), 3), small.state_dict())
+    model.load_state_dict(small.state_dict())
+    assert model[0].out_features == 5 and model[2].in_features == 5
+    x = torch.randn(6, 4)
+    assert torch.equal(model(x), small(x))
+    deeper = RunConfig()
+    deeper.set("model.hidden", [16, 8, 4])
+    with pytest.raises(ModelError, match="do not belong to this architecture .* has unknown"):
+        fit_to_state(build_model(cfg, (4,), 3), build_model(deeper, (4,), 3).state_dict())
+
+
+def test_model_init_starts_a_run_from_a_file_and_keeps_its_zeros(tmp_path):
+    from safetensors.torch import save_model
+
+    from engine.models.fit import start_from
+
+    cfg = RunConfig()
+    cfg.set("model.hidden", [16])
+    source = build_model(cfg, (4,), 3)
+    with torch.no_grad():
+        source[0].weight[:, :2] = 0
+    path = tmp_path / "w.safetensors"
+    save_model(source, str(path), metadata={"torchwork": '{"keep_zeros": ["0.weight"]}'})
+    model = start_from(build_model(cfg, (4,), 3), path)
+    assert torch.equal(model[0].weight, source[0].weight)
+    loss = model(torch.randn(8, 4)).sum()
+    loss.backward()
+    torch.optim.SGD(model.parameters(), lr=1.0).step()
+    assert bool((model[0].weight[:, :2] == 0).all())  # a mask keeps the pruned weights at zero
+    with pytest.raises(ModelError, match="model.init: .*nope.safetensors not found"):
+        start_from(model, tmp_path / "nope.safetensors")

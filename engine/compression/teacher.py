@@ -1,0 +1,72 @@
+"""Find the teacher ``distill.teacher`` names and check it can teach the run being built.
+
+The teacher is a trained run of the workspace (id or name, as `torchwork runs`
+shows) or a Torchwork safetensors export. Its inputs must be the student's:
+the same dataset and feature scaling, and the same classes out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine.config import ConfigError, RunConfig
+from engine.export import ExportInputError, load_run_model, rebuild_from_safetensors
+
+from .distill import Distillation
+
+# What decides the features a model sees; the split seed and fraction only move the scaler a bit.
+INPUT_KEYS = ("data.dataset", "data.standardize")
+GENERATED_KEYS = ("data.n_features", "data.n_classes")  # only generated data has these
+
+
+def distillation_for(config: RunConfig, workspace, input_shape: tuple[int, ...],
+                     outputs: int) -> Distillation:
+    """The Trainer's loss hook for ``config.distill``; ``workspace`` resolves run ids.
+
+    One forward pass of a zero batch checks that the teacher takes the run's
+    input and predicts its classes, so a mismatch fails before training starts.
+    """
+    d = config.distill
+    teacher, teacher_cfg = load_teacher(d.teacher, workspace)
+    if teacher_cfg is not None:
+        keys = INPUT_KEYS + (GENERATED_KEYS if config.data.dataset == "synthetic" else ())
+        differ = [k for k in keys if teacher_cfg.get(k) != config.get(k)]
+        if differ:
+            pairs = ", ".join(f"{k}={teacher_cfg.get(k)!r} (this run: {config.get(k)!r})"
+                              for k in differ)
+            raise ConfigError(f"distill.teacher={d.teacher!r} was trained on other inputs: "
+                              f"{pairs}; the student must see the same data")
+    try:
+        with torch.no_grad():
+            out = teacher(torch.zeros(2, *input_shape))
+    except Exception as exc:
+        raise ConfigError(f"distill.teacher={d.teacher!r} cannot take this run's input of shape "
+                          f"{tuple(input_shape)} ({type(exc).__name__}: {exc})") from None
+    if tuple(out.shape) != (2, outputs):
+        raise ConfigError(f"distill.teacher={d.teacher!r} predicts {out.shape[-1]} outputs but "
+                          f"this run {outputs}: both must predict the same classes")
+    return Distillation(teacher, d.alpha, d.temperature)
+
+
+def load_teacher(ref: str, workspace=None) -> tuple[nn.Module, RunConfig | None]:
+    """The teacher model (CPU, eval, frozen) and the config it was trained with, if known."""
+    try:
+        if ref.endswith(".safetensors"):
+            path = Path(ref).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"distill.teacher: {path} not found: give a run id or a "
+                                  f".safetensors file from `torchwork export`")
+            model, meta = rebuild_from_safetensors(path)
+            cfg = RunConfig.from_toml(meta["config"], validate=False) if "config" in meta \
+                else None
+        else:
+            loaded = load_run_model(workspace, ref)
+            model, cfg = loaded.model, loaded.config
+    except ExportInputError as exc:
+        raise ConfigError(f"distill.teacher={ref!r}: {exc}") from None
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval(), cfg

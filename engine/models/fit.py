@@ -1,0 +1,154 @@
+"""Fit a freshly built model to saved weights whose layers were pruned, and start runs from them.
+
+Structured pruning removes channels, so a pruned model's layers are narrower
+than its config builds. Its weights still name the same layers: rebuilding
+from the config and resizing each layer to the saved tensors' shapes gives the
+pruned model back, with no pickled module (Torch-Pruning's own
+``tp.load_state_dict`` restores a pickled ``__dict__``, which a
+``weights_only`` load cannot check). Unstructured pruning keeps the shapes but
+carries masks (``weight_orig`` and ``weight_mask``); they are put back as
+torch.nn.utils.prune masks, so training cannot regrow the pruned weights.
+
+``model.init`` starts a run from such a file (a Torchwork safetensors export):
+fine-tuning a pruned model is then an ordinary run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from .errors import ModelError
+
+META_KEY = "torchwork"  # the metadata entry (safetensors header, ONNX props, .pt2 extra file)
+KEEP_ZEROS = "keep_zeros"  # meta: tensors whose zeros are pruned weights, kept at zero
+
+
+def fit_to_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """Resize ``model``'s layers to the tensors of ``state`` and put back its pruning masks.
+
+    Returns ``model`` (changed in place), ready for ``load_state_dict(state)``.
+    Raises ModelError when the state names other tensors than the model has,
+    or when a layer whose size changed is of a kind that cannot be resized.
+    """
+    masked = sorted(k[:-len("_mask")] for k in state
+                    if k.endswith("_mask") and k[:-len("_mask")] + "_orig" in state)
+    wanted = {}
+    for key, tensor in state.items():
+        base = key[:-len("_orig")] if key.endswith("_orig") and key[:-5] in masked else key
+        if key.endswith("_mask") and key[:-5] in masked:
+            continue
+        wanted[base] = tensor
+    own = dict(model.named_parameters())
+    own.update(model.named_buffers())
+    missing = sorted(set(own) - set(wanted))
+    extra = sorted(set(wanted) - set(own))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"lacks {', '.join(missing[:4])}{' …' if len(missing) > 4 else ''}")
+        if extra:
+            parts.append(f"has unknown {', '.join(extra[:4])}{' …' if len(extra) > 4 else ''}")
+        raise ModelError(f"the saved weights do not belong to this architecture (the file "
+                         f"{' and '.join(parts)}): build it from the config it was saved with")
+    for name, tensor in wanted.items():
+        if tuple(own[name].shape) != tuple(tensor.shape):
+            _resize(model, name, tuple(tensor.shape))
+    for name in masked:
+        module_name, _, tensor_name = name.rpartition(".")
+        module = model.get_submodule(module_name)
+        if not prune.is_pruned(module) or not hasattr(module, tensor_name + "_mask"):
+            prune.custom_from_mask(module, tensor_name, torch.ones_like(state[name + "_mask"]))
+    return model
+
+
+def _resize(model: nn.Module, name: str, shape: tuple[int, ...]) -> None:
+    module_name, _, tensor_name = name.rpartition(".")
+    module = model.get_submodule(module_name)
+    old = getattr(module, tensor_name)
+    new = torch.zeros(shape, dtype=old.dtype, device=old.device)
+    if isinstance(old, nn.Parameter):
+        setattr(module, tensor_name, nn.Parameter(new, requires_grad=old.requires_grad))
+    else:
+        module._buffers[tensor_name] = new
+    if tensor_name != "weight" and not (tensor_name == "running_mean"
+                                        and isinstance(module, nn.modules.batchnorm._NormBase)):
+        return
+    if isinstance(module, nn.Linear):
+        module.out_features, module.in_features = shape[0], shape[1]
+    elif isinstance(module, nn.modules.conv._ConvNd):
+        if module.groups > 1 and module.groups == module.out_channels:  # depthwise
+            module.groups = shape[0]
+        module.out_channels, module.in_channels = shape[0], shape[1] * module.groups
+    elif isinstance(module, nn.modules.batchnorm._NormBase):
+        module.num_features = shape[0]
+    elif isinstance(module, nn.LayerNorm):
+        module.normalized_shape = shape
+    elif isinstance(module, nn.Embedding):
+        module.num_embeddings, module.embedding_dim = shape
+    else:
+        raise ModelError(f"layer {module_name or '(model)'} ({type(module).__name__}) has "
+                         f"{tensor_name} {tuple(old.shape)} but the saved weights have {shape}: "
+                         f"only Linear, Conv, BatchNorm, LayerNorm and Embedding layers can "
+                         f"take pruned sizes")
+
+
+def fold_masks(model: nn.Module) -> nn.Module:
+    """Make pruning masks permanent: no ``weight_orig``, no hooks, zeros stay zeros."""
+    for module in model.modules():
+        if prune.is_pruned(module):
+            for hook in list(module._forward_pre_hooks.values()):
+                if isinstance(hook, prune.BasePruningMethod):
+                    prune.remove(module, hook._tensor_name)
+    return model
+
+
+def read_init(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and the Torchwork metadata of a safetensors file ``model.init`` names."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelError(f"model.init: {path} not found: give a .safetensors file written by "
+                         f"`torchwork export --format safetensors` or by `torchwork compress`")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            header = fh.metadata() or {}
+            state = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise ModelError(f"model.init: cannot read {path} as safetensors ({exc}): the file is "
+                         f"damaged or not a safetensors file") from None
+    try:
+        meta = json.loads(header.get(META_KEY, "{}"))
+    except json.JSONDecodeError:
+        meta = {}
+    return state, meta
+
+
+def start_from(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load ``model.init``'s weights into a freshly built model, sizes and masks included.
+
+    Tensors the file lists under ``keep_zeros`` (an unstructured-pruned model)
+    get masks from their zeros, so those weights stay zero while the run trains.
+    """
+    state, meta = read_init(path)
+    fit_to_state(model, state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(f"model.init: the weights in {path} do not fit the model ({first})"
+                         ) from None
+    for name in meta.get(KEEP_ZEROS, []):
+        module_name, _, tensor_name = name.rpartition(".")
+        try:
+            module = model.get_submodule(module_name)
+        except AttributeError:
+            raise ModelError(f"model.init: {path} keeps zeros of {name}, which the model does "
+                             f"not have") from None
+        prune.custom_from_mask(module, tensor_name, getattr(module, tensor_name).detach() != 0)
+    return model
