@@ -130,3 +130,21 @@ def test_distil_into_the_configured_model_starts_a_student_run(qtbot, trained_wo
     assert (student.distill.teacher, student.distill.alpha) == ("1", 0.5)
     assert student.model.hidden == [4]
     assert window.config_panel.config().distill.teacher == "1"  # the form shows what ran
+
+
+def test_closing_the_window_during_a_fine_tuning_run_stops_it(qtbot, trained_workspace,
+                                                              tmp_path):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    window = MainWindow(workspace_dir=trained_workspace, settings=settings)
+    qtbot.addWidget(window)
+    panel = window.compression
+    panel.quantize.setCurrentText("none")
+    panel.epochs.setValue(1000)
+    with qtbot.waitSignal(window.bridge.metricsLogged, timeout=60000):
+        panel.start()
+    window.confirm = lambda title, text: True
+    window.close()
+    assert not window.bridge.busy and panel._job.isFinished()  # nothing outlives the window
+    with Workspace(trained_workspace) as ws:
+        run = ws.get_run(2)
+    assert run.status == "stopped" and run.checkpoint  # resumable like any run
