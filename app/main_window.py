@@ -86,6 +86,9 @@ class MainWindow(QMainWindow):
                                         Qt.RightDockWidgetArea)
         self.splitDockWidget(self.training_dock, self.hardware_dock, Qt.Vertical)
         self.resizeDocks([self.training_dock, self.hardware_dock], [560, 300], Qt.Vertical)
+        # live plots wait while their tab is behind another, and draw when it comes forward
+        self.training_dock.visibilityChanged.connect(self.plots.set_shown)
+        self.hardware_dock.visibilityChanged.connect(self.hardware.set_shown)
         self.setCentralWidget(None)
 
         self._make_actions()

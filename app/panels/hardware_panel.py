@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.widgets.live_plot import PALETTE, GrowingColumns, LivePlot
+from app.widgets.live_plot import PALETTE, GrowingColumns, LivePlot, on_screen
 from engine.monitor import DEFAULT_INTERVAL_S, Alerts, Sample, Sampler
 
 BLUE, ORANGE, GREEN, PURPLE, ROSE, TEAL, OCHRE = PALETTE
@@ -331,7 +331,7 @@ class HardwarePanel(QWidget):
         tick labels on a small machine's software raster costs milliseconds per
         plot: the pacing keeps this dock from taking the CPU a run trains on.
         """
-        if not self.isVisible():  # a hidden dock draws when it is shown again
+        if not on_screen(self):  # hidden, or behind another tab: drawn when shown (set_shown)
             return
         started = time.perf_counter()
         self.refresh()
@@ -492,6 +492,11 @@ class HardwarePanel(QWidget):
         if self._own:
             self.start_sampling()
         self._schedule()
+
+    def set_shown(self, shown: bool) -> None:
+        """The dock's tab came to the front (or went behind another): draw what waited."""
+        if shown:
+            self._schedule()
 
     def hideEvent(self, event) -> None:
         """A closed or tabbed-away dock costs nothing: its own sampling stops."""

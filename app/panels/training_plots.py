@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 from scipy.signal import lfilter
 
-from app.widgets.live_plot import PALETTE, GrowingColumns, LivePlot
+from app.widgets.live_plot import PALETTE, GrowingColumns, LivePlot, on_screen
 from engine.training.events import EpochEnded, MetricsLogged, RunEnded, RunStarted
 
 REFRESH_MS = 33  # <= 30 redraws a second
@@ -353,7 +353,7 @@ class TrainingPlots(QWidget):
         At most ``PLOTS_PER_FRAME`` plots redraw per tick so that one event-loop
         iteration stays short and the window responsive.
         """
-        if not self.isVisible():  # a hidden panel draws when it is shown again
+        if not on_screen(self):  # hidden, or behind another tab: drawn when shown (set_shown)
             return
         started = time.perf_counter()
         self._update_ema()
@@ -376,6 +376,11 @@ class TrainingPlots(QWidget):
     def showEvent(self, event) -> None:
         super().showEvent(event)
         self._schedule()
+
+    def set_shown(self, shown: bool) -> None:
+        """The dock's tab came to the front (or went behind another): draw what waited."""
+        if shown:
+            self._schedule()
 
     def _update_ema(self) -> None:
         if self._ema_stale:

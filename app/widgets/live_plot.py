@@ -556,3 +556,9 @@ def _with_alpha(color: QColor, alpha: int) -> QColor:
     c = QColor(color)
     c.setAlpha(alpha)
     return c
+
+
+def on_screen(widget) -> bool:
+    """Whether any of ``widget`` can be seen. A dock behind another dock's tab still
+    reports isVisible(); its visible region is empty, so its plots need not redraw."""
+    return widget.isVisible() and not widget.visibleRegion().isEmpty()

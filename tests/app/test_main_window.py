@@ -207,3 +207,24 @@ def test_no_garbage_collection_while_a_worker_job_runs():
     for w in workers:
         w.join()
     assert gc.isenabled()  # back on when the last job ends
+
+
+def test_plots_behind_another_tab_wait_and_draw_when_brought_forward(qtbot, make_window):
+    from engine.training.events import MetricsLogged, RunStarted
+
+    window = make_window()
+    window.resize(1200, 800)
+    qtbot.waitExposed(window)
+    plots = window.plots
+    plots.on_run_started(RunStarted("1", 100, "cpu", "classification", 3, 4, 12, 0, 1,
+                                    ("val_loss", "val_accuracy")))
+    window.profiler_dock.raise_()  # the Training tab goes behind the Profiler tab
+    qtbot.wait(50)
+    assert window.plots.isVisible()  # Qt still says so: the check must use what is seen
+    for step in range(1, 9):
+        plots.on_metrics(MetricsLogged(step, 1, 1.0 / step, 0.1, 1.0, 1000.0, 0.1 * step))
+    loss = plots.plots["loss"]
+    qtbot.wait(400)
+    assert loss.has_changes()  # nothing drawn for a tab nobody sees
+    window.training_dock.raise_()
+    qtbot.waitUntil(lambda: not loss.has_changes(), timeout=3000)
