@@ -12,6 +12,7 @@ time, so switching the x axis re-plots everything that was received.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Mapping
 
@@ -37,6 +38,10 @@ from engine.training.events import EpochEnded, MetricsLogged, RunEnded, RunStart
 REFRESH_MS = 33  # <= 30 redraws a second
 MAX_REFRESH_MS = 1000  # however slow redraws get, at least one a second
 FRAME_BUDGET = 25  # wait 25x a tick's drawing time before the next: drawing takes <= 4% of a core
+# A CPU run on a machine of few cores has a torch thread on every core, and each
+# millisecond the window takes stalls them all at their next barrier (measured on
+# 2 cores: the window's ~4% of one core cost the run ~10%). Such runs get <= 1%.
+FRUGAL_BUDGET, FRUGAL_MAX_REFRESH_MS, FRUGAL_CORES = 100, 3000, 4
 PLOTS_PER_FRAME = 2
 X_AXES = {"step": ("step", ""), "epoch": ("epoch", ""), "wall": ("wall time", "s")}
 STEP_COLUMNS = ("step", "epoch", "wall", "loss", "loss_ema", "lr", "grad_norm", "samples_per_s")
@@ -119,6 +124,7 @@ class TrainingPlots(QWidget):
         if dark is None:
             dark = QApplication.palette().color(QPalette.ColorRole.Window).lightness() < 128
 
+        self.frugal = False  # a CPU run that fills the cores trains: draw at FRUGAL_BUDGET
         self.refresh_timer = QTimer(self)
         self._tick = 0  # timer ticks so far, and when each plot last redrew
         self._drawn_tick: dict[int, int] = {}
@@ -191,6 +197,7 @@ class TrainingPlots(QWidget):
             self.clear()
         self.steps_per_epoch = e.steps_per_epoch or None
         self._set_task(e.task)
+        self.frugal = e.device == "cpu" and available_cores() <= FRUGAL_CORES
 
     def on_metrics(self, e: MetricsLogged) -> None:
         self._steps.append(step=e.step, epoch=self._epoch_position(e.step, e.epoch),
@@ -226,6 +233,7 @@ class TrainingPlots(QWidget):
         self._schedule()
 
     def on_run_ended(self, e: RunEnded) -> None:
+        self.frugal = False  # the cores are free again
         self._schedule()  # the last points are drawn by the next tick like any others
 
     def clear(self) -> None:
@@ -368,8 +376,9 @@ class TrainingPlots(QWidget):
         for plot in shown:
             spent_ms += plot.paint_ms
             plot.paint_ms = 0.0
-        self.refresh_timer.setInterval(
-            int(min(max(REFRESH_MS, FRAME_BUDGET * spent_ms), MAX_REFRESH_MS)))
+        budget, longest = ((FRUGAL_BUDGET, FRUGAL_MAX_REFRESH_MS) if self.frugal
+                           else (FRAME_BUDGET, MAX_REFRESH_MS))
+        self.refresh_timer.setInterval(int(min(max(REFRESH_MS, budget * spent_ms), longest)))
         if len(dirty) > PLOTS_PER_FRAME:
             self._schedule()
 
@@ -485,3 +494,11 @@ class TrainingPlots(QWidget):
         faint.setAlpha(80 if on else 255)
         plot.set_curve_pen("train_loss", faint)
         plot.set_curve_shown("train_loss_ema", on)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (a container's or taskset's limit, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1

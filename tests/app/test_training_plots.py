@@ -276,6 +276,32 @@ def test_redraws_are_paced_by_what_painting_took(panel, monkeypatch):
     assert panel.refresh_timer.interval() == REFRESH_MS
 
 
+@pytest.mark.parametrize("device, cores, frugal", [("cpu", 2, True), ("cpu", 16, False),
+                                                    ("cuda", 2, False)])
+def test_a_cpu_run_that_fills_few_cores_gets_a_smaller_drawing_budget(panel, monkeypatch,
+                                                                     device, cores, frugal):
+    import dataclasses
+    import types
+
+    from app.panels import training_plots
+
+    monkeypatch.setattr(training_plots, "available_cores", lambda: cores)
+    clock = [0.0]
+    monkeypatch.setattr(training_plots, "time",
+                        types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    panel.on_run_started(dataclasses.replace(started(), device=device))
+    assert panel.frugal is frugal
+    panel.on_metrics(logged(1))
+    for plot in panel.plots.values():
+        plot.paint_ms = 0.0
+    panel.plots["loss"].paint_ms = 4.0
+    panel._on_timer()
+    budget = training_plots.FRUGAL_BUDGET if frugal else FRAME_BUDGET
+    assert budget * 4 <= panel.refresh_timer.interval() <= budget * 5
+    panel.on_run_ended(RunEnded("completed", 1, 0, 1.0, 1.0, None, "val_loss", None, None))
+    assert panel.frugal is False  # the last points draw at the normal pace
+
+
 def test_refresh_only_updates_curves_that_changed(panel):
     feed(panel)
     assert panel.refresh() > 0
