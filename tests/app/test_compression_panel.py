@@ -96,7 +96,7 @@ def test_fine_tuning_in_the_window_is_a_run_of_the_bridge(qtbot, trained_workspa
     created = []
     window.bridge.runCreated.connect(created.append)
     panel.start()
-    qtbot.waitUntil(lambda: panel.result is not None or panel._job.isFinished(), timeout=120000)
+    qtbot.waitUntil(panel.run_button.isEnabled, timeout=120000)  # done or failed
     assert panel.result is not None, window.messages.text.text()
     assert [c.name for c in panel.result.candidates] == ["original",
                                                          "structured 50% + ft 2 ep"]
