@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app import gc_guard
 from app.bridge import IDLE
+from engine.compression import CompressionError
 from engine.compression.pipeline import check_finished
 from engine.config import RunConfig
 from engine.export import load_run_model
@@ -52,8 +53,6 @@ class BridgeTrainer(QObject):
             self._done.wait()
         run_id, (status, error) = self._run_id, self._outcome
         if run_id is None:
-            from engine.compression import CompressionError
-
             raise CompressionError(f"the fine-tuning run did not start: {error}")
         check_finished(run_id, status, error)
         return load_run_model(self.workspace_dir, run_id).model
