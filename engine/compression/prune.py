@@ -90,7 +90,7 @@ def prune_model(model: nn.Module, method: str, ratio: float, *, example: torch.T
 
     ``permanent=False`` keeps unstructured masks in place (``weight_orig`` and a
     forward hook), so fine-tuning cannot regrow pruned weights; call
-    :func:`make_permanent` afterwards. Structured pruning is always permanent.
+    :func:`engine.models.fit.fold_masks` afterwards. Structured pruning is always permanent.
     """
     if method not in METHODS:
         raise CompressionError(f"pruning method must be one of {', '.join(METHODS)} "
@@ -118,14 +118,9 @@ def prune_model(model: nn.Module, method: str, ratio: float, *, example: torch.T
             prune.global_unstructured([(m, "weight") for m in targets.values()],
                                       pruning_method=prune.L1Unstructured, amount=ratio)
         if permanent:
-            make_permanent(model)
+            fold_masks(model)
     return PruneResult(model, method, ratio, before, count_params(model), zeros_before,
                        count_zeros(model), tuple(targets))
-
-
-def make_permanent(model: nn.Module) -> nn.Module:
-    """Fold pruning masks into the weights: no ``weight_orig``, no hooks, zeros stay zeros."""
-    return fold_masks(model)
 
 
 def _structured(model, ratio, example, importance, exclude, calibration, loss_fn,

@@ -35,14 +35,15 @@ def fit_to_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     Raises ModelError when the state names other tensors than the model has,
     or when a layer whose size changed is of a kind that cannot be resized.
     """
-    masked = sorted(k[:-len("_mask")] for k in state
-                    if k.endswith("_mask") and k[:-len("_mask")] + "_orig" in state)
+    # "x.weight_orig" + "x.weight_mask" is the masked tensor "x.weight" (5 = len("_orig"))
+    masked = sorted(k[:-5] for k in state if k.endswith("_mask") and k[:-5] + "_orig" in state)
     wanted = {}
     for key, tensor in state.items():
-        base = key[:-len("_orig")] if key.endswith("_orig") and key[:-5] in masked else key
-        if key.endswith("_mask") and key[:-5] in masked:
+        if key.endswith(("_orig", "_mask")) and key[:-5] in masked:
+            if key.endswith("_orig"):
+                wanted[key[:-5]] = tensor
             continue
-        wanted[base] = tensor
+        wanted[key] = tensor
     own = dict(model.named_parameters())
     own.update(model.named_buffers())
     missing = sorted(set(own) - set(wanted))
