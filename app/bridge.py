@@ -3,11 +3,12 @@
 Each run trains in its own process (app/run_process.py), so the window shares
 no GIL with the training loop. The process puts the engine's event objects
 (frozen dataclasses of plain numbers) on a queue; a GUI-thread timer drains it
-20 times a second and emits the matching public signals. So the signals are
-only ever emitted, connected and disconnected on the GUI thread, and however
-fast a run goes the GUI thread wakes at most 20 times a second for it. Nothing
-flows back except commands (pause, resume, stop) through a pipe. Panels
-connect to these signals; none of them talks to the engine.
+20 times a second (4 while a CPU run fills a small machine's cores, see
+app.pacing) and emits the matching public signals. So the signals are only
+ever emitted, connected and disconnected on the GUI thread, and however fast a
+run goes the GUI thread wakes at most that often for it. Nothing flows back
+except commands (pause, resume, stop) through a pipe. Panels connect to these
+signals; none of them talks to the engine.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from engine.config import RunConfig
 
 from . import run_process
+from .pacing import NORMAL, pace_for
 from .run_process import RunInfo
 
 IDLE, STARTING, RUNNING, PAUSED, STOPPING = "idle", "starting", "running", "paused", "stopping"
-DELIVERY_MS = 50
 _CONTEXT = multiprocessing.get_context("spawn")  # no fork of a process running Qt
 
 __all__ = ["TrainingBridge", "RunInfo", "IDLE", "STARTING", "RUNNING", "PAUSED", "STOPPING"]
@@ -62,10 +63,11 @@ class TrainingBridge(QObject):
         self._commands = None
         self._state = IDLE
         self._delivery = QTimer(self)
-        self._delivery.setInterval(DELIVERY_MS)
+        self._delivery.setInterval(NORMAL.delivery_ms)
         self._delivery.timeout.connect(self.deliver)
         # bound methods, not lambdas: PySide crashes on lambdas that capture self
         self.runStarted.connect(self._on_running)
+        self.runStarted.connect(self._set_pace)
         self.paused.connect(self._on_paused)
         self.resumed.connect(self._on_running)
 
@@ -109,6 +111,11 @@ class TrainingBridge(QObject):
     @property
     def state(self) -> str:
         return self._state
+
+    @property
+    def delivery_ms(self) -> int:
+        """How often the panels hear from the run (app.pacing)."""
+        return self._delivery.interval()
 
     @property
     def busy(self) -> bool:
@@ -181,6 +188,7 @@ class TrainingBridge(QObject):
             self.internalError.emit(f"the training process ended unexpectedly (exit code "
                                     f"{process.exitcode})", "")
         self._delivery.stop()
+        self._delivery.setInterval(NORMAL.delivery_ms)
         self._commands.close()
         self._events.close()
         self._process = self._events = self._commands = None
@@ -188,6 +196,9 @@ class TrainingBridge(QObject):
 
     def _on_running(self, _event) -> None:
         self._set_state(RUNNING)
+
+    def _set_pace(self, e) -> None:
+        self._delivery.setInterval(pace_for(e.device).delivery_ms)
 
     def _on_paused(self, _event) -> None:
         self._set_state(PAUSED)

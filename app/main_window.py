@@ -226,6 +226,7 @@ class MainWindow(QMainWindow):
         b.runCreated.connect(self._on_run_created)
         b.runStarted.connect(self.plots.on_run_started)
         b.runStarted.connect(self.status.on_run_started)
+        b.runStarted.connect(self.hardware.on_run_started)
         b.metricsBatch.connect(self.plots.on_metrics_batch)
         b.metricsBatch.connect(self.status.on_metrics_batch)
         b.epochEnded.connect(self.plots.on_epoch)

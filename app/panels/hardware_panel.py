@@ -31,14 +31,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.pacing import NORMAL, pace_for
 from app.widgets.live_plot import PALETTE, GrowingColumns, LivePlot, on_screen
 from engine.monitor import DEFAULT_INTERVAL_S, Alerts, Sample, Sampler
 
 BLUE, ORANGE, GREEN, PURPLE, ROSE, TEAL, OCHRE = PALETTE
 GIB = 1024 ** 3
 REFRESH_MS = 250  # hardware changes slowly: 4 redraws a second at most
-FRAME_BUDGET = 50  # wait 50x a redraw's cost before the next: <= 2% of a core (training has 4%)
-MAX_REFRESH_MS = 2000
 ROLLING_S = 300.0  # "Last 5 min"
 HOST_COLUMNS = ("t", "step", "process_cpu", "system_cpu", "ram_used", "ram_total", "rss")
 GPU_COLUMNS = ("t", "step", "utilization", "memory_utilization", "memory_used", "memory_total",
@@ -98,6 +97,7 @@ class HardwarePanel(QWidget):
         self.refresh_timer.setInterval(REFRESH_MS)
         self.refresh_timer.timeout.connect(self._on_timer)
         self.training = False  # set by the window while a run trains (not paused)
+        self.pace = NORMAL  # how much drawing may cost while a run trains (app.pacing)
         self._own = True  # sample by itself while shown (no run, no stored run)
         self.alerts = Alerts()
         self.latest: Sample | None = None
@@ -219,9 +219,14 @@ class HardwarePanel(QWidget):
         self._leave_history()
         self.clear()
 
+    def on_run_started(self, e) -> None:
+        """The run's device is known (ev.RunStarted): draw at the pace it leaves room for."""
+        self.pace = pace_for(e.device)
+
     def end_run(self) -> None:
         """The run is over: sample this machine again (while the panel is shown)."""
         self.training = False
+        self.pace = NORMAL
         self.alerts = Alerts()
         self._own = not self._history_label
         if self._own and self.isVisible():
@@ -325,7 +330,7 @@ class HardwarePanel(QWidget):
         return drawn
 
     def _on_timer(self) -> None:
-        """Redraw, then wait ``FRAME_BUDGET`` times what it cost (painting included).
+        """Redraw, then wait ``pace.hardware_budget`` times what it cost (painting included).
 
         In a rolling view every redraw moves the time axis, and re-laying out
         tick labels on a small machine's software raster costs milliseconds per
@@ -339,8 +344,9 @@ class HardwarePanel(QWidget):
         for plot in self.plots.values():
             spent_ms += plot.paint_ms
             plot.paint_ms = 0.0
+        pace = self.pace
         self.refresh_timer.setInterval(
-            int(min(max(REFRESH_MS, FRAME_BUDGET * spent_ms), MAX_REFRESH_MS)))
+            int(min(max(REFRESH_MS, pace.hardware_budget * spent_ms), pace.hardware_max_ms)))
 
     def apply_theme(self, dark: bool) -> None:
         for plot in self.plots.values():

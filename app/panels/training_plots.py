@@ -12,7 +12,6 @@ time, so switching the x axis re-plots everything that was received.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Mapping
 
@@ -32,16 +31,11 @@ from PySide6.QtWidgets import (
 )
 from scipy.signal import lfilter
 
+from app.pacing import NORMAL, pace_for
 from app.widgets.live_plot import PALETTE, GrowingColumns, LivePlot, on_screen
 from engine.training.events import EpochEnded, MetricsLogged, RunEnded, RunStarted
 
 REFRESH_MS = 33  # <= 30 redraws a second
-MAX_REFRESH_MS = 1000  # however slow redraws get, at least one a second
-FRAME_BUDGET = 25  # wait 25x a tick's drawing time before the next: drawing takes <= 4% of a core
-# A CPU run on a machine of few cores has a torch thread on every core, and each
-# millisecond the window takes stalls them all at their next barrier (measured on
-# 2 cores: the window's ~4% of one core cost the run ~10%). Such runs get <= 1%.
-FRUGAL_BUDGET, FRUGAL_MAX_REFRESH_MS, FRUGAL_CORES = 100, 3000, 4
 PLOTS_PER_FRAME = 2
 X_AXES = {"step": ("step", ""), "epoch": ("epoch", ""), "wall": ("wall time", "s")}
 STEP_COLUMNS = ("step", "epoch", "wall", "loss", "loss_ema", "lr", "grad_norm", "samples_per_s")
@@ -124,7 +118,7 @@ class TrainingPlots(QWidget):
         if dark is None:
             dark = QApplication.palette().color(QPalette.ColorRole.Window).lightness() < 128
 
-        self.frugal = False  # a CPU run that fills the cores trains: draw at FRUGAL_BUDGET
+        self.pace = NORMAL  # how much drawing may cost while a run trains (app.pacing)
         self.refresh_timer = QTimer(self)
         self._tick = 0  # timer ticks so far, and when each plot last redrew
         self._drawn_tick: dict[int, int] = {}
@@ -197,7 +191,7 @@ class TrainingPlots(QWidget):
             self.clear()
         self.steps_per_epoch = e.steps_per_epoch or None
         self._set_task(e.task)
-        self.frugal = e.device == "cpu" and available_cores() <= FRUGAL_CORES
+        self.pace = pace_for(e.device)
 
     def on_metrics(self, e: MetricsLogged) -> None:
         self._steps.append(step=e.step, epoch=self._epoch_position(e.step, e.epoch),
@@ -233,7 +227,7 @@ class TrainingPlots(QWidget):
         self._schedule()
 
     def on_run_ended(self, e: RunEnded) -> None:
-        self.frugal = False  # the cores are free again
+        self.pace = NORMAL  # the cores are free again
         self._schedule()  # the last points are drawn by the next tick like any others
 
     def clear(self) -> None:
@@ -352,12 +346,12 @@ class TrainingPlots(QWidget):
             self.refresh_timer.start()
 
     def _on_timer(self) -> None:
-        """Redraw a few plots, then wait ``FRAME_BUDGET`` times what drawing took.
+        """Redraw a few plots, then wait ``pace.plot_budget`` times what drawing took.
 
-        pyqtgraph paints in Python, holding the GIL the training thread needs, and
-        on a small machine its paint also takes a core from the run's threads; so
-        the time the last frames took to paint (measured in the plots'
-        paintEvent) paces the next, keeping drawing to a few percent of the time.
+        pyqtgraph paints in Python, and on a small machine its paint takes a core
+        from the run's threads; so the time the last frames took to paint
+        (measured in the plots' paintEvent) paces the next, keeping drawing to a
+        few percent of a core, or one percent while a run fills the cores.
         At most ``PLOTS_PER_FRAME`` plots redraw per tick so that one event-loop
         iteration stays short and the window responsive.
         """
@@ -376,9 +370,9 @@ class TrainingPlots(QWidget):
         for plot in shown:
             spent_ms += plot.paint_ms
             plot.paint_ms = 0.0
-        budget, longest = ((FRUGAL_BUDGET, FRUGAL_MAX_REFRESH_MS) if self.frugal
-                           else (FRAME_BUDGET, MAX_REFRESH_MS))
-        self.refresh_timer.setInterval(int(min(max(REFRESH_MS, budget * spent_ms), longest)))
+        pace = self.pace
+        self.refresh_timer.setInterval(
+            int(min(max(REFRESH_MS, pace.plot_budget * spent_ms), pace.plot_max_ms)))
         if len(dirty) > PLOTS_PER_FRAME:
             self._schedule()
 
@@ -495,10 +489,3 @@ class TrainingPlots(QWidget):
         plot.set_curve_pen("train_loss", faint)
         plot.set_curve_shown("train_loss_ema", on)
 
-
-def available_cores() -> int:
-    """The cores this process may run on (a container's or taskset's limit, not the host's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1

@@ -6,15 +6,14 @@ import time
 
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
+from app.pacing import NORMAL, pace_for
+
 
 def _eta(seconds: float) -> str:
     seconds = max(0, int(seconds))
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-UPDATE_S = 0.25
 
 
 class RunStatus(QWidget):
@@ -41,6 +40,7 @@ class RunStatus(QWidget):
         self.epochs = 0
         self._t0 = None
         self._shown_at = 0.0
+        self._every_s = NORMAL.status_s
         for bar in (self.epoch_bar, self.run_bar):
             bar.setRange(0, 1)
             bar.setValue(0)
@@ -54,6 +54,7 @@ class RunStatus(QWidget):
         self.steps_per_epoch, self.total = max(1, e.steps_per_epoch), max(1, e.total_steps)
         self.start_step, self.epochs = e.start_step, e.epochs
         self._t0 = time.monotonic()
+        self._every_s = pace_for(e.device).status_s
         self.epoch_bar.setRange(0, self.steps_per_epoch)
         self.run_bar.setRange(0, self.total)
         for bar in (self.epoch_bar, self.run_bar):
@@ -65,9 +66,9 @@ class RunStatus(QWidget):
 
     def on_metrics(self, e) -> None:
         # A few updates a second are plenty for a progress bar, and each repaint
-        # takes CPU from the training run on a small machine.
+        # takes CPU from the training run on a small machine (app.pacing).
         now = time.monotonic()
-        if now - self._shown_at >= UPDATE_S:
+        if now - self._shown_at >= self._every_s:
             self._shown_at = now
             self.on_step(e.step, e.epoch)
 

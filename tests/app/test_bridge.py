@@ -2,22 +2,27 @@
 
 import threading
 
+from app import pacing
 from app.bridge import IDLE, TrainingBridge
 from engine.workspace import Workspace
 
 
 def test_a_run_reports_on_the_gui_thread_and_lands_in_the_workspace(qtbot, tiny_config,
-                                                                      tmp_path):
+                                                                      tmp_path, monkeypatch):
+    monkeypatch.setattr(pacing, "available_cores", lambda: 2)  # a CPU run fills them
     bridge = TrainingBridge(tmp_path / "ws")
-    threads, epochs = set(), []
+    threads, epochs, paces = set(), [], []
     bridge.metricsLogged.connect(lambda e: threads.add(threading.current_thread().name))
     bridge.epochEnded.connect(epochs.append)
+    bridge.epochEnded.connect(lambda e: paces.append(bridge.delivery_ms))
     with qtbot.waitSignal(bridge.runEnded, timeout=30000) as ended:
         bridge.start(tiny_config())
     assert ended.args[0].status == "completed"
     assert threads == {threading.main_thread().name}
     assert [e.epoch for e in epochs] == [1, 2, 3]
+    assert paces == [pacing.FRUGAL.delivery_ms] * 3  # the run has the cores: 4 a second
     qtbot.waitUntil(lambda: bridge.state == IDLE)
+    assert bridge.delivery_ms == pacing.NORMAL.delivery_ms
     with Workspace(tmp_path / "ws") as ws:
         run = ws.list_runs()[0]
         assert run.status == "completed" and len(ws.epoch_metrics(run.id)["val_loss"].value) == 3

@@ -11,13 +11,8 @@ from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
-from app.panels.training_plots import (
-    FRAME_BUDGET,
-    MAX_REFRESH_MS,
-    REFRESH_MS,
-    TrainingPlots,
-    smooth,
-)
+from app.pacing import FRUGAL, NORMAL
+from app.panels.training_plots import REFRESH_MS, TrainingPlots, smooth
 from app.widgets.live_plot import GrowingColumns, GrowingSeries, LivePlot
 from engine.training import Trainer
 from engine.training.events import EpochEnded, MetricsLogged, RunEnded, RunStarted
@@ -264,11 +259,11 @@ def test_redraws_are_paced_by_what_painting_took(panel, monkeypatch):
     panel.plots["loss"].paint_ms = 4.0  # the last frame took 4 ms to paint
     panel._on_timer()
     # 4 ms of painting (and a little of handing data over): wait 25x that
-    assert FRAME_BUDGET * 4 <= panel.refresh_timer.interval() <= FRAME_BUDGET * 5
+    assert NORMAL.plot_budget * 4 <= panel.refresh_timer.interval() <= NORMAL.plot_budget * 5
     assert panel.plots["loss"].paint_ms == 0.0  # read and reset
     panel.plots["loss"].paint_ms = 500.0  # a very slow frame: still one redraw a second
     panel._on_timer()
-    assert panel.refresh_timer.interval() == MAX_REFRESH_MS
+    assert panel.refresh_timer.interval() == NORMAL.plot_max_ms
     panel.on_metrics(logged(2))
     for plot in panel.plots.values():
         plot.paint_ms = 0.0
@@ -283,23 +278,24 @@ def test_a_cpu_run_that_fills_few_cores_gets_a_smaller_drawing_budget(panel, mon
     import dataclasses
     import types
 
+    from app import pacing
     from app.panels import training_plots
 
-    monkeypatch.setattr(training_plots, "available_cores", lambda: cores)
+    monkeypatch.setattr(pacing, "available_cores", lambda: cores)
     clock = [0.0]
     monkeypatch.setattr(training_plots, "time",
                         types.SimpleNamespace(perf_counter=lambda: clock[0]))
     panel.on_run_started(dataclasses.replace(started(), device=device))
-    assert panel.frugal is frugal
+    assert panel.pace is (FRUGAL if frugal else NORMAL)
     panel.on_metrics(logged(1))
     for plot in panel.plots.values():
         plot.paint_ms = 0.0
     panel.plots["loss"].paint_ms = 4.0
     panel._on_timer()
-    budget = training_plots.FRUGAL_BUDGET if frugal else FRAME_BUDGET
+    budget = (FRUGAL if frugal else NORMAL).plot_budget
     assert budget * 4 <= panel.refresh_timer.interval() <= budget * 5
     panel.on_run_ended(RunEnded("completed", 1, 0, 1.0, 1.0, None, "val_loss", None, None))
-    assert panel.frugal is False  # the last points draw at the normal pace
+    assert panel.pace is NORMAL  # the last points draw at the normal pace
 
 
 def test_refresh_only_updates_curves_that_changed(panel):
