@@ -148,25 +148,30 @@ class TrainingBridge(QObject):
         """Emit what the run has reported since the last delivery, in order."""
         if self._events is None:
             return
-        done = False
-        while not done:
+        events: list = []
+        while not (events and events[-1][0] == run_process.DONE):  # nothing comes after it
             try:
-                batch = self._events.get_nowait()
+                events += self._events.get_nowait()
             except queue.Empty:
                 break
-            done = self._emit(batch)
+        done = self._emit(events)
         if done or not self._process.is_alive():
             self._finish(done)
 
-    def _emit(self, batch: list) -> bool:
-        """Emit one batch of the run's events; True when it holds the run's last word."""
+    def _emit(self, events: list) -> bool:
+        """Emit the run's events; True when they hold its last word.
+
+        Consecutive steps' metrics go out as one metricsBatch (and one
+        metricsLogged each). Hardware samples, a stream of their own, do not
+        split them: a delivery of many sends is then one batch for the plots.
+        """
         metrics = []
-        for name, args in batch:
+        for name, args in events:
             if name == "metricsLogged":
                 metrics.append(args[0])
                 self.metricsLogged.emit(*args)
                 continue
-            if metrics:
+            if metrics and name != "hardwareSampled":
                 self.metricsBatch.emit(metrics)
                 metrics = []
             if name == run_process.DONE:

@@ -433,8 +433,13 @@ class LivePlot(pg.PlotWidget):
                 c.item.setData(x, y)
             c.drawn_revision, c.drawn_x = c.table.revision, self._x_column
             updated += 1
-        if updated and self._steady and self._following:
-            self._fit()
+        if updated:
+            if self._steady and self._following:
+                self._fit()
+            # pyqtgraph applies a new view range (and lays out what depends on it) only
+            # when the paint starts; what that moves then asks for a second paint of the
+            # plot area. Applying it now, before the paint, makes it one paint.
+            self.scene().prepareForPaint()
         return updated
 
     # --- crosshair ---------------------------------------------------------------

@@ -60,3 +60,24 @@ def test_a_config_that_cannot_build_is_reported_not_raised(qtbot, tiny_config, t
         bridge.start(tiny_config(**{"model.arch": f"custom:{tmp_path / 'net.py'}"}))
     assert "no layers yet" in failed.args[0]
     qtbot.waitUntil(lambda: bridge.state == IDLE)
+
+
+def test_one_delivery_gives_the_plots_one_batch_between_other_events(qtbot):
+    from engine.training.events import MetricsLogged
+
+    bridge = TrainingBridge()
+    heard = []
+    bridge.metricsBatch.connect(lambda batch: heard.append([e.step for e in batch]))
+    bridge.hardwareSampled.connect(lambda sample: heard.append(sample))
+    bridge.epochEnded.connect(lambda e: heard.append(e))
+    step = [MetricsLogged(i, 1, 0.5, 0.1, 1.0, 100.0, i * 0.1) for i in range(5)]
+    # three sends of the run's process, as one delivery finds them
+    events = [("metricsLogged", (step[0],)), ("metricsLogged", (step[1],)),
+              ("hardwareSampled", ("sample",)), ("metricsLogged", (step[2],)),
+              ("epochEnded", ("epoch 1",)), ("metricsLogged", (step[3],)),
+              ("metricsLogged", (step[4],))]
+    assert bridge._emit(events) is False
+    assert heard == ["sample", [0, 1, 2], "epoch 1", [3, 4]]  # samples don't split steps
+    heard.clear()
+    assert bridge._emit([("metricsLogged", (step[0],)), ("_done", ())]) is True
+    assert heard == [[0]]

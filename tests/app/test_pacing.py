@@ -75,3 +75,29 @@ def test_painting_a_plot_starts_no_qt_helper_threads(qtbot):
     plot.grab()  # large fills: without QT_NO_GUI_THREADPOOL Qt hands them to a thread pool
     names = [open(task + "/comm").read().strip() for task in glob.glob("/proc/self/task/*")]
     assert "Thread (pooled)" not in names
+
+
+def test_a_redraw_that_moves_the_view_range_paints_the_plot_once(qtbot):
+    paints = []
+
+    class Counted(LivePlot):
+        def paintEvent(self, event):
+            paints.append(event.rect())
+            super().paintEvent(event)
+
+    plot = Counted("Loss", y_label="loss", steady=True)
+    plot.add_curve("loss", "train", "#3366cc")
+    qtbot.addWidget(plot)
+    plot.resize(640, 330)
+    plot.show()
+    qtbot.waitExposed(plot)
+    plot.append_many("loss", range(100), [1.0 + i % 7 / 10 for i in range(100)])
+    plot.refresh()
+    qtbot.wait(50)
+    x_range = plot.getPlotItem().getViewBox().viewRange()[0]
+    paints.clear()
+    plot.append_many("loss", range(100, 400), [1.0 + i % 7 / 10 for i in range(300)])
+    plot.refresh()  # the data leaves the x range: the range moves
+    qtbot.wait(50)
+    assert plot.getPlotItem().getViewBox().viewRange()[0] != x_range
+    assert len(paints) == 1  # pyqtgraph alone would paint it, then its plot area again
