@@ -54,6 +54,7 @@ def test_compression_bench_prints_its_table_and_bars():
 @pytest.mark.slow
 def test_gui_overhead_prints_its_table():
     out = run_bench("bench/gui_overhead.py", "--rounds", "1", "--steps", "60",
-                    "--probe-runs", "1")
+                    "--probe-runs", "1", "--live-idle-s", "9", "--phase-s", "2")
     assert "| (a) throughput, window / headless (median) |" in out
+    assert "| (a) within one run: window live / window idle" in out
     assert "| (b) 10 ms timer lateness p99 / median |" in out
