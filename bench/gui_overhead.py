@@ -7,6 +7,10 @@
     the first shows how far identical runs differ on this machine (the noise
     floor). The three turns rotate their order from round to round.
     Bar: >= 0.95.
+    Then, within one long windowed run (--live-idle-s), the window alternates
+    between live and idle phases (idle: the bridge drains the queue and hands
+    the panels nothing); each live phase's steps/s against the idle phases
+    either side, and the window's own CPU in each kind of phase.
 (b) Event-loop latency while the window trains at full speed: a 10 ms QTimer's
     lateness, p99 over every tick of further windowed runs (the probe timer is
     not running during the throughput turns). Bar: <= 50 ms.
@@ -19,6 +23,7 @@ steal is printed, and the median is given also over the rounds in which no
 turn lost more than --quiet percent of the machine to the host.
 
     QT_QPA_PLATFORM=offscreen python bench/gui_overhead.py [--rounds 10] [--steps 2000]
+        [--live-idle-s 180] [--phase-s 5]
 """
 
 from __future__ import annotations
