@@ -27,6 +27,18 @@ class Pace:
     hardware_budget: int  # the same for the hardware dock's rolling plots
     hardware_max_ms: int
 
+    def plot_wait_ms(self, spent_ms: float, shortest_ms: int) -> int:
+        """How long the training plots wait after a redraw that took ``spent_ms``."""
+        return _wait_ms(self.plot_budget * spent_ms, shortest_ms, self.plot_max_ms)
+
+    def hardware_wait_ms(self, spent_ms: float, shortest_ms: int) -> int:
+        """How long the hardware dock waits after a redraw that took ``spent_ms``."""
+        return _wait_ms(self.hardware_budget * spent_ms, shortest_ms, self.hardware_max_ms)
+
+
+def _wait_ms(wanted_ms: float, shortest_ms: int, longest_ms: int) -> int:
+    return int(min(max(shortest_ms, wanted_ms), longest_ms))
+
 
 NORMAL = Pace(delivery_ms=50, status_s=0.25, plot_budget=25, plot_max_ms=1000,
               hardware_budget=50, hardware_max_ms=2000)  # drawing <= 4% and 2% of a core

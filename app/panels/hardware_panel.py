@@ -344,9 +344,7 @@ class HardwarePanel(QWidget):
         for plot in self.plots.values():
             spent_ms += plot.paint_ms
             plot.paint_ms = 0.0
-        pace = self.pace
-        self.refresh_timer.setInterval(
-            int(min(max(REFRESH_MS, pace.hardware_budget * spent_ms), pace.hardware_max_ms)))
+        self.refresh_timer.setInterval(self.pace.hardware_wait_ms(spent_ms, REFRESH_MS))
 
     def apply_theme(self, dark: bool) -> None:
         for plot in self.plots.values():

@@ -370,9 +370,7 @@ class TrainingPlots(QWidget):
         for plot in shown:
             spent_ms += plot.paint_ms
             plot.paint_ms = 0.0
-        pace = self.pace
-        self.refresh_timer.setInterval(
-            int(min(max(REFRESH_MS, pace.plot_budget * spent_ms), pace.plot_max_ms)))
+        self.refresh_timer.setInterval(self.pace.plot_wait_ms(spent_ms, REFRESH_MS))
         if len(dirty) > PLOTS_PER_FRAME:
             self._schedule()
 

@@ -29,6 +29,15 @@ def test_only_a_cpu_run_on_few_cores_gets_the_frugal_pace(monkeypatch, device, c
     assert pace_for(device) is pace
 
 
+@pytest.mark.parametrize("pace", [NORMAL, FRUGAL])
+def test_a_plot_waits_its_budget_times_a_redraw_within_bounds(pace):
+    assert pace.plot_wait_ms(0.1, 33) == 33  # a cheap redraw: the shortest wait
+    assert pace.plot_wait_ms(4.0, 33) == int(4.0 * pace.plot_budget)
+    assert pace.plot_wait_ms(1e6, 33) == pace.plot_max_ms  # however slow, it draws again
+    assert pace.hardware_wait_ms(4.0, 250) == max(250, int(4.0 * pace.hardware_budget))
+    assert pace.hardware_wait_ms(1e6, 250) == pace.hardware_max_ms
+
+
 def test_the_frugal_pace_draws_and_wakes_less():
     assert FRUGAL.delivery_ms > NORMAL.delivery_ms
     assert FRUGAL.status_s > NORMAL.status_s
