@@ -326,6 +326,7 @@ class CompressionPanel(QWidget):
             f"&nbsp; <span style='color:{FRONT_COLOUR}'>━</span> Pareto front (no other "
             f"candidate is both cheaper and more accurate) &nbsp; "
             f"<span style='color:#d1242f'>◯</span> picked: click a point or a row")
+        legend.setWordWrap(True)  # on one line it would hold every dock of its tab group wide
         charts = QWidget()
         box = QVBoxLayout(charts)
         box.setContentsMargins(0, 0, 0, 0)

@@ -82,6 +82,10 @@ class ConfigPanel(QWidget):
         self._scroll.setFrameShape(QFrame.Shape.NoFrame)
         self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._scroll.setWidget(content)
+        # With no horizontal scroll bar, a dock narrower than the form would cut the
+        # fields (and their arrows) off at the right: it can be no narrower.
+        self._scroll.setMinimumWidth(content.minimumSizeHint().width()
+                                     + self._scroll.verticalScrollBar().sizeHint().width())
 
         self._summary = QLabel()
         self._summary.setWordWrap(True)
