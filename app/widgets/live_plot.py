@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF
+from PySide6.QtCore import QPointF, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsItem
 
@@ -197,6 +197,7 @@ class LivePlot(pg.PlotWidget):
     """
 
     legend: pg.LegendItem | None = None
+    painted = Signal()  # after each paint, its time added to paint_ms
 
     def __init__(self, title: str, *, y_label: str, y_units: str = "", x_label: str = "x",
                  x_units: str = "", x_column: str = "x", log_y: bool = False,
@@ -312,6 +313,7 @@ class LivePlot(pg.PlotWidget):
         started = time.perf_counter()
         super().paintEvent(event)
         self.paint_ms += (time.perf_counter() - started) * 1000
+        self.painted.emit()
 
     def add_curve(self, name: str, label: str, color: str | QColor, *,
                   table: GrowingColumns | None = None, y: str = "y", width: float = 1.0,
@@ -561,6 +563,15 @@ def _with_alpha(color: QColor, alpha: int) -> QColor:
     c = QColor(color)
     c.setAlpha(alpha)
     return c
+
+
+def take_paint_ms(plots: Iterable[LivePlot]) -> float:
+    """The time ``plots`` spent painting since last asked (and start counting again)."""
+    total = 0.0
+    for plot in plots:
+        total += plot.paint_ms
+        plot.paint_ms = 0.0
+    return total
 
 
 def on_screen(widget) -> bool:

@@ -30,6 +30,12 @@ class RunStatus(QWidget):
             bar.setFixedWidth(width)
             bar.setTextVisible(True)
             bar.setFormat("")
+            # Hidden between runs but keeping their place: a status bar that grew
+            # when a run started would shrink every plot above it, and each would
+            # repaint in full just as the run begins.
+            policy = bar.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)
+            bar.setSizePolicy(policy)
         layout.addWidget(self.state)
         layout.addWidget(self.epoch_bar)
         layout.addWidget(self.run_bar)

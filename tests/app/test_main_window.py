@@ -228,3 +228,34 @@ def test_plots_behind_another_tab_wait_and_draw_when_brought_forward(qtbot, make
     assert loss.has_changes()  # nothing drawn for a tab nobody sees
     window.training_dock.raise_()
     qtbot.waitUntil(lambda: not loss.has_changes(), timeout=3000)
+
+
+def test_starting_a_run_does_not_move_the_layout(qtbot, make_window):
+    """The status bar's progress bars appear without growing it: a window whose plots
+    shrank as a run started would repaint every one of them just as the run begins."""
+    from engine.training.events import RunStarted
+
+    window = make_window()
+    window.resize(1200, 800)
+    qtbot.waitExposed(window)
+    qtbot.wait(50)
+    before = {key: plot.size() for key, plot in window.plots.plots.items()}
+    window.status.on_run_started(RunStarted("1", 100, "cpu", "classification", 3, 4, 12, 0, 1,
+                                            ("val_loss", "val_accuracy")))
+    qtbot.wait(50)
+    assert window.status.run_bar.isVisible()
+    assert {key: plot.size() for key, plot in window.plots.plots.items()} == before
+    window.status.reset()  # and back, when the next run is set up
+    qtbot.wait(50)
+    assert {key: plot.size() for key, plot in window.plots.plots.items()} == before
+
+
+def test_the_first_launch_shows_the_whole_form_at_the_default_size(qtbot, make_window):
+    window = make_window()
+    qtbot.waitExposed(window)
+    qtbot.wait(50)
+    # no dock (of a tab group either) asks for more width than the default window has...
+    assert window.minimumSizeHint().width() <= window.width() == 1400
+    scroll = window.config_panel._scroll
+    # ...and the form, which has no horizontal scroll bar, is not cut off at the right
+    assert scroll.viewport().width() >= scroll.widget().minimumSizeHint().width()

@@ -271,6 +271,35 @@ def test_redraws_are_paced_by_what_painting_took(panel, monkeypatch):
     assert panel.refresh_timer.interval() == REFRESH_MS
 
 
+def test_the_paints_a_redraw_causes_lengthen_the_wait_before_the_next(panel, monkeypatch):
+    import itertools
+    import types
+
+    from app.panels import training_plots
+    from app.widgets import live_plot
+
+    # fake clocks: handing data over costs nothing, and every paint takes 4 ms
+    monkeypatch.setattr(training_plots, "time", types.SimpleNamespace(perf_counter=lambda: 0.0))
+    ticks = itertools.count(0.0, 0.004)
+    monkeypatch.setattr(live_plot, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
+    panel.on_metrics(logged(1))
+    panel.refresh_timer.stop()
+    live_plot.take_paint_ms(panel.plots.values())  # forget the paints of showing the panel
+    panel._on_timer()
+    panel.refresh_timer.stop()  # the other plots' turn (two a tick) is not this test's
+    assert panel.refresh_timer.interval() == REFRESH_MS  # nothing painted yet
+    loss = panel.plots["loss"]
+    loss.viewport().repaint()  # the redraw's paint comes after the tick...
+    # ...and the next tick waits for what it cost, not for the tick alone
+    assert panel.refresh_timer.interval() == NORMAL.plot_budget * 4
+    assert loss.paint_ms == 0.0  # counted once
+    panel.on_metrics(logged(2))  # new data: the timer runs
+    assert panel.refresh_timer.isActive()
+    loss.viewport().repaint()  # a paint while it runs (the mouse over a plot)...
+    assert panel.refresh_timer.interval() == NORMAL.plot_budget * 4  # ...does not restart it,
+    assert loss.paint_ms == 4.0  # it counts at the next tick
+
+
 @pytest.mark.parametrize("device, cores, frugal", [("cpu", 2, True), ("cpu", 16, False),
                                                     ("cuda", 2, False)])
 def test_a_cpu_run_that_fills_few_cores_gets_a_smaller_drawing_budget(panel, monkeypatch,
