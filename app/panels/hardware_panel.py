@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.pacing import NORMAL, pace_for
-from app.widgets.live_plot import PALETTE, GrowingColumns, LivePlot, on_screen, take_paint_ms
+from app.widgets.live_plot import PALETTE, GrowingColumns, LivePlot, RedrawPacing, on_screen
 from engine.monitor import DEFAULT_INTERVAL_S, Alerts, Sample, Sampler
 
 BLUE, ORANGE, GREEN, PURPLE, ROSE, TEAL, OCHRE = PALETTE
@@ -96,7 +96,7 @@ class HardwarePanel(QWidget):
         self.refresh_timer.setSingleShot(True)
         self.refresh_timer.setInterval(REFRESH_MS)
         self.refresh_timer.timeout.connect(self._on_timer)
-        self._frame_ms = 0.0  # what the last redraw cost, its paints so far included
+        self._pacing = RedrawPacing(self.refresh_timer, self._wait_ms)
         self.training = False  # set by the window while a run trains (not paused)
         self.pace = NORMAL  # how much drawing may cost while a run trains (app.pacing)
         self._own = True  # sample by itself while shown (no run, no stored run)
@@ -168,7 +168,7 @@ class HardwarePanel(QWidget):
                             x_units="s", x_column="t", dark=dark)
             plot.setMinimumSize(200, 140)
             plot.getPlotItem().getViewBox().setAutoVisible(y=True)
-            plot.painted.connect(self._on_painted)
+            self._pacing.watch(plot)
             self.plots[key] = plot
         # a busy share reads against its full scale, as in nvidia-smi and nvitop
         self.plots["utilization"].getPlotItem().setYRange(0, 100, padding=0.02)
@@ -342,16 +342,10 @@ class HardwarePanel(QWidget):
             return
         started = time.perf_counter()
         self.refresh()
-        self._frame_ms = ((time.perf_counter() - started) * 1000
-                          + take_paint_ms(self.plots.values()))
-        self.refresh_timer.setInterval(self.pace.hardware_wait_ms(self._frame_ms, REFRESH_MS))
+        self._pacing.redrew((time.perf_counter() - started) * 1000)
 
-    def _on_painted(self) -> None:
-        """A plot painted: the redraw it belongs to cost that much more (TrainingPlots)."""
-        if self.refresh_timer.isActive():
-            return
-        self._frame_ms += take_paint_ms(self.plots.values())
-        self.refresh_timer.setInterval(self.pace.hardware_wait_ms(self._frame_ms, REFRESH_MS))
+    def _wait_ms(self, spent_ms: float) -> int:
+        return self.pace.hardware_wait_ms(spent_ms, REFRESH_MS)
 
     def apply_theme(self, dark: bool) -> None:
         for plot in self.plots.values():

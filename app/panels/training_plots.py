@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 from scipy.signal import lfilter
 
 from app.pacing import NORMAL, pace_for
-from app.widgets.live_plot import PALETTE, GrowingColumns, LivePlot, on_screen, take_paint_ms
+from app.widgets.live_plot import PALETTE, GrowingColumns, LivePlot, RedrawPacing, on_screen
 from engine.training.events import EpochEnded, MetricsLogged, RunEnded, RunStarted
 
 REFRESH_MS = 33  # <= 30 redraws a second
@@ -120,7 +120,7 @@ class TrainingPlots(QWidget):
 
         self.pace = NORMAL  # how much drawing may cost while a run trains (app.pacing)
         self.refresh_timer = QTimer(self)
-        self._frame_ms = 0.0  # what the last redraw cost, its paints so far included
+        self._pacing = RedrawPacing(self.refresh_timer, self._wait_ms)
         self._tick = 0  # timer ticks so far, and when each plot last redrew
         self._drawn_tick: dict[int, int] = {}
         self.refresh_timer.setSingleShot(True)  # started by the first change after a draw
@@ -159,7 +159,7 @@ class TrainingPlots(QWidget):
             plot = LivePlot(title, y_label=y_label, y_units=y_units, x_label="step",
                             x_column="step", log_y=log_y, dark=dark, steady=True)
             plot.setMinimumSize(220, 160)
-            plot.painted.connect(self._on_painted)
+            self._pacing.watch(plot)
             self.plots[key] = plot
         self._plot_of: dict[str, LivePlot] = {}
         for name, (key, table, column, label, color, markers) in CURVES.items():
@@ -368,22 +368,12 @@ class TrainingPlots(QWidget):
         for plot in dirty[:PLOTS_PER_FRAME]:
             plot.refresh()
             self._drawn_tick[id(plot)] = self._tick
-        self._frame_ms = (time.perf_counter() - started) * 1000 + take_paint_ms(shown)
-        self.refresh_timer.setInterval(self.pace.plot_wait_ms(self._frame_ms, REFRESH_MS))
+        self._pacing.redrew((time.perf_counter() - started) * 1000)
         if len(dirty) > PLOTS_PER_FRAME:
             self._schedule()
 
-    def _on_painted(self) -> None:
-        """A plot painted: the redraw it belongs to cost that much more, so wait longer.
-
-        The paints of a redraw come after the tick that asked for them; counted
-        only at the next tick, a run's first, cheap-looking ticks would follow
-        each other closely. While the timer already runs they wait for its tick.
-        """
-        if self.refresh_timer.isActive():
-            return
-        self._frame_ms += take_paint_ms(self.plots.values())
-        self.refresh_timer.setInterval(self.pace.plot_wait_ms(self._frame_ms, REFRESH_MS))
+    def _wait_ms(self, spent_ms: float) -> int:
+        return self.pace.plot_wait_ms(spent_ms, REFRESH_MS)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
