@@ -12,15 +12,27 @@ was recorded, so a crash can be profiled.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
+# Kineto (torch.profiler's engine) writes a "USDT: profiler_start/stop" line and stage
+# notes to the terminal on every capture: noise around our report. Level 6 quiets it (its
+# own errors too; a failed capture is reported by CaptureResult). Read when the profiler
+# first starts, so setting it here is in time; a user's own setting wins.
+os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
-from ..training import events as ev
-from .options import PROFILE_DIR, CaptureOptions, CaptureResult, capture_name
+import torch  # noqa: E402
+from torch.profiler import (  # noqa: E402
+    ProfilerActivity,
+    profile,
+    schedule,
+    tensorboard_trace_handler,
+)
+
+from ..training import events as ev  # noqa: E402
+from .options import PROFILE_DIR, CaptureOptions, CaptureResult, capture_name  # noqa: E402
 
 
 class ProfilerCapture:
@@ -89,7 +101,10 @@ class ProfilerCapture:
                            on_trace_ready=tensorboard_trace_handler(str(folder),
                                                                     worker_name=self.worker),
                            record_shapes=options.record_shapes,
-                           profile_memory=options.profile_memory, with_stack=options.with_stack)
+                           profile_memory=options.profile_memory, with_stack=options.with_stack,
+                           # one cycle (repeat=1): keeping its events changes nothing but
+                           # silences torch's "clears events at the end of each cycle" warning
+                           acc_events=True)
             prof.start()
         except Exception as exc:  # the profiler must never end the run
             self._finish(CaptureResult(str(folder), None, True, f"{type(exc).__name__}: {exc}"))

@@ -11,8 +11,10 @@ names the file and says what to do.
 from __future__ import annotations
 
 import html
+import logging
 import re
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -110,6 +112,10 @@ def read_trace(path: str | Path, progress: Callable[[float, str], None] | None =
     from torch_tb_profiler.profiler.data import RunProfileData
     from torch_tb_profiler.profiler.run_generator import RunGenerator
 
+    # Its parser logs what it finds odd in a trace (runtime calls with no operator, "New
+    # Tensor Cores eligible operator found") as warnings on the terminal: noise to a user.
+    logging.getLogger(consts.PLUGIN_NAME).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"torch_tb_profiler\.")  # pandas deprecations
     path = Path(path)
 
     def stage(fraction: float, text: str) -> None:
@@ -132,7 +138,7 @@ def read_trace(path: str | Path, progress: Callable[[float, str], None] | None =
                              f"open a *.pt.trace.json file written by a capture") from None
     stage(0.3, "building the operator tree")
     try:
-        _mark_data_loading(trace_json["traceEvents"])
+        _adapt_events(trace_json["traceEvents"])
         data = RunProfileData(worker, span, trace_json)
         del trace_json
         data.trace_file_path = trace_path
@@ -154,14 +160,31 @@ def read_trace(path: str | Path, progress: Callable[[float, str], None] | None =
     return report
 
 
-def _mark_data_loading(events: list) -> None:
-    """Count the DataLoader's time again: torch records its ``__next__`` as a user
-    annotation, which torch-tb-profiler 0.4.3 (written for older torch) drops, so the
-    DataLoader category stayed at zero; given the operator category it expects, it counts."""
+def _adapt_events(events: list) -> None:
+    """Rewrite, in place, what newer torch writes that torch-tb-profiler 0.4.3 (written for
+    torch 1.x) misreads:
+
+    - CUDA runtime calls (``cudaLaunchKernel``...) come as ``cuda_runtime`` and
+      ``cuda_driver``, not ``runtime``: unread, no kernel was tied to its operator (the
+      operator table's device times stayed zero) and the Runtime category stayed empty.
+    - Each step's ``ProfilerStep#N`` range is also drawn on the GPU's stream as a
+      ``gpu_user_annotation``, which it took for a second step of the same number (a
+      three-step capture read as six, half of them GPU-only). Dropped here; the
+      Timeline tab reads the file itself and still shows them.
+    - The DataLoader's ``__next__`` comes as a user annotation, which it drops, so the
+      DataLoader category stayed zero; given the operator category it expects, it counts.
+    """
+    kept = []
     for event in events:
-        if event.get("cat") == "user_annotation" and str(event.get("name", "")).startswith(
-                DATA_LOADING):
+        cat = event.get("cat")
+        if cat == "gpu_user_annotation":
+            continue
+        if cat in ("cuda_runtime", "cuda_driver"):
+            event["cat"] = "runtime"
+        elif cat == "user_annotation" and str(event.get("name", "")).startswith(DATA_LOADING):
             event["cat"] = "cpu_op"
+        kept.append(event)
+    events[:] = kept
 
 
 def _check_file(path: Path) -> None:

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import warnings
 
 import pytest
 
@@ -100,6 +101,53 @@ def test_hints_only_where_the_breakdown_shows_them(cpu_trace):
     assert hints(busy, 0.4, 0.6) == ()
 
 
+def cuda_shaped_trace(path, steps=2):
+    """Events as torch 2.x writes them on a GPU (read off an H100 trace): per step a CPU
+    ``ProfilerStep#N`` holding ``aten::mm``, whose ``cudaLaunchKernel`` is a
+    ``cuda_runtime`` event tied by correlation to a 40 us kernel on stream 7, which also
+    carries the step again as a ``gpu_user_annotation``."""
+    events, ts = [], 1000.0
+    for n in range(1, steps + 1):
+        ext, corr = 10 * n, 100 * n
+        events += [
+            {"ph": "X", "cat": "user_annotation", "name": f"ProfilerStep#{n}", "pid": 1,
+             "tid": 1, "ts": ts, "dur": 100.0, "args": {"External id": ext - 1}},
+            {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "pid": 1, "tid": 1,
+             "ts": ts + 10, "dur": 30.0, "args": {"External id": ext}},
+            {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1,
+             "tid": 1, "ts": ts + 15, "dur": 8.0,
+             "args": {"External id": ext, "correlation": corr}},
+            {"ph": "X", "cat": "kernel", "name": "sm90_gemm_kernel", "pid": 0, "tid": 7,
+             "ts": ts + 30, "dur": 40.0,
+             "args": {"External id": ext, "correlation": corr, "device": 0, "stream": 7,
+                      "grid": [1, 1, 1], "block": [128, 1, 1]}},
+            {"ph": "X", "cat": "gpu_user_annotation", "name": f"ProfilerStep#{n}", "pid": 0,
+             "tid": 7, "ts": ts + 30, "dur": 40.0, "args": {"External id": ext - 1}},
+        ]
+        ts += 200.0
+    path.write_text(json.dumps({"schemaVersion": 1, "deviceProperties": [
+        {"id": 0, "name": "NVIDIA H100 80GB HBM3", "totalGlobalMem": 85017493504,
+         "computeMajor": 9, "computeMinor": 0, "maxThreadsPerBlock": 1024,
+         "maxThreadsPerMultiprocessor": 2048, "regsPerBlock": 65536, "warpSize": 32,
+         "sharedMemPerBlock": 49152, "numSms": 132, "regsPerMultiprocessor": 65536,
+         "sharedMemPerBlockOptin": 232448, "sharedMemPerMultiprocessor": 233472}],
+        "traceEvents": events}))
+    return path
+
+
+def test_a_cuda_trace_of_newer_torch_reads_right(tmp_path, capfd):
+    report = read_trace(cuda_shaped_trace(tmp_path / "gpu.1.pt.trace.json"))
+    # one step per ProfilerStep, not a second from the GPU stream's copy of it
+    assert [s.step for s in report.steps] == ["1", "2"]
+    assert report.has_gpu and all(s.costs_us["Kernel"] == 40.0 for s in report.steps)
+    assert all(s.costs_us["Runtime"] == 8.0 for s in report.steps)  # cuda_runtime is read
+    mm = next(op for op in report.operators if op.name == "aten::mm")
+    assert mm.calls == 2 and mm.device_self_us == 80.0  # its kernels are tied to it
+    assert [(k.name, k.calls, k.total_us) for k in report.kernels] == [
+        ("sm90_gemm_kernel", 2, 80.0)]
+    assert capfd.readouterr().err == ""  # the parser's log noise stays off the terminal
+
+
 @pytest.mark.parametrize("content, words", [
     (b"", "is empty"),
     (None, "truncated or damaged"),
@@ -162,13 +210,20 @@ def test_only_one_capture_at_a_time(tmp_path, tiny_config):
         ProfilerCapture().request(CaptureOptions(active=0))
 
 
-def test_cli_profile_prints_tables(tmp_path, capsys, tiny_config):
+def test_cli_profile_prints_tables(tmp_path, capfd, tiny_config):
     config = tmp_path / "tiny.toml"
     config.write_text(tiny_config().to_toml())
-    code = main(["profile", str(config), "--steps", "2", "--record-shapes",
-                 "--workspace", str(tmp_path / "ws")])
-    out = capsys.readouterr().out
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(["profile", str(config), "--steps", "2", "--record-shapes",
+                     "--workspace", str(tmp_path / "ws")])
+    out, err = capfd.readouterr()
     assert code == 0
+    # only our own progress line on stderr: no Kineto "USDT: profiler_start" lines, no
+    # torch "Profiler clears events" warning
+    assert [line for line in err.splitlines() if line] == [
+        "profiling run 1: 1 wait, 1 warmup, 2 recorded steps"]
+    assert not [w for w in caught if "profiler" in str(w.filename)]
     assert "Step-time breakdown (ms)" in out and "CPU Exec" in out and "average" in out
     table = out.split("Top 20 operators")[1].split("\n\n")[0].splitlines()[1:]
     assert table[0].split()[:2] == ["Operator", "Calls"] and len(table) == 1 + 20
