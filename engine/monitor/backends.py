@@ -106,7 +106,7 @@ class NvmlBackend:
             if rates is not None:
                 out["utilization"] = float(rates.gpu)
                 out["memory_utilization"] = float(rates.memory)
-            mem = self._field(gpu, "memory", nvml.nvmlDeviceGetMemoryInfo, h)
+            mem = self._field(gpu, "memory", self._memory_info, gpu, h)
             if mem is not None:
                 out["memory_used"], out["memory_total"] = float(mem.used), float(mem.total)
             milliwatts = self._field(gpu, "power draw", nvml.nvmlDeviceGetPowerUsage, h)
@@ -163,6 +163,18 @@ class NvmlBackend:
                         else "could not be read (will keep trying)")
                 self.report(f"GPU {gpu['index']}: {what} {tail} ({exc})")
             return None
+
+    def _memory_info(self, gpu: dict, handle):
+        """Memory as nvidia-smi shows it: info v2, whose ``used`` leaves out what the driver
+        reserves for itself (about 0.5 GiB on an H100), which v1 counts as used. Drivers
+        older than v2 (before R510) answer v1."""
+        nvml = self.nvml
+        if not gpu.get("memory_v1") and hasattr(nvml, "nvmlMemory_v2"):
+            try:
+                return nvml.nvmlDeviceGetMemoryInfo(handle, version=nvml.nvmlMemory_v2)
+            except (nvml.NVMLError_FunctionNotFound, nvml.NVMLError_NotSupported):
+                gpu["memory_v1"] = True
+        return nvml.nvmlDeviceGetMemoryInfo(handle)
 
     def _pcie_rates(self, gpu: dict, now: float) -> tuple[float, float]:
         when, tx, rx = self._pcie.get(gpu["index"], (-math.inf, NAN, NAN))

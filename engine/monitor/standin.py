@@ -30,6 +30,7 @@ class _Memory:
     total: int
     used: int
     free: int
+    reserved: int = 0  # v2 only: what the driver keeps for itself
 
 
 @dataclass
@@ -43,7 +44,9 @@ class StandInNvml:
 
     ``fail[name] = exc`` makes the call ``name`` raise ``exc`` (an NVMLError
     instance) from then on; ``memory_used``, ``utilization`` and
-    ``throttle_reasons`` per GPU set what it answers.
+    ``throttle_reasons`` per GPU set what it answers. As a real driver does,
+    memory info v1 counts the driver's own ``memory_reserved`` as used and v2
+    (``nvmlDeviceGetMemoryInfo_v2``, what nvidia-smi shows) leaves it out.
     """
 
     NVMLError = pynvml.NVMLError
@@ -52,6 +55,8 @@ class StandInNvml:
     NVMLError_NoPermission = pynvml.NVMLError_NoPermission
     NVMLError_LibraryNotFound = pynvml.NVMLError_LibraryNotFound
     NVMLError_DriverNotLoaded = pynvml.NVMLError_DriverNotLoaded
+    NVMLError_FunctionNotFound = pynvml.NVMLError_FunctionNotFound
+    nvmlMemory_v2 = pynvml.nvmlMemory_v2
     NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
     NVML_CLOCK_SM = pynvml.NVML_CLOCK_SM
     NVML_CLOCK_MEM = pynvml.NVML_CLOCK_MEM
@@ -65,6 +70,7 @@ class StandInNvml:
         self.memory_total = memory_total
         self.pids = pids if pids is not None else (os.getpid(),)
         self.memory_used = [int(0.3 * memory_total)] * count
+        self.memory_reserved = 480 * 2 ** 20  # about what an H100's driver keeps
         self.utilization = [87] * count
         self.throttle_reasons = [0] * count
         self.fail: dict[str, Exception] = {}
@@ -106,10 +112,14 @@ class StandInNvml:
         self._enter("nvmlDeviceGetUtilizationRates")
         return _Utilization(self.utilization[h], self.utilization[h] // 2)
 
-    def nvmlDeviceGetMemoryInfo(self, h: int) -> _Memory:
+    def nvmlDeviceGetMemoryInfo(self, h: int, version: int | None = None) -> _Memory:
+        used, reserved = self.memory_used[h], self.memory_reserved
+        if version:
+            self._enter("nvmlDeviceGetMemoryInfo_v2")
+            return _Memory(self.memory_total, used, self.memory_total - used - reserved,
+                           reserved)
         self._enter("nvmlDeviceGetMemoryInfo")
-        used = self.memory_used[h]
-        return _Memory(self.memory_total, used, self.memory_total - used)
+        return _Memory(self.memory_total, used + reserved, self.memory_total - used - reserved)
 
     def nvmlDeviceGetPowerUsage(self, h: int) -> int:
         self._enter("nvmlDeviceGetPowerUsage")

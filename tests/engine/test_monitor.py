@@ -19,6 +19,22 @@ from engine.monitor.sampler import GpuReading
 from engine.monitor.standin import GIB, StandInNvml
 
 
+def _gpus_here() -> int | None:
+    """GPUs the real NVML finds on this machine; None without an NVIDIA driver (as in CI)."""
+    try:
+        pynvml.nvmlInit()
+    except Exception:
+        return None
+    try:
+        return pynvml.nvmlDeviceGetCount()
+    finally:
+        pynvml.nvmlShutdown()
+
+
+GPUS_HERE = _gpus_here()
+
+
+@pytest.mark.skipif(GPUS_HERE is not None, reason="an NVIDIA driver is here: see test_cuda.py")
 def test_real_pynvml_without_a_driver_reports_the_missing_library_once_and_reads_the_host():
     problems = []
     sampler = Sampler(0.1, on_problem=problems.append)  # the real pynvml module
@@ -72,7 +88,7 @@ def test_a_gpu_lost_mid_run_stops_its_readings_and_is_reported_once():
     problems = []
     sampler = Sampler(0.1, nvml=nvml, on_problem=problems.append)
     before = sampler.sample()
-    nvml.fail["nvmlDeviceGetMemoryInfo"] = pynvml.NVMLError_GpuIsLost()
+    nvml.fail["nvmlDeviceGetMemoryInfo_v2"] = pynvml.NVMLError_GpuIsLost()
     after = [sampler.sample() for _ in range(3)]
     assert before.gpus[0].memory_used > 0
     assert len(problems) == 2  # both GPUs fell off in this stand-in
@@ -80,6 +96,21 @@ def test_a_gpu_lost_mid_run_stops_its_readings_and_is_reported_once():
     assert all(math.isnan(g.memory_used) and math.isnan(g.utilization)
                for s in after for g in s.gpus)
     assert after[-1].ram_total > 0  # the host readings go on
+
+
+def test_memory_used_leaves_out_the_drivers_reserve_as_nvidia_smi_does():
+    nvml = StandInNvml()
+    nvml.memory_used = [int(20 * GIB)]
+    assert Sampler(0.1, nvml=nvml).sample().gpus[0].memory_used == 20 * GIB  # info v2
+    # a driver older than v2 (before R510): v1, asked once, reserve included
+    old = StandInNvml()
+    old.memory_used = [int(20 * GIB)]
+    old.fail["nvmlDeviceGetMemoryInfo_v2"] = pynvml.NVMLError_FunctionNotFound()
+    problems = []
+    sampler = Sampler(0.1, nvml=old, on_problem=problems.append)
+    readings = [sampler.sample().gpus[0].memory_used for _ in range(3)]
+    assert readings == [20 * GIB + old.memory_reserved] * 3
+    assert old.calls["nvmlDeviceGetMemoryInfo_v2"] == 1 and problems == []
 
 
 def test_other_nvml_errors_mid_run_are_reported_once_and_retried():
@@ -190,7 +221,7 @@ def test_a_cli_run_stores_its_samples_with_steps(tiny_config, tmp_path, workspac
     host = history["host"]
     assert len(host["time"]) >= 2 and (host["ram_total"] > 0).all()
     assert (host["step"] >= 0).all() and host["step"][-1] > host["step"][0]
-    assert history["gpus"] == {}
+    assert sorted(history["gpus"]) == list(range(GPUS_HERE or 0))
 
 
 def test_samples_with_gpus_round_trip_through_the_workspace(workspace_dir, tiny_config):
@@ -216,8 +247,10 @@ def test_monitor_command_prints_json_lines(capsys):
     assert main(["monitor", "--interval", "0.1", "--count", "2", "--json"]) == 0
     captured = capsys.readouterr()
     lines = [json.loads(line) for line in captured.out.splitlines()]
-    assert len(lines) == 2 and lines[0]["ram_total"] > 0 and lines[0]["gpus"] == []
-    assert captured.err.count("No NVIDIA GPU found: NVML library not found") == 1
+    assert len(lines) == 2 and lines[0]["ram_total"] > 0
+    assert [g["index"] for g in lines[0]["gpus"]] == list(range(GPUS_HERE or 0))
+    no_gpu = captured.err.count("No NVIDIA GPU found: NVML library not found")
+    assert no_gpu == (1 if GPUS_HERE is None else 0)
 
 
 def test_monitor_command_prints_a_table(capsys):
