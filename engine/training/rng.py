@@ -30,7 +30,7 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"].cpu())
     random.setstate(_as_tuples(state["python"]))
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32),
+    np.random.set_state(("MT19937", state["numpy"].cpu().numpy().astype(np.uint32),
                          state["numpy_pos"], 0, 0.0))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

@@ -117,7 +117,8 @@ def test_sigkill_mid_run_leaves_a_readable_workspace(tiny_config, tmp_path, work
     cfg = tiny_config(**{"data.dataset": "synthetic", "data.n_samples": 20000,
                          "train.epochs": 1000, "train.log_every": 5})
     path = write_config(tmp_path, cfg)
-    env = {**os.environ, "TORCHWORK_WORKSPACE": str(workspace_dir), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "TORCHWORK_WORKSPACE": str(workspace_dir),
+           "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(path), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:

@@ -309,7 +309,8 @@ while True:
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_a_writer_killed_with_sigkill_leaves_a_readable_interrupted_run(tmp_path):
     root = tmp_path / "ws"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (
+        str(REPO), os.environ.get("PYTHONPATH"))))}
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(root)], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
