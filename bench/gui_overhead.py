@@ -43,10 +43,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
-
 from engine.config import RunConfig  # noqa: E402
+
+# No Qt import at the top of this file: the window's run process is a multiprocessing
+# "spawn" child, which imports the parent's main module, here this file. Qt imported
+# there put PySide6 into the run process, which the app's does not have (`torchwork`'s
+# main module imports no Qt), and measured that instead: in 30 rotating rounds a run
+# process carrying Qt trained at 0.984 (median) of one without.
 
 CONFIG = {"data.dataset": "synthetic", "data.n_samples": 60000, "data.n_features": 64,
           "data.n_classes": 4, "data.batch_size": 256, "model.arch": "mlp",
@@ -108,6 +111,8 @@ def windowed(app, window, cfg: RunConfig, probe: bool = False) -> tuple[float, l
     """Steps/s of the run started from the window, and with ``probe`` the 10 ms timer's
     lateness (ms). The probe wakes the window 100 times a second, which the app itself
     never does, so the throughput turns run without it."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
     lateness, ended = [], []
     last = [time.perf_counter()]
 
@@ -154,6 +159,8 @@ def live_and_idle(app, window, cfg: RunConfig, seconds: float, phase_s: float,
     remains. Steps per second of a phase come from the run's own (wall_s, step)
     readings, on the run's clock.
     """
+    from PySide6.QtCore import QEventLoop, QTimer
+
     bridge = window.bridge
     idle, readings, switches = [False], [], []
     real_emit = bridge._emit
@@ -230,6 +237,9 @@ def main() -> None:
     if 0 < args.live_idle_s < 4 * args.phase_s:
         parser.error("--live-idle-s must be at least 4 times --phase-s (two idle phases "
                      "around a live one), or 0 to skip that measurement")
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
     app = QApplication.instance() or QApplication([])
     from app.main_window import MainWindow
 
