@@ -48,8 +48,12 @@ def quantize_onnx(source: str | Path, out_path: str | Path, ops: str = "all") ->
     Weights of the ``ops`` operators (see ONNX_OPS) become signed int8 (QInt8);
     the quantized model keeps its weights inside the one file. ONNX Runtime's
     quant_pre_process is not run: it cannot read the external-data files the
-    torch.export-based exporter writes.
+    torch.export-based exporter writes. The exporter's intermediate shapes
+    (``value_info``) are dropped first and inferred again by the quantizer:
+    torch 2.11's exporter wrote some that onnxruntime 1.30 found at odds with
+    the weights (seen on a GPU machine's stack), and the quantization failed.
     """
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     source, out_path = Path(source), Path(out_path)
@@ -57,8 +61,10 @@ def quantize_onnx(source: str | Path, out_path: str | Path, ops: str = "all") ->
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out_path.parent, prefix=".quantizing-")
     os.close(fd)
     try:
+        model = onnx.load(str(source))  # with its external data
+        del model.graph.value_info[:]
         with _quiet_root_logger():
-            quantize_dynamic(str(source), tmp, weight_type=QuantType.QInt8,
+            quantize_dynamic(model, tmp, weight_type=QuantType.QInt8,
                              op_types_to_quantize=ONNX_OPS[ops])
         os.chmod(tmp, 0o644)
         os.replace(tmp, out_path)
