@@ -32,7 +32,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.pacing import NORMAL, pace_for
-from app.widgets.live_plot import PALETTE, GrowingColumns, LivePlot, RedrawPacing, on_screen
+from app.widgets.live_plot import PALETTE, GrowingColumns, LivePlot
+from app.widgets.redraw_pacing import RedrawPacing, on_screen
 from engine.monitor import DEFAULT_INTERVAL_S, Alerts, Sample, Sampler
 
 BLUE, ORANGE, GREEN, PURPLE, ROSE, TEAL, OCHRE = PALETTE

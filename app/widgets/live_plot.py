@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QTimer, Signal
+from PySide6.QtCore import QPointF, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsItem
 
@@ -563,50 +563,3 @@ def _with_alpha(color: QColor, alpha: int) -> QColor:
     c = QColor(color)
     c.setAlpha(alpha)
     return c
-
-
-def take_paint_ms(plots: Iterable[LivePlot]) -> float:
-    """The time ``plots`` spent painting since last asked (and start counting again)."""
-    total = 0.0
-    for plot in plots:
-        total += plot.paint_ms
-        plot.paint_ms = 0.0
-    return total
-
-
-class RedrawPacing:
-    """How long a panel's single-shot redraw ``timer`` waits: ``wait_ms`` of what the
-    last redraw cost, the paints that follow it included (app.pacing).
-
-    The paints of a redraw come after the tick that asked for them; counted
-    only at the next tick, a run's first, cheap-looking ticks would follow each
-    other closely. So each paint lengthens the wait at once, unless the timer
-    already runs (the mouse over a plot, new data): then it counts at the tick.
-    """
-
-    def __init__(self, timer: QTimer, wait_ms: Callable[[float], int]):
-        self._timer, self._wait_ms = timer, wait_ms
-        self._plots: list[LivePlot] = []
-        self._frame_ms = 0.0
-
-    def watch(self, plot: LivePlot) -> None:
-        self._plots.append(plot)
-        plot.painted.connect(self._painted)
-
-    def redrew(self, spent_ms: float) -> None:
-        """A tick handed its plots new data in ``spent_ms``: wait for that, and what
-        the plots painted since the last tick."""
-        self._frame_ms = spent_ms + take_paint_ms(self._plots)
-        self._timer.setInterval(self._wait_ms(self._frame_ms))
-
-    def _painted(self) -> None:
-        if self._timer.isActive():
-            return
-        self._frame_ms += take_paint_ms(self._plots)
-        self._timer.setInterval(self._wait_ms(self._frame_ms))
-
-
-def on_screen(widget) -> bool:
-    """Whether any of ``widget`` can be seen. A dock behind another dock's tab still
-    reports isVisible(); its visible region is empty, so its plots need not redraw."""
-    return widget.isVisible() and not widget.visibleRegion().isEmpty()

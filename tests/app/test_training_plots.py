@@ -277,6 +277,7 @@ def test_the_paints_a_redraw_causes_lengthen_the_wait_before_the_next(panel, mon
 
     from app.panels import training_plots
     from app.widgets import live_plot
+    from app.widgets.redraw_pacing import take_paint_ms
 
     # fake clocks: handing data over costs nothing, and every paint takes 4 ms
     monkeypatch.setattr(training_plots, "time", types.SimpleNamespace(perf_counter=lambda: 0.0))
@@ -284,7 +285,7 @@ def test_the_paints_a_redraw_causes_lengthen_the_wait_before_the_next(panel, mon
     monkeypatch.setattr(live_plot, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
     panel.on_metrics(logged(1))
     panel.refresh_timer.stop()
-    live_plot.take_paint_ms(panel.plots.values())  # forget the paints of showing the panel
+    take_paint_ms(panel.plots.values())  # forget the paints of showing the panel
     panel._on_timer()
     panel.refresh_timer.stop()  # the other plots' turn (two a tick) is not this test's
     assert panel.refresh_timer.interval() == REFRESH_MS  # nothing painted yet
