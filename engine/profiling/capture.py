@@ -17,22 +17,17 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
+
+from ..training import events as ev
+from .options import PROFILE_DIR, CaptureOptions, CaptureResult, capture_name
+
 # Kineto (torch.profiler's engine) writes a "USDT: profiler_start/stop" line and stage
 # notes to the terminal on every capture: noise around our report. Level 6 quiets it (its
-# own errors too; a failed capture is reported by CaptureResult). Read when the profiler
-# first starts, so setting it here is in time; a user's own setting wins.
+# own errors too; a failed capture is reported by CaptureResult). Kineto reads it when a
+# profiler first starts, not when torch is imported; a user's own setting wins.
 os.environ.setdefault("KINETO_LOG_LEVEL", "6")
-
-import torch  # noqa: E402
-from torch.profiler import (  # noqa: E402
-    ProfilerActivity,
-    profile,
-    schedule,
-    tensorboard_trace_handler,
-)
-
-from ..training import events as ev  # noqa: E402
-from .options import PROFILE_DIR, CaptureOptions, CaptureResult, capture_name  # noqa: E402
 
 
 class ProfilerCapture:
