@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import sys
+import time
 import types
 
 import pytest
@@ -102,11 +103,24 @@ def test_a_redraw_that_moves_the_view_range_paints_the_plot_once(qtbot):
     qtbot.waitExposed(plot)
     plot.append_many("loss", range(100), [1.0 + i % 7 / 10 for i in range(100)])
     plot.refresh()
-    qtbot.wait(50)
+    # The first show and fit take several paints (layout, legend); on a slow machine
+    # they run past a fixed wait, so wait until the plot has stopped painting.
+    settle(qtbot, paints)
     x_range = plot.getPlotItem().getViewBox().viewRange()[0]
     paints.clear()
     plot.append_many("loss", range(100, 400), [1.0 + i % 7 / 10 for i in range(300)])
     plot.refresh()  # the data leaves the x range: the range moves
-    qtbot.wait(50)
+    settle(qtbot, paints)
     assert plot.getPlotItem().getViewBox().viewRange()[0] != x_range
     assert len(paints) == 1  # pyqtgraph alone would paint it, then its plot area again
+
+
+def settle(qtbot, paints, quiet_ms=250, timeout_s=10.0):
+    """Process events until ``quiet_ms`` pass with no new paint."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seen = len(paints)
+        qtbot.wait(quiet_ms)
+        if len(paints) == seen:
+            return
+    raise AssertionError(f"the plot kept painting for {timeout_s} s")
