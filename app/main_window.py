@@ -72,6 +72,13 @@ class MainWindow(QMainWindow):
         self.training_dock = self._dock("Training", "training", training,
                                         Qt.RightDockWidgetArea)
         self.resizeDocks([self.config_dock, self.training_dock], [400, 1000], Qt.Horizontal)
+        # Hardware, Profiler and Compression are tabs beside Training: at the default size
+        # six training plots and eight hardware plots one above the other would each be
+        # too small to read. A dock's tab can be dragged out, below the plots, say.
+        self.hardware = HardwarePanel()
+        self.hardware_dock = self._dock("Hardware", "hardware", self.hardware,
+                                        Qt.RightDockWidgetArea)
+        self.tabifyDockWidget(self.training_dock, self.hardware_dock)
         self.profiler = ProfilerPanel()
         self.profiler_dock = self._dock("Profiler", "profiler", self.profiler,
                                         Qt.RightDockWidgetArea)
@@ -81,11 +88,6 @@ class MainWindow(QMainWindow):
                                            Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.compression_dock)
         self.training_dock.raise_()
-        self.hardware = HardwarePanel()
-        self.hardware_dock = self._dock("Hardware", "hardware", self.hardware,
-                                        Qt.RightDockWidgetArea)
-        self.splitDockWidget(self.training_dock, self.hardware_dock, Qt.Vertical)
-        self.resizeDocks([self.training_dock, self.hardware_dock], [560, 300], Qt.Vertical)
         # live plots wait while their tab is behind another, and draw when it comes forward
         self.training_dock.visibilityChanged.connect(self.plots.set_shown)
         self.hardware_dock.visibilityChanged.connect(self.hardware.set_shown)

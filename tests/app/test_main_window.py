@@ -259,3 +259,17 @@ def test_the_first_launch_shows_the_whole_form_at_the_default_size(qtbot, make_w
     scroll = window.config_panel._scroll
     # ...and the form, which has no horizontal scroll bar, is not cut off at the right
     assert scroll.viewport().width() >= scroll.widget().minimumSizeHint().width()
+
+
+def test_the_first_launch_has_the_docks_as_tabs_beside_training(qtbot, make_window):
+    from PySide6.QtWidgets import QTabBar
+
+    window = make_window()
+    qtbot.waitExposed(window)
+    tabbed = window.tabifiedDockWidgets(window.training_dock)
+    assert set(tabbed) == {window.hardware_dock, window.profiler_dock, window.compression_dock}
+    bar = next(b for b in window.findChildren(QTabBar) if b.count() == 4)
+    assert [bar.tabText(i) for i in range(4)] == ["Training", "Hardware", "Profiler",
+                                                  "Compression"]
+    assert bar.tabText(bar.currentIndex()) == "Training"
+    assert window.dockWidgetArea(window.config_dock) == Qt.LeftDockWidgetArea
