@@ -71,8 +71,8 @@ GPU_CURVES = {
     "torch_reserved": ("torch", "torch_reserved", "reserved", TEAL, False),
 }
 HOST_CURVES = {
-    "process_cpu": ("cpu", "process_cpu", "this process (% of a core)", BLUE, False),
-    "system_cpu": ("cpu", "system_cpu", "system (% of all cores)", ORANGE, False),
+    "process_cpu": ("cpu", "process_cpu", "process (% of 1 core)", BLUE, False),
+    "system_cpu": ("cpu", "system_cpu", "system (% of all)", ORANGE, False),
     "ram_used": ("ram", "ram_used", "used", BLUE, False),
     "rss": ("ram", "rss", "this process", GREEN, False),
     "ram_total": ("ram", "ram_total", "total", ROSE, True),

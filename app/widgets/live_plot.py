@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Signal
+from PySide6.QtCore import QPointF, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsItem
 
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import QGraphicsItem
 PALETTE = ("#2f7ed8", "#d95f02", "#2ca02c", "#8e6cd6", "#e7298a", "#1f9bb0", "#c77c02")
 LIGHT = {"background": "#ffffff", "foreground": "#333333"}
 DARK = {"background": "#1e1f22", "foreground": "#d0d0d0"}
+LEGEND_MAX_SHARE = 0.6  # of the plot area's height, at most, for a legend inside it
 
 
 class GrowingColumns:
@@ -229,6 +230,7 @@ class LivePlot(pg.PlotWidget):
         self.legend = pg.LegendItem(offset=None, labelTextSize="8pt", horSpacing=10,
                                     verSpacing=-8)
         self._legend_inside: bool | None = None  # placed by _fit_legend
+        self._legend_fits = True  # whether it has room (see _fit_legend)
         item.legend = self.legend  # curves added with a name join it
         self._vline = pg.InfiniteLine(angle=90, movable=False)
         self._vline.setZValue(50)
@@ -482,7 +484,8 @@ class LivePlot(pg.PlotWidget):
         self._readout.setAnchor((1, 0) if left else (0, 0))
         self._readout.setPos(px - 6 if left else max(0.0, min(px + 6, vb.width() - width)), 2)
         self._readout.show()
-        self.legend.setVisible(not self._legend_inside)  # the read-out names the curves too
+        # the read-out names the curves too, and would overlap a legend inside the plot
+        self.legend.setVisible(self._legend_fits and not self._legend_inside)
 
     def readout_text(self) -> str:
         """The crosshair read-out as plain text; empty while it is hidden."""
@@ -491,7 +494,7 @@ class LivePlot(pg.PlotWidget):
     def hide_crosshair(self) -> None:
         self._vline.hide()
         self._readout.hide()
-        self.legend.show()
+        self.legend.setVisible(self._legend_fits)
 
     def _mouse_moved(self, args) -> None:
         pos = args[0]
@@ -503,13 +506,17 @@ class LivePlot(pg.PlotWidget):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        if self.legend is not None and self.getPlotItem() is not None:  # not mid-setup/close
-            self._fit_legend()
+        self._fit_legend()
+        # The plot area may be laid out to the new size only after this event: look again
+        # then (a timer, not the view box's resize signal, which can fire mid-teardown).
+        QTimer.singleShot(0, self._fit_legend)
 
     def _fit_legend(self) -> None:
         """The legend goes in one row beside the title where there is room, else in a
         column in the plot's top right corner, on a translucent background."""
         item = self.getPlotItem()
+        if self.legend is None or item is None:  # mid-setup, or closed
+            return
         room = item.width() - item.titleLabel.item.boundingRect().width() - 24
         self.legend.setColumnCount(max(1, len(self.legend.items)))
         inside = self.legend.width() > room
@@ -521,6 +528,12 @@ class LivePlot(pg.PlotWidget):
             self.legend.anchor(itemPos=(1, 0), parentPos=(1, 0),
                                offset=(-6, 6) if inside else (-6, 1))
             self._style_legend()
+        # Inside a small plot a legend would cover most of the curves, or be cut off at
+        # the plot's edge: it is left out there (the crosshair read-out names the curves).
+        vb = item.getViewBox()
+        self._legend_fits = not inside or (self.legend.width() + 12 <= vb.width() and
+                                           self.legend.height() <= LEGEND_MAX_SHARE * vb.height())
+        self.legend.setVisible(self._legend_fits and not (inside and self._readout.isVisible()))
 
     def leaveEvent(self, event) -> None:
         self.hide_crosshair()

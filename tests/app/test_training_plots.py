@@ -441,3 +441,29 @@ def test_a_batch_of_steps_draws_what_the_same_steps_one_by_one_draw(qtbot):
             one.set_x_axis(axis)
             many.set_x_axis(axis)
             np.testing.assert_allclose(many.curve_data(name), one.curve_data(name))
+
+
+def test_a_legend_with_no_room_in_a_small_plot_is_left_out_not_cut_off(qtbot):
+    plot = LivePlot("GPU memory", y_label="memory", x_label="time")
+    qtbot.addWidget(plot)
+    for name, label in (("used", "used by every process"), ("run", "this run"),
+                        ("total", "total memory")):
+        plot.add_curve(name, label, "#2f7ed8")
+    vb = plot.getPlotItem().getViewBox()
+    plot.resize(700, 400)
+    plot.show()
+    qtbot.waitExposed(plot)
+    qtbot.waitUntil(lambda: plot.legend.isVisible())
+    assert plot.legend.width() <= vb.width()  # beside the title, or inside with room
+
+    plot.resize(200, 140)  # a dock squeezed small: the legend would cover the curves
+    qtbot.waitUntil(lambda: not plot.legend.isVisible())
+    plot.append_many("used", [0, 1, 2], [1.0, 2.0, 3.0])
+    plot.refresh()
+    plot.show_crosshair(1)  # the read-out names the curves instead
+    assert "used by every process: 2" in plot.readout_text()
+    plot.hide_crosshair()
+    assert not plot.legend.isVisible()
+
+    plot.resize(700, 400)  # and back when the plot grows again
+    qtbot.waitUntil(lambda: plot.legend.isVisible())
