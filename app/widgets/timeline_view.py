@@ -105,7 +105,8 @@ class TimelineView(TimelineInput, QWidget):
         self.plot.viewport().installEventFilter(self)
 
         self.info = QTextBrowser()
-        self.info.setPlaceholderText("Click a slice to see its name, duration, shapes and args.")
+        # short: a placeholder does not wrap in a narrow details pane
+        self.info.setPlaceholderText("Click a slice for its details.")
         self.range_label = QLabel("Shift-drag across the timeline to sum time per name.")
         self.range_label.setWordWrap(True)
         self.range_table = QTableWidget(0, 4)
