@@ -509,7 +509,7 @@ class LivePlot(pg.PlotWidget):
         self._fit_legend()
         # The plot area may be laid out to the new size only after this event: look again
         # then (a timer, not the view box's resize signal, which can fire mid-teardown).
-        QTimer.singleShot(0, self._fit_legend)
+        QTimer.singleShot(0, self, self._fit_legend)  # not called once self is deleted
 
     def _fit_legend(self) -> None:
         """The legend goes in one row beside the title where there is room, else in a

@@ -117,7 +117,7 @@ class TimelineInput:
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        QTimer.singleShot(0, self._keep_rows)
+        QTimer.singleShot(0, self, self._keep_rows)
 
     def _keep_rows(self) -> None:
         self.scroll_rows(self.viewbox.viewRange()[1][0])
@@ -126,7 +126,7 @@ class TimelineInput:
         if event.type() == QEvent.KeyPress and self._key(event):
             return True
         if event.type() == QEvent.Resize and obj is self.plot:
-            QTimer.singleShot(0, self._keep_rows)
+            QTimer.singleShot(0, self, self._keep_rows)
         return super().eventFilter(obj, event)
 
     def keyPressEvent(self, event) -> None:
