@@ -484,8 +484,7 @@ class LivePlot(pg.PlotWidget):
         self._readout.setAnchor((1, 0) if left else (0, 0))
         self._readout.setPos(px - 6 if left else max(0.0, min(px + 6, vb.width() - width)), 2)
         self._readout.show()
-        # the read-out names the curves too, and would overlap a legend inside the plot
-        self.legend.setVisible(self._legend_fits and not self._legend_inside)
+        self._show_legend()
 
     def readout_text(self) -> str:
         """The crosshair read-out as plain text; empty while it is hidden."""
@@ -494,7 +493,7 @@ class LivePlot(pg.PlotWidget):
     def hide_crosshair(self) -> None:
         self._vline.hide()
         self._readout.hide()
-        self.legend.setVisible(self._legend_fits)
+        self._show_legend()
 
     def _mouse_moved(self, args) -> None:
         pos = args[0]
@@ -533,7 +532,13 @@ class LivePlot(pg.PlotWidget):
         vb = item.getViewBox()
         self._legend_fits = not inside or (self.legend.width() + 12 <= vb.width() and
                                            self.legend.height() <= LEGEND_MAX_SHARE * vb.height())
-        self.legend.setVisible(self._legend_fits and not (inside and self._readout.isVisible()))
+        self._show_legend()
+
+    def _show_legend(self) -> None:
+        """Shown where it has room, except inside the plot while the crosshair read-out
+        (which names the curves too) is there to overlap it."""
+        self.legend.setVisible(self._legend_fits and not (self._legend_inside and
+                                                          self._readout.isVisible()))
 
     def leaveEvent(self, event) -> None:
         self.hide_crosshair()
