@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import math
 import re
+import reprlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +34,19 @@ class ConfigError(ValueError):
 
 
 def opt(default, label: str, help: str, *, min=None, max=None, min_exclusive=False,
-        max_exclusive=False, choices=None, pattern=None, pattern_hint=None, item_min=None):
-    """A config field with the metadata forms and validation are built from."""
+        max_exclusive=False, choices=None, pattern=None, pattern_hint=None, item_min=None,
+        item_max=None, item_max_exclusive=False, min_items=None, max_items=None):
+    """A config field with the metadata forms and validation are built from.
+
+    List fields bound each item (item_min, item_max) and their length (min_items,
+    max_items; item_min also makes an empty list an error), so no value a file or
+    --set can carry reaches the builders unchecked.
+    """
     meta = dict(label=label, help=help, min=min, max=max, min_exclusive=min_exclusive,
                 max_exclusive=max_exclusive, choices=tuple(choices) if choices else None,
-                pattern=pattern, pattern_hint=pattern_hint, item_min=item_min)
+                pattern=pattern, pattern_hint=pattern_hint, item_min=item_min,
+                item_max=item_max, item_max_exclusive=item_max_exclusive,
+                min_items=min_items, max_items=max_items)
     if isinstance(default, list):
         return field(default_factory=lambda d=tuple(default): list(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -87,9 +96,11 @@ class ModelConfig:
                     "files you trust.", choices=ARCHS, pattern=r"custom:.+\.py",
                     pattern_hint="custom:path/to/file.py")
     hidden: list[int] = opt([128, 64], "Hidden widths", "Width of each hidden layer of the MLP "
-                            "(and of the residual blocks of resnet on tabular data).", item_min=1)
+                            "(and of the residual blocks of resnet on tabular data).",
+                            item_min=1, item_max=10**9, max_items=1000)
     channels: list[int] = opt([32, 64], "Conv channels", "Output channels of each convolution "
-                              "stage (cnn, resnet on image data).", item_min=1)
+                              "stage (cnn, resnet on image data).",
+                              item_min=1, item_max=10**6, max_items=1000)
     activation: str = opt("relu", "Activation", "Non-linearity between layers.",
                           choices=("relu", "gelu", "silu", "tanh", "leaky_relu"))
     dropout: float = opt(0.0, "Dropout", "Probability of zeroing an activation during training.",
@@ -113,7 +124,9 @@ class OptimConfig:
     momentum: float = opt(0.9, "Momentum", "Momentum for SGD and RMSprop.", min=0.0, max=1.0,
                           max_exclusive=True)
     nesterov: bool = opt(False, "Nesterov", "Nesterov momentum (SGD with momentum > 0 only).")
-    betas: list[float] = opt([0.9, 0.999], "Betas", "Adam/AdamW moment coefficients.")
+    betas: list[float] = opt([0.9, 0.999], "Betas", "Adam/AdamW moment coefficients.",
+                             item_min=0.0, item_max=1.0, item_max_exclusive=True,
+                             min_items=2, max_items=2)
     lbfgs_history: int = opt(10, "L-BFGS history", "Update history size for L-BFGS.",
                              min=1, max=1000)
 
@@ -129,7 +142,8 @@ class ScheduleConfig:
     step_size: int = opt(10, "Step size (epochs)", "Epochs between decays (step).",
                          min=1, max=100_000)
     milestones: list[int] = opt([30, 60], "Milestones (epochs)", "Epochs at which the rate "
-                                "decays (multistep).", item_min=1)
+                                "decays (multistep).", item_min=1, item_max=1_000_000,
+                                max_items=1000)
     gamma: float = opt(0.1, "Decay factor", "Multiplier at each decay (step, multistep, plateau); "
                        "per epoch for exponential.", min=0.0, max=1.0, min_exclusive=True)
     min_lr: float = opt(0.0, "Minimum LR", "Floor of the rate (cosine, warmup_cosine, plateau).",
@@ -185,7 +199,7 @@ class TrainConfig:
     seed: int = opt(0, "Seed", "Seeds the split, the initialization, shuffling and dropout.",
                     min=0, max=2**32 - 1)
     device: str = opt("auto", "Device", "auto picks CUDA, then MPS, then the CPU.",
-                      choices=("auto", "cpu", "cuda", "mps"), pattern=r"cuda:\d+",
+                      choices=("auto", "cpu", "cuda", "mps"), pattern=r"cuda:[0-9]{1,3}",
                       pattern_hint="cuda:N")
     checkpoint_every: int = opt(1, "Checkpoint every (epochs)", "Epochs between checkpoints; one "
                                 "is also written at the end and on stop. 0 writes only those.",
@@ -284,7 +298,7 @@ class RunConfig:
                 errors.append(_unknown(name, SECTIONS))
                 continue
             if not isinstance(value, dict):
-                errors.append(f"{name} must be a table of options (got {value!r})")
+                errors.append(f"{name} must be a table of options (got {show(value)})")
                 continue
             section_cls = SECTIONS[name]
             kwargs = {}
@@ -314,6 +328,8 @@ class RunConfig:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"not valid TOML: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # raised from inside tomllib, unpositioned
+            raise ConfigError(_unreadable_toml(text, exc)) from None
         return cls.from_dict(data, validate=validate)
 
     @classmethod
@@ -342,7 +358,7 @@ class RunConfig:
         """Set one option from a typed value or its text (as typed after --set)."""
         section, name = _split_key(key)
         if isinstance(value, str) and field_type(key) is not str:
-            value = parse_text(value)
+            value = parse_text(value, key)
         setattr(getattr(self, section), name, coerce(key, value))
 
     def with_overrides(self, overrides: list[str]) -> RunConfig:
@@ -352,7 +368,7 @@ class RunConfig:
         for item in overrides:
             key, sep, value = item.partition("=")
             if not sep:
-                errors.append(f"override {item!r} must look like key=value, "
+                errors.append(f"override {show(item)} must look like key=value, "
                               f"e.g. optim.lr=3e-4")
                 continue
             try:
@@ -394,8 +410,6 @@ class RunConfig:
         if o.nesterov and (o.name != "sgd" or o.momentum <= 0):
             errs.append(f"optim.nesterov=true needs optim.name='sgd' with optim.momentum > 0 "
                         f"(got name={o.name!r}, momentum={o.momentum})")
-        if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
-            errs.append(f"optim.betas must be two numbers in [0, 1) (got {o.betas})")
         if o.name == "lbfgs":
             if t.grad_accum_steps != 1:
                 errs.append(f"train.grad_accum_steps must be 1 with optim.name='lbfgs' (got "
@@ -411,6 +425,14 @@ class RunConfig:
         if s.name == "plateau" and s.warmup_steps:
             errs.append(f"schedule.warmup_steps must be 0 with schedule.name='plateau' "
                         f"(got {s.warmup_steps}): pick warmup_cosine for a warmup")
+        if s.name == "plateau" and s.gamma >= 1.0:
+            errs.append(f"schedule.gamma must be < 1 with schedule.name='plateau' (got "
+                        f"{s.gamma}): the rate is multiplied by it on a plateau, so 1 never "
+                        f"lowers it")
+        if s.name in ("cosine", "warmup_cosine", "plateau") and s.min_lr > o.lr:
+            errs.append(f"schedule.min_lr ({s.min_lr}) must not exceed optim.lr ({o.lr}) with "
+                        f"schedule.name={s.name!r}: the floor would raise the rate; lower "
+                        f"schedule.min_lr")
         task = self.task
         allowed = (CLASSIFICATION_LOSSES if task == "classification" else REGRESSION_LOSSES)
         if t.loss != "auto" and t.loss not in allowed:
@@ -474,24 +496,104 @@ def _unknown(key: str, known) -> str:
     if not hint:  # a right option name under the wrong section, or with none
         name = key.split(".", 1)[-1]
         hint = [k for k in known if k.split(".", 1)[-1] == name][:1]
-    msg = f"unknown key {key!r}"
+    msg = f"unknown key {show(key)}"
     return msg + (f": did you mean {hint[0]!r}?" if hint else "")
 
 
-def parse_text(text: str) -> Any:
-    """Turn override text into a value: TOML syntax first, then yes/no words, else the string."""
+# Error messages show values through this: short, and safe for what Python cannot
+# print (an int beyond its 4,300-digit limit) or recurse through (deep nesting).
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxtuple = 3, 8, 8
+_SHOW.maxstring, _SHOW.maxother, _SHOW.maxlong = 60, 60, 40
+
+
+def show(value: Any) -> str:
+    """A value as an error message quotes it: never huge, never raising."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**40:
+        try:
+            digits = len(str(abs(value)))
+        except ValueError:  # past the int-str limit: count them from the logarithm
+            digits = int(math.log10(abs(value))) + 1
+        return f"a {digits}-digit number"
+    try:
+        return _SHOW.repr(value)
+    except (ValueError, RecursionError):
+        return f"a {type(value).__name__} too large to show"
+
+
+def parse_text(text: str, key: str = "the value") -> Any:
+    """Turn override text into a value: TOML syntax first, then yes/no words, else the string.
+
+    Text TOML accepts but Python cannot hold (a decimal integer over the int-str
+    digit limit, lists nested past the recursion limit) is a ConfigError naming ``key``.
+    """
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         pass
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(_unreadable(key, text, exc)) from None
     low = text.lower()
     if low in ("yes", "on"):
         return True
     if low in ("no", "off"):
         return False
     if "," in text:
-        return [parse_text(p.strip()) for p in text.split(",") if p.strip()]
+        return [parse_text(p.strip(), key) for p in text.split(",") if p.strip()]
     return text
+
+
+def _unreadable(key: str, text: str, exc: Exception) -> str:
+    """Why tomllib could not hold ``text`` (a ValueError or RecursionError from inside it)."""
+    if isinstance(exc, RecursionError):
+        try:
+            expected = _type_name(field_type(key))
+        except ConfigError:
+            expected = "a flat value"
+        return f"{key} nests arrays too deeply to read: give {expected}"
+    if "digits" in str(exc):  # "Exceeds the limit (4300 digits) for integer string conversion"
+        digits = max((len(m.replace("_", "")) for m in re.findall(r"\d[\d_]*", text)), default=0)
+        return f"{key} is too large (got a {digits}-digit number){_limit(key)}"
+    return f"{key} cannot be read ({exc})"
+
+
+def _limit(key: str) -> str:
+    """': must be <= N' for a field with an upper bound ('' for an unknown key or none)."""
+    try:
+        meta = field_meta(key)
+    except ConfigError:
+        return ""
+    if meta["item_max"] is not None:
+        return f": items must be {'<' if meta['item_max_exclusive'] else '<='} {meta['item_max']}"
+    if meta["max"] is not None:
+        return f": must be {'<' if meta['max_exclusive'] else '<='} {meta['max']}"
+    return ""
+
+
+def _unreadable_toml(text: str, exc: Exception) -> str:
+    """The line and key where tomllib failed with an error that carries no position."""
+    if isinstance(exc, RecursionError):
+        found = re.search(r"(?:[\[{]\s*){50,}", text)
+    else:
+        found = re.search(r"\d[\d_]{999,}", text)
+    if not found:
+        return f"cannot read the file: {_unreadable('a value', text, exc)}"
+    line = text.count("\n", 0, found.start()) + 1
+    key = _key_before(text[:found.start()])
+    return f"line {line}: {_unreadable(key, found.group(), exc)}"
+
+
+def _key_before(text: str) -> str:
+    """The dotted key whose value runs at the end of ``text`` (TOML before a position)."""
+    name = None
+    for line in reversed(text.split("\n")):
+        header = re.fullmatch(r"\s*\[\[?\s*([\w.-]+)\s*\]\]?\s*(#.*)?", line)
+        if header:
+            return f"{header.group(1)}.{name}" if name else header.group(1)
+        assignment = re.match(r"\s*([\w.-]+)\s*=", line)
+        if assignment and name is None:
+            name = assignment.group(1)
+    return name or "a value"
 
 
 def _type_name(tp) -> str:
@@ -504,50 +606,55 @@ def _type_name(tp) -> str:
 def coerce(key: str, value: Any) -> Any:
     """Convert a TOML/override value to the field's type or raise a ConfigError."""
     tp = field_type(key)
-    bad = ConfigError(f"{key} must be {_type_name(tp)} (got {value!r})")
+
+    def bad() -> ConfigError:
+        return ConfigError(f"{key} must be {_type_name(tp)} (got {show(value)})")
+
     if get_origin(tp) is list:
         item_tp = get_args(tp)[0]
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, (list, tuple)):
-            raise bad
-        return [_coerce_scalar(item_tp, v, bad) for v in value]
-    return _coerce_scalar(tp, value, bad)
+            raise bad()
+        return [_coerce_scalar(key, item_tp, v, bad) for v in value]
+    return _coerce_scalar(key, tp, value, bad)
 
 
-def _coerce_scalar(tp, value, bad):
+def _coerce_scalar(key, tp, value, bad):
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise bad
+        raise bad()
     if isinstance(value, bool):
-        raise bad
+        raise bad()
     if tp is int:
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise bad
+        raise bad()
     if tp is float:
         if isinstance(value, (int, float)):
-            return float(value)
-        raise bad
+            try:
+                return float(value)
+            except OverflowError:  # an int beyond the largest float
+                raise ConfigError(f"{key} is too large (got {show(value)}){_limit(key)}") from None
+        raise bad()
     if tp is str:
         if isinstance(value, str):
             return value
-        raise bad
-    raise bad  # pragma: no cover
+        raise bad()
+    raise bad()  # pragma: no cover
 
 
 def check_value(key: str, value: Any) -> list[str]:
     """Range, choice and pattern checks of one field, naming key, value and what is allowed."""
     meta = field_meta(key)
-    errs = []
     if isinstance(value, list):
-        lo = meta["item_min"]
-        if lo is not None and (not value or any(v < lo for v in value)):
-            errs.append(f"{key} must be a non-empty list of values >= {lo} (got {value})")
-        return errs
+        return _check_list(key, meta, value)
+    if isinstance(value, str) and "\x00" in value:
+        return [f"{key} must not contain a NUL character (got {show(value)})"]
+    errs = []
     if meta["choices"] is not None:
         pattern = meta["pattern"]
         if value not in meta["choices"] and not (pattern and re.fullmatch(pattern, str(value))):
@@ -555,20 +662,41 @@ def check_value(key: str, value: Any) -> list[str]:
             if meta["pattern_hint"]:
                 allowed += f" or {meta['pattern_hint']}"
             hint = difflib.get_close_matches(str(value), meta["choices"], n=1)
-            errs.append(f"{key} must be one of {allowed} (got {value!r})"
+            errs.append(f"{key} must be one of {allowed} (got {show(value)})"
                         + (f": did you mean {hint[0]!r}?" if hint else ""))
         return errs
     if isinstance(value, str):
         if meta["pattern"] and not re.fullmatch(meta["pattern"], value):
-            errs.append(f"{key} must be empty or {meta['pattern_hint']} (got {value!r})")
+            errs.append(f"{key} must be empty or {meta['pattern_hint']} (got {show(value)})")
         return errs
     lo, hi = meta["min"], meta["max"]
     if isinstance(value, float) and not math.isfinite(value):
-        return [f"{key} must be a finite number (got {value!r})"]
+        return [f"{key} must be a finite number (got {show(value)})"]
     if lo is not None and (value < lo or (meta["min_exclusive"] and value == lo)):
         op = ">" if meta["min_exclusive"] else ">="
-        errs.append(f"{key} must be {op} {lo} (got {value!r})")
+        errs.append(f"{key} must be {op} {lo} (got {show(value)})")
     if hi is not None and (value > hi or (meta["max_exclusive"] and value == hi)):
         op = "<" if meta["max_exclusive"] else "<="
-        errs.append(f"{key} must be {op} {hi} (got {value!r})")
+        errs.append(f"{key} must be {op} {hi} (got {show(value)})")
     return errs
+
+
+def _check_list(key: str, meta: dict, value: list) -> list[str]:
+    least, most = meta["min_items"], meta["max_items"]
+    if (least is not None and len(value) < least) or (most is not None and len(value) > most):
+        count = (f"{least}" if least == most else f"at least {least}" if most is None
+                 else f"at most {most}" if least is None else f"{least} to {most}")
+        return [f"{key} must list {count} values (got {len(value)})"]
+    lo, hi, below = meta["item_min"], meta["item_max"], meta["item_max_exclusive"]
+
+    def out(v) -> bool:
+        return ((isinstance(v, float) and not math.isfinite(v))
+                or (lo is not None and v < lo)
+                or (hi is not None and (v > hi or (below and v == hi))))
+
+    if (lo is not None and not value) or any(out(v) for v in value):
+        bounds = ([f">= {lo}"] if lo is not None else []) + \
+                 ([f"{'<' if below else '<='} {hi}"] if hi is not None else [])
+        what = "a non-empty list of values" if lo is not None else "a list of values"
+        return [f"{key} must be {what} {' and '.join(bounds)} (got {show(value)})"]
+    return []

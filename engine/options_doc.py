@@ -21,8 +21,13 @@ def allowed(key: str) -> str:
         return text + (f", `{meta['pattern_hint']}`" if meta["pattern_hint"] else "")
     if get_origin(tp) is list:
         item = get_args(tp)[0].__name__
-        low = meta["item_min"]
-        return f"list of {item}s" + (f" >= {low}" if low is not None else "")
+        low, high = meta["item_min"], meta["item_max"]
+        bounds = ([f">= {_num(low)}"] if low is not None else []) + \
+                 ([f"{'<' if meta['item_max_exclusive'] else '<='} {_num(high)}"]
+                  if high is not None else [])
+        least, most = meta["min_items"], meta["max_items"]
+        count = ("" if most is None else f"{most} " if least == most else f"at most {most} ")
+        return f"list of {count}{item}s" + (f", each {', '.join(bounds)}" if bounds else "")
     if tp is bool:
         return "true, false"
     parts = []
