@@ -76,6 +76,16 @@ def decay_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter
 
 
 def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The optimizer; a value torch refuses that validation let through names the optim keys."""
+    try:
+        return _optimizer(cfg, model)
+    except ValueError as exc:
+        raise ConfigError(f"optim.name={cfg.optim.name!r} refuses these settings ({exc}): "
+                          f"check optim.lr, optim.momentum, optim.betas, "
+                          f"optim.weight_decay") from None
+
+
+def _optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     o = cfg.optim
     decay, no_decay = decay_split(model)
     if o.name == "lbfgs":
@@ -102,7 +112,19 @@ def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def build_scheduler(cfg: RunConfig, optimizer, steps_per_epoch: int, total_steps: int):
-    """Per-optimizer-step schedule (None for a constant rate), or ReduceLROnPlateau per epoch."""
+    """Per-optimizer-step schedule (None for a constant rate), or ReduceLROnPlateau per epoch.
+
+    A value torch refuses that validation let through names the schedule keys.
+    """
+    try:
+        return _scheduler(cfg, optimizer, steps_per_epoch, total_steps)
+    except (ValueError, ZeroDivisionError) as exc:
+        raise ConfigError(f"schedule.name={cfg.schedule.name!r} refuses these settings "
+                          f"({exc}) over {total_steps} steps: check schedule.gamma, "
+                          f"schedule.warmup_steps, schedule.min_lr, schedule.milestones") from None
+
+
+def _scheduler(cfg: RunConfig, optimizer, steps_per_epoch: int, total_steps: int):
     s = cfg.schedule
     spe = max(1, steps_per_epoch)
     warmup = min(s.warmup_steps, max(0, total_steps - 1))
@@ -111,7 +133,9 @@ def build_scheduler(cfg: RunConfig, optimizer, steps_per_epoch: int, total_steps
         return lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=s.gamma,
                                               patience=s.patience, min_lr=s.min_lr)
     if s.name == "onecycle":
-        pct = warmup / total_steps if warmup else 0.3
+        # OneCycleLR divides by the rise's length, pct_start * total_steps - 1 steps:
+        # a one-step warmup would make it zero, so the rise takes at least two.
+        pct = max(warmup, 2) / total_steps if warmup else 0.3
         cycle = any(k in optimizer.defaults for k in ("betas",)) or \
             optimizer.defaults.get("momentum", 0) > 0
         return lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.optim.lr, total_steps=total_steps,
