@@ -78,6 +78,7 @@ def _train(config_toml, resume_run, workspace_dir, post, commands, name) -> None
     from engine.profiling.capture import ProfilerCapture
     from engine.training import Trainer
     from engine.training import events as ev
+    from engine.training.resume import prepare_resume
     from engine.workspace import Workspace
 
     stop_early = threading.Event()
@@ -110,11 +111,8 @@ def _train(config_toml, resume_run, workspace_dir, post, commands, name) -> None
     try:
         try:
             if resume_run is not None:
-                run = ws.get_run(resume_run)
-                trainer = Trainer(RunConfig.from_toml(run.config_toml), workspace=ws)
-                trainer.load_checkpoint(run.checkpoint
-                                        or str(run.dir / "checkpoints" / "last.pt"))
-                ws.truncate_after(run.id, trainer.step)
+                resumption = prepare_resume(ws, resume_run)
+                trainer, run = resumption.trainer, resumption.run
             else:
                 config = RunConfig.from_toml(config_toml)
                 trainer = Trainer(config, workspace=ws)

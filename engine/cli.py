@@ -17,7 +17,6 @@ from pathlib import Path
 from .config import ConfigError, RunConfig
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_STOPPED = 0, 1, 2, 130
-RESUME_SETTABLE = ("train.epochs", "train.max_steps", "train.log_every", "train.checkpoint_every")
 
 
 # Further subcommands, one module each in engine/commands/: each has
@@ -150,44 +149,25 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from .training import CheckpointError
-    from .workspace import WorkspaceError
+    from .training.resume import ResumeError, prepare_resume
 
+    overrides = list(args.overrides)
+    if args.max_steps is not None:
+        overrides.append(f"train.max_steps={args.max_steps}")
     ws = _open_workspace(args)
     try:
-        run = ws.get_run(args.run_id)
-    except WorkspaceError as exc:
-        raise UsageError(str(exc)) from None
-    for item in args.overrides:
-        key = item.partition("=")[0].strip()
-        if key not in RESUME_SETTABLE:
-            raise UsageError(f"--set {key} cannot change on resume (the run would not continue "
-                             f"as it started); allowed: {', '.join(RESUME_SETTABLE)}")
-    cfg = RunConfig.from_toml(run.config_toml).with_overrides(args.overrides)
-    if args.max_steps is not None:
-        cfg = cfg.with_overrides([f"train.max_steps={args.max_steps}"])
-    checkpoint = Path(run.checkpoint) if run.checkpoint else run.dir / "checkpoints" / "last.pt"
-    if not checkpoint.exists():
-        print(f"torchwork resume: run {run.id} has no checkpoint ({checkpoint}): start it again "
-              f"with `torchwork run {run.dir / 'config.toml'}`", file=sys.stderr)
-        return EXIT_FAILED
-    trainer = _build_trainer(cfg, ws)
-    try:
-        trainer.load_checkpoint(checkpoint)
-    except CheckpointError as exc:
+        resumption = prepare_resume(ws, args.run_id, overrides,
+                                    build=lambda cfg: _build_trainer(cfg, ws))
+    except ResumeError as exc:
+        ws.close()
+        if exc.usage:
+            raise UsageError(str(exc)) from None
         print(f"torchwork resume: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    if trainer.epoch > cfg.train.epochs or (cfg.train.max_steps and
-                                            trainer.step >= cfg.train.max_steps):
-        print(f"torchwork resume: run {run.id} already finished its {cfg.train.epochs} epochs "
-              f"({trainer.step} steps): raise them with --set train.epochs=N",
-              file=sys.stderr)
-        return EXIT_FAILED
-    ws.truncate_after(run.id, trainer.step)
-    if cfg.to_toml() != run.config_toml:
-        ws.update_run(run.id, config_toml=cfg.to_toml())
-        (run.dir / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
-    return _train(trainer, ws, run, args.json)
+    except BaseException:
+        ws.close()
+        raise
+    return _train(resumption.trainer, ws, resumption.run, args.json)
 
 
 def _train(trainer, ws, run, as_json: bool) -> int:

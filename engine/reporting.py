@@ -113,7 +113,9 @@ class ProgressBar:
 
     def _stop(self, e: ev.StopRequested) -> None:
         why = {"user": "stopped by request", "early_stopping": "early stopping: no improvement",
-               "max_steps": "reached train.max_steps"}.get(e.reason, e.reason)
+               "max_steps": "reached train.max_steps",
+               "finished": "its last checkpoint is the run's end: finishing its record"
+               }.get(e.reason, e.reason)
         self._say(f"{why} at step {e.step}")
 
     def _finished(self, e: ev.RunEnded) -> None:

@@ -66,8 +66,8 @@ class Checkpointer:
 
     def attach(self, trainer) -> None:
         self.trainer = trainer
-        trainer.on(ev.EpochEnded, self._on_epoch)
-        trainer.on(ev.LoopEnded, self._on_loop_ended)
+        trainer.on(ev.EpochEnded, self._on_epoch, last=True)
+        trainer.on(ev.LoopEnded, self._on_loop_ended, last=True)
 
     def _on_epoch(self, event: ev.EpochEnded) -> None:
         if self.every and event.epoch % self.every == 0:

@@ -81,6 +81,7 @@ class Trainer:
         self.run_id = run_id
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self._handlers: dict[type, list[Callable]] = defaultdict(list)
+        self._late: dict[type, list[Callable]] = defaultdict(list)
         self._stateful: dict[str, object] = {}
         self._control = threading.Condition()
         self._flagged = False  # fast check in the loop: pause or stop asked for
@@ -141,6 +142,7 @@ class Trainer:
         self.wall_s = 0.0
         self.best_val: float | None = None
         self.last_checkpoint: str | None = None
+        self.checkpoint_reason: str | None = None  # why the loaded checkpoint was written
         self._epoch_loss_sum, self._epoch_steps = 0.0, 0
         self._pending: list[torch.Tensor] = []  # per-micro-batch weighted losses, unread
         self._pending_steps: list[int] = []
@@ -154,8 +156,11 @@ class Trainer:
             self.enable_checkpoints(self.checkpoint_dir)
 
     # --- subscription and control (control methods are safe from any thread) ---
-    def on(self, event_type: type, callback: Callable) -> None:
-        self._handlers[event_type].append(callback)
+    def on(self, event_type: type, callback: Callable, *, last: bool = False) -> None:
+        """Call ``callback(event)`` for each event of the type; ``last`` callbacks run after
+        all others, whenever subscribed (the checkpointer: a checkpoint must never be ahead
+        of what the sinks have stored, or a kill right after it loses those metrics)."""
+        (self._late if last else self._handlers)[event_type].append(callback)
 
     def enable_checkpoints(self, folder: str | Path) -> None:
         """Write ``folder/last.pt`` every train.checkpoint_every epochs, at the end and on stop."""
@@ -186,6 +191,8 @@ class Trainer:
 
     def emit(self, event: ev.Event) -> None:
         for callback in self._handlers.get(type(event), ()):
+            callback(event)
+        for callback in self._late.get(type(event), ()):
             callback(event)
 
     # --- the run -------------------------------------------------------------
@@ -228,9 +235,12 @@ class Trainer:
                                          traceback.format_exc()))
         session = time.perf_counter() - started
         done = self.step - start_step
-        result = RunResult(status, self.step, self.epoch - 1, self.wall_s,
-                           done / session if session > 0 else 0.0, self.best_val, self.monitor,
-                           error, self.last_checkpoint)
+        # A session that trained no step (a resume that only finishes the record) reports
+        # the run's own rate.
+        rate = (done / session if done and session > 0 else
+                self.step / self.wall_s if not done and self.wall_s > 0 else 0.0)
+        result = RunResult(status, self.step, self.epoch - 1, self.wall_s, rate, self.best_val,
+                           self.monitor, error, self.last_checkpoint)
         with self._control:
             self._stop_reason = None  # this stop is spent: a later call continues
         self.emit(ev.RunEnded(**result.__dict__))
@@ -487,7 +497,8 @@ class Trainer:
             if self.checkpoint_dir is None:
                 raise CheckpointError("no checkpoint folder was given to this run")
             path = self.checkpoint_dir / "last.pt"
-        save_checkpoint(self.state_dict(), path)
+        # The reason travels with it: resume tells a run's last checkpoint ("end") from others.
+        save_checkpoint({**self.state_dict(), "reason": reason}, path)
         self.last_checkpoint = str(path)
         self.emit(ev.CheckpointSaved(str(path), self.epoch - 1, self.step, reason))
         return str(path)
@@ -516,3 +527,4 @@ class Trainer:
         self._epoch_loss_sum, self._epoch_steps = p["epoch_loss_sum"], p["epoch_steps"]
         set_rng_state(state["rng"])
         self.last_checkpoint = str(path)
+        self.checkpoint_reason = state.get("reason")

@@ -108,8 +108,13 @@ class Workspace:
         name = name or default_run_name(config)
         toml = config.to_toml()
         with self._write() as conn:
-            cur = conn.execute("INSERT INTO runs (name, dir, status, created_at, config_toml) "
-                               "VALUES (?, '', 'created', ?, ?)", (name, now_iso(), toml))
+            # The creator is recorded as owner: if it dies before the run starts, the next
+            # open sees a dead owner and marks the run interrupted instead of 'created' forever.
+            owner = self._owner
+            cur = conn.execute("INSERT INTO runs (name, dir, status, created_at, config_toml, "
+                               "pid, hostname, proc_created) VALUES (?, '', 'created', ?, ?, ?, "
+                               "?, ?)", (name, now_iso(), toml, owner.pid, owner.hostname,
+                                         owner.created))
             run_id = cur.lastrowid
             rel = f"{RUNS_DIR}/{run_id:04d}-{slug(name)}"
             conn.execute("UPDATE runs SET dir = ? WHERE id = ?", (rel, run_id))
@@ -202,18 +207,27 @@ class Workspace:
         self._update(run_id, ", ".join(f"{k} = ?" for k in fields), values)
 
     def recover_interrupted(self) -> list[int]:
-        """Mark 'running' runs whose process has died as 'interrupted'; return their ids.
+        """Mark 'running' and 'created' runs whose process has died as 'interrupted' and
+        remove the half-written checkpoints it left; return their ids.
 
         Runs on open; a long-lived reader (the app) may call it again. The
         record's progress is taken from the metrics that reached the database.
         """
-        running = self._query("SELECT id, pid, hostname, proc_created FROM runs "
-                              "WHERE status = 'running'")
+        running = self._query("SELECT id, pid, hostname, proc_created, status, dir FROM runs "
+                              "WHERE status IN ('running', 'created')")
         dead = [r for r in running if owner_gone(r["pid"], r["hostname"], r["proc_created"])]
         if not dead:
             return []
         with self._write() as conn:
             for r in dead:
+                if r["status"] == "created":
+                    conn.execute("UPDATE runs SET status = 'interrupted', error = ? WHERE id = ? "
+                                 "AND status = 'created'",
+                                 (f"the process that created it{_who(r)} ended before its "
+                                  f"first step: `torchwork "
+                                  f"resume {r['id']}` starts it from step 0 with its stored "
+                                  f"configuration", r["id"]))
+                    continue
                 conn.execute(
                     "UPDATE runs SET status = 'interrupted', error = ?, "
                     "steps = MAX(steps, COALESCE((SELECT MAX(step) FROM step_metrics "
@@ -226,7 +240,18 @@ class Workspace:
                     (f"the process training it (pid {r['pid']} on {r['hostname']}) ended "
                      f"without finishing the run (killed or crashed): resume it from its last "
                      f"checkpoint", r["id"]))
+        for r in dead:
+            self.discard_partial_files(self.root / r["dir"])
         return [r["id"] for r in dead]
+
+    @staticmethod
+    def discard_partial_files(run_dir: Path) -> None:
+        """Remove checkpoint temporaries (``last.pt.XXXX.tmp``) that a killed writer left.
+
+        Only for a run no live process writes: the caller knows its owner is gone.
+        """
+        for tmp in (run_dir / "checkpoints").glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
 
     # --- metrics -------------------------------------------------------------
     def add_step_metrics(self, run_id: int,
@@ -410,6 +435,10 @@ class Workspace:
         values = dict(row)
         values["dir"] = self.root / values["dir"]
         return RunRecord(**values)
+
+
+def _who(row) -> str:
+    return f" (pid {row['pid']} on {row['hostname']})" if row["pid"] is not None else ""
 
 
 def _columns(names: Sequence[str], rows: Sequence) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ from engine.training.events import (
     CheckpointSaved,
     EpochEnded,
     ExceptionRaised,
+    LoopEnded,
     MetricsLogged,
     RunEnded,
     RunStarted,
@@ -44,6 +45,7 @@ class WorkspaceWriter:
         for event_cls, handler in ((RunStarted, self._on_run_started),
                                    (MetricsLogged, self._on_metrics),
                                    (EpochEnded, self._on_epoch_ended),
+                                   (LoopEnded, self._on_loop_ended),
                                    (CheckpointSaved, self._on_checkpoint),
                                    (ExceptionRaised, self._on_exception),
                                    (RunEnded, self._on_run_ended)):
@@ -94,6 +96,10 @@ class WorkspaceWriter:
         shown = "  ".join(f"{k} {v:.4g}" for k, v in e.metrics.items())
         self.log.write(f"epoch {e.epoch}  step {e.step}  train_loss {e.train_loss:.4g}  "
                        f"{shown + '  ' if shown else ''}lr {e.lr:.3g}  {e.wall_s:.1f}s")
+
+    def _on_loop_ended(self, _e: LoopEnded) -> None:
+        """The last steps are stored before the end's checkpoint is written (it runs last)."""
+        self.flush()
 
     def _on_checkpoint(self, e: CheckpointSaved) -> None:
         self.workspace.update_run(self.run.id, checkpoint=e.path)

@@ -1,0 +1,109 @@
+"""Resuming a workspace run: whatever moment it was killed at, it ends as if never killed.
+
+One decision shared by `torchwork resume` and the window's Resume from checkpoint:
+- no checkpoint yet (killed before its first step or first checkpoint): train again from
+  step 0 with the stored configuration, dropping what the dead process had stored;
+- a checkpoint written at the run's end (killed before it was marked ended): finish the
+  record (status, final metrics, summary, log) without training more;
+- otherwise continue from the checkpoint, dropping what was stored after it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.config import RunConfig
+
+from .checkpoint import CheckpointError
+
+# Keys a resume may change: the run still continues as it started.
+RESUME_SETTABLE = ("train.epochs", "train.max_steps", "train.log_every", "train.checkpoint_every")
+
+
+class ResumeError(Exception):
+    """A run that cannot be resumed; the message says why and what to do instead.
+
+    ``usage`` marks a wrong request (no such run, a key that cannot change) rather than
+    a run that cannot go on (exit 2 and 1 from the command line)."""
+
+    def __init__(self, message: str, *, usage: bool = False):
+        super().__init__(message)
+        self.usage = usage
+
+
+@dataclass
+class Resumption:
+    trainer: object  # the Trainer, loaded from the checkpoint (or fresh when restarting)
+    run: object  # the RunRecord
+    mode: str  # "continue" | "restart" | "finish"
+
+
+def prepare_resume(ws, run_ref, overrides: Sequence[str] = (), *, build=None) -> Resumption:
+    """The trainer that continues run ``run_ref`` of workspace ``ws``, ready to ``run()``.
+
+    ``build(config)`` makes the Trainer (default ``Trainer(config, workspace=ws)``); its
+    ConfigError or ModelError reaches the caller as it is.
+    """
+    from engine.workspace import WorkspaceError
+    from engine.workspace.owner import owner_gone
+
+    try:
+        run = ws.get_run(run_ref)
+    except WorkspaceError as exc:
+        raise ResumeError(str(exc), usage=True) from None
+    if run.status == "running" and not owner_gone(run.pid, run.hostname, run.proc_created):
+        raise ResumeError(f"run {run.id} is still running (pid {run.pid} on {run.hostname}): "
+                          f"stop it before resuming it")
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key not in RESUME_SETTABLE:
+            raise ResumeError(f"--set {key} cannot change on resume (the run would not continue "
+                              f"as it started); allowed: {', '.join(RESUME_SETTABLE)}",
+                              usage=True)
+    cfg = RunConfig.from_toml(run.config_toml).with_overrides(list(overrides))
+    if build is None:
+        from .trainer import Trainer
+
+        def build(config):
+            return Trainer(config, workspace=ws)
+
+    ws.discard_partial_files(run.dir)
+    checkpoint = Path(run.checkpoint) if run.checkpoint else run.dir / "checkpoints" / "last.pt"
+    trainer = build(cfg)
+    if not checkpoint.exists():
+        if run.status == "completed":
+            raise ResumeError(f"run {run.id} is completed but its checkpoint {checkpoint} is "
+                              f"gone: start it again with `torchwork run "
+                              f"{run.dir / 'config.toml'}`")
+        _forget_progress(ws, run)
+        mode = "restart"
+    else:
+        try:
+            trainer.load_checkpoint(checkpoint)
+        except CheckpointError as exc:
+            raise ResumeError(str(exc)) from None
+        done = trainer.epoch > cfg.train.epochs or bool(
+            cfg.train.max_steps and trainer.step >= cfg.train.max_steps)
+        ended = trainer.checkpoint_reason == "end" and not overrides
+        if run.status == "completed" and (done or ended):
+            raise ResumeError(f"run {run.id} already finished its {cfg.train.epochs} epochs "
+                              f"({trainer.step} steps): raise them with --set train.epochs=N")
+        ws.truncate_after(run.id, trainer.step)
+        mode = "finish" if done or ended else "continue"
+        if mode == "finish":
+            trainer.stop("finished")  # run() then only writes the run's end
+    if cfg.to_toml() != run.config_toml:
+        ws.update_run(run.id, config_toml=cfg.to_toml())
+        (run.dir / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
+    return Resumption(trainer, run, mode)
+
+
+def _forget_progress(ws, run) -> None:
+    """What a process that died before its first checkpoint stored: it is trained again."""
+    ws.truncate_after(run.id, 0)
+    ws.update_run(run.id, steps=0, epochs_completed=0, wall_s=None, best_val=None,
+                  checkpoint=None)
+    shutil.rmtree(run.dir / "tb", ignore_errors=True)
