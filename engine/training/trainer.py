@@ -504,8 +504,12 @@ class Trainer:
         return str(path)
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Continue from a checkpoint: the run goes on exactly as if never interrupted."""
-        state = load_checkpoint(path, map_location=self.device)
+        """Continue from a checkpoint: the run goes on exactly as if never interrupted.
+
+        load_checkpoint has checked every part's shape and type, so what can still
+        fail here is a checkpoint of another run (other layers, other optimizer).
+        """
+        state = load_checkpoint(path, map_location=self.device)  # need: all of RESUME
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -517,7 +521,7 @@ class Trainer:
                 if name in state.get("handlers", {}):
                     obj.load_state_dict(state["handlers"][name])
             p = state["progress"]
-        except (RuntimeError, KeyError, ValueError) as exc:
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise CheckpointError(f"checkpoint {path} does not fit this run ({first}): resume "
                                   f"with the configuration the run was started with") from None
