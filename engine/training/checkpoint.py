@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from engine.workspace.diskspace import disk_full_message, is_disk_full
+
 from .rng import rng_state_problem
 
 FORMAT = "torchwork-checkpoint"
@@ -46,8 +48,11 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(exc):  # torch says "unexpected pos ...", which helps nobody
+            raise CheckpointError(disk_full_message(path.parent, f"{path.name} was not "
+                                                    f"written; the previous one is kept")) from exc
         raise
     return path
 

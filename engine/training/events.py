@@ -116,6 +116,7 @@ class LoopEnded(Event):
     status: str  # "completed" | "stopped" | "failed"
     step: int
     epoch: int
+    cause: str = ""  # "disk_full": no checkpoint can be written, the last good one stays
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ class Checkpointer:
             self.trainer.save_checkpoint("interval")
 
     def _on_loop_ended(self, event: ev.LoopEnded) -> None:
-        # A failed run keeps its last good checkpoint: its weights may be NaN.
-        if event.status in ("completed", "stopped"):
+        # A failed run keeps its last good checkpoint: its weights may be NaN. On a full
+        # disk a write would fail again: the last good one stays.
+        if event.status in ("completed", "stopped") and event.cause != "disk_full":
             self.trainer.save_checkpoint("end" if event.status == "completed" else "stop")

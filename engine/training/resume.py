@@ -48,15 +48,15 @@ def prepare_resume(ws, run_ref, overrides: Sequence[str] = (), *, build=None) ->
     ConfigError or ModelError reaches the caller as it is.
     """
     from engine.workspace import WorkspaceError
-    from engine.workspace.owner import owner_gone
 
     try:
+        ws.recover_interrupted()  # a run whose process died since the workspace was opened
         run = ws.get_run(run_ref)
     except WorkspaceError as exc:
         raise ResumeError(str(exc), usage=True) from None
-    if run.status == "running" and not owner_gone(run.pid, run.hostname, run.proc_created):
-        raise ResumeError(f"run {run.id} is still running (pid {run.pid} on {run.hostname}): "
-                          f"stop it before resuming it")
+    if run.status in ("running", "created"):  # its process is alive (or on another host)
+        raise ResumeError(f"run {run.id} is still {run.status} in another process: stop it "
+                          f"before resuming it")
     for item in overrides:
         key = item.partition("=")[0].strip()
         if key not in RESUME_SETTABLE:

@@ -10,6 +10,7 @@ interval, never per step, so the loop does not stall the accelerator.
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 import traceback
@@ -24,6 +25,7 @@ from ..config import RunConfig
 from ..data import load_dataset
 from ..models import build_model
 from ..models.fit import start_from
+from ..workspace.diskspace import disk_full_message, is_disk_full
 from . import events as ev
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .handlers import Checkpointer, EarlyStopping
@@ -40,6 +42,8 @@ from .setup import (
     steps_per_epoch,
 )
 from .validation import evaluate, is_better
+
+DISK_FULL = re.compile(r"disk full( \([^)]*\)| at [^:]*)")
 
 LossHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -223,16 +227,26 @@ class Trainer:
             self.emit(ev.ExceptionRaised(self.step, self.epoch, "oom", error,
                                          traceback.format_exc()))
         except Exception as exc:  # every other failure ends the run with its message
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
-            self.emit(ev.ExceptionRaised(self.step, self.epoch, "error", error,
-                                         traceback.format_exc()))
+            if is_disk_full(exc):
+                status, error = "stopped", self._disk_full_message(exc)
+                self.emit(ev.ExceptionRaised(self.step, self.epoch, "disk_full", error))
+            else:
+                status, error = "failed", f"{type(exc).__name__}: {exc}"
+                self.emit(ev.ExceptionRaised(self.step, self.epoch, "error", error,
+                                             traceback.format_exc()))
         self._tick_wall()
         try:
-            self.emit(ev.LoopEnded(status, self.step, self.epoch))
+            self.emit(ev.LoopEnded(status, self.step, self.epoch,
+                                   "disk_full" if error and status == "stopped" else ""))
         except Exception as exc:
-            status, error = "failed", f"while finishing the run: {type(exc).__name__}: {exc}"
-            self.emit(ev.ExceptionRaised(self.step, self.epoch, "error", error,
-                                         traceback.format_exc()))
+            if is_disk_full(exc):
+                status, error = "stopped", self._disk_full_message(exc)
+                self.emit(ev.ExceptionRaised(self.step, self.epoch, "disk_full", error))
+            else:
+                status = "failed"
+                error = f"while finishing the run: {type(exc).__name__}: {exc}"
+                self.emit(ev.ExceptionRaised(self.step, self.epoch, "error", error,
+                                             traceback.format_exc()))
         session = time.perf_counter() - started
         done = self.step - start_step
         # A session that trained no step (a resume that only finishes the record) reports
@@ -466,6 +480,16 @@ class Trainer:
             return True
         return False
 
+    def _disk_full_message(self, exc: BaseException) -> str:
+        """One line for a full disk, whichever write hit it (checkpoint, database, log)."""
+        where = self.checkpoint_dir if self.checkpoint_dir is not None else Path.cwd()
+        said = next((m.group(0) for m in map(DISK_FULL.match, _chain_messages(exc)) if m),
+                    None)
+        resume = f"`torchwork resume {self.run_id}`" if self.run_id else "resume the run"
+        action = (f"the run is stopped at step {self.step} and its last good checkpoint kept; "
+                  f"free some space, then {resume}")
+        return f"{said}: {action}" if said else disk_full_message(where, action)
+
     def _oom_message(self) -> str:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -532,3 +556,11 @@ class Trainer:
         set_rng_state(state["rng"])
         self.last_checkpoint = str(path)
         self.checkpoint_reason = state.get("reason")
+
+def _chain_messages(exc: BaseException):
+    """The messages of ``exc`` and the exceptions it was raised from, outermost first."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield str(exc)
+        exc = exc.__cause__ or exc.__context__

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from engine.workspace.diskspace import is_disk_full
+
 
 class RunLog:
     def __init__(self, path: Path):
@@ -19,5 +21,11 @@ class RunLog:
         """Append a time-stamped entry; further lines (a traceback) are indented under it."""
         first, *rest = text.rstrip("\n").split("\n")
         stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(f"{stamp}  {first}\n" + "".join(f"    {line}\n" for line in rest))
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(f"{stamp}  {first}\n" + "".join(f"    {line}\n" for line in rest))
+        except OSError as exc:
+            # On a full disk the line is dropped: the database and the terminal say what
+            # happened, and failing here would turn a stopped run into a crashed one.
+            if not is_disk_full(exc):
+                raise

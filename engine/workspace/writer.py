@@ -25,9 +25,10 @@ from engine.training.events import (
     RunEnded,
     RunStarted,
 )
+from engine.workspace.diskspace import is_disk_full
 from engine.workspace.records import RunRecord
 from engine.workspace.runlog import RunLog
-from engine.workspace.store import Workspace
+from engine.workspace.store import Workspace, WorkspaceError
 
 
 class WorkspaceWriter:
@@ -40,6 +41,7 @@ class WorkspaceWriter:
         self._last_flush = time.monotonic()
         self._tb = None
         self._purge_step: int | None = None
+        self._reserve = Reserve(workspace.root / RESERVE_NAME)
 
     def attach(self, trainer) -> WorkspaceWriter:
         for event_cls, handler in ((RunStarted, self._on_run_started),
@@ -61,6 +63,7 @@ class WorkspaceWriter:
 
     # --- handlers ------------------------------------------------------------
     def _on_run_started(self, e: RunStarted) -> None:
+        self._reserve.keep()
         if e.start_step > 0:  # resumed from a checkpoint: what came after it is redone
             self.workspace.truncate_after(self.run.id, e.start_step)
             self._purge_step = e.start_step
@@ -110,9 +113,15 @@ class WorkspaceWriter:
                        + (f"\n{e.traceback}" if e.traceback else ""))
 
     def _on_run_ended(self, e: RunEnded) -> None:
-        """Finish the record even when the flush fails, so the run never stays 'running'."""
+        """Finish the record even when the flush fails, so the run never stays 'running'.
+
+        On a full disk the unstored rows are let go: they are newer than the last
+        checkpoint (written only after a flush), so the resume trains them again."""
         try:
             self.flush()
+        except WorkspaceError as exc:
+            if not is_disk_full(exc):
+                raise
         finally:
             try:
                 fields = dict(steps=e.steps, epochs_completed=e.epochs_completed,
@@ -120,7 +129,7 @@ class WorkspaceWriter:
                               best_metric=e.best_metric or None, error=e.error)
                 if e.checkpoint is not None:
                     fields["checkpoint"] = e.checkpoint
-                self.workspace.finish_run(self.run.id, e.status, **fields)
+                self._finish(e.status, fields)
             finally:
                 try:
                     if self._tb is not None:
@@ -128,6 +137,22 @@ class WorkspaceWriter:
                         self._tb = None
                 finally:
                     self.log.write(_end_line(e))
+
+    def _finish(self, status: str, fields: dict) -> None:
+        """Write the run's end. On a full disk that may fail too: the record then stays
+        'running' until the next open of the workspace marks it interrupted, which resumes
+        the same way, so the failure is not raised over the run's own message."""
+        try:
+            self.workspace.finish_run(self.run.id, status, **fields)
+        except WorkspaceError as exc:
+            if not is_disk_full(exc):
+                raise
+            self._reserve.release()  # room for this one last write
+            try:
+                self.workspace.finish_run(self.run.id, status, **fields)
+            except WorkspaceError as again:
+                if not is_disk_full(again):
+                    raise
 
     def _scalars(self, step: int, values: dict[str, float]) -> None:
         """All values of one event in one TensorBoard record.
@@ -149,6 +174,31 @@ class WorkspaceWriter:
             self._tb = SummaryWriter(log_dir=str(self.run.dir / "tb"),
                                      purge_step=self._purge_step)
         return self._tb
+
+
+RESERVE_NAME = ".reserve"
+RESERVE_BYTES = 1 << 20
+
+
+class Reserve:
+    """A small file kept beside the database and given up when the disk is full, so that
+    the write that ends a run still finds room: the run is marked stopped, not left
+    'running' until the next open."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def keep(self) -> None:
+        if self.path.exists():
+            return
+        try:
+            with open(self.path, "wb") as fh:
+                fh.write(b"\0" * RESERVE_BYTES)  # written, not sparse: the blocks are taken
+        except OSError:  # a disk already full: nothing to keep
+            self.path.unlink(missing_ok=True)
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def _end_line(e: RunEnded) -> str:

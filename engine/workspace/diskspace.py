@@ -1,0 +1,73 @@
+"""A full disk, recognised whatever layer hit it, and told the same way everywhere.
+
+A full disk reaches Torchwork as an OSError from Python, an sqlite3 error from
+the workspace database, or a RuntimeError from torch's checkpoint writer (which
+keeps no errno). Each would otherwise be reported in its own words ("cannot
+rollback", "unexpected pos"); the person needs one message: how much is free,
+where, and what to do. A file-size limit (EFBIG, ``ulimit -f``) stops a write
+the same way and is treated alike.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import sqlite3
+from pathlib import Path
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_SQLITE_FULL = 13
+# Lower-case fragments of messages that carry no errno: SQLite's SQLITE_FULL text, and
+# torch's PyTorchStreamWriter (inline_container.cc) when a write comes up short.
+_SQLITE_TEXT = "database or disk is full"
+_TORCH_TEXTS = ("unexpected pos", "file write failed")
+_OS_TEXTS = ("no space left on device", "disk quota exceeded", "file too large")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when ``exc``, or an exception it was raised from, is a write that found no space."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_full(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _is_full(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    if isinstance(exc, OSError):
+        return exc.errno in _FULL_ERRNOS or any(t in text for t in _OS_TEXTS)
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or _SQLITE_TEXT in text
+    if isinstance(exc, RuntimeError):
+        return any(t in text for t in (*_TORCH_TEXTS, *_OS_TEXTS))
+    return False
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Free space for an unprivileged user on the file system holding ``path`` (or its
+    nearest existing parent), or None when it cannot be read."""
+    where = Path(path).absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        return shutil.disk_usage(where).free
+    except OSError:
+        return None
+
+
+def disk_full_message(path: str | Path, action: str = "free some space and try again") -> str:
+    """``disk full (3.2 MB free at /data/ws): free some space and try again``.
+
+    ``path`` is where the write went (a file or folder); ``action`` is what the
+    person can do next in the caller's situation, e.g. "free some space, then
+    `torchwork resume 7`".
+    """
+    free = free_bytes(path)
+    if free is None:
+        return f"disk full at {path}: {action}"
+    mb = free / 1e6
+    return f"disk full ({mb:.{1 if mb < 10 else 0}f} MB free at {path}): {action}"
