@@ -96,7 +96,8 @@ def run_compress(args) -> int:
             loaded = load_run_model(ws, args.run)
             check_exclude(loaded.model, options.exclude)
             if args.distill_from:
-                load_teacher(args.distill_from, ws)  # a wrong reference fails now, not later
+                # a wrong reference fails now, not later
+                load_teacher(args.distill_from, ws, student_arch=loaded.config.model.arch)
         except (CompressionError, ExportInputError, ConfigError) as exc:
             raise UsageError(str(exc)) from None
         out = Path(args.out) if args.out else loaded.run.dir / "compressed"

@@ -3,6 +3,11 @@
 The teacher is a trained run of the workspace (id or name, as `torchwork runs`
 shows) or a Torchwork safetensors export. Its inputs must be the student's:
 the same dataset and feature scaling, and the same classes out.
+
+An export's header may name a custom model file (``custom:file.py``), which
+is Python code. Such a teacher is built only when that file is the one the
+user configured for the student (``model.arch``): a file handed over as a
+teacher never runs code of its own choosing.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from torch import nn
 
 from engine.config import ConfigError, RunConfig
 from engine.export import ExportInputError, load_run_model, rebuild_from_safetensors
+from engine.export.loading import CustomCodeRefused, named_model_file, read_safetensors_meta
+from engine.models.custom import PREFIX as CUSTOM
 
 from .distill import Distillation
 
@@ -30,7 +37,7 @@ def distillation_for(config: RunConfig, workspace, input_shape: tuple[int, ...],
     input and predicts its classes, so a mismatch fails before training starts.
     """
     d = config.distill
-    teacher, teacher_cfg = load_teacher(d.teacher, workspace)
+    teacher, teacher_cfg = load_teacher(d.teacher, workspace, student_arch=config.model.arch)
     if teacher_cfg is not None:
         keys = INPUT_KEYS + (GENERATED_KEYS if config.data.dataset == "synthetic" else ())
         differ = [k for k in keys if teacher_cfg.get(k) != config.get(k)]
@@ -51,15 +58,20 @@ def distillation_for(config: RunConfig, workspace, input_shape: tuple[int, ...],
     return Distillation(teacher, d.alpha, d.temperature)
 
 
-def load_teacher(ref: str, workspace=None) -> tuple[nn.Module, RunConfig | None]:
-    """The teacher model (CPU, eval, frozen) and the config it was trained with, if known."""
+def load_teacher(ref: str, workspace=None, *, student_arch: str = ""
+                 ) -> tuple[nn.Module, RunConfig | None]:
+    """The teacher model (CPU, eval, frozen) and the config it was trained with, if known.
+
+    ``student_arch`` is the student's model.arch: the one custom model file an
+    exported teacher may be built with.
+    """
     try:
         if ref.endswith(".safetensors"):
             path = Path(ref).expanduser()
             if not path.is_file():
                 raise ConfigError(f"distill.teacher: {path} not found: give a run id or a "
                                   f".safetensors file from `torchwork export`")
-            model, meta = rebuild_from_safetensors(path)
+            model, meta = _rebuild_export(ref, path, student_arch)
             cfg = RunConfig.from_toml(meta["config"], validate=False) if "config" in meta \
                 else None
         else:
@@ -70,3 +82,18 @@ def load_teacher(ref: str, workspace=None) -> tuple[nn.Module, RunConfig | None]
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval(), cfg
+
+
+def _rebuild_export(ref: str, path: Path, student_arch: str) -> tuple[nn.Module, dict]:
+    own = (Path(student_arch[len(CUSTOM):]).expanduser().resolve()
+           if student_arch.startswith(CUSTOM) else None)
+    named = named_model_file(read_safetensors_meta(path))
+    try:
+        return rebuild_from_safetensors(path, model_file=own if named == own else None)
+    except CustomCodeRefused as exc:
+        raise ConfigError(
+            f"distill.teacher={ref!r}: the export names the custom model file {exc.named} in "
+            f"its header, and building it would run that file's Python code; Torchwork runs a "
+            f"teacher's model file only when it is the student's own: set model.arch="
+            f"'custom:{exc.named}' if the student shares that architecture and you trust the "
+            f"file, or give the teacher as its run id in this workspace") from None

@@ -27,7 +27,7 @@ from torch import nn
 from engine.models import ModelError
 from engine.models.fit import fit_to_state
 
-from .loading import META_KEY, build_from_meta
+from .loading import META_KEY, build_from_meta, named_model_file
 from .report import ExportError, ExportInputError, ExportReport
 from .verification import verify
 
@@ -84,7 +84,8 @@ def export_model(model: nn.Module, example: torch.Tensor, fmt: str, out_path: st
                               f"{_first_line(exc)}); "
                               + ("try safetensors, which needs no tracing" if fmt != "safetensors"
                                  else "its weights are not plain tensors")) from None
-        checked = verify(staged, fmt, model, example, tolerance=tolerance)
+        checked = verify(staged, fmt, model, example, tolerance=tolerance,
+                         model_file=named_model_file(meta))
         written = _move_into_place(staging, out)
     finally:
         model.train(was_training)
@@ -133,8 +134,8 @@ def _with_rebuild_info(model: nn.Module, fmt: str, meta: dict) -> tuple[dict, li
     if "config" not in meta:
         meta.update(rebuild=None, rebuild_note="it was exported without a Torchwork config")
     else:
-        try:
-            fresh = build_from_meta(meta)
+        try:  # the caller's own metadata: its custom model file is the one it trained with
+            fresh = build_from_meta(meta, model_file=named_model_file(meta))
         except ExportInputError as exc:
             meta.update(rebuild=None, rebuild_note=str(exc))
         else:
@@ -151,7 +152,9 @@ def _with_rebuild_info(model: nn.Module, fmt: str, meta: dict) -> tuple[dict, li
                                                        "builds (pruned or modified)")
     notes = []
     if str(meta.get("arch", "")).startswith("custom:") and meta["rebuild"] == "config":
-        notes.append(f"Rebuilding it needs the model file {meta['arch'][len('custom:'):]}.")
+        file = meta["arch"][len("custom:"):]
+        notes.append(f"Rebuilding it needs the model file {file}, named by you: "
+                     f"rebuild_from_safetensors(path, model_file={file!r}).")
     return meta, notes
 
 

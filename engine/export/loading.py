@@ -18,9 +18,10 @@ from torch import nn
 from engine.config import ConfigError, RunConfig
 from engine.data import DataBundle, load_dataset
 from engine.models import ModelError, build_model
+from engine.models.custom import PREFIX as CUSTOM
 from engine.models.fit import META_KEY, fit_to_state, fold_masks
 from engine.training import CheckpointError
-from engine.training.checkpoint import load_checkpoint
+from engine.training.checkpoint import WEIGHTS, load_checkpoint
 from engine.training.setup import num_outputs
 from engine.workspace import RunRecord, Workspace, WorkspaceError
 
@@ -62,7 +63,7 @@ def load_run_model(workspace: Workspace | str | Path | None, run_ref: int | str)
         bundle = load_dataset(cfg)
         outputs = num_outputs(cfg, bundle.num_classes)
         model = build_model(cfg, tuple(bundle.input_shape), outputs)
-        state = load_checkpoint(checkpoint, map_location="cpu")
+        state = load_checkpoint(checkpoint, map_location="cpu", need=WEIGHTS)
     except (ConfigError, ModelError, CheckpointError) as exc:
         raise ExportInputError(f"cannot rebuild {label}: {exc}") from None
     try:
@@ -74,7 +75,7 @@ def load_run_model(workspace: Workspace | str | Path | None, run_ref: int | str)
                                f"configuration builds ({first}): was the model file changed "
                                f"since the run?") from None
     fold_masks(model).eval()  # a run that kept pruned weights at zero: the zeros stay
-    step = int(state.get("progress", {}).get("step", run.steps or 0))
+    step = state["progress"]["step"]
     meta = model_meta(cfg, bundle, outputs, run=run, step=step)
     return LoadedRun(run=run, config=cfg, model=model, bundle=bundle,
                      example=bundle.x_val[:EXAMPLE_ROWS].clone(), meta=meta, step=step)
@@ -114,16 +115,57 @@ def model_meta(cfg: RunConfig, bundle: DataBundle, outputs: int, *, run: RunReco
     return meta
 
 
-def build_from_meta(meta: dict) -> nn.Module:
-    """A freshly initialised model of the architecture ``meta`` describes (no weights yet)."""
+class CustomCodeRefused(ExportInputError):
+    """A file's metadata names a custom model file, and the caller did not name it as trusted."""
+
+    def __init__(self, source: str | Path, named: Path):
+        self.named = named
+        super().__init__(
+            f"{source} names the custom model file {named} in its metadata: building it would "
+            f"run that file's Python code, and Torchwork never runs code that a file names; if "
+            f"you trust that model file, name it yourself: rebuild_from_safetensors(path, "
+            f"model_file='{named}')")
+
+
+def named_model_file(meta: dict) -> Path | None:
+    """The custom model file ``meta`` names (its config's model.arch or its "arch"), resolved
+    the way build_model would resolve it; None for a built-in architecture."""
+    archs = [meta.get("arch")]
+    try:
+        archs.insert(0, RunConfig.from_toml(meta["config"], validate=False).model.arch)
+    except (KeyError, TypeError, ConfigError):
+        pass  # build_from_meta reports a config it cannot read
+    for arch in archs:
+        if isinstance(arch, str) and arch.startswith(CUSTOM):
+            return Path(arch[len(CUSTOM):]).expanduser().resolve()
+    return None
+
+
+def build_from_meta(meta: dict, *, model_file: str | Path | None = None,
+                    source: str | Path = "the export") -> nn.Module:
+    """A freshly initialised model of the architecture ``meta`` describes (no weights yet).
+
+    A ``custom:`` architecture is Python code: it is built from ``model_file``,
+    the file the caller trusts, never from the path the metadata names, which
+    is refused (CustomCodeRefused) when no ``model_file`` is given. ``source``
+    names the metadata's file in messages.
+    """
+    named = named_model_file(meta)
+    if named is not None and model_file is None:
+        raise CustomCodeRefused(source, named)
     try:
         cfg = RunConfig.from_toml(meta["config"], validate=False)
+        if named is not None:
+            cfg.model.arch = CUSTOM + str(Path(model_file).expanduser().resolve())
         return build_model(cfg, tuple(meta["input_shape"]), int(meta["num_outputs"]))
     except KeyError as exc:
         raise ExportInputError(f"export metadata lacks {exc}: it cannot be rebuilt from its "
                                f"config") from None
     except (ConfigError, ModelError) as exc:
         raise ExportInputError(f"cannot rebuild the model from its config: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ExportInputError(f"export metadata is damaged ({exc}): it cannot be rebuilt from "
+                               f"its config") from None
 
 
 def read_safetensors_meta(path: str | Path) -> dict:
@@ -140,17 +182,24 @@ def read_safetensors_meta(path: str | Path) -> dict:
     if text is None:
         return {}
     try:
-        return json.loads(text)
+        meta = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ExportInputError(f"{path} has damaged Torchwork metadata ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ExportInputError(f"{path} has damaged Torchwork metadata (a JSON "
+                               f"{type(meta).__name__}, not an object)")
+    return meta
 
 
-def rebuild_from_safetensors(path: str | Path) -> tuple[nn.Module, dict]:
+def rebuild_from_safetensors(path: str | Path, *, model_file: str | Path | None = None
+                             ) -> tuple[nn.Module, dict]:
     """The model a Torchwork safetensors export holds, in eval mode, and its metadata.
 
-    Needs only the file (and, for a ``custom:`` architecture, that model file):
-    the header carries the config and input description; layers whose channels
-    were pruned take the file's sizes. Exports whose weights do not fit what
+    Needs only the file: the header carries the config and input description;
+    layers whose channels were pruned take the file's sizes. A ``custom:``
+    architecture also needs its model file, which runs as Python: the caller
+    names it as ``model_file`` (the header's path alone is refused, so opening
+    a file never runs code it names). Exports whose weights do not fit what
     their config builds say so in ``meta["rebuild"]`` and are refused here:
     load them into the same module.
     """
@@ -162,7 +211,7 @@ def rebuild_from_safetensors(path: str | Path) -> tuple[nn.Module, dict]:
                                + meta.get("rebuild_note", "it carries no Torchwork config")
                                + "; load its weights into the module it was exported from "
                                  "(safetensors.torch.load_model)")
-    model = build_from_meta(meta)
+    model = build_from_meta(meta, model_file=model_file, source=path)
     try:
         state = load_file(str(path))
         fit_to_state(model, state)

@@ -35,11 +35,15 @@ class Verification:
 
 
 def verify(path: str | Path, fmt: str, model: nn.Module, example: torch.Tensor, *,
-           tolerance: float | None = None) -> Verification:
+           tolerance: float | None = None, model_file: str | Path | None = None
+           ) -> Verification:
     """Reload ``path`` (written in format ``fmt``) and compare its outputs with ``model``'s.
 
     ``tolerance`` (relative, as TOLERANCE) may be loosened by callers that
-    verify a quantized file against the float model. Raises VerificationError
+    verify a quantized file against the float model. ``model_file`` is the custom
+    model file a safetensors file of a ``custom:`` architecture is rebuilt with
+    (see rebuild_from_safetensors); without it such a file fails verification,
+    because its header alone never runs code. Raises VerificationError
     when the file cannot be reloaded, its outputs have another shape, or they
     differ by more than the tolerance.
     """
@@ -51,7 +55,7 @@ def verify(path: str | Path, fmt: str, model: nn.Module, example: torch.Tensor, 
         raise ExportInputError("verification needs a held-out batch of at least one row")
     batches = [example] if fmt == "safetensors" or len(example) == 1 else [example, example[:1]]
     expected = [_run_module(model, x) for x in batches]
-    run, notes = _LOADERS[fmt](path, model)
+    run, notes = _LOADERS[fmt](path, model, model_file)
     worst, scale = 0.0, 1.0
     for x, want in zip(batches, expected):
         try:
@@ -94,13 +98,13 @@ def _first_line(exc: BaseException) -> str:
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _load_safetensors(path: Path, model: nn.Module) -> tuple[Runner, list[str]]:
+def _load_safetensors(path: Path, model: nn.Module, model_file=None) -> tuple[Runner, list[str]]:
     from safetensors.torch import load_model
 
     try:
         meta = read_safetensors_meta(path)
         if meta.get("rebuild") == "config":
-            reloaded, _ = rebuild_from_safetensors(path)
+            reloaded, _ = rebuild_from_safetensors(path, model_file=model_file)
             notes = []
         else:
             reloaded = copy.deepcopy(model).cpu()
@@ -116,7 +120,7 @@ def _load_safetensors(path: Path, model: nn.Module) -> tuple[Runner, list[str]]:
     return (lambda x: _run_module(reloaded, x)), notes
 
 
-def _load_pt2(path: Path, model: nn.Module) -> tuple[Runner, list[str]]:
+def _load_pt2(path: Path, model: nn.Module, model_file=None) -> tuple[Runner, list[str]]:
     try:
         module = torch.export.load(str(path)).module()
     except Exception as exc:  # torch raises many kinds for a damaged archive
@@ -126,7 +130,7 @@ def _load_pt2(path: Path, model: nn.Module) -> tuple[Runner, list[str]]:
     return (lambda x: _run_module(module, x)), []
 
 
-def _load_onnx(path: Path, model: nn.Module) -> tuple[Runner, list[str]]:
+def _load_onnx(path: Path, model: nn.Module, model_file=None) -> tuple[Runner, list[str]]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
