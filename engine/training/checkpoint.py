@@ -251,7 +251,7 @@ _PARTS = {
     "scaler": ("the mixed-precision scaler's state", _check_dict_or_none, True),
     "rng": ("the random-number states that make a resumed run draw the same numbers",
             rng_state_problem, False),
-    "progress": ("what resume needs to know where the run stopped", _check_progress, False),
+    "progress": ("where the run stopped", _check_progress, False),
     "handlers": ("the state of handlers such as early stopping", _check_handlers, False),
     "config": ("the configuration the run was trained with", _check_config, False),
 }
