@@ -16,7 +16,10 @@ import sqlite3
 from pathlib import Path
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-_SQLITE_FULL = 13
+_SQLITE_FULL, _SQLITE_IOERR = 13, 10
+# An I/O error that carries no errno (SQLite's "disk I/O error" when it cannot grow its
+# -shm file) is taken for a full disk when less than this is left where it was writing.
+NEARLY_FULL_BYTES = 1 << 20
 # Lower-case fragments of messages that carry no errno: SQLite's SQLITE_FULL text, and
 # torch's PyTorchStreamWriter (inline_container.cc) when a write comes up short.
 _SQLITE_TEXT = "database or disk is full"
@@ -24,16 +27,23 @@ _TORCH_TEXTS = ("unexpected pos", "file write failed")
 _OS_TEXTS = ("no space left on device", "disk quota exceeded", "file too large")
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """True when ``exc``, or an exception it was raised from, is a write that found no space."""
-    seen: set[int] = set()
+def is_disk_full(exc: BaseException, where: str | Path | None = None) -> bool:
+    """True when ``exc``, or an exception it was raised from, is a write that found no space.
+
+    ``where`` (the file or folder written to) also counts a bare I/O error as a
+    full disk when that disk is all but full (under NEARLY_FULL_BYTES free).
+    """
+    chain = []
     current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if _is_full(current):
-            return True
+    while current is not None and all(current is not e for e in chain):
+        chain.append(current)
         current = current.__cause__ or current.__context__
-    return False
+    if any(_is_full(e) for e in chain):
+        return True
+    if where is None or not any(_is_io_error(e) for e in chain):
+        return False
+    free = free_bytes(where)
+    return free is not None and free < NEARLY_FULL_BYTES
 
 
 def _is_full(exc: BaseException) -> bool:
@@ -44,6 +54,16 @@ def _is_full(exc: BaseException) -> bool:
         return getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or _SQLITE_TEXT in text
     if isinstance(exc, RuntimeError):
         return any(t in text for t in (*_TORCH_TEXTS, *_OS_TEXTS))
+    return False
+
+
+def _is_io_error(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno == errno.EIO
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return ((code is not None and code & 0xFF == _SQLITE_IOERR)
+                or "disk i/o error" in str(exc).lower())
     return False
 
 
