@@ -96,12 +96,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _open_workspace(args):
+    """The workspace of ``--workspace``. A command that adds runs to it first checks that it
+    is writable and undamaged, so it stops before any work starts, not at its first commit."""
     from .workspace import Workspace, WorkspaceError
 
     try:
-        return Workspace(args.workspace)
+        ws = Workspace(args.workspace)
     except (WorkspaceError, OSError) as exc:
         raise UsageError(f"cannot open workspace: {exc}") from None
+    if args.command == "runs":
+        return ws  # a listing shows what can be read, even of a damaged database
+    # compress only reads the workspace when it neither fine-tunes nor writes beside the run
+    writes = not (args.command == "compress" and args.out and not args.finetune_epochs)
+    try:
+        if writes:
+            ws.require_writable()
+        ws.check()
+    except WorkspaceError as exc:
+        ws.close()
+        raise UsageError(str(exc)) from None
+    return ws
 
 
 def _config_for_run(args) -> RunConfig:
@@ -218,9 +232,13 @@ def _say_hardware(text: str) -> None:
 
 
 def cmd_runs(args) -> int:
+    from .workspace import WorkspaceError
+
     ws = _open_workspace(args)
     try:
         runs = ws.list_runs()
+    except WorkspaceError as exc:
+        raise UsageError(str(exc)) from None
     finally:
         ws.close()
     if args.json:

@@ -7,6 +7,8 @@ instead of misreading it. Migrations are appended, never edited.
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
 from pathlib import Path
 
@@ -111,7 +113,30 @@ class SchemaTooNew(Exception):
         self.found = found
 
 
-def connect(path: Path, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
+class ForeignDatabase(Exception):
+    """The file is another program's SQLite database: it must be left as it is."""
+
+    def __init__(self, objects: list[str], version: int):
+        super().__init__(objects, version)
+        self.objects = objects
+        self.version = version
+
+
+class NeedsUpgrade(Exception):
+    """An older (or empty) workspace that cannot be migrated because it is read-only."""
+
+    def __init__(self, found: int):
+        super().__init__(found)
+        self.found = found
+
+
+def _tables_of(version: int) -> set[str]:
+    return {name for statements in MIGRATIONS[:version] for statement in statements
+            for name in re.findall(r"CREATE TABLE (\w+)", statement)}
+
+
+def connect(path: Path, busy_timeout_ms: int = 5000, *,
+            read_only: bool = False) -> sqlite3.Connection:
     """Open the database for one process, in WAL mode, migrated to SCHEMA_VERSION.
 
     WAL lets readers (the app, a second CLI) follow a run while it is written
@@ -119,11 +144,19 @@ def connect(path: Path, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
     ``synchronous=NORMAL`` is safe with WAL against a process crash and avoids
     an fsync per commit. ``isolation_level=None`` leaves transactions to the
     caller, who opens them with BEGIN IMMEDIATE.
+
+    The file is identified before anything writes to it (``journal_mode =
+    WAL`` itself rewrites the header), so another program's database that
+    happens to be named like ours is refused untouched. ``read_only`` opens
+    it for reading only, as it is, without migrating it.
     """
+    if read_only:
+        return _connect_read_only(Path(path), busy_timeout_ms)
     conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None,
                            check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        _identify(conn)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -134,12 +167,59 @@ def connect(path: Path, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
     return conn
 
 
+def _connect_read_only(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    """A connection that cannot write, for a file or folder this process may not write.
+
+    Reading a WAL database needs its -shm file: SQLite creates it when the
+    folder allows, or reads an existing one. In a read-only folder without it
+    the database opens only as ``immutable``, which ignores the -wal file; that
+    is safe while the -wal holds nothing (nobody can write there either) and
+    refused otherwise, since committed runs would be missing.
+    """
+    uri = f"{path.absolute().as_uri()}?mode=ro"
+    try:
+        return _open_read_only(uri, busy_timeout_ms)
+    except sqlite3.OperationalError as exc:
+        wal = path.with_name(path.name + "-wal")
+        if ("unable to open database file" not in str(exc) or os.access(path.parent, os.W_OK)
+                or (wal.exists() and wal.stat().st_size > 0)):
+            raise
+    return _open_read_only(uri + "&immutable=1", busy_timeout_ms)
+
+
+def _open_read_only(uri: str, busy_timeout_ms: int) -> sqlite3.Connection:
+    conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_ms / 1000, isolation_level=None,
+                           check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        version = _identify(conn)  # also the first read: where a file that will not open fails
+        if version < SCHEMA_VERSION:
+            raise NeedsUpgrade(version)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _identify(conn: sqlite3.Connection) -> int:
+    """The schema version of a Torchwork database (0 for a new, empty file); raise for
+    another program's database or a newer Torchwork's."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    objects = [name for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name")]
+    if not objects and version == 0:
+        return 0
+    if version > SCHEMA_VERSION and "runs" in objects:
+        raise SchemaTooNew(version)
+    if not 0 < version <= SCHEMA_VERSION or not _tables_of(version) <= set(objects):
+        raise ForeignDatabase(objects, version)
+    return version
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")  # two processes opening a new workspace at once
     try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise SchemaTooNew(version)
+        version = _identify(conn)  # again: another process may have migrated it meanwhile
         for statements in MIGRATIONS[version:]:
             for statement in statements:
                 conn.execute(statement)
@@ -147,5 +227,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite ends the transaction itself on some errors (full disk)
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the original error says more than a failed rollback
         raise

@@ -23,15 +23,26 @@ import numpy as np
 import platformdirs
 
 from engine.config import RunConfig
+from engine.workspace.errors import (
+    WorkspaceError,
+    damaged,
+    database_error,
+    folder_error,
+    is_read_only_error,
+    open_error,
+    read_only_error,
+    read_only_reason,
+)
 from engine.workspace.owner import current_owner, owner_gone
 from engine.workspace.records import RunRecord, Series, default_run_name, now_iso, slug
 from engine.workspace.schema import (
     FINAL_STATUSES,
     GPU_COLUMNS,
     HOST_COLUMNS,
-    SCHEMA_VERSION,
     STATUSES,
     STEP_COLUMNS,
+    ForeignDatabase,
+    NeedsUpgrade,
     SchemaTooNew,
     connect,
 )
@@ -46,10 +57,6 @@ _UPDATABLE = frozenset(_RECORD_COLUMNS) - {"id", "dir", "created_at"}
 _BUGS = (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError)
 
 
-class WorkspaceError(Exception):
-    """A workspace problem a person can act on; the message says what to do."""
-
-
 def default_workspace_dir() -> Path:
     """``$TORCHWORK_WORKSPACE`` if set, else a folder in the user's data directory."""
     env = os.environ.get("TORCHWORK_WORKSPACE")
@@ -59,32 +66,69 @@ def default_workspace_dir() -> Path:
 
 
 class Workspace:
+    """Runs and their metrics in one workspace folder.
+
+    A workspace this process may not write (a read-only file, folder or
+    mount) opens read-only: its runs can be listed, opened and exported, and
+    anything that would write raises a WorkspaceError saying so
+    (``read_only_reason`` says why).
+    """
+
     def __init__(self, root: str | Path | None = None):
-        self.root = Path(root).expanduser() if root is not None else default_workspace_dir()
+        root = Path(root).expanduser() if root is not None else default_workspace_dir()
+        # Absolute, so run folders and checkpoint paths do not depend on the current folder.
+        self.root = Path(os.path.abspath(root))
         self.db_path = self.root / DB_NAME
         self._lock = threading.RLock()
         self._owner = current_owner()
-        try:
-            (self.root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise WorkspaceError(f"cannot create workspace folder {self.root}: "
-                                 f"{exc.strerror or exc}: pick another with --workspace or "
-                                 f"TORCHWORK_WORKSPACE") from None
-        try:
-            self._conn: sqlite3.Connection | None = connect(self.db_path, BUSY_TIMEOUT_MS)
-        except SchemaTooNew as exc:
-            raise WorkspaceError(f"{self.db_path} was written by a newer Torchwork (schema "
-                                 f"version {exc.found}; this one reads up to {SCHEMA_VERSION}): "
-                                 f"upgrade Torchwork or pick another --workspace") from None
-        except sqlite3.DatabaseError as exc:
-            raise WorkspaceError(f"cannot open {self.db_path} as a Torchwork workspace ({exc}): "
-                                 f"move the file away or pick another --workspace") from None
+        self._conn: sqlite3.Connection | None = None
+        self.read_only_reason = read_only_reason(self.root, self.db_path)
+        if not self.db_path.exists():
+            if self.read_only:
+                raise WorkspaceError(f"cannot create a workspace in {self.root}: "
+                                     f"{self.read_only_reason}: pick another --workspace")
+            self._make_folder(self.root)
+        self._conn = self._open()
         self._conn.row_factory = sqlite3.Row
         try:
-            self.recover_interrupted()
+            if not self.read_only:
+                # Only now that the database is known to be ours: nothing is added
+                # beside another program's file.
+                self._make_folder(self.root / RUNS_DIR)
+                self.recover_interrupted()
         except BaseException:
             self.close()
             raise
+
+    @property
+    def read_only(self) -> bool:
+        return self.read_only_reason is not None
+
+    def require_writable(self) -> None:
+        """Raise a WorkspaceError for a read-only workspace, before work whose results it
+        could not store."""
+        if self.read_only:
+            raise read_only_error(self.root, self.read_only_reason)
+
+    def _make_folder(self, path: Path) -> None:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise folder_error(exc, path, self.root) from None
+
+    def _open(self) -> sqlite3.Connection:
+        """The connection; one that turns out not writable is opened again read-only."""
+        try:
+            try:
+                return connect(self.db_path, BUSY_TIMEOUT_MS, read_only=self.read_only)
+            except sqlite3.OperationalError as exc:
+                if self.read_only or not is_read_only_error(exc):
+                    raise
+                self.read_only_reason = f"{self.db_path} cannot be written: {exc}"
+                return connect(self.db_path, BUSY_TIMEOUT_MS, read_only=True)
+        except (SchemaTooNew, ForeignDatabase, NeedsUpgrade, sqlite3.DatabaseError,
+                OSError) as exc:
+            raise open_error(exc, self.db_path, self.read_only_reason) from None
 
     # --- lifetime ----------------------------------------------------------
     def close(self) -> None:
@@ -205,6 +249,20 @@ class Workspace:
             return
         values = [str(v) if isinstance(v, Path) else v for v in fields.values()]
         self._update(run_id, ", ".join(f"{k} = ?" for k in fields), values)
+
+    def check(self) -> None:
+        """Raise a WorkspaceError if the database is damaged.
+
+        Reads every page (PRAGMA quick_check, a fraction of a second even for a
+        large workspace), so a command about to train finds a damaged page
+        before its run starts rather than at its first commit.
+        """
+        rows = self._query("PRAGMA quick_check")
+        problems = [line for (text,) in rows for line in str(text).splitlines()
+                    if line.strip() not in ("ok", "*** in database main ***")]
+        if problems:
+            more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+            raise damaged(self.db_path, f"quick_check: {problems[0]}{more}")
 
     def recover_interrupted(self) -> list[int]:
         """Mark 'running' and 'created' runs whose process has died as 'interrupted' and
@@ -372,6 +430,7 @@ class Workspace:
         """
         with self._lock:
             conn = self._connection()
+            self.require_writable()
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.DatabaseError as exc:
@@ -390,20 +449,14 @@ class Workspace:
                 raise
 
     def _write_error(self, exc: sqlite3.DatabaseError) -> WorkspaceError:
-        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-            hint = (f"another process kept it locked for over {BUSY_TIMEOUT_MS // 1000} s: "
-                    f"close other Torchwork windows or commands using it and retry")
-        else:
-            hint = "check free disk space and that the folder is writable"
-        return WorkspaceError(f"cannot write to {self.db_path} ({exc}): {hint}")
+        return database_error(exc, self.db_path, "write to", self.read_only_reason)
 
     def _query(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:
                 return self._connection().execute(sql, params).fetchall()
             except sqlite3.DatabaseError as exc:
-                raise WorkspaceError(f"cannot read {self.db_path} ({exc}): move it away if it "
-                                     f"is damaged, or pick another --workspace") from exc
+                raise database_error(exc, self.db_path, "read", self.read_only_reason) from exc
 
     def _update(self, run_id: int, assignments: str, params: Sequence) -> None:
         with self._write() as conn:

@@ -242,7 +242,7 @@ def test_a_failed_write_raises_rolls_back_and_keeps_rows_for_a_retry(ws):
     pages = ws._conn.execute("PRAGMA page_count").fetchone()[0]
     ws._conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
 
-    with pytest.raises(WorkspaceError, match="check free disk space"):
+    with pytest.raises(WorkspaceError, match=r"disk full \(\d+ MB free at .*\): free some"):
         trainer.emit(epoch_end(1, 2000))
     other = sqlite3.connect(ws.db_path, timeout=0)
     other.execute("BEGIN IMMEDIATE")  # the lock was released
