@@ -82,8 +82,9 @@ def load_run_model(workspace: Workspace | str | Path | None, run_ref: int | str)
 
 
 def run_checkpoint(run: RunRecord) -> Path | None:
-    """The run's checkpoint file, or None. The recorded path is tried first, then the run
-    folder's own: a run trained with a relative --workspace recorded a relative path."""
+    """The run's checkpoint file, or None: the recorded one (the workspace resolves it
+    into its own folder, wherever the workspace was moved or copied), else the run
+    folder's last.pt."""
     for path in (run.checkpoint, run.dir / "checkpoints" / "last.pt"):
         if path and Path(path).is_file():
             return Path(path)

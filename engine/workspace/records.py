@@ -6,6 +6,7 @@ stay valid after the workspace is closed.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,3 +69,31 @@ def default_run_name(config: RunConfig) -> str:
     if arch.startswith("custom:"):
         arch = slug(Path(arch.removeprefix("custom:")).stem)
     return f"{config.data.dataset}-{arch}"
+
+
+def relative_to_workspace(root: Path, path: str | Path) -> str:
+    """A path as the database stores it: relative to the workspace root when inside it,
+    so a moved workspace still finds its files and a copy uses its own, not the original's."""
+    try:
+        return Path(os.path.abspath(path)).relative_to(root).as_posix()
+    except ValueError:
+        return str(path)  # outside the workspace: kept as given
+
+
+def path_in_workspace(root: Path, stored: str | None, run_dir: str) -> str | None:
+    """A run's stored file path (its checkpoint) as a path in the workspace at ``root``.
+
+    Older workspaces stored it absolute, or relative to the folder the run was
+    started from: a path into the run's own folder (``run_dir``, as stored),
+    .../runs/NNNN-name/FILE..., is rebased onto ``root``, so a moved workspace
+    resumes from its checkpoints and a copied one from its own copies.
+    """
+    if not stored:
+        return stored
+    parts, run_parts = Path(stored).parts, Path(run_dir).parts
+    n = len(run_parts)
+    for i in range(len(parts) - n - 1, -1, -1):
+        if parts[i:i + n] == run_parts:
+            return str(root.joinpath(*run_parts, *parts[i + n:]))
+    path = Path(stored)
+    return str(path if path.is_absolute() else root / path)

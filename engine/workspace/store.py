@@ -34,7 +34,15 @@ from engine.workspace.errors import (
     read_only_reason,
 )
 from engine.workspace.owner import current_owner, owner_gone
-from engine.workspace.records import RunRecord, Series, default_run_name, now_iso, slug
+from engine.workspace.records import (
+    RunRecord,
+    Series,
+    default_run_name,
+    now_iso,
+    path_in_workspace,
+    relative_to_workspace,
+    slug,
+)
 from engine.workspace.schema import (
     FINAL_STATUSES,
     GPU_COLUMNS,
@@ -247,6 +255,8 @@ class Workspace:
                              f"(got {fields['status']!r})")
         if not fields:
             return
+        if fields.get("checkpoint") is not None:
+            fields["checkpoint"] = relative_to_workspace(self.root, fields["checkpoint"])
         values = [str(v) if isinstance(v, Path) else v for v in fields.values()]
         self._update(run_id, ", ".join(f"{k} = ?" for k in fields), values)
 
@@ -486,6 +496,7 @@ class Workspace:
 
     def _record(self, row: sqlite3.Row) -> RunRecord:
         values = dict(row)
+        values["checkpoint"] = path_in_workspace(self.root, values["checkpoint"], values["dir"])
         values["dir"] = self.root / values["dir"]
         return RunRecord(**values)
 

@@ -1,9 +1,9 @@
 """A workspace under attack: a damaged, truncated, read-only or foreign database, a full disk
-at open.
+at open, and a workspace moved or copied to another folder.
 
 Every command answers a broken workspace with one line that says what is wrong and what to
 do; a file that is not ours is never written; a read-only workspace can still be listed and
-exported.
+exported; a moved or copied workspace resumes from its own checkpoints.
 """
 
 from __future__ import annotations
@@ -335,3 +335,66 @@ def test_a_full_disk_at_open_says_disk_full_and_how_much_is_free(tmp_path, base,
     assert err[0].startswith("torchwork runs: cannot open workspace: ")
     assert re.search(r"disk full \(0\.\d MB free at /", err[0]), err[0]
     assert err[0].endswith("free some space and retry, or pick another --workspace"), err[0]
+
+
+# --- a moved or copied workspace -----------------------------------------------------------
+
+def test_a_moved_workspace_resumes_from_its_moved_checkpoint(tmp_path, config, capsys):
+    trained = tmp_path / "trained"
+    train(config, trained)
+    moved = Path(shutil.move(trained, tmp_path / "moved"))
+    capsys.readouterr()
+    assert main(["resume", "1", "--workspace", str(moved), "--json", "--max-steps", "0"]) == 0
+    out = events(capsys)
+    assert out[0]["start_step"] == FIRST_STEPS
+    assert out[-1]["status"] == "completed" and out[-1]["steps"] == 28
+    with Workspace(moved) as opened:
+        assert opened.get_run(1).checkpoint == str(moved / RUN_FOLDER / "checkpoints/last.pt")
+
+
+def test_a_copied_workspace_resumes_from_its_own_checkpoint(tmp_path, config, capsys):
+    original = tmp_path / "original"
+    train(config, original)
+    copy = Path(shutil.copytree(original, tmp_path / "copy"))
+    # the original trains on to its end, so its checkpoint differs from the copy's
+    assert main(["resume", "1", "--workspace", str(original), "--json", "--max-steps", "0"]) == 0
+    checkpoint = original / RUN_FOLDER / "checkpoints" / "last.pt"
+    before = checkpoint.read_bytes(), checkpoint.stat().st_mtime_ns
+    capsys.readouterr()
+
+    assert main(["resume", "1", "--workspace", str(copy), "--json", "--max-steps", "0"]) == 0
+    assert events(capsys)[0]["start_step"] == FIRST_STEPS  # its own, not the original's end
+    assert (checkpoint.read_bytes(), checkpoint.stat().st_mtime_ns) == before
+
+
+def test_an_old_absolute_checkpoint_path_is_rebased_and_new_ones_are_stored_relative(
+        ws, capsys):
+    conn = sqlite3.connect(ws / "workspace.sqlite")
+    conn.executemany("UPDATE runs SET checkpoint = ? WHERE id = ?", [
+        ("/home/someone/old/ws/runs/0001-moons-mlp/checkpoints/last.pt", 1),
+        ("ws/runs/0002-moons-mlp/checkpoints/last.pt", 2)])  # relative to an old cwd
+    conn.commit()
+    conn.close()
+    with Workspace(ws) as opened:
+        assert opened.get_run(1).checkpoint == str(ws / RUN_FOLDER / "checkpoints/last.pt")
+        assert opened.get_run(2).checkpoint == \
+            str(ws / "runs/0002-moons-mlp/checkpoints/last.pt")
+        opened.update_run(2, checkpoint=ws / "runs/0002-moons-mlp/checkpoints/best.pt")
+        opened.update_run(1, checkpoint="/data/elsewhere/teacher.pt")  # outside: kept
+        assert opened.get_run(1).checkpoint == "/data/elsewhere/teacher.pt"
+    conn = sqlite3.connect(ws / "workspace.sqlite")
+    stored = dict(conn.execute("SELECT id, checkpoint FROM runs").fetchall())
+    conn.close()
+    assert stored == {1: "/data/elsewhere/teacher.pt",
+                      2: "runs/0002-moons-mlp/checkpoints/best.pt"}
+
+
+def test_a_rebased_old_path_resumes(ws, capsys):
+    conn = sqlite3.connect(ws / "workspace.sqlite")
+    conn.execute("UPDATE runs SET checkpoint = ? WHERE id = 1",
+                 ("/gone/ws/runs/0001-moons-mlp/checkpoints/last.pt",))
+    conn.commit()
+    conn.close()
+    capsys.readouterr()
+    assert main(["resume", "1", "--workspace", str(ws), "--json", "--max-steps", "14"]) == 0
+    assert events(capsys)[0]["start_step"] == FIRST_STEPS
