@@ -130,6 +130,10 @@ class NeedsUpgrade(Exception):
         self.found = found
 
 
+# What SQLite says when a WAL database's -shm file can neither be opened nor created.
+_NO_SHM_TEXTS = ("unable to open database file", "attempt to write a readonly database")
+
+
 def _tables_of(version: int) -> set[str]:
     return {name for statements in MIGRATIONS[:version] for statement in statements
             for name in re.findall(r"CREATE TABLE (\w+)", statement)}
@@ -180,9 +184,10 @@ def _connect_read_only(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     try:
         return _open_read_only(uri, busy_timeout_ms)
     except sqlite3.OperationalError as exc:
+        # SQLite says CANTOPEN (a read-only mount) or READONLY_DIRECTORY (permissions)
         wal = path.with_name(path.name + "-wal")
-        if ("unable to open database file" not in str(exc) or os.access(path.parent, os.W_OK)
-                or (wal.exists() and wal.stat().st_size > 0)):
+        if (not any(text in str(exc) for text in _NO_SHM_TEXTS)
+                or os.access(path.parent, os.W_OK) or (wal.exists() and wal.stat().st_size > 0)):
             raise
     return _open_read_only(uri + "&immutable=1", busy_timeout_ms)
 
