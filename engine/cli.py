@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -29,15 +30,30 @@ class UsageError(Exception):
     """A command line or configuration the command cannot start from (exit 2)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+class _ArgumentError(Exception):
+    def __init__(self, prog: str, message: str):
+        super().__init__(f"{prog}: {message} (see {prog} --help)")
+
+
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line, not the usage block, and exit 2 via main.
+
+    Subparsers are made with the parent's class, so every subcommand gets this too.
+    """
+
+    def error(self, message: str):
+        raise _ArgumentError(self.prog, message)
+
+
+def build_parser() -> Parser:
+    common = Parser(add_help=False)
     common.add_argument("--workspace", metavar="DIR",
                         help="workspace folder (default: $TORCHWORK_WORKSPACE or the user data "
                              "folder)")
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="torchwork",
         description="Train PyTorch models efficiently. With no command, opens the desktop app.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     run = sub.add_parser("run", parents=[common], help="train from a TOML config",
                          description="Train from a TOML config, writing the run to the "
@@ -72,8 +88,25 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command's exit code; output cut short by a closed pipe (`| head`) ends quietly."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # Standard recipe: later writes (and the flush at exit) go nowhere instead of raising.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):  # a stdout with no file descriptor
+            pass
+        return EXIT_OK
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _ArgumentError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_CONFIG
     if args.command is None:
         parser.print_help()
         return EXIT_OK
