@@ -409,7 +409,7 @@ class RunConfig:
         o, s, t, d, m = self.optim, self.schedule, self.train, self.data, self.model
         if o.nesterov and (o.name != "sgd" or o.momentum <= 0):
             errs.append(f"optim.nesterov=true needs optim.name='sgd' with optim.momentum > 0 "
-                        f"(got name={o.name!r}, momentum={o.momentum})")
+                        f"(got name={show(o.name)}, momentum={o.momentum})")
         if o.name == "lbfgs":
             if t.grad_accum_steps != 1:
                 errs.append(f"train.grad_accum_steps must be 1 with optim.name='lbfgs' (got "
@@ -419,9 +419,10 @@ class RunConfig:
                             f"{o.weight_decay}): use regularization.l2 instead")
             if self.precision.amp != "off":
                 errs.append(f"precision.amp must be 'off' with optim.name='lbfgs' "
-                            f"(got {self.precision.amp!r})")
+                            f"(got {show(self.precision.amp)})")
         if list(s.milestones) != sorted(set(s.milestones)):
-            errs.append(f"schedule.milestones must be strictly increasing (got {s.milestones})")
+            errs.append(f"schedule.milestones must be strictly increasing "
+                        f"(got {show(s.milestones)})")
         if s.name == "plateau" and s.warmup_steps:
             errs.append(f"schedule.warmup_steps must be 0 with schedule.name='plateau' "
                         f"(got {s.warmup_steps}): pick warmup_cosine for a warmup")
@@ -431,26 +432,27 @@ class RunConfig:
                         f"lowers it")
         if s.name in ("cosine", "warmup_cosine", "plateau") and s.min_lr > o.lr:
             errs.append(f"schedule.min_lr ({s.min_lr}) must not exceed optim.lr ({o.lr}) with "
-                        f"schedule.name={s.name!r}: the floor would raise the rate; lower "
+                        f"schedule.name={show(s.name)}: the floor would raise the rate; lower "
                         f"schedule.min_lr")
         task = self.task
         allowed = (CLASSIFICATION_LOSSES if task == "classification" else REGRESSION_LOSSES)
         if t.loss != "auto" and t.loss not in allowed:
-            errs.append(f"train.loss={t.loss!r} does not fit the {task} dataset {d.dataset!r}: "
-                        f"use one of auto, {', '.join(allowed)}")
+            errs.append(f"train.loss={show(t.loss)} does not fit the {task} dataset "
+                        f"{show(d.dataset)}: use one of auto, {', '.join(allowed)}")
         metric = self.regularization.early_stopping_metric
         metrics = ("val_loss", "val_accuracy") if task == "classification" else \
             ("val_loss", "val_mse", "val_mae", "val_r2")
         if metric not in metrics:
-            errs.append(f"regularization.early_stopping_metric={metric!r} is not measured for "
+            errs.append(f"regularization.early_stopping_metric={show(metric)} is not measured for "
                         f"{task}: use one of {', '.join(metrics)}")
         if m.arch == "cnn" and d.dataset not in IMAGE_DATASETS:
             errs.append(f"model.arch='cnn' needs image data (data.dataset in "
-                        f"{', '.join(IMAGE_DATASETS)}; got {d.dataset!r}): use 'mlp' or 'resnet'")
+                        f"{', '.join(IMAGE_DATASETS)}; got {show(d.dataset)}): use 'mlp' or "
+                        f"'resnet'")
         if self.distill.teacher:
             if task != "classification":
                 errs.append(f"distill.teacher needs a classification dataset: distillation "
-                            f"matches class probabilities, and {d.dataset!r} is {task}")
+                            f"matches class probabilities, and {show(d.dataset)} is {task}")
             if o.name == "lbfgs":
                 errs.append("distill.teacher does not work with optim.name='lbfgs' (its "
                             "closure re-evaluates the task loss alone): use adamw")

@@ -28,6 +28,7 @@ from ..models.fit import start_from
 from ..workspace.diskspace import disk_full_message, is_disk_full
 from . import events as ev
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .footprint import check_data_fits, check_model_fits
 from .handlers import Checkpointer, EarlyStopping
 from .loader import BatchLoader
 from .rng import rng_state, seed_everything, set_rng_state
@@ -95,9 +96,11 @@ class Trainer:
         self.device = resolve_device(cfg.train.device)
         self.precision = Precision(cfg.precision.amp, self.device)
         seed_everything(cfg.train.seed)
+        check_data_fits(cfg)
         self.data = load_dataset(cfg)
         self.task = self.data.task
         if model is None:
+            check_model_fits(cfg, self.data, self.device)
             model = build_model(cfg, tuple(self.data.input_shape),
                                 num_outputs(cfg, self.data.num_classes))
             if cfg.model.init:
@@ -556,6 +559,7 @@ class Trainer:
         set_rng_state(state["rng"])
         self.last_checkpoint = str(path)
         self.checkpoint_reason = state.get("reason")
+
 
 def _chain_messages(exc: BaseException):
     """The messages of ``exc`` and the exceptions it was raised from, outermost first."""
