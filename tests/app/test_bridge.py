@@ -81,3 +81,29 @@ def test_one_delivery_gives_the_plots_one_batch_between_other_events(qtbot):
     heard.clear()
     assert bridge._emit([("metricsLogged", (step[0],)), ("_done", ())]) is True
     assert heard == [[0]]
+
+
+def test_resuming_a_run_killed_after_its_last_checkpoint_only_finishes_it(qtbot, tiny_config,
+                                                                            tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config, ws_dir = tmp_path / "run.toml", tmp_path / "ws"
+    # early stopping ends it after 2 of 20 epochs: only its checkpoint knows it ended
+    tiny_config(**{"train.epochs": 20, "regularization.early_stopping_patience": 1,
+                   "regularization.early_stopping_min_delta": 10.0}).save(config)
+    child = Path(__file__).parents[1] / "engine" / "kill_child.py"
+    done = subprocess.run([sys.executable, str(child), "finishing", "1", "--", "run",
+                           str(config), "--workspace", str(ws_dir)], capture_output=True)
+    assert done.returncode == -9, done.stderr
+    bridge = TrainingBridge(ws_dir)
+    epochs = []
+    bridge.epochEnded.connect(epochs.append)
+    with qtbot.waitSignal(bridge.runEnded, timeout=30000) as ended:
+        bridge.resume_run(1)
+    assert ended.args[0].status == "completed" and ended.args[0].epochs_completed == 2
+    assert epochs == []  # nothing trained again
+    qtbot.waitUntil(lambda: bridge.state == IDLE)
+    with Workspace(ws_dir) as ws:
+        assert ws.get_run(1).status == "completed"
