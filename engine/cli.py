@@ -90,7 +90,10 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     """The command's exit code; output cut short by a closed pipe (`| head`) ends quietly."""
     try:
-        return _main(argv)
+        try:
+            return _main(argv)
+        finally:  # here, not in the flush at exit, where it would print an ignored exception
+            sys.stdout.flush()
     except BrokenPipeError:
         # Standard recipe: later writes (and the flush at exit) go nowhere instead of raising.
         try:
