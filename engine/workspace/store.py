@@ -58,6 +58,7 @@ from engine.workspace.schema import (
 DB_NAME = "workspace.sqlite"
 RUNS_DIR = "runs"
 BUSY_TIMEOUT_MS = 5000
+MAX_ID_DIGITS = 18  # run ids are SQLite integers, below 2**63
 
 _RECORD_COLUMNS = tuple(f.name for f in fields(RunRecord))
 _UPDATABLE = frozenset(_RECORD_COLUMNS) - {"id", "dir", "created_at"}
@@ -476,10 +477,14 @@ class Workspace:
 
     def _resolve(self, ref: int | str) -> int:
         """The id of a run given as an id or its folder name; raise if there is none."""
-        if isinstance(ref, int) and not isinstance(ref, bool):
-            rows = self._query("SELECT id FROM runs WHERE id = ?", (ref,))
-        elif isinstance(ref, str) and ref.strip().isascii() and ref.strip().isdigit():
-            rows = self._query("SELECT id FROM runs WHERE id = ?", (int(ref),))
+        key = ref
+        if isinstance(ref, str) and ref.strip().isascii() and ref.strip().isdigit():
+            # An id longer than SQLite's 64-bit integers names no run (and int() of a
+            # string past Python's 4,300-digit limit would raise).
+            key = int(ref) if len(ref.strip()) <= MAX_ID_DIGITS else -1
+        if isinstance(key, int) and not isinstance(key, bool):
+            rows = (self._query("SELECT id FROM runs WHERE id = ?", (key,))
+                    if 0 <= key < 2**63 else [])
         elif isinstance(ref, (str, Path)) and str(ref).strip():
             rows = self._query("SELECT id FROM runs WHERE dir = ?",
                                (f"{RUNS_DIR}/{Path(str(ref).strip()).name}",))
@@ -491,6 +496,7 @@ class Workspace:
 
     def _no_run(self, ref) -> WorkspaceError:
         root = shlex.quote(str(self.root))
+        ref = str(ref) if len(str(ref)) <= 40 else f"{str(ref)[:20]}... ({len(str(ref))} chars)"
         return WorkspaceError(f"no run {ref} in workspace {self.root}: "
                               f"`torchwork runs --workspace {root}` lists the runs")
 
