@@ -1,8 +1,9 @@
 """RunConfig: the one source of truth for every option of a training run.
 
-Each field carries its label, help text, range and choices as metadata, so the
-desktop forms, the TOML files, the ``--set`` overrides and the validation all
-come from this one declaration: a new option is one edit here.
+Each field (declared in engine.run_options) carries its label, help text, range
+and choices as metadata, so the desktop forms, the TOML files, the ``--set``
+overrides and the validation all come from one declaration: a new option is one
+edit there. Here: reading, converting and validating those values.
 """
 
 from __future__ import annotations
@@ -24,6 +25,36 @@ else:  # pragma: no cover
 
 import tomli_w
 
+from engine.run_options import (
+    ARCHS,
+    CLASSIFICATION_LOSSES,
+    DATASETS,
+    IMAGE_DATASETS,
+    MONITORED,
+    OPTIMIZERS,
+    REGRESSION_DATASETS,
+    REGRESSION_LOSSES,
+    SCHEDULES,
+    SECTIONS,
+    DataConfig,
+    DistillConfig,
+    ModelConfig,
+    MonitorConfig,
+    OptimConfig,
+    PrecisionConfig,
+    RegularizationConfig,
+    ScheduleConfig,
+    TrainConfig,
+)
+
+# The option declarations are read through this module as before.
+__all__ = ["ARCHS", "CLASSIFICATION_LOSSES", "DATASETS", "IMAGE_DATASETS", "MONITORED",
+           "OPTIMIZERS", "REGRESSION_DATASETS", "REGRESSION_LOSSES", "SCHEDULES", "SECTIONS",
+           "ConfigError", "DataConfig", "DistillConfig", "ModelConfig", "MonitorConfig",
+           "OptimConfig", "PrecisionConfig", "RegularizationConfig", "RunConfig",
+           "ScheduleConfig", "TrainConfig", "all_keys", "check_value", "coerce", "field_default",
+           "field_meta", "field_type", "form_groups", "parse_text", "show"]
+
 
 class ConfigError(ValueError):
     """A configuration a run cannot start from; the message says what to change."""
@@ -32,216 +63,6 @@ class ConfigError(ValueError):
         self.messages = [messages] if isinstance(messages, str) else list(messages)
         super().__init__("; ".join(self.messages))
 
-
-def opt(default, label: str, help: str, *, min=None, max=None, min_exclusive=False,
-        max_exclusive=False, choices=None, pattern=None, pattern_hint=None, item_min=None,
-        item_max=None, item_max_exclusive=False, min_items=None, max_items=None):
-    """A config field with the metadata forms and validation are built from.
-
-    List fields bound each item (item_min, item_max) and their length (min_items,
-    max_items; item_min also makes an empty list an error), so no value a file or
-    --set can carry reaches the builders unchecked.
-    """
-    meta = dict(label=label, help=help, min=min, max=max, min_exclusive=min_exclusive,
-                max_exclusive=max_exclusive, choices=tuple(choices) if choices else None,
-                pattern=pattern, pattern_hint=pattern_hint, item_min=item_min,
-                item_max=item_max, item_max_exclusive=item_max_exclusive,
-                min_items=min_items, max_items=max_items)
-    if isinstance(default, list):
-        return field(default_factory=lambda d=tuple(default): list(d), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes", "synthetic", "moons")
-REGRESSION_DATASETS = ("diabetes",)
-IMAGE_DATASETS = ("digits",)
-ARCHS = ("mlp", "cnn", "resnet")
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "lbfgs")
-SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "warmup_cosine",
-             "onecycle", "plateau")
-CLASSIFICATION_LOSSES = ("cross_entropy", "bce", "hinge")
-REGRESSION_LOSSES = ("mse", "l1", "huber")
-MONITORED = ("val_loss", "val_accuracy", "val_mse", "val_mae", "val_r2")
-
-
-@dataclass
-class DataConfig:
-    dataset: str = opt("digits", "Dataset", "Built-in dataset (no downloads): scikit-learn's "
-                       "bundled sets, or generated 'synthetic' / 'moons' data.", choices=DATASETS)
-    batch_size: int = opt(64, "Batch size", "Samples per forward pass (per micro-batch when "
-                          "accumulating gradients).", min=1, max=1_000_000)
-    val_fraction: float = opt(0.2, "Validation fraction", "Share of the data held out for "
-                              "validation (stratified for classification).",
-                              min=0.0, max=0.9, min_exclusive=True)
-    n_samples: int = opt(2000, "Samples", "Number of generated samples (synthetic and moons).",
-                         min=20, max=100_000_000)
-    n_features: int = opt(20, "Features", "Number of generated features (synthetic).",
-                          min=2, max=100_000)
-    n_classes: int = opt(2, "Classes", "Number of generated classes (synthetic).", min=2, max=1000)
-    noise: float = opt(0.2, "Noise", "Standard deviation of the noise added to 'moons'.",
-                       min=0.0, max=10.0)
-    standardize: bool = opt(True, "Standardize features", "Scale features to zero mean and unit "
-                            "variance, fitted on the training split only.")
-    num_workers: int = opt(0, "Loader workers", "DataLoader worker processes; 0 loads in the "
-                           "training process, fastest for in-memory data.", min=0, max=64)
-    pin_memory: bool = opt(False, "Pin memory", "Page-locked host batches for faster, "
-                           "asynchronous copies to a CUDA device.")
-
-
-@dataclass
-class ModelConfig:
-    arch: str = opt("mlp", "Architecture", "mlp, cnn (image data), resnet, or "
-                    "custom:path/to/file.py exposing build_model(input_shape, num_outputs). "
-                    "A custom file is Python code and runs when the model is built: load only "
-                    "files you trust.", choices=ARCHS, pattern=r"custom:.+\.py",
-                    pattern_hint="custom:path/to/file.py")
-    hidden: list[int] = opt([128, 64], "Hidden widths", "Width of each hidden layer of the MLP "
-                            "(and of the residual blocks of resnet on tabular data).",
-                            item_min=1, item_max=10**9, max_items=1000)
-    channels: list[int] = opt([32, 64], "Conv channels", "Output channels of each convolution "
-                              "stage (cnn, resnet on image data).",
-                              item_min=1, item_max=10**6, max_items=1000)
-    activation: str = opt("relu", "Activation", "Non-linearity between layers.",
-                          choices=("relu", "gelu", "silu", "tanh", "leaky_relu"))
-    dropout: float = opt(0.0, "Dropout", "Probability of zeroing an activation during training.",
-                         min=0.0, max=1.0, max_exclusive=True)
-    batch_norm: bool = opt(False, "Batch norm", "Batch normalization after each hidden layer.")
-    init: str = opt("", "Start from weights", "A .safetensors file (from `torchwork export` or "
-                    "`torchwork compress`) whose weights the model starts from instead of a "
-                    "random initialization; layers take the file's sizes, so a pruned model "
-                    "fine-tunes as an ordinary run. Empty: random initialization.",
-                    pattern=r"(.+\.safetensors)?", pattern_hint="path/to/model.safetensors")
-
-
-@dataclass
-class OptimConfig:
-    name: str = opt("adam", "Optimizer", "Update rule.", choices=OPTIMIZERS)
-    lr: float = opt(1e-3, "Learning rate", "Step size (the peak rate for schedules with warmup "
-                    "or one-cycle).", min=0.0, max=10.0, min_exclusive=True)
-    weight_decay: float = opt(0.0, "Weight decay", "Passed to the optimizer: decoupled decay for "
-                              "AdamW, an L2 term folded into the gradient for the others.",
-                              min=0.0, max=1.0)
-    momentum: float = opt(0.9, "Momentum", "Momentum for SGD and RMSprop.", min=0.0, max=1.0,
-                          max_exclusive=True)
-    nesterov: bool = opt(False, "Nesterov", "Nesterov momentum (SGD with momentum > 0 only).")
-    betas: list[float] = opt([0.9, 0.999], "Betas", "Adam/AdamW moment coefficients.",
-                             item_min=0.0, item_max=1.0, item_max_exclusive=True,
-                             min_items=2, max_items=2)
-    lbfgs_history: int = opt(10, "L-BFGS history", "Update history size for L-BFGS.",
-                             min=1, max=1000)
-
-
-@dataclass
-class ScheduleConfig:
-    name: str = opt("constant", "Schedule", "Learning-rate schedule; all step per optimizer "
-                    "step except plateau, which steps per epoch on the monitored metric.",
-                    choices=SCHEDULES)
-    warmup_steps: int = opt(0, "Warmup steps", "Linear warmup from lr/100 to lr over this many "
-                            "optimizer steps before the schedule (not with plateau; for "
-                            "onecycle it sets the rising phase).", min=0, max=10_000_000)
-    step_size: int = opt(10, "Step size (epochs)", "Epochs between decays (step).",
-                         min=1, max=100_000)
-    milestones: list[int] = opt([30, 60], "Milestones (epochs)", "Epochs at which the rate "
-                                "decays (multistep).", item_min=1, item_max=1_000_000,
-                                max_items=1000)
-    gamma: float = opt(0.1, "Decay factor", "Multiplier at each decay (step, multistep, plateau); "
-                       "per epoch for exponential.", min=0.0, max=1.0, min_exclusive=True)
-    min_lr: float = opt(0.0, "Minimum LR", "Floor of the rate (cosine, warmup_cosine, plateau).",
-                        min=0.0, max=10.0)
-    patience: int = opt(5, "Plateau patience", "Epochs without improvement before a plateau "
-                        "decay.", min=0, max=10_000)
-
-
-@dataclass
-class RegularizationConfig:
-    l1: float = opt(0.0, "L1 penalty", "Adds l1 * sum(|w|) over the weights to the loss "
-                    "(drives weights to exactly zero).", min=0.0, max=10.0)
-    l2: float = opt(0.0, "L2 penalty", "Adds l2/2 * sum(w^2) over the weights to the loss, so it "
-                    "also flows through the optimizer's moment estimates (unlike decoupled "
-                    "weight decay).", min=0.0, max=10.0)
-    label_smoothing: float = opt(0.0, "Label smoothing", "Cross-entropy target smoothing.",
-                                 min=0.0, max=1.0, max_exclusive=True)
-    early_stopping_patience: int = opt(0, "Early stopping patience", "Epochs without improvement "
-                                       "before stopping; 0 turns early stopping off. The best "
-                                       "weights are restored.", min=0, max=10_000)
-    early_stopping_min_delta: float = opt(0.0, "Min improvement", "Smallest change of the "
-                                          "monitored metric that counts as improvement.",
-                                          min=0.0, max=1e6)
-    early_stopping_metric: str = opt("val_loss", "Monitored metric", "Validation metric watched "
-                                     "by early stopping and the plateau schedule, and "
-                                     "reported as the run's best.",
-                                     choices=MONITORED)
-
-
-@dataclass
-class PrecisionConfig:
-    amp: str = opt("off", "Mixed precision", "Autocast: fp16 (CUDA, with a gradient scaler) or "
-                   "bf16 (CUDA and CPU).", choices=("off", "fp16", "bf16"))
-    channels_last: bool = opt(False, "Channels last", "NHWC memory format for convolutional "
-                              "models (faster on tensor cores).")
-    compile: bool = opt(False, "torch.compile", "Compile the model; the first steps are slow "
-                        "while it compiles.")
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = opt(10, "Epochs", "Passes over the training data.", min=1, max=1_000_000)
-    max_steps: int = opt(0, "Max steps", "Stop after this many optimizer steps; 0 means no "
-                         "limit.", min=0, max=10**12)
-    grad_accum_steps: int = opt(1, "Gradient accumulation", "Micro-batches per optimizer step: "
-                                "k batches of b act as one batch of k*b.", min=1, max=100_000)
-    grad_clip_norm: float = opt(0.0, "Clip grad norm", "Rescale gradients to this total L2 norm; "
-                                "0 turns it off.", min=0.0, max=1e9)
-    grad_clip_value: float = opt(0.0, "Clip grad value", "Clamp each gradient element to "
-                                 "[-v, v]; 0 turns it off.", min=0.0, max=1e9)
-    loss: str = opt("auto", "Loss", "auto picks cross_entropy for classification and mse for "
-                    "regression.", choices=("auto",) + CLASSIFICATION_LOSSES + REGRESSION_LOSSES)
-    seed: int = opt(0, "Seed", "Seeds the split, the initialization, shuffling and dropout.",
-                    min=0, max=2**32 - 1)
-    device: str = opt("auto", "Device", "auto picks CUDA, then MPS, then the CPU.",
-                      choices=("auto", "cpu", "cuda", "mps"), pattern=r"cuda:[0-9]{1,3}",
-                      pattern_hint="cuda:N")
-    checkpoint_every: int = opt(1, "Checkpoint every (epochs)", "Epochs between checkpoints; one "
-                                "is also written at the end and on stop. 0 writes only those.",
-                                min=0, max=100_000)
-    log_every: int = opt(10, "Log every (steps)", "Optimizer steps between metric readings; "
-                         "reading values off the device syncs it, so not every step.",
-                         min=1, max=1_000_000)
-
-
-@dataclass
-class MonitorConfig:
-    interval: float = opt(0.5, "Hardware sampling interval (s)", "Seconds between readings of "
-                          "GPU utilization, memory, power and temperature (NVML), torch memory "
-                          "and CPU/RAM while the run trains; stored with the run.",
-                          min=0.1, max=10.0)
-
-
-@dataclass
-class DistillConfig:
-    teacher: str = opt("", "Teacher", "Knowledge distillation: a trained run (its id or name in "
-                       "the workspace) or a .safetensors export whose model teaches this one. "
-                       "The loss becomes alpha * T^2 * KL(teacher || student) + (1 - alpha) * "
-                       "task loss at temperature T. Empty: no distillation.")
-    alpha: float = opt(0.7, "Teacher weight (alpha)", "Share of the loss that follows the "
-                       "teacher's softened outputs; the rest is the task loss.",
-                       min=0.0, max=1.0)
-    temperature: float = opt(4.0, "Temperature", "Softens both models' outputs before they are "
-                             "compared; 2 to 8 is usual.", min=0.0, max=100.0,
-                             min_exclusive=True)
-
-
-SECTIONS = {
-    "data": DataConfig,
-    "model": ModelConfig,
-    "optim": OptimConfig,
-    "schedule": ScheduleConfig,
-    "regularization": RegularizationConfig,
-    "precision": PrecisionConfig,
-    "train": TrainConfig,
-    "monitor": MonitorConfig,
-    "distill": DistillConfig,
-}
 
 # How the desktop form groups the options: by what a person decides together,
 # which is not always the TOML section a key lives in.
