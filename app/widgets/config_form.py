@@ -75,8 +75,15 @@ def allowed_text(key: str) -> str:
         return text + (f", or {meta['pattern_hint']}" if meta["pattern_hint"] else "")
     if get_origin(tp) is list:
         kind = "integers" if get_args(tp)[0] is int else "numbers"
-        floor = f", each ≥ {meta['item_min']}" if meta["item_min"] is not None else ""
-        return f"Comma-separated {kind}{floor}, e.g. {_list_example(key)}"
+        lo, hi = meta["item_min"], meta["item_max"]
+        ceiling = f"{'<' if meta['item_max_exclusive'] else '≤'} {hi:,}" if hi is not None else ""
+        each = (f", each {lo} ≤ value {ceiling}" if lo is not None and hi is not None
+                else f", each ≥ {lo}" if lo is not None
+                else f", each {ceiling}" if hi is not None else "")
+        least, most = meta["min_items"], meta["max_items"]
+        count = (f"; exactly {least} values" if least is not None and least == most
+                 else f"; at most {most} values" if most is not None else "")
+        return f"Comma-separated {kind}{each}{count}, e.g. {_list_example(key)}"
     lo, hi = meta["min"], meta["max"]
     if lo is None and hi is None:
         return ""

@@ -93,6 +93,9 @@ def test_editors_follow_the_field_metadata(panel):
     tip = panel.editor("optim.lr").toolTip()
     assert "Step size" in tip and "0.0 < value ≤ 10.0" in tip and "optim.lr" in tip
     assert "warmup_cosine" in panel.editor("schedule.name").toolTip()
+    assert "each 1 ≤ value ≤ 1,000,000,000; at most 1000 values" in \
+        panel.editor("model.hidden").toolTip()  # list items and length have bounds too
+    assert "each 0.0 ≤ value < 1.0; exactly 2 values" in panel.editor("optim.betas").toolTip()
 
 
 def test_typing_into_the_widgets_changes_the_config(panel, qtbot):
