@@ -53,8 +53,21 @@ class EarlyStopping:
                 "best_weights": self.best_weights}
 
     def load_state_dict(self, state: dict) -> None:
-        self.best, self.best_epoch = state["best"], state["best_epoch"]
-        self.wait, self.best_weights = state["wait"], state["best_weights"]
+        """Restore from a checkpoint; a mangled part is a ValueError naming it (the trainer
+        reports it as a checkpoint that does not fit), not a crash epochs later."""
+        best, best_epoch, wait, weights = (state["best"], state["best_epoch"], state["wait"],
+                                           state["best_weights"])
+        for name, value in (("best_epoch", best_epoch), ("wait", wait)):
+            if type(value) is not int or value < 0:
+                raise ValueError(f"early_stopping.{name} must be a whole number >= 0 "
+                                 f"(got {type(value).__name__})")
+        if best is not None and (type(best) is not float or not math.isfinite(best)):
+            raise ValueError(f"early_stopping.best must be a finite number or None "
+                             f"(got {type(best).__name__})")
+        if weights is not None and not (isinstance(weights, dict) and all(
+                isinstance(v, torch.Tensor) for v in weights.values())):
+            raise ValueError("early_stopping.best_weights must be a state dict of tensors")
+        self.best, self.best_epoch, self.wait, self.best_weights = best, best_epoch, wait, weights
 
 
 class Checkpointer:

@@ -129,6 +129,22 @@ def test_resume_names_the_missing_or_mangled_part(case, trained, mangled):
     assert torch.equal(torch.get_rng_state(), rng_before)  # refused whole, nothing applied
 
 
+@pytest.mark.parametrize("part, value", [("wait", "2"), ("best_epoch", -1), ("best", "0.3"),
+                                         ("best_weights", [1, 2])])
+def test_a_mangled_early_stopping_state_is_named_at_resume(tmp_path, part, value):
+    config = {"train.epochs": 3, "regularization.early_stopping_patience": 5}
+    checkpoint, _ = train(tmp_path, **config)
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["handlers"]["early_stopping"]["best_weights"]  # the part is there to mangle
+    state["handlers"]["early_stopping"][part] = value
+    torch.save(state, checkpoint)
+    with pytest.raises(CheckpointError) as info:
+        Trainer(tiny(**config)).load_checkpoint(checkpoint)
+    message = str(info.value)
+    assert f"early_stopping.{part} must be" in message and str(checkpoint) in message
+    assert "\n" not in message
+
+
 @pytest.mark.parametrize("case", EXPORT_NEEDS)
 def test_export_reads_through_the_same_check(case, mangled):
     change, part = MANGLES[case]
