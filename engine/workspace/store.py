@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
-from engine.config import RunConfig
+from engine.config import RunConfig, show
 from engine.workspace.errors import (
     WorkspaceError,
     damaged,
@@ -496,7 +496,9 @@ class Workspace:
 
     def _no_run(self, ref) -> WorkspaceError:
         root = shlex.quote(str(self.root))
-        ref = str(ref) if len(str(ref)) <= 40 else f"{str(ref)[:20]}... ({len(str(ref))} chars)"
+        text = str(ref)
+        ref = (text if len(text) <= 40 and text.isprintable() else show(text) if len(text) <= 40
+               else f"{show(text[:20])}... ({len(text)} chars)")  # one line, whatever was typed
         return WorkspaceError(f"no run {ref} in workspace {self.root}: "
                               f"`torchwork runs --workspace {root}` lists the runs")
 
