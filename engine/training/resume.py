@@ -87,7 +87,9 @@ def prepare_resume(ws, run_ref, overrides: Sequence[str] = (), *, build=None) ->
             raise ResumeError(str(exc)) from None
         done = trainer.epoch > cfg.train.epochs or bool(
             cfg.train.max_steps and trainer.step >= cfg.train.max_steps)
-        ended = trainer.checkpoint_reason == "end" and not overrides
+        stored = RunConfig.from_toml(run.config_toml, validate=False).train
+        extended = (cfg.train.epochs, cfg.train.max_steps) != (stored.epochs, stored.max_steps)
+        ended = trainer.checkpoint_reason == "end" and not extended
         if run.status == "completed" and (done or ended):
             raise ResumeError(f"run {run.id} already finished its {cfg.train.epochs} epochs "
                               f"({trainer.step} steps): raise them with --set train.epochs=N")

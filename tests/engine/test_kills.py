@@ -97,6 +97,20 @@ def test_a_run_killed_after_its_last_checkpoint_is_finished_by_resume(setup, cap
     assert code == 1 and "already finished its 4 epochs" in err
 
 
+def test_an_early_stopped_run_killed_before_its_end_is_not_trained_further(tiny_config,
+                                                                          tmp_path, capsys):
+    config, ws = tmp_path / "run.toml", tmp_path / "ws"
+    # no improvement counts (min_delta 10): early stopping ends it after 2 of 20 epochs
+    tiny_config(**{"train.epochs": 20, "regularization.early_stopping_patience": 1,
+                   "regularization.early_stopping_min_delta": 10.0}).save(config)
+    run_killed("finishing", 1, config, ws)
+    # a setting that does not extend the run leaves it finished
+    code, events, err = resume(ws, capsys, "--set", "train.log_every=3")
+    assert code == 0, err
+    assert not [e for e in events if e["event"] in ("step", "epoch")]
+    assert events[-1]["status"] == "completed" and events[-1]["epochs_completed"] == 2
+
+
 @pytest.mark.parametrize("checkpoint", [1, 3])
 def test_a_kill_right_after_a_checkpoint_loses_no_metrics(setup, capsys, checkpoint):
     config, ws, reference = setup
