@@ -10,7 +10,6 @@ interval, never per step, so the loop does not stall the accelerator.
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 import traceback
@@ -26,6 +25,7 @@ from ..data import load_dataset
 from ..models import build_model
 from ..models.fit import start_from
 from ..workspace.diskspace import disk_full_message, is_disk_full
+from ..workspace.diskspace import stated as stated_disk_full
 from . import events as ev
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .footprint import check_data_fits, check_model_fits
@@ -43,8 +43,6 @@ from .setup import (
     steps_per_epoch,
 )
 from .validation import evaluate, is_better
-
-DISK_FULL = re.compile(r"disk full( \([^)]*\)| at [^:]*)")
 
 LossHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -486,8 +484,7 @@ class Trainer:
     def _disk_full_message(self, exc: BaseException) -> str:
         """One line for a full disk, whichever write hit it (checkpoint, database, log)."""
         where = self.checkpoint_dir if self.checkpoint_dir is not None else Path.cwd()
-        said = next((m.group(0) for m in map(DISK_FULL.match, _chain_messages(exc)) if m),
-                    None)
+        said = stated_disk_full(exc)
         resume = f"`torchwork resume {self.run_id}`" if self.run_id else "resume the run"
         action = (f"the run is stopped at step {self.step} and its last good checkpoint kept; "
                   f"free some space, then {resume}")
@@ -559,12 +556,3 @@ class Trainer:
         set_rng_state(state["rng"])
         self.last_checkpoint = str(path)
         self.checkpoint_reason = state.get("reason")
-
-
-def _chain_messages(exc: BaseException):
-    """The messages of ``exc`` and the exceptions it was raised from, outermost first."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield str(exc)
-        exc = exc.__cause__ or exc.__context__

@@ -11,6 +11,7 @@ the same way and is treated alike.
 from __future__ import annotations
 
 import errno
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -25,6 +26,7 @@ NEARLY_FULL_BYTES = 1 << 20
 _SQLITE_TEXT = "database or disk is full"
 _TORCH_TEXTS = ("unexpected pos", "file write failed")
 _OS_TEXTS = ("no space left on device", "disk quota exceeded", "file too large")
+_STATED = re.compile(r"disk full( \([^)]*\)| at [^:]*)")
 
 
 def is_disk_full(exc: BaseException, where: str | Path | None = None) -> bool:
@@ -33,17 +35,33 @@ def is_disk_full(exc: BaseException, where: str | Path | None = None) -> bool:
     ``where`` (the file or folder written to) also counts a bare I/O error as a
     full disk when that disk is all but full (under NEARLY_FULL_BYTES free).
     """
-    chain = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not e for e in chain):
-        chain.append(current)
-        current = current.__cause__ or current.__context__
+    chain = _chain(exc)
     if any(_is_full(e) for e in chain):
         return True
     if where is None or not any(_is_io_error(e) for e in chain):
         return False
     free = free_bytes(where)
     return free is not None and free < NEARLY_FULL_BYTES
+
+
+def stated(exc: BaseException) -> str | None:
+    """The 'disk full (N MB free at PATH)' that an exception in the chain already says
+    (the layer that hit the full disk knew where it wrote), or None."""
+    for e in _chain(exc):
+        found = _STATED.match(str(e))
+        if found:
+            return found.group(0)
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not e for e in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
 
 
 def _is_full(exc: BaseException) -> bool:
