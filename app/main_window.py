@@ -206,7 +206,6 @@ class MainWindow(QMainWindow):
         tools.addActions([self.act_resume_ckpt, self.act_open_run])
 
     def _apply_icons(self) -> None:
-        colour = theme.icon_colour(self.dark)
         icons = {self.act_new: "mdi6.file-outline", self.act_open: "mdi6.folder-open-outline",
                  self.act_save: "mdi6.content-save-outline", self.act_open_run: "mdi6.chart-line",
                  self.act_export_model: "mdi6.package-variant-closed",
@@ -219,8 +218,10 @@ class MainWindow(QMainWindow):
                  self.act_capture: "mdi6.speedometer", self.act_export_trace: "mdi6.export",
                  self.act_tensorboard: "mdi6.open-in-new"}
         for action, spec in icons.items():
-            name, tint = spec if isinstance(spec, tuple) else (spec, colour)
-            action.setIcon(qta.icon(name, color=tint, color_disabled="#8c959f"))
+            if isinstance(spec, tuple):  # a fixed tint that reads in both themes
+                action.setIcon(qta.icon(spec[0], color=spec[1], color_disabled="#8c959f"))
+            else:
+                action.setIcon(theme.icon(spec))
 
     def _wire(self) -> None:
         b = self.bridge
@@ -452,7 +453,6 @@ class MainWindow(QMainWindow):
         self.theme = name
         self.theme_actions[name].setChecked(True)
         self.dark = theme.apply(QApplication.instance(), name)
-        self._apply_icons()
         self.plots.apply_theme(self.dark)
         self.hardware.apply_theme(self.dark)
         self.profiler.apply_theme(self.dark)

@@ -2,12 +2,19 @@
 
 Fusion draws the same on every platform, so a palette is all a theme needs,
 and it looks right in both schemes without per-widget style sheets.
+
+A switch at run time must reach widgets built under the old theme. Two things
+do not follow ``QApplication.setPalette`` on their own, so both are handled here
+once rather than in each widget: a widget under a style sheet keeps the palette
+the sheet resolved from the previous theme (``apply`` re-polishes them), and an
+icon rendered with a colour keeps that colour (``icon`` reads it when painted).
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QGuiApplication, QPalette
+import qtawesome as qta
+from PySide6.QtCore import QRect, QSize, Qt
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QIconEngine, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QApplication
 
 THEMES = ("system", "light", "dark")
@@ -52,8 +59,55 @@ def apply(app: QApplication, theme: str) -> bool:
     for role in (QPalette.Text, QPalette.ButtonText, QPalette.WindowText):
         palette.setColor(QPalette.Disabled, role, QColor("#6b7079" if dark else "#a0a7b0"))
     app.setPalette(palette)
+    _repolish_style_sheet_widgets(app)
     return dark
+
+
+def _repolish_style_sheet_widgets(app: QApplication) -> None:
+    """Qt's style-sheet style answers the palette change with the palette it resolved
+    before it, so editors in the form stayed black after Dark -> Light; polishing again
+    resolves the sheet against the new application palette."""
+    for widget in app.allWidgets():
+        if widget.testAttribute(Qt.WidgetAttribute.WA_StyleSheet):
+            style = widget.style()
+            style.unpolish(widget)
+            style.polish(widget)
 
 
 def icon_colour(dark: bool) -> str:
     return "#d7dbe0" if dark else "#394049"
+
+
+def palette_is_dark() -> bool:
+    return QApplication.palette().color(QPalette.ColorRole.Window).lightness() < 128
+
+
+class _ThemedIconEngine(QIconEngine):
+    """Paints a qtawesome glyph in the theme's icon colour of the moment: qtawesome fixes
+    an icon's colour when it is made (and caches it), so icons made under one theme
+    vanished against the other."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+    def paint(self, painter: QPainter, rect: QRect, mode: QIcon.Mode, state: QIcon.State):
+        colour = icon_colour(palette_is_dark())
+        glyph = qta.icon(self.name, color=colour, color_disabled="#8c959f")
+        glyph.paint(painter, rect, Qt.AlignmentFlag.AlignCenter, mode, state)
+
+    def pixmap(self, size: QSize, mode: QIcon.Mode, state: QIcon.State) -> QPixmap:
+        pixmap = QPixmap(size)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        self.paint(painter, QRect(0, 0, size.width(), size.height()), mode, state)
+        painter.end()
+        return pixmap
+
+    def clone(self) -> QIconEngine:
+        return _ThemedIconEngine(self.name)
+
+
+def icon(name: str) -> QIcon:
+    """A qtawesome icon (e.g. ``"mdi6.refresh"``) that follows theme switches by itself."""
+    return QIcon(_ThemedIconEngine(name))

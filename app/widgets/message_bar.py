@@ -6,6 +6,8 @@ import qtawesome as qta
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton
 
+from app import theme
+
 _STYLES = {
     "error": ("mdi6.alert-circle", "#d1242f", "rgba(209, 36, 47, 0.12)"),
     "warning": ("mdi6.alert", "#bf8700", "rgba(191, 135, 0, 0.12)"),
@@ -27,7 +29,7 @@ class MessageBar(QFrame):
         self.text.setWordWrap(True)
         self.text.setTextInteractionFlags(Qt.TextSelectableByMouse)
         close = QToolButton()
-        close.setIcon(qta.icon("mdi6.close"))
+        close.setIcon(theme.icon("mdi6.close"))
         close.setAutoRaise(True)
         close.setToolTip("Dismiss")
         close.clicked.connect(self.hide)

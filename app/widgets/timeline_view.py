@@ -12,7 +12,6 @@ import html
 
 import numpy as np
 import pyqtgraph as pg
-import qtawesome as qta
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QFontMetrics
 from PySide6.QtWidgets import (
@@ -30,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import theme
 from app.widgets.live_plot import DARK, LIGHT
 from app.widgets.timeline_input import TimelineInput, TimelineViewBox
 from app.widgets.timeline_slices import SlicesItem
@@ -142,7 +142,7 @@ class TimelineView(TimelineInput, QWidget):
 
     def _tool(self, icon: str, tip: str, slot) -> QToolButton:
         button = QToolButton()
-        button.setIcon(qta.icon(icon))
+        button.setIcon(theme.icon(icon))
         button.setToolTip(tip)
         button.setAutoRaise(True)
         button.clicked.connect(slot)
