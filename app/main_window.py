@@ -234,7 +234,7 @@ class MainWindow(QMainWindow):
         b.metricsBatch.connect(self.status.on_metrics_batch)
         b.epochEnded.connect(self.plots.on_epoch)
         b.runEnded.connect(self.plots.on_run_ended)
-        b.runEnded.connect(self._on_run_ended)
+        b.runEnded.connect(self.status.on_run_ended)
         self.export_actions = ExportActions(
             exporter=self.exporter, action=self.act_export_model, messages=self.messages,
             status_bar=self.statusBar(), settings=self.settings,
@@ -308,7 +308,7 @@ class MainWindow(QMainWindow):
         elif idle:
             self.hardware.end_run()
         self.hardware.training = state == RUNNING  # not paused: an idle GPU is expected then
-        self.status.set_state(STATE_TEXT.get(state, state))
+        self.status.set_state(STATE_TEXT.get(state, state), idle=idle)
 
     def _on_validity(self, valid: bool, reason: str) -> None:
         self._valid = valid
@@ -330,15 +330,6 @@ class MainWindow(QMainWindow):
         self.export_actions.current_run = info.run_id
         self.setWindowTitle(f"Torchwork — run {info.run_id} {info.name}")
         self.profiler.set_run(info.folder)
-
-    def _on_run_ended(self, e) -> None:
-        if e.status == "completed":
-            best = f", best {e.best_metric} {e.best_val:.4g}" if e.best_val is not None else ""
-            self.statusBar().showMessage(f"Completed: {e.epochs_completed} epochs, {e.steps} "
-                                         f"steps in {e.wall_s:.1f} s{best}", 15000)
-        elif e.status == "stopped":
-            self.statusBar().showMessage(f"Stopped at step {e.steps}; checkpoint written: "
-                                         "Run ▸ Resume from checkpoint continues it", 15000)
 
     # --- files and runs ------------------------------------------------------------
     def new_run(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
@@ -14,6 +15,12 @@ def _eta(seconds: float) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _short(error: str) -> str:
+    """A run's error on one line that fits beside the bars; the tooltip holds it in full."""
+    lines = error.strip().splitlines()
+    return textwrap.shorten(lines[0] if lines else "", 90, placeholder=" …")
 
 
 class RunStatus(QWidget):
@@ -47,13 +54,21 @@ class RunStatus(QWidget):
         self._t0 = None
         self._shown_at = 0.0
         self._every_s = NORMAL.status_s
+        self._outcome = None
+        self.state.setToolTip("")
         for bar in (self.epoch_bar, self.run_bar):
             bar.setRange(0, 1)
             bar.setValue(0)
             bar.setFormat("")
             bar.hide()
 
-    def set_state(self, text: str) -> None:
+    def set_state(self, text: str, *, idle: bool = False) -> None:
+        """``idle`` keeps the ended run's outcome: the bridge goes idle right after runEnded,
+        and "Ready" would hide how the run ended."""
+        if idle and self._outcome:
+            return
+        self._outcome = None
+        self.state.setToolTip("")
         self.state.setText(text)
 
     def on_run_started(self, e) -> None:
@@ -92,6 +107,37 @@ class RunStatus(QWidget):
         left = (self.total - step) / rate if rate else None
         self.run_bar.setFormat(f"step {step}/{self.total}  "
                                + (f"ETA {_eta(left)}" if left is not None else "%p%"))
+
+    def on_run_ended(self, e) -> None:
+        """The run's last word, shown whatever the throttle let through: the last progress
+        update may be steps behind (a completed run would read "step 440/460 ETA 0:02")."""
+        completed = e.status == "completed"
+        where = f"step {e.steps}"
+        if self.total:
+            # The epoch the run was in; a completed run reports the epochs it finished.
+            epoch = (e.epochs_completed if completed
+                     else min(max(1, -(-e.steps // self.steps_per_epoch)), self.epochs))
+            done = min(e.steps, self.total)
+            self.run_bar.setValue(done)
+            self.run_bar.setFormat(f"step {e.steps}/{self.total}")
+            self.epoch_bar.setValue(self.steps_per_epoch if completed
+                                    else done - (epoch - 1) * self.steps_per_epoch)
+            self.epoch_bar.setFormat(f"epoch {epoch}/{self.epochs}")
+            where = (f"step {e.steps}/{self.total}, epoch {epoch}/{self.epochs}" if completed
+                     else f"{where} (epoch {epoch})")
+        if completed:
+            text = f"Completed: {where} in {e.wall_s:.1f} s"
+            if e.best_val is not None:
+                text += f", best {e.best_metric} {e.best_val:.4g}"
+        else:
+            text = f"{e.status.capitalize()} at {where}"
+            if e.error:
+                text += f": {_short(e.error)}"
+            if e.checkpoint and e.status == "stopped":
+                text += "; Run ▸ Resume from checkpoint continues it"
+        self.state.setText(text)
+        self.state.setToolTip(e.error or "")
+        self._outcome = text
 
     def _rate(self, step: int) -> float:
         if self._t0 is None:
