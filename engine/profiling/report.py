@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .categories import normalise_category
+
 DATA_LOADING = ("enumerate(DataLoader)#", "enumerate(DataPipe)#")
 CATEGORIES = ("Kernel", "Memcpy", "Memset", "Runtime", "DataLoader", "CPU Exec", "Other")
 
@@ -173,10 +175,15 @@ def _adapt_events(events: list) -> None:
       Timeline tab reads the file itself and still shows them.
     - The DataLoader's ``__next__`` comes as a user annotation, which it drops, so the
       DataLoader category stayed zero; given the operator category it expects, it counts.
+
+    Categories are first put under their current Kineto names (torch 1.8's
+    ``Runtime``, ``Kernel``... see ``categories``), as the timeline reads them.
     """
     kept = []
     for event in events:
         cat = event.get("cat")
+        if cat is not None:
+            cat = event["cat"] = normalise_category(cat)
         if cat == "gpu_user_annotation":
             continue
         if cat in ("cuda_runtime", "cuda_driver"):

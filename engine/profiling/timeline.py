@@ -8,7 +8,11 @@ of coarser versions in which slices closer than a resolution are merged.
 A frame then asks ``visible`` for one row's bars in a time window at its pixel
 size, and gets back at most a few bars per pixel whatever the trace's size.
 
-Times are microseconds (the unit of the file) from the trace's first slice.
+Times are indexed as integer nanoseconds from the trace's first slice (and
+offered as microseconds, the unit of the file): torch writes absolute µs with
+three decimals, around 1.7e15, where a float64 keeps only a quarter µs, so such
+a trace's times are read exactly from their text before the origin is
+subtracted, and a child never changes parent by rounding.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
 import orjson
+
+from .categories import normalise_category
 
 # torch.profiler's categories (Kineto's "cat") with a colour each; ProfilerStep#N
 # spans are user annotations, given a category of their own so steps stand out.
@@ -44,12 +51,17 @@ CATEGORY_COLOURS = {
 OTHER_COLOURS = ("#5fb3a8", "#c7b24b", "#a77d5c", "#8f8fd6", "#d07c4a", "#6aa84f")
 GPU_CATEGORIES = frozenset({"kernel", "gpu_memcpy", "gpu_memset", "gpu_user_annotation"})
 SHAPE_ARGS = ("Input Dims", "Input type")
+# torch 1.8/1.9 spelled the shapes' key "Input dims".
+OLD_ARG_NAMES = {"Input dims": "Input Dims"}
 CHECK_EVERY = 1 << 16  # slices between progress reports and cancel checks
 # Args are kept as JSON, ARGS_CHUNK slices' worth a string: a million small dicts
 # would be scanned by every full pass of the cyclic collector, and one dump call
 # per slice costs 20x more than one per chunk.
 ARGS_CHUNK = 1024
-NEST_TOLERANCE_US = 0.002  # how far a child may end past its parent and still nest
+NEST_TOLERANCE_NS = 2  # how far a child may end past its parent and still nest
+# Below this many µs a float64 holds a time to within half a nanosecond; above it
+# (absolute times since 1970 are 1.7e15 µs) times with decimals are read from their text.
+EXACT_FLOAT_US = 2.0 ** 42
 PYRAMID_BASE_US = 0.25  # the finest merge resolution; each level 4x coarser
 PYRAMID_FACTOR = 4.0
 
@@ -115,13 +127,15 @@ class TraceIndex:
     order; ``tracks[t].first_row + depth`` is a slice's row.
     """
 
-    def __init__(self, path: Path, start_us, dur_us, name_id, track_id, depth, category_id,
+    def __init__(self, path: Path, start_ns, dur_ns, name_id, track_id, depth, category_id,
                  args_index, names: list[str], categories: list[str], tracks: list[Track],
                  args: list, origin_us: float):
         self.path = path
-        self.start_us = start_us
-        self.dur_us = dur_us
-        self.end_us = start_us + dur_us
+        self.start_ns = start_ns
+        self.dur_ns = dur_ns
+        self.start_us = start_ns / 1000.0
+        self.dur_us = dur_ns / 1000.0
+        self.end_us = self.start_us + self.dur_us
         self.span_us = float(self.end_us.max())
         self.name_id = name_id
         self.track_id = track_id
@@ -242,6 +256,7 @@ class TraceIndex:
         """What a click on slice ``i`` shows: name, category, times, track, shapes, args."""
         at = int(self.args_index[i])
         args = orjson.loads(self._args[at // ARGS_CHUNK])[at % ARGS_CHUNK] or {}
+        args = {OLD_ARG_NAMES.get(key, key): value for key, value in args.items()}
         shapes = {key: args.pop(key) for key in SHAPE_ARGS if key in args}
         return {
             "name": self.names[self.name_id[i]],
@@ -308,9 +323,16 @@ def load_trace(path, progress: Callable[[float], None] | None = None,
     collecting = gc.isenabled()
     gc.disable()
     try:
-        events = _read_events(path)
+        data = _read_bytes(path)
+        events = _parse(path, data)
         check(0.3)
-        columns = _collect(path, events, check)
+        columns = _collect(path, events, check, lambda: bool(_TIME_DECIMALS.search(data)))
+        if columns is None:  # times a float cannot hold to the nanosecond: read their text
+            del events
+            events = _parse(path, _TIME_NUMBER.sub(rb'"\1"\2:\3"\4"', data))
+            del data
+            _exact_times(events)
+            columns = _collect(path, events, lambda fraction: check(0.8), None)
         del events
         check(0.8)
         index = _index(path, *columns)
@@ -321,7 +343,7 @@ def load_trace(path, progress: Callable[[float], None] | None = None,
     return index
 
 
-def _read_events(path: Path) -> list:
+def _read_bytes(path: Path) -> bytes:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -341,6 +363,10 @@ def _read_events(path: Path) -> list:
     if not data or data.isspace():
         raise TraceError(f"trace file {path} is empty: the profiler wrote nothing; record "
                          "it again")
+    return data
+
+
+def _parse(path: Path, data: bytes) -> list:
     try:
         doc = _loads(data)
     except orjson.JSONDecodeError as exc:
@@ -366,11 +392,33 @@ def _loads(data: bytes):
         return orjson.loads(re.sub(rb'(?<!")N/A(?!")', b'"N/A"', data))
 
 
-def _collect(path: Path, events: list, check: Callable[[float], None]) -> tuple:
+# A slice's "ts" or "dur" number, to be quoted so that it is parsed as its text.
+_TIME_NUMBER = re.compile(rb'"(ts|dur)"(\s*):(\s*)(-?[0-9][0-9.eE+-]*)')
+_TIME_DECIMALS = re.compile(rb'"ts"\s*:\s*-?[0-9]+\.[0-9]*[1-9]')
+
+
+def _exact_times(events: list) -> None:
+    """Quoted "ts" and "dur" texts (µs) turned, in place, into integer nanoseconds."""
+    for e in events:
+        if type(e) is dict:
+            for key in ("ts", "dur"):
+                text = e.get(key)
+                if type(text) is str:
+                    try:
+                        e[key] = int((Decimal(text) * 1000).to_integral_value())
+                    except (InvalidOperation, ValueError):
+                        pass  # left as text, reported below as not a number
+
+
+def _collect(path: Path, events: list, check: Callable[[float], None],
+             has_decimals: Callable[[], bool] | None) -> tuple | None:
     """Complete slices (and B/E pairs) into columns, a chunk of events at a time.
 
     List comprehensions per chunk rather than one loop with appends: this is
-    the part of loading that is Python, and comprehensions halve it.
+    the part of loading that is Python, and comprehensions halve it. Times
+    come as float µs, or, without ``has_decimals``, as integer ns (see
+    ``_exact_times``). None when times too large for a float to hold their
+    nanoseconds have decimals in the file, for the caller to read them exactly.
     """
     starts, durs, names, cats, keys, args = [], [], [], [], [], []
     open_b: dict[tuple, list] = {}  # B events waiting for their E, per thread
@@ -398,25 +446,48 @@ def _collect(path: Path, events: list, check: Callable[[float], None]) -> tuple:
         raise TraceError(f"trace file {path} holds no timed events (no \"X\" or B/E "
                          "slices): record the trace with at least one active step")
     try:
-        start = np.asarray(starts, dtype=np.float64)
-        dur = np.asarray(durs, dtype=np.float64)
-    except (TypeError, ValueError):
+        if has_decimals is None:
+            start, dur = np.asarray(starts, dtype=np.int64), np.asarray(durs, dtype=np.int64)
+            origin_ns = int(start.min())
+            start, origin_us = start - origin_ns, origin_ns / 1000
+        else:
+            start, dur = np.asarray(starts, dtype=np.float64), np.asarray(durs, dtype=np.float64)
+            if np.abs(start).max() >= EXACT_FLOAT_US and has_decimals():
+                return None
+            origin_us = float(start.min())
+            start = np.rint((start - origin_us) * 1000).astype(np.int64)
+            dur = np.rint(dur * 1000).astype(np.int64)
+    except (TypeError, ValueError, OverflowError):
         raise TraceError(f"trace file {path} has slices whose \"ts\" or \"dur\" is not a "
                          "number: is it a Chrome trace?") from None
     name_ids, cat_ids, track_ids = _Numbering(), _Numbering(), _Numbering()
     name_id = np.fromiter(map(name_ids.__getitem__, names), np.int32, len(names))
     cat_id = np.fromiter(map(cat_ids.__getitem__, cats), np.int16, len(cats))
     track_id = np.fromiter(map(track_ids.__getitem__, keys), np.int32, len(keys))
-    categories = list(cat_ids)
-    if "user_annotation" in cat_ids:
-        steps = [i for n, i in name_ids.items() if n.startswith("ProfilerStep#")]
-        is_step = np.isin(name_id, steps) & (cat_id == cat_ids["user_annotation"])
+    categories, cat_id = _normalised(list(cat_ids), cat_id)
+    # A step is a user annotation, or an operator in torch 1.8/1.9.
+    step_cats = [i for i, c in enumerate(categories) if c in ("user_annotation", "cpu_op")]
+    if step_cats:
+        steps = [i for n, i in name_ids.items()
+                 if isinstance(n, str) and n.startswith("ProfilerStep#")]
+        is_step = np.isin(name_id, steps) & np.isin(cat_id, step_cats)
         if is_step.any():
             cat_id[is_step] = len(categories)
             categories.append("profiler_step")
     chunks = [orjson.dumps(args[i:i + ARGS_CHUNK]) for i in range(0, len(args), ARGS_CHUNK)]
     return (start, dur, name_id, track_id, cat_id, list(name_ids), categories,
-            list(track_ids), chunks)
+            list(track_ids), chunks, origin_us)
+
+
+def _normalised(categories: list, cat_id: np.ndarray) -> tuple[list, np.ndarray]:
+    """Categories under their current Kineto names (see ``categories``), spellings of
+    the same one merged into one id."""
+    names = [normalise_category(c) for c in categories]
+    if names == categories:
+        return categories, cat_id
+    numbering = _Numbering()
+    remap = np.fromiter(map(numbering.__getitem__, names), np.int16, len(names))
+    return list(numbering), remap[cat_id]
 
 
 class _Numbering(dict):
@@ -443,11 +514,12 @@ def _pair_begin_end(events: list[dict], open_b: dict[tuple, list]) -> list[dict]
 
 
 def _index(path: Path, start, dur, name_id, track_id, cat_id, names, categories, track_keys,
-           args) -> TraceIndex:
-    """Sort into tracks in display order, compute nesting depth, number the rows."""
-    origin = float(start.min())
-    start = start - origin
-    dur = np.maximum(dur, 0.0)
+           args, origin_us: float) -> TraceIndex:
+    """Sort into tracks in display order, compute nesting depth, number the rows.
+
+    ``start`` (from the first slice) and ``dur`` are integer nanoseconds.
+    """
+    dur = np.maximum(dur, 0)
     gpu_ids = {i for i, c in enumerate(categories) if c in GPU_CATEGORIES}
     on_gpu = np.zeros(len(track_keys), dtype=bool)
     if gpu_ids:
@@ -472,7 +544,8 @@ def _index(path: Path, start, dur, name_id, track_id, cat_id, names, categories,
     for new, old in enumerate(display):
         pid, tid = track_keys[old]
         if kinds[old] == "gpu":
-            label = f"CUDA stream {tid}" + (f" (GPU {pid})" if len(devices) > 1 else "")
+            stream = tid.removeprefix("stream ") if isinstance(tid, str) else tid  # torch 1.8
+            label = f"CUDA stream {stream}" + (f" (GPU {pid})" if len(devices) > 1 else "")
         elif kinds[old] == "cpu":
             label = f"CPU thread {tid}"
         else:  # torch's "Spans" lanes, or a trace written by something else
@@ -482,7 +555,7 @@ def _index(path: Path, start, dur, name_id, track_id, cat_id, names, categories,
         tracks.append(Track(label, pid, tid, kinds[old], rows, first_row))
         first_row += rows
     return TraceIndex(path, start, dur, name_id, track_id, depth, cat_id, args_at, names,
-                      categories, tracks, args, origin)
+                      categories, tracks, args, origin_us)
 
 
 def _depths(start: np.ndarray, dur: np.ndarray, track_id: np.ndarray) -> np.ndarray:
@@ -497,7 +570,7 @@ def _depths(start: np.ndarray, dur: np.ndarray, track_id: np.ndarray) -> np.ndar
     bounds = np.searchsorted(track_id, np.arange(track_id.max() + 2))
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         s, e = start[lo:hi], start[lo:hi] + dur[lo:hi]
-        d = np.arange(hi - lo) - np.searchsorted(np.sort(e), s + NEST_TOLERANCE_US, side="right")
+        d = np.arange(hi - lo) - np.searchsorted(np.sort(e), s + NEST_TOLERANCE_NS, side="right")
         if hi > lo and (d.min() < 0 or _rows_overlap(s, e, d)):
             d = _depths_one_by_one(s, e)
         depth[lo:hi] = d
@@ -526,14 +599,14 @@ def _track_time_order(start: np.ndarray, dur: np.ndarray, track_id: np.ndarray) 
 def _rows_overlap(s: np.ndarray, e: np.ndarray, d: np.ndarray) -> bool:
     order = np.argsort(d.astype(np.int16), kind="stable")  # by depth, then by start
     same_row = d[order][1:] == d[order][:-1]
-    return bool((e[order][:-1][same_row] > s[order][1:][same_row] + NEST_TOLERANCE_US).any())
+    return bool((e[order][:-1][same_row] > s[order][1:][same_row] + NEST_TOLERANCE_NS).any())
 
 
 def _depths_one_by_one(start: np.ndarray, end: np.ndarray) -> list[int]:
     """Depths with a stack of open ends; a child that runs past its parent is cut at its end."""
     depth = []
     ends = end.tolist()
-    stack: list[float] = []
+    stack: list[int] = []
     for i, s in enumerate(start.tolist()):
         while stack and stack[-1] <= s:
             stack.pop()
