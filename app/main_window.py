@@ -443,7 +443,7 @@ class MainWindow(QMainWindow):
     def set_theme(self, name: str) -> None:
         self.theme = name
         self.theme_actions[name].setChecked(True)
-        self.dark = theme.apply(QApplication.instance(), name)
+        self.dark = theme.apply(QApplication.instance(), name, self)
         self.plots.apply_theme(self.dark)
         self.hardware.apply_theme(self.dark)
         self.profiler.apply_theme(self.dark)

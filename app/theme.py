@@ -15,7 +15,7 @@ from __future__ import annotations
 import qtawesome as qta
 from PySide6.QtCore import QRect, QSize, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QIconEngine, QPainter, QPalette, QPixmap
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 THEMES = ("system", "light", "dark")
 
@@ -49,8 +49,9 @@ def resolve(theme: str) -> bool:
     return system_is_dark() if theme == "system" else theme == "dark"
 
 
-def apply(app: QApplication, theme: str) -> bool:
-    """Apply a theme to the whole application; returns whether it is dark."""
+def apply(app: QApplication, theme: str, window: QWidget | None = None) -> bool:
+    """Apply a theme to the whole application; returns whether it is dark. ``window``:
+    the top-level window already built, whose style-sheet widgets are polished again."""
     dark = resolve(theme)
     app.setStyle("Fusion")
     palette = QPalette()
@@ -59,15 +60,18 @@ def apply(app: QApplication, theme: str) -> bool:
     for role in (QPalette.Text, QPalette.ButtonText, QPalette.WindowText):
         palette.setColor(QPalette.Disabled, role, QColor("#6b7079" if dark else "#a0a7b0"))
     app.setPalette(palette)
-    _repolish_style_sheet_widgets(app)
+    if window is not None:
+        _repolish_style_sheet_widgets(window)
     return dark
 
 
-def _repolish_style_sheet_widgets(app: QApplication) -> None:
+def _repolish_style_sheet_widgets(window: QWidget) -> None:
     """Qt's style-sheet style answers the palette change with the palette it resolved
     before it, so editors in the form stayed black after Dark -> Light; polishing again
-    resolves the sheet against the new application palette."""
-    for widget in app.allWidgets():
+    resolves the sheet against the new application palette. Only the window's own tree:
+    QApplication.allWidgets() also lists widgets of closed windows being torn down, and
+    polishing one of those crashed."""
+    for widget in (window, *window.findChildren(QWidget)):
         if widget.testAttribute(Qt.WidgetAttribute.WA_StyleSheet):
             style = widget.style()
             style.unpolish(widget)
