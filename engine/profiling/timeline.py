@@ -23,7 +23,6 @@ import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from operator import itemgetter
 from pathlib import Path
 
@@ -31,6 +30,13 @@ import numpy as np
 import orjson
 
 from .categories import normalise_category
+from .exact_times import (
+    EXACT_FLOAT_US,
+    has_decimal_times,
+    quote_times,
+    quoted_times,
+    times_from_text,
+)
 
 # torch.profiler's categories (Kineto's "cat") with a colour each; ProfilerStep#N
 # spans are user annotations, given a category of their own so steps stand out.
@@ -59,9 +65,6 @@ CHECK_EVERY = 1 << 16  # slices between progress reports and cancel checks
 # per slice costs 20x more than one per chunk.
 ARGS_CHUNK = 1024
 NEST_TOLERANCE_NS = 2  # how far a child may end past its parent and still nest
-# Below this many µs a float64 holds a time to within half a nanosecond; above it
-# (absolute times since 1970 are 1.7e15 µs) times with decimals are read from their text.
-EXACT_FLOAT_US = 2.0 ** 42
 PYRAMID_BASE_US = 0.25  # the finest merge resolution; each level 4x coarser
 PYRAMID_FACTOR = 4.0
 
@@ -326,12 +329,13 @@ def load_trace(path, progress: Callable[[float], None] | None = None,
         data = _read_bytes(path)
         events = _parse(path, data)
         check(0.3)
-        columns = _collect(path, events, check, lambda: bool(_TIME_DECIMALS.search(data)))
+        columns = _collect(path, events, check, lambda: has_decimal_times(data))
         if columns is None:  # times a float cannot hold to the nanosecond: read their text
-            del events
-            events = _parse(path, _TIME_NUMBER.sub(rb'"\1"\2:\3"\4"', data))
+            if not times_from_text(data, events):
+                del events
+                events = _parse(path, quote_times(data))
+                quoted_times(events)
             del data
-            _exact_times(events)
             columns = _collect(path, events, lambda fraction: check(0.8), None)
         del events
         check(0.8)
@@ -392,24 +396,6 @@ def _loads(data: bytes):
         return orjson.loads(re.sub(rb'(?<!")N/A(?!")', b'"N/A"', data))
 
 
-# A slice's "ts" or "dur" number, to be quoted so that it is parsed as its text.
-_TIME_NUMBER = re.compile(rb'"(ts|dur)"(\s*):(\s*)(-?[0-9][0-9.eE+-]*)')
-_TIME_DECIMALS = re.compile(rb'"ts"\s*:\s*-?[0-9]+\.[0-9]*[1-9]')
-
-
-def _exact_times(events: list) -> None:
-    """Quoted "ts" and "dur" texts (µs) turned, in place, into integer nanoseconds."""
-    for e in events:
-        if type(e) is dict:
-            for key in ("ts", "dur"):
-                text = e.get(key)
-                if type(text) is str:
-                    try:
-                        e[key] = int((Decimal(text) * 1000).to_integral_value())
-                    except (InvalidOperation, ValueError):
-                        pass  # left as text, reported below as not a number
-
-
 def _collect(path: Path, events: list, check: Callable[[float], None],
              has_decimals: Callable[[], bool] | None) -> tuple | None:
     """Complete slices (and B/E pairs) into columns, a chunk of events at a time.
@@ -417,7 +403,7 @@ def _collect(path: Path, events: list, check: Callable[[float], None],
     List comprehensions per chunk rather than one loop with appends: this is
     the part of loading that is Python, and comprehensions halve it. Times
     come as float µs, or, without ``has_decimals``, as integer ns (see
-    ``_exact_times``). None when times too large for a float to hold their
+    ``exact_times``). None when times too large for a float to hold their
     nanoseconds have decimals in the file, for the caller to read them exactly.
     """
     starts, durs, names, cats, keys, args = [], [], [], [], [], []

@@ -12,14 +12,16 @@ def names_at(index):
     return {index.names[index.name_id[i]]: i for i in range(len(index))}
 
 
-def test_nanosecond_timestamps_keep_their_order_and_nesting(tmp_path):
+# args that hold a "ts" of their own, so the times' texts cannot be taken in file order
+@pytest.mark.parametrize("args", ["", ', "args": {"ts": 3}'])
+def test_nanosecond_timestamps_keep_their_order_and_nesting(tmp_path, args):
     # Absolute µs with three decimals near 1.7e15: a float64 keeps a quarter µs, so
     # read as floats "a" and "b" both start at .000 and the shorter "a" nests in "b".
     base = 1_700_000_000_000_000
-    slices = [("a", "010", "0.050"), ("b", "070", "0.100"), ("c", "080", "0.050")]
+    slices = [("a", "010", "0.050"), ("b", "070", "0.1"), ("c", "080", "5e-2")]
     events = ",".join(
         f'{{"ph": "X", "cat": "cpu_op", "name": "{name}", "pid": 1, "tid": 1, '
-        f'"ts": {base}.{frac}, "dur": {dur}}}' for name, frac, dur in slices)
+        f'"ts": {base}.{frac}, "dur": {dur}{args}}}' for name, frac, dur in slices)
     path = tmp_path / "ns.pt.trace.json"
     path.write_text(f'{{"traceEvents": [{events}]}}')
     index = load_trace(path)
