@@ -230,8 +230,14 @@ class TrainingPlots(QWidget):
         self._schedule()
 
     def on_run_ended(self, e: RunEnded) -> None:
+        """Draw every plot up to the run's last step now.
+
+        The paced timer redraws a couple of plots a tick, and a short run can end
+        before it has drawn them all (a 70-step run's loss plot stood at step 28);
+        after the end nothing else may come to move them on.
+        """
         self.pace = NORMAL  # the cores are free again
-        self._schedule()  # the last points are drawn by the next tick like any others
+        self.refresh()
 
     def clear(self) -> None:
         self._steps.clear()

@@ -206,6 +206,7 @@ class LivePlot(pg.PlotWidget):
         super().__init__(parent)
         self._steady = steady
         self._following = True
+        self._fitted = False
         self.paint_ms = 0.0  # time spent painting since the owner last read it
         self._title = title
         self._x_column = x_column
@@ -257,6 +258,7 @@ class LivePlot(pg.PlotWidget):
             self.getPlotItem().enableAutoRange()
             return
         self._following = True
+        self._fitted = False  # the next data sets the range afresh, even if it comes later
         item = self.getPlotItem()
         item.getViewBox().disableAutoRange()  # the "A" button turned it on
         item.hideButtons()
@@ -273,15 +275,20 @@ class LivePlot(pg.PlotWidget):
         axes on every redraw, and re-laying out the tick labels costs more than
         drawing the curve. The x range gets 25% headroom ahead of the data and
         the y range 10% either side; the range changes only when data leaves it
-        or fills less than half of it.
+        or fills less than half of it. The first fit after ``follow_data`` (a
+        new run) ignores the range the previous data left.
         """
         bounds = self._data_bounds()
         if bounds is None:
             return
-        (x0, x1), (y0, y1) = bounds
+        force = force or not self._fitted
+        self._fitted = True
+        log_y = self.getPlotItem().getAxis("left").logMode
+        x0, x1 = visible_span(*bounds[0])
+        y0, y1 = visible_span(*bounds[1], log=log_y)
         vb = self.getPlotItem().getViewBox()
         (vx0, vx1), (vy0, vy1) = vb.viewRange()
-        span_x, span_y = max(x1 - x0, 1e-12), max(y1 - y0, abs(y1) * 1e-3, 1e-12)
+        span_x, span_y = x1 - x0, y1 - y0
         if force or x0 < vx0 or x1 > vx1 or span_x < 0.5 * (vx1 - vx0):
             vb.setXRange(x0, x0 + span_x * 1.25, padding=0)
         if force or y0 < vy0 or y1 > vy1 or span_y < 0.5 * (vy1 - vy0):
@@ -561,6 +568,22 @@ class LivePlot(pg.PlotWidget):
         self.legend.setLabelTextColor(fg)
         for _, label in self.legend.items:
             label.setText(label.text)  # re-render with the new colour
+
+
+def visible_span(lo: float, hi: float, *, log: bool = False) -> tuple[float, float]:
+    """A range around data from ``lo`` to ``hi`` wide enough for readable ticks: one
+    value, or values a rounding error apart, would give a range so narrow that the
+    tick labels print float noise ("23.0000000000005"). A single value gets +-5%
+    (at least +-0.5, half a decade on a log axis), near ones 1e-3 of their size."""
+    mag = max(abs(lo), abs(hi))
+    if hi - lo <= 1e-9 * max(mag, 1.0):
+        half = 0.5 if log else max(0.05 * mag, 0.5)
+    elif hi - lo < 1e-3 * mag:
+        half = 0.5e-3 * mag
+    else:
+        return lo, hi
+    mid = 0.5 * (lo + hi)
+    return mid - half, mid + half
 
 
 def style_plot(widget: pg.PlotWidget, title: str, dark: bool) -> tuple[QColor, QColor]:
