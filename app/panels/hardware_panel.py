@@ -3,9 +3,12 @@ curves, with CPU, RAM and torch's allocator, the current values as text and warn
 
 While a run trains, its samples come from the run's own process through the
 bridge (``on_sample``): that process is the one holding GPU memory and the one
-whose CPU use matters. With no run, the panel samples by itself in the window
-process: an engine Sampler thread fills a deque and a GUI timer reads it, so
-no NVML call ever runs on the GUI thread. Curves live in growing buffers and
+whose CPU use matters. When the run ends its readings stay on screen, frozen,
+until the next run or "Back to live": sampling the window's own idle process
+into the same curves would read as the run's process dropping to nothing.
+With no run, the panel samples by itself in the window process: an engine
+Sampler thread fills a deque and a GUI timer reads it, so no NVML call ever
+runs on the GUI thread. Curves live in growing buffers and
 are redrawn a few times a second at most, like the training plots.
 """
 
@@ -62,7 +65,7 @@ GPU_CURVES = {
     "utilization": ("utilization", "utilization", "GPU", BLUE, False),
     "memory_utilization": ("utilization", "memory_utilization", "memory", PURPLE, False),
     "memory_used": ("memory", "memory_used", "used", BLUE, False),
-    "process_memory": ("memory", "process_memory", "this run", GREEN, False),
+    "process_memory": ("memory", "process_memory", "process", GREEN, False),
     "memory_total": ("memory", "memory_total", "total", ROSE, True),
     "power": ("power", "power", "draw", OCHRE, False),
     "power_limit": ("power", "power_limit", "limit", ROSE, True),
@@ -74,7 +77,7 @@ HOST_CURVES = {
     "process_cpu": ("cpu", "process_cpu", "process (% of 1 core)", BLUE, False),
     "system_cpu": ("cpu", "system_cpu", "system (% of all)", ORANGE, False),
     "ram_used": ("ram", "ram_used", "used", BLUE, False),
-    "rss": ("ram", "rss", "this process", GREEN, False),
+    "rss": ("ram", "rss", "process", GREEN, False),
     "ram_total": ("ram", "ram_total", "total", ROSE, True),
 }
 
@@ -101,6 +104,9 @@ class HardwarePanel(QWidget):
         self.training = False  # set by the window while a run trains (not paused)
         self.pace = NORMAL  # how much drawing may cost while a run trains (app.pacing)
         self._own = True  # sample by itself while shown (no run, no stored run)
+        self._in_run = False  # the samples come from a run's process (live or ended)
+        self._ended = False  # ...that has ended: they are kept, frozen
+        self._run_name = "The run"
         self.alerts = Alerts()
         self.latest: Sample | None = None
         self.warnings: list[str] = []
@@ -123,6 +129,10 @@ class HardwarePanel(QWidget):
         self._span = QButtonGroup(self)
         for b in (self.rolling, self.whole):
             self._span.addButton(b)
+        # what the user picked (clicks only): a stored run is shown whole, and leaving it
+        # for a new run, a resumed one or live readings brings the user's choice back
+        self._span_choice: QRadioButton = self.rolling
+        self._span.buttonClicked.connect(self._span_picked)
         self.rolling.toggled.connect(self._span_changed)
         self.x_combo = QComboBox()
         self.x_combo.addItem("time (s)", "t")
@@ -131,7 +141,8 @@ class HardwarePanel(QWidget):
         self.x_combo.currentIndexChanged.connect(self._x_chosen)
         self.source = QLabel()
         self.live_button = QPushButton("Back to live")
-        self.live_button.setToolTip("Leave the stored run and show this machine's hardware now")
+        self.live_button.setToolTip("Leave the stored or ended run's readings and show this "
+                                    "machine's hardware now")
         self.live_button.clicked.connect(self.go_live)
         self.live_button.hide()
         controls = QHBoxLayout()
@@ -186,6 +197,7 @@ class HardwarePanel(QWidget):
         layout.addLayout(self._grid, 1)
         self._arrange()
         self._show_values()
+        self._show_source()
 
     # --- sources ---------------------------------------------------------------------
     def start_sampling(self) -> None:
@@ -218,27 +230,40 @@ class HardwarePanel(QWidget):
     def begin_run(self) -> None:
         """A run starts: its process samples now; the window's own sampler rests."""
         self._own = False
+        self._in_run, self._ended = True, False
+        self._run_name = "The run"
         self.stop_sampling()
         self._leave_history()
         self.clear()
+        self._show_source()
 
     def on_run_started(self, e) -> None:
-        """The run's device is known (ev.RunStarted): draw at the pace it leaves room for."""
+        """The run is known (ev.RunStarted): name it, draw at the pace its device leaves."""
         self.pace = pace_for(e.device)
+        if e.run_id:
+            self._run_name = f"Run {e.run_id}"
+            self._show_source()
 
     def end_run(self) -> None:
-        """The run is over: sample this machine again (while the panel is shown)."""
+        """The run is over: its readings stay, frozen, until a new run or "Back to live"."""
         self.training = False
         self.pace = NORMAL
         self.alerts = Alerts()
-        self._own = not self._history_label
-        if self._own and self.isVisible():
-            self.start_sampling()
+        if not self._in_run:
+            return
+        if self.latest is None:  # it ended before its first reading: nothing to keep
+            self.go_live()
+            return
+        self._ended = True
+        self.live_button.show()
+        self._show_source()
 
     def go_live(self) -> None:
         self._leave_history()
         self.clear()
         self._own = True
+        self._in_run = self._ended = False
+        self._show_source()
         if self.isVisible():
             self.start_sampling()
 
@@ -272,6 +297,7 @@ class HardwarePanel(QWidget):
     def show_history(self, history: dict, label: str) -> None:
         """Show a stored run's samples (``Workspace.hardware_samples``); live sampling stops."""
         self._own = False
+        self._in_run = self._ended = False
         self.stop_sampling()
         self.clear()
         self._history_label = label
@@ -292,7 +318,7 @@ class HardwarePanel(QWidget):
             self._gpu_table(index, f"GPU {index}").append_many(
                 t=cols["time"] - t0, step=_steps(cols["step"]),
                 **{c: cols[c] / (GIB if c in GIB_COLUMNS else 1) for c in GPU_COLUMNS[2:]})
-        self.source.setText(label)
+        self._show_source()
         self.live_button.show()
         self.whole.setChecked(True)
         self._show_notice()
@@ -434,6 +460,9 @@ class HardwarePanel(QWidget):
             plot.set_x_column(column, *(("time", "s") if column == "t" else ("step", "")))
         self._span_changed()
 
+    def _span_picked(self, button: QRadioButton) -> None:
+        self._span_choice = button
+
     def _span_changed(self) -> None:
         if self.whole.isChecked():
             for plot in self.plots.values():
@@ -454,8 +483,20 @@ class HardwarePanel(QWidget):
 
     def _leave_history(self) -> None:
         self._history_label = ""
-        self.source.setText("")
         self.live_button.hide()
+        self._span_choice.setChecked(True)
+
+    def _show_source(self) -> None:
+        """Whose readings these are: the process curves are of that process alone."""
+        if self._history_label:
+            text = self._history_label
+        elif not self._in_run:
+            text = "This machine, live (process: this window)"
+        elif self._ended:
+            text = f"{self._run_name} ended: its readings, kept until the next run"
+        else:
+            text = f"{self._run_name}, live (process: the run's)"
+        self.source.setText(text)
 
     def _show_notice(self) -> None:
         lines = list(self.problems)
@@ -485,10 +526,10 @@ class HardwarePanel(QWidget):
                     f"torch {_num(g.torch_allocated / GIB, '.2f')} / "
                     f"{_num(g.torch_reserved / GIB, '.2f')} GiB (peak "
                     f"{_num(g.torch_peak / GIB, '.2f')})")
-            rows.append(f"<b>CPU</b> {_num(s.system_cpu)}% (this process "
+            rows.append(f"<b>CPU</b> {_num(s.system_cpu)}% (process "
                         f"{_num(s.process_cpu)}% of a core) · <b>RAM</b> "
                         f"{_num(s.ram_used / GIB, '.1f')} / {_num(s.ram_total / GIB, '.1f')} GiB"
-                        f" (this process {_num(s.process_rss / GIB, '.2f')} GiB)")
+                        f" (process {_num(s.process_rss / GIB, '.2f')} GiB)")
             self.values.setText("<br>".join(rows))
         self.warning_label.setText("\n".join(f"⚠ {w}" for w in self.warnings))
         self.warning_label.setVisible(bool(self.warnings))

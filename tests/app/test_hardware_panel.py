@@ -4,6 +4,7 @@ two time spans, a stored run's samples, and samples of a run trained from the wi
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 from PySide6.QtCore import QSettings
@@ -26,11 +27,23 @@ def make_panel(qtbot):
     return make
 
 
-def feed(panel, nvml, times, step=None):
-    """Samples from a sampler over the stand-in, re-timed to ``times`` (seconds)."""
+def feed(panel, nvml, times, step=None, **fields):
+    """Samples from a sampler over the stand-in, re-timed to ``times`` (seconds), with
+    ``fields`` replaced (a run process's readings, unlike the test process's own)."""
     sampler = Sampler(0.1, nvml=nvml, torch_memory=False)
     for t in times:
-        panel.on_sample(dataclasses.replace(sampler.sample(), time=1000.0 + t, step=step))
+        panel.on_sample(dataclasses.replace(sampler.sample(), time=1000.0 + t, step=step,
+                                            **fields))
+
+
+def stored_run(tiny_config):
+    """A stored run's hardware samples, as Open run and Resume from checkpoint show them."""
+    sampler = Sampler(0.1, nvml=StandInNvml(), step=lambda: 12, torch_memory=False)
+    samples = [dataclasses.replace(sampler.sample(), time=500.0 + t) for t in (0, 1, 2)]
+    with Workspace() as ws:
+        run = ws.create_run(tiny_config())
+        ws.add_hardware_samples(run.id, samples)
+        return run, ws.hardware_samples(run.id)
 
 
 def test_without_a_gpu_it_samples_cpu_and_ram_and_says_once_why_there_is_no_gpu(
@@ -128,12 +141,7 @@ def test_the_step_axis_lines_up_with_the_loss_curves(make_panel):
 
 
 def test_a_stored_run_is_shown_again_then_live_resumes(make_panel, workspace_dir, tiny_config):
-    sampler = Sampler(0.1, nvml=StandInNvml(), step=lambda: 12, torch_memory=False)
-    samples = [dataclasses.replace(sampler.sample(), time=500.0 + t) for t in (0, 1, 2)]
-    with Workspace() as ws:
-        run = ws.create_run(tiny_config())
-        ws.add_hardware_samples(run.id, samples)
-        history = ws.hardware_samples(run.id)
+    run, history = stored_run(tiny_config)
     panel = make_panel(interval=0.1)
     panel.show()
     panel.show_history(history, f"Run {run.id}: stored samples")
@@ -147,6 +155,70 @@ def test_a_stored_run_is_shown_again_then_live_resumes(make_panel, workspace_dir
     assert panel.gpu_indices() == []  # this machine has none: the stored GPU is gone
 
 
+def test_an_ended_runs_process_readings_stay_instead_of_the_windows_own(qtbot, make_panel):
+    panel = make_panel(interval=0.1, nvml=StandInNvml())
+    panel.show()
+    panel.begin_run()
+    panel.on_run_started(SimpleNamespace(device="cpu", run_id="7"))
+    assert panel.source.text() == "Run 7, live (process: the run's)"
+    feed(panel, StandInNvml(), [0, 1, 2], step=5, process_rss=3 * GIB, process_cpu=180.0)
+    panel.end_run()
+    qtbot.wait(300)  # time for the window's own sampler to read, were it sampling again
+    panel.refresh()
+    assert not panel.sampling
+    assert list(panel.curve_data("rss")[1]) == [3.0] * 3
+    assert list(panel.curve_data("process_cpu")[1]) == [180.0] * 3
+    assert panel.source.text().startswith("Run 7 ended")
+    assert "(process 3.00 GiB)" in panel.values.text()
+    panel.hide()
+    panel.show()  # tabbing back to the dock does not start sampling either
+    assert not panel.sampling and len(panel.curve_data("rss")[1]) == 3
+
+    panel.live_button.click()  # the user asks for this machine's readings now
+    assert panel.sampling and not panel.live_button.isVisible()
+    assert panel.source.text() == "This machine, live (process: this window)"
+    qtbot.waitUntil(lambda: len(panel.curve_data("rss")[1]) >= 1, timeout=10000)
+    assert 3.0 not in panel.curve_data("rss")[1]
+
+
+def test_a_run_that_ends_before_its_first_reading_leaves_the_dock_live(make_panel):
+    panel = make_panel(interval=0.1, nvml=StandInNvml())
+    panel.show()
+    panel.begin_run()
+    panel.end_run()  # e.g. the model file did not build
+    assert panel.sampling and not panel.live_button.isVisible()
+
+
+@pytest.mark.parametrize("choice", ["rolling", "whole"])
+def test_the_users_time_span_stays_through_run_end_a_resume_and_new_runs(
+        make_panel, workspace_dir, tiny_config, choice):
+    panel = make_panel(nvml=StandInNvml())
+    panel.show()
+    other = "whole" if choice == "rolling" else "rolling"
+    getattr(panel, other).click()
+    getattr(panel, choice).click()  # what the user picked last
+    panel.begin_run()
+    feed(panel, StandInNvml(), range(0, 900, 10), step=1)
+    panel.end_run()
+    assert getattr(panel, choice).isChecked()
+    run, history = stored_run(tiny_config)
+    panel.show_history(history, f"Run {run.id}: stored samples")  # Resume opens it first,
+    assert panel.whole.isChecked()  # a stored run is shown whole
+    panel.begin_run()  # ...then resumes it
+    assert getattr(panel, choice).isChecked()
+    feed(panel, StandInNvml(), range(0, 900, 10), step=1)
+    panel.refresh()
+    left, right = panel.plots["memory"].getPlotItem().viewRange()[0]
+    if choice == "rolling":
+        assert right == pytest.approx(890) and left == pytest.approx(890 - ROLLING_S)
+    panel.end_run()
+    panel.begin_run()  # a new run
+    assert getattr(panel, choice).isChecked()
+    panel.show_history(history, "stored")
+    panel.live_button.click()
+    assert getattr(panel, choice).isChecked()
+
+
 @pytest.mark.slow  # a real run in its own process: tens of seconds on a loaded machine
 def test_a_run_from_the_window_sends_its_samples_and_open_run_shows_them(qtbot, tmp_path,
                                                                        tiny_config):
@@ -158,6 +230,7 @@ def test_a_run_from_the_window_sends_its_samples_and_open_run_shows_them(qtbot, 
     window.show()
     view = next(m for m in window.findChildren(QMenu) if m.title() == "&View")
     assert window.hardware_dock.toggleViewAction() in view.actions()
+    window.hardware_dock.raise_()  # shown: a dock behind another tab never samples
     received = []
     window.bridge.hardwareSampled.connect(received.append)
     with qtbot.waitSignal(window.bridge.runEnded, timeout=60000):
@@ -165,6 +238,9 @@ def test_a_run_from_the_window_sends_its_samples_and_open_run_shows_them(qtbot, 
     qtbot.waitUntil(lambda: window.act_start.isEnabled(), timeout=10000)
     assert received and all(s.step is not None for s in received)
     assert received[-1].ram_total > 0
+    hardware = window.hardware
+    assert not hardware.sampling and "ended" in hardware.source.text()
+    assert len(hardware.curve_data("rss")[1]) == len(received)  # the run's process alone
     with Workspace(tmp_path / "ws") as ws:
         run = ws.list_runs()[0]
         stored = ws.hardware_samples(run.id)["host"]
