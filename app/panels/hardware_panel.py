@@ -35,7 +35,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.pacing import NORMAL, pace_for
-from app.widgets.live_plot import PALETTE, GrowingColumns, LivePlot
+from app.widgets.growing import GrowingColumns
+from app.widgets.live_plot import PALETTE, LivePlot
 from app.widgets.redraw_pacing import RedrawPacing, on_screen
 from engine.monitor import DEFAULT_INTERVAL_S, Alerts, Sample, Sampler
 

@@ -32,7 +32,8 @@ from PySide6.QtWidgets import (
 from scipy.signal import lfilter
 
 from app.pacing import NORMAL, pace_for
-from app.widgets.live_plot import PALETTE, GrowingColumns, LivePlot
+from app.widgets.growing import GrowingColumns
+from app.widgets.live_plot import PALETTE, LivePlot
 from app.widgets.redraw_pacing import RedrawPacing, on_screen
 from engine.training.events import EpochEnded, MetricsLogged, RunEnded, RunStarted
 

@@ -13,7 +13,8 @@ from PySide6.QtWidgets import QApplication
 
 from app.pacing import FRUGAL, NORMAL
 from app.panels.training_plots import REFRESH_MS, TrainingPlots, smooth
-from app.widgets.live_plot import GrowingColumns, GrowingSeries, LivePlot
+from app.widgets.growing import GrowingColumns, GrowingSeries
+from app.widgets.live_plot import LivePlot
 from engine.training import Trainer
 from engine.training.events import EpochEnded, MetricsLogged, RunEnded, RunStarted
 from engine.workspace import Workspace, WorkspaceWriter
