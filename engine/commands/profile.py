@@ -93,7 +93,8 @@ def print_report(report, out=None) -> None:
     from engine.profiling.report import CATEGORIES
 
     out = out or sys.stdout
-    print("Step-time breakdown (ms)", file=out)
+    device = f" on {report.accelerator.describe()}" if report.has_gpu else ""
+    print(f"Step-time breakdown (ms){device}", file=out)
     rows = [("Step", *CATEGORIES, "Total")]
     for s in (*report.steps, report.average):
         rows.append((s.step, *(_ms(s.costs_us[c]) for c in CATEGORIES), _ms(s.total_us)))

@@ -1,8 +1,9 @@
 """Read a torch.profiler trace into plain tables: the one adapter over torch-tb-profiler.
 
-torch-tb-profiler is no longer maintained upstream, so nothing else imports it:
-the views and the command work on the dataclasses here, and replacing the
-parser means rewriting this file only. We use its parsing modules
+torch-tb-profiler is no longer maintained upstream, so nothing else imports it
+(but ``tb_steps``, its step parser, which this file installs): the views and the
+command work on the dataclasses here, and replacing the parser means rewriting
+these two files only. We use its parsing modules
 (``RunProfileData`` and ``RunGenerator``), not its multiprocess ``RunLoader``,
 and translate whatever it raises on a bad file into a ``TraceReadError`` that
 names the file and says what to do.
@@ -19,7 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .accelerator import CUDA, Accelerator, identify, is_runtime, metadata_names
 from .categories import normalise_category
+from .launches import DEVICE_CATEGORIES, attribute_launches
 
 DATA_LOADING = ("enumerate(DataLoader)#", "enumerate(DataPipe)#")
 CATEGORIES = ("Kernel", "Memcpy", "Memset", "Runtime", "DataLoader", "CPU Exec", "Other")
@@ -96,6 +99,7 @@ class ProfileReport:
     recommendations: tuple[str, ...]  # torch-tb-profiler's own, as plain text
     hints: tuple[str, ...] = field(default=())  # ours, only where the breakdown shows it
     has_gpu: bool = False
+    accelerator: Accelerator = CUDA  # what ran the kernels, as the trace says
 
     def share(self, category: str) -> float:
         """Fraction of the average step spent in ``category``."""
@@ -113,6 +117,8 @@ def read_trace(path: str | Path, progress: Callable[[float, str], None] | None =
     from torch_tb_profiler import consts
     from torch_tb_profiler.profiler.data import RunProfileData
     from torch_tb_profiler.profiler.run_generator import RunGenerator
+
+    from . import tb_steps
 
     # Its parser logs what it finds odd in a trace (runtime calls with no operator, "New
     # Tensor Cores eligible operator found") as warnings on the terminal: noise to a user.
@@ -140,7 +146,9 @@ def read_trace(path: str | Path, progress: Callable[[float, str], None] | None =
                              f"open a *.pt.trace.json file written by a capture") from None
     stage(0.3, "building the operator tree")
     try:
+        accelerator = _accelerator(trace_json)
         _adapt_events(trace_json["traceEvents"])
+        tb_steps.install()
         data = RunProfileData(worker, span, trace_json)
         del trace_json
         data.trace_file_path = trace_path
@@ -149,11 +157,15 @@ def read_trace(path: str | Path, progress: Callable[[float, str], None] | None =
                                  f"capture again with at least one active step")
         data.process()
         stage(0.7, "analysing")
+        tc_used_ratio = data.tc_used_ratio
+        if not accelerator.tensor_cores:  # its Tensor-Core rule reads NVIDIA kernel names
+            data.tc_used_ratio = None  # (None: "a CPU run", which skips the rule)
         data.analyze()
+        data.tc_used_ratio = tc_used_ratio
         stage(0.8, "building tables")
         run = RunGenerator(worker, span, data).generate_run_profile()
         stage(0.9, "memory")
-        report = _report(path, data, run)
+        report = _report(path, data, run, accelerator)
     except (TraceReadError, Cancelled):
         raise
     except Exception as exc:  # the parser's own failures on odd traces: say which file
@@ -166,32 +178,57 @@ def _adapt_events(events: list) -> None:
     """Rewrite, in place, what newer torch writes that torch-tb-profiler 0.4.3 (written for
     torch 1.x) misreads:
 
-    - CUDA runtime calls (``cudaLaunchKernel``...) come as ``cuda_runtime`` and
-      ``cuda_driver``, not ``runtime``: unread, no kernel was tied to its operator (the
-      operator table's device times stayed zero) and the Runtime category stayed empty.
+    - Runtime calls (``cudaLaunchKernel``, ``hipLaunchKernel``...) come as
+      ``cuda_runtime``, ``cuda_driver``, ``hip_runtime``, ``xpu_runtime``..., not
+      ``runtime``: unread, no kernel was tied to its operator (the operator table's
+      device times stayed zero) and the Runtime category stayed empty.
+    - A launch's ``External id`` often does not name its operator (see ``launches``):
+      it is taken from the operator around the launch on its thread.
     - Each step's ``ProfilerStep#N`` range is also drawn on the GPU's stream as a
       ``gpu_user_annotation``, which it took for a second step of the same number (a
-      three-step capture read as six, half of them GPU-only). Dropped here; the
-      Timeline tab reads the file itself and still shows them.
+      three-step capture read as six, half of them GPU-only). Dropped here where the
+      CPU side has the steps, and made the steps where it has none; the Timeline tab
+      reads the file itself and still shows them.
     - The DataLoader's ``__next__`` comes as a user annotation, which it drops, so the
       DataLoader category stayed zero; given the operator category it expects, it counts.
 
     Categories are first put under their current Kineto names (torch 1.8's
     ``Runtime``, ``Kernel``... see ``categories``), as the timeline reads them.
     """
-    kept = []
+    kept, device_steps, host_steps = [], [], False
     for event in events:
         cat = event.get("cat")
         if cat is not None:
             cat = event["cat"] = normalise_category(cat)
+        step = str(event.get("name", "")).startswith("ProfilerStep#")
         if cat == "gpu_user_annotation":
+            if step:
+                device_steps.append(event)
             continue
-        if cat in ("cuda_runtime", "cuda_driver"):
+        if is_runtime(cat):
             event["cat"] = "runtime"
         elif cat == "user_annotation" and str(event.get("name", "")).startswith(DATA_LOADING):
             event["cat"] = "cpu_op"
+        host_steps = host_steps or (step and cat in ("user_annotation", "cpu_op"))
         kept.append(event)
+    if not host_steps:
+        for event in device_steps:
+            event["cat"] = "user_annotation"
+        kept += device_steps
+    attribute_launches(kept)
     events[:] = kept
+
+
+def _accelerator(trace_json: dict) -> Accelerator:
+    """What ran the kernels, from the runtime calls, devices and names the trace gives."""
+    events = [e for e in trace_json.get("traceEvents", ()) if isinstance(e, dict)]
+    calls = {(e.get("cat"), e.get("name")): None for e in events
+             if is_runtime(normalise_category(e.get("cat")))}
+    device_pids = {e.get("pid") for e in events
+                   if normalise_category(e.get("cat")) in DEVICE_CATEGORIES}
+    processes, _ = metadata_names(e for e in events if e.get("ph") == "M")
+    return identify(list(calls), trace_json.get("deviceProperties") or (),
+                    [name for pid, name in processes.items() if pid in device_pids])
 
 
 def _check_file(path: Path) -> None:
@@ -217,7 +254,7 @@ def _unparsable(path: Path, exc: BaseException) -> str:
             f"still show it")
 
 
-def _report(path: Path, data, run) -> ProfileReport:
+def _report(path: Path, data, run, accelerator: Accelerator = CUDA) -> ProfileReport:
     from torch_tb_profiler.profiler.event_parser import ProfileRole
 
     roles = (ProfileRole.Kernel, ProfileRole.Memcpy, ProfileRole.Memset, ProfileRole.Runtime,
@@ -243,13 +280,17 @@ def _report(path: Path, data, run) -> ProfileReport:
         memory = tuple(MemoryCurve(dev, tuple(p[0] for p in pts), tuple(p[1] for p in pts),
                                    tuple(p[2] for p in pts))
                        for dev, pts in sorted(curve["rows"].items()) if pts)
+    # Its advice compares the host's work with the device's: none from a trace without
+    # CPU operators, or from steps in which nothing took time.
+    host = bool(data.role_ranges[ProfileRole.CpuOp] or data.role_ranges[ProfileRole.Runtime])
+    advice = data.recommendations if host and average.total_us > 0 else ()
     report = ProfileReport(
         trace=str(path), steps=steps, average=average,
         operators=_operators(data.op_list_groupby_name, False),
         operators_by_shape=_operators(data.op_list_groupby_name_input, True),
         kernels=kernels, memory=memory,
-        recommendations=tuple(_plain(text) for text in data.recommendations),
-        has_gpu=bool(data.has_kernel or data.used_devices))
+        recommendations=tuple(_plain(text) for text in advice),
+        has_gpu=bool(data.has_kernel or data.used_devices), accelerator=accelerator)
     return replace(report, hints=hints(report, data.tc_used_ratio,
                                        data.tc_eligible_ops_kernel_ratio))
 
@@ -279,14 +320,15 @@ def hints(report: ProfileReport, tc_used_ratio: float | None = None,
                    f"Raise data.num_workers, turn on data.pin_memory, or preprocess once "
                    f"before training.")
     if report.has_gpu:
+        device = report.accelerator.device
         gpu = report.share("Kernel") + report.share("Memcpy") + report.share("Memset")
         cpu = report.share("CPU Exec") + report.share("Runtime")
         if gpu < LAUNCH_BOUND_GPU_SHARE and cpu >= LAUNCH_BOUND_CPU_SHARE:
-            out.append(f"CPU-launch-bound: the GPU works only {gpu:.0%} of each step while "
+            out.append(f"CPU-launch-bound: the {device} works only {gpu:.0%} of each step while "
                        f"the CPU spends {cpu:.0%} running Python and launching kernels. Use a "
                        f"larger batch, precision.compile (torch.compile) to fuse kernels, or "
                        f"fewer small operations per step.")
-        if tc_used_ratio == 0.0 and tc_eligible_ratio:
+        if report.accelerator.tensor_cores and tc_used_ratio == 0.0 and tc_eligible_ratio:
             out.append(f"No Tensor Cores used: {tc_eligible_ratio:.0%} of kernel time is in "
                        f"operations that could use them. Turn on mixed precision "
                        f"(precision.amp='bf16' or 'fp16').")

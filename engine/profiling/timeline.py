@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from .accelerator import CUDA, Accelerator, identify, is_runtime, lane_label, metadata_names
 from .categories import normalise_category
 from .exact_times import (
     EXACT_FLOAT_US,
@@ -80,12 +81,14 @@ class TraceCancelled(Exception):
 def category_colour(category: str) -> str:
     if category in CATEGORY_COLOURS:
         return CATEGORY_COLOURS[category]
+    if is_runtime(category):  # hip_runtime, xpu_driver...: as CUDA's calls of the same kind
+        return CATEGORY_COLOURS["cuda_driver" if category.endswith("_driver") else "cuda_runtime"]
     return OTHER_COLOURS[zlib.crc32(category.encode()) % len(OTHER_COLOURS)]
 
 
 @dataclass(frozen=True)
 class Track:
-    """One timeline lane: a CPU thread (pid, tid) or a CUDA stream (device, stream)."""
+    """One timeline lane: a CPU thread (pid, tid) or a device's stream (device, stream)."""
 
     label: str
     pid: object
@@ -132,8 +135,9 @@ class TraceIndex:
 
     def __init__(self, path: Path, start_ns, dur_ns, name_id, track_id, depth, category_id,
                  args_index, names: list[str], categories: list[str], tracks: list[Track],
-                 args: list, origin_us: float):
+                 args: list, origin_us: float, accelerator: Accelerator = CUDA):
         self.path = path
+        self.accelerator = accelerator  # what the device lanes are (see ``accelerator``)
         self.start_ns = start_ns
         self.dur_ns = dur_ns
         self.start_us = start_ns / 1000.0
@@ -327,19 +331,19 @@ def load_trace(path, progress: Callable[[float], None] | None = None,
     gc.disable()
     try:
         data = _read_bytes(path)
-        events = _parse(path, data)
+        events, devices = _parse(path, data)
         check(0.3)
         columns = _collect(path, events, check, lambda: has_decimal_times(data))
         if columns is None:  # times a float cannot hold to the nanosecond: read their text
             if not times_from_text(data, events):
                 del events
-                events = _parse(path, quote_times(data))
+                events, devices = _parse(path, quote_times(data))
                 quoted_times(events)
             del data
             columns = _collect(path, events, lambda fraction: check(0.8), None)
         del events
         check(0.8)
-        index = _index(path, *columns)
+        index = _index(path, *columns, devices)
     finally:
         if collecting:
             gc.enable()
@@ -370,7 +374,8 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
-def _parse(path: Path, data: bytes) -> list:
+def _parse(path: Path, data: bytes) -> tuple[list, list]:
+    """The trace's events, and its ``deviceProperties`` (empty where it has none)."""
     try:
         doc = _loads(data)
     except orjson.JSONDecodeError as exc:
@@ -383,7 +388,8 @@ def _parse(path: Path, data: bytes) -> list:
     if not isinstance(events, list):
         raise TraceError(f"trace file {path} is not a Chrome trace (no \"traceEvents\" "
                          "list)")
-    return events
+    devices = doc.get("deviceProperties") if isinstance(doc, dict) else None
+    return events, devices if isinstance(devices, list) else []
 
 
 def _loads(data: bytes):
@@ -406,13 +412,14 @@ def _collect(path: Path, events: list, check: Callable[[float], None],
     ``exact_times``). None when times too large for a float to hold their
     nanoseconds have decimals in the file, for the caller to read them exactly.
     """
-    starts, durs, names, cats, keys, args = [], [], [], [], [], []
+    starts, durs, names, cats, keys, args, meta = [], [], [], [], [], [], []
     open_b: dict[tuple, list] = {}  # B events waiting for their E, per thread
     total = len(events)
     for lo in range(0, total, CHECK_EVERY):
         check(0.3 + 0.5 * lo / total)
         chunk = [e for e in events[lo:lo + CHECK_EVERY] if type(e) is dict]
         xs = [e for e in chunk if e.get("ph") == "X" and "dur" in e and "ts" in e]
+        meta += [e for e in chunk if e.get("ph") == "M"]  # process and thread names
         if any(e.get("ph") in ("B", "E") for e in chunk):
             xs += _pair_begin_end([e for e in chunk if e.get("ph") in ("B", "E")], open_b)
         starts += map(itemgetter("ts"), xs)
@@ -462,7 +469,7 @@ def _collect(path: Path, events: list, check: Callable[[float], None],
             categories.append("profiler_step")
     chunks = [orjson.dumps(args[i:i + ARGS_CHUNK]) for i in range(0, len(args), ARGS_CHUNK)]
     return (start, dur, name_id, track_id, cat_id, list(name_ids), categories,
-            list(track_ids), chunks, origin_us)
+            list(track_ids), chunks, origin_us, meta)
 
 
 def _normalised(categories: list, cat_id: np.ndarray) -> tuple[list, np.ndarray]:
@@ -500,10 +507,11 @@ def _pair_begin_end(events: list[dict], open_b: dict[tuple, list]) -> list[dict]
 
 
 def _index(path: Path, start, dur, name_id, track_id, cat_id, names, categories, track_keys,
-           args, origin_us: float) -> TraceIndex:
+           args, origin_us: float, meta: list, devices: list) -> TraceIndex:
     """Sort into tracks in display order, compute nesting depth, number the rows.
 
-    ``start`` (from the first slice) and ``dur`` are integer nanoseconds.
+    ``start`` (from the first slice) and ``dur`` are integer nanoseconds; ``meta``
+    the trace's metadata events, ``devices`` its ``deviceProperties``.
     """
     dur = np.maximum(dur, 0)
     gpu_ids = {i for i, c in enumerate(categories) if c in GPU_CATEGORIES}
@@ -524,14 +532,17 @@ def _index(path: Path, start, dur, name_id, track_id, cat_id, names, categories,
     cat_id, args_at = cat_id[order], order.astype(np.int32)
     depth = depths(start, dur, track_id)
 
-    devices = {track_keys[t][0] for t in display if kinds[t] == "gpu"}
+    device_pids = {track_keys[t][0] for t in display if kinds[t] == "gpu"}
+    processes, threads = metadata_names(meta)
+    accelerator = identify(_runtime_calls(name_id, cat_id, names, categories), devices,
+                           [processes[pid] for pid in device_pids if pid in processes])
     tracks, first_row = [], 0
     bounds = np.searchsorted(track_id, np.arange(len(display) + 1))
     for new, old in enumerate(display):
         pid, tid = track_keys[old]
         if kinds[old] == "gpu":
-            stream = tid.removeprefix("stream ") if isinstance(tid, str) else tid  # torch 1.8
-            label = f"CUDA stream {stream}" + (f" (GPU {pid})" if len(devices) > 1 else "")
+            label = lane_label(accelerator, pid, tid, threads.get((pid, tid)),
+                               processes.get(pid), len(device_pids) > 1)
         elif kinds[old] == "cpu":
             label = f"CPU thread {tid}"
         else:  # torch's "Spans" lanes, or a trace written by something else
@@ -541,4 +552,15 @@ def _index(path: Path, start, dur, name_id, track_id, cat_id, names, categories,
         tracks.append(Track(label, pid, tid, kinds[old], rows, first_row))
         first_row += rows
     return TraceIndex(path, start, dur, name_id, track_id, depth, cat_id, args_at, names,
-                      categories, tracks, args, origin_us)
+                      categories, tracks, args, origin_us, accelerator)
+
+
+def _runtime_calls(name_id, cat_id, names, categories) -> list[tuple[str, str]]:
+    """(category, name) of each distinct runtime call, in the trace's order."""
+    runtime = [i for i, c in enumerate(categories) if is_runtime(c)]
+    if not runtime:
+        return []
+    at = np.flatnonzero(np.isin(cat_id, runtime))
+    _, first = np.unique(name_id[at], return_index=True)
+    at = at[np.sort(first)]
+    return [(categories[cat_id[i]], names[name_id[i]]) for i in at]
