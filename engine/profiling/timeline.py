@@ -341,9 +341,10 @@ def load_trace(path, progress: Callable[[float], None] | None = None,
                 quoted_times(events)
             del data
             columns = _collect(path, events, lambda fraction: check(0.8), None)
+        meta = _device_metadata(events, categories=columns[6])
         del events
         check(0.8)
-        index = _index(path, *columns, devices)
+        index = _index(path, *columns, meta, devices)
     finally:
         if collecting:
             gc.enable()
@@ -412,14 +413,13 @@ def _collect(path: Path, events: list, check: Callable[[float], None],
     ``exact_times``). None when times too large for a float to hold their
     nanoseconds have decimals in the file, for the caller to read them exactly.
     """
-    starts, durs, names, cats, keys, args, meta = [], [], [], [], [], [], []
+    starts, durs, names, cats, keys, args = [], [], [], [], [], []
     open_b: dict[tuple, list] = {}  # B events waiting for their E, per thread
     total = len(events)
     for lo in range(0, total, CHECK_EVERY):
         check(0.3 + 0.5 * lo / total)
         chunk = [e for e in events[lo:lo + CHECK_EVERY] if type(e) is dict]
         xs = [e for e in chunk if e.get("ph") == "X" and "dur" in e and "ts" in e]
-        meta += [e for e in chunk if e.get("ph") == "M"]  # process and thread names
         if any(e.get("ph") in ("B", "E") for e in chunk):
             xs += _pair_begin_end([e for e in chunk if e.get("ph") in ("B", "E")], open_b)
         starts += map(itemgetter("ts"), xs)
@@ -469,7 +469,15 @@ def _collect(path: Path, events: list, check: Callable[[float], None],
             categories.append("profiler_step")
     chunks = [orjson.dumps(args[i:i + ARGS_CHUNK]) for i in range(0, len(args), ARGS_CHUNK)]
     return (start, dur, name_id, track_id, cat_id, list(name_ids), categories,
-            list(track_ids), chunks, origin_us, meta)
+            list(track_ids), chunks, origin_us)
+
+
+def _device_metadata(events: list, categories: list) -> list:
+    """The metadata events (process and thread names) of a trace with device lanes, which
+    name them; a CPU trace's are not needed, and not looked for."""
+    if GPU_CATEGORIES.isdisjoint(categories):
+        return []
+    return [e for e in events if type(e) is dict and e.get("ph") == "M"]
 
 
 def _normalised(categories: list, cat_id: np.ndarray) -> tuple[list, np.ndarray]:
