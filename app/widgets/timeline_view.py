@@ -1,4 +1,4 @@
-"""A native trace timeline: a lane per thread or CUDA stream, nested slices, fluid on big traces.
+"""A native trace timeline: a lane per thread or device stream, nested slices, fluid on big traces.
 
 This module lays the widget out and reports on the trace: a clicked slice's
 name, duration, input shapes and args, and a range's time per name. Painting

@@ -184,23 +184,28 @@ def _adapt_events(events: list) -> None:
       device times stayed zero) and the Runtime category stayed empty.
     - A launch's ``External id`` often does not name its operator (see ``launches``):
       it is taken from the operator around the launch on its thread.
-    - Each step's ``ProfilerStep#N`` range is also drawn on the GPU's stream as a
-      ``gpu_user_annotation``, which it took for a second step of the same number (a
-      three-step capture read as six, half of them GPU-only). Dropped here where the
-      CPU side has the steps, and made the steps where it has none; the Timeline tab
-      reads the file itself and still shows them.
+    - Each step's ``ProfilerStep#N`` range is also drawn on the GPU's stream (as a
+      ``gpu_user_annotation``, or under another name on a lane that holds kernels),
+      which it took for a second step of the same number (a three-step capture read as
+      six, half of them GPU-only). Dropped here where the CPU side has the steps, and
+      made the steps where it has none; the Timeline tab reads the file itself and
+      still shows them.
     - The DataLoader's ``__next__`` comes as a user annotation, which it drops, so the
       DataLoader category stayed zero; given the operator category it expects, it counts.
 
     Categories are first put under their current Kineto names (torch 1.8's
     ``Runtime``, ``Kernel``... see ``categories``), as the timeline reads them.
     """
+    for event in events:
+        if event.get("cat") is not None:
+            event["cat"] = normalise_category(event["cat"])
+    lanes = {(e.get("pid"), e.get("tid")) for e in events if e.get("cat") in DEVICE_CATEGORIES}
     kept, device_steps, host_steps = [], [], False
     for event in events:
         cat = event.get("cat")
-        if cat is not None:
-            cat = event["cat"] = normalise_category(cat)
         step = str(event.get("name", "")).startswith("ProfilerStep#")
+        if step and (event.get("pid"), event.get("tid")) in lanes:
+            cat = "gpu_user_annotation"
         if cat == "gpu_user_annotation":
             if step:
                 device_steps.append(event)

@@ -86,9 +86,10 @@ def test_kernels_reach_the_operator_around_their_launch(tmp_path, capfd):
     assert capfd.readouterr().err == ""
 
 
-def rocm_trace(path, runtime_cat):
+def rocm_trace(path, runtime_cat, copy_cat):
     """Two CPU-side steps on an AMD GPU: the first launches two kernels, the second one
-    (which torch-tb-profiler took for a step it had missed kernels of, and dropped)."""
+    (which torch-tb-profiler took for a step it had missed kernels of, and dropped); each
+    step drawn again on the GPU's stream under ``copy_cat``."""
     hip = {"pid": 2, "tid": 1}
     events = [{"ph": "M", "name": "thread_name", "pid": 2, "tid": 1,
                "args": {"name": "stream 1 "}}]
@@ -102,16 +103,18 @@ def rocm_trace(path, runtime_cat):
                 x("kernel", "Cijk_Ailk_Bljk_SB", t + 40 + 60 * k, 40, hip, correlation=c,
                   device=2, stream=1, **{"External id": c}),
             ]
-        events.append(x("gpu_user_annotation", f"ProfilerStep#{n}", t + 40, 60 * kernels - 20,
+        events.append(x(copy_cat, f"ProfilerStep#{n}", t + 40, 60 * kernels - 20,
                         hip, **{"External id": n}))
     return write(path, events, deviceProperties=[
         {"id": 2, "name": "AMD Instinct MI250X", "totalGlobalMem": 68702699520,
          "computeMajor": 9, "computeMinor": 0, "numSms": 110}])
 
 
-@pytest.mark.parametrize("runtime_cat", ["hip_runtime", "Runtime", "cuda_runtime"])
-def test_a_rocm_trace_counts_its_steps_and_names_its_lanes(tmp_path, runtime_cat):
-    path = rocm_trace(tmp_path / "rocm.1.pt.trace.json", runtime_cat)
+@pytest.mark.parametrize("runtime_cat, copy_cat", [
+    ("hip_runtime", "gpu_user_annotation"), ("Runtime", "gpu_user_annotation"),
+    ("cuda_runtime", "gpu_user_annotation"), ("hip_runtime", "user_annotation")])
+def test_a_rocm_trace_counts_its_steps_and_names_its_lanes(tmp_path, runtime_cat, copy_cat):
+    path = rocm_trace(tmp_path / "rocm.1.pt.trace.json", runtime_cat, copy_cat)
     report = read_trace(path)
     assert [s.step for s in report.steps] == ["1", "2"]
     assert [s.costs_us["Kernel"] for s in report.steps] == [80.0, 40.0]
