@@ -55,8 +55,8 @@ def unlinked_gpu_trace(path):
             launch(t + 100, c + 1, c + 1), kernel(t + 110, 30, c + 1, c + 1),
             x("cpu_op", "aten::relu", t + 250, 50, **{"External id": 10 * n + 3}),
             launch(t + 260, c + 2, c + 2), kernel(t + 270, 20, c + 2, c + 2, "relu_kernel"),
-            # a zero-length launch at the very start of its operator is inside it
-            x("cpu_op", "aten::sum", t + 310, 40, **{"External id": 10 * n + 4}),
+            # a zero-length launch at the very start of an operator without an id
+            x("cpu_op", "aten::sum", t + 310, 40),
             launch(t + 310, c + 3, c + 3, dur=0), kernel(t + 320, 10, c + 3, c + 3, "reduce"),
             x("cpu_op", "aten::empty", t + 400, 5, **{"External id": 100 * n + 1}),
             launch(t + 500, c + 4, c + 4, name="cudaMemsetAsync"),  # in the step only
