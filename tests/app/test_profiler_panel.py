@@ -156,3 +156,16 @@ def test_open_in_tensorboard_and_stop_on_close(qtbot, panel, run_folder, monkeyp
     assert process is not None and process.state() != process.ProcessState.NotRunning
     panel.tensorboard.stop()
     assert process.state() == process.ProcessState.NotRunning
+
+
+def test_the_summary_names_the_device_the_trace_ran_on():
+    from app.panels.profiler_panel import summary_html
+    from engine.profiling.accelerator import Accelerator
+    from engine.profiling.report import CATEGORIES, ProfileReport, StepCosts
+
+    step = StepCosts("average", {**dict.fromkeys(CATEGORIES, 0.0), "Kernel": 40.0})
+    report = ProfileReport(trace="rocm.pt.trace.json", steps=(step,), average=step,
+                           operators=(), operators_by_shape=(), kernels=(), memory=(),
+                           recommendations=(), has_gpu=True,
+                           accelerator=Accelerator("HIP", "GPU", model="AMD Instinct MI250X"))
+    assert "1 profiled steps on AMD Instinct MI250X (HIP)" in summary_html(report)
