@@ -76,7 +76,7 @@ def _train(config_toml, resume_run, workspace_dir, post, commands, name) -> None
     from engine.config import RunConfig
     from engine.monitor.recorder import record_run
     from engine.profiling.capture import ProfilerCapture
-    from engine.training import Trainer
+    from engine.run_builder import build_trainer
     from engine.training import events as ev
     from engine.training.resume import prepare_resume
     from engine.workspace import Workspace
@@ -111,11 +111,12 @@ def _train(config_toml, resume_run, workspace_dir, post, commands, name) -> None
     try:
         try:
             if resume_run is not None:
-                resumption = prepare_resume(ws, resume_run)
+                resumption = prepare_resume(ws, resume_run,
+                                            build=partial(build_trainer, workspace=ws))
                 trainer, run = resumption.trainer, resumption.run
             else:
                 config = RunConfig.from_toml(config_toml)
-                trainer = Trainer(config, workspace=ws)
+                trainer = build_trainer(config, ws)
                 run = ws.create_run(config, name)
         except Exception as exc:  # a bad config, model file or checkpoint: the user can act
             post("buildFailed", message(exc))

@@ -31,9 +31,9 @@ from engine.compression import (  # noqa: E402
     CompressOptions,
     compress,
     format_table,
-    workspace_train,
 )
 from engine.export import load_run_model  # noqa: E402
+from engine.run_builder import workspace_train  # noqa: E402
 
 
 def main() -> None:

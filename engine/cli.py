@@ -178,10 +178,10 @@ def _config_for_run(args) -> RunConfig:
 
 def _build_trainer(cfg: RunConfig, workspace=None):
     from .models import ModelError
-    from .training import Trainer
+    from .run_builder import build_trainer
 
     try:
-        return Trainer(cfg, workspace=workspace)
+        return build_trainer(cfg, workspace)
     except ModelError as exc:
         raise UsageError(str(exc)) from None
 

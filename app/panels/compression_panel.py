@@ -46,11 +46,11 @@ from engine.compression import (
     compress,
     pareto_front,
     save_candidate,
-    workspace_train,
 )
 from engine.compression.measure import human_bytes, metric_text
 from engine.compression.prune import IMPORTANCES
 from engine.export import SUFFIXES, ExportError, load_run_model
+from engine.run_builder import workspace_train
 
 from ..widgets.live_plot import DARK, LIGHT
 from .export_dialog import FILTERS, exportable_runs

@@ -74,12 +74,12 @@ def run_compress(args) -> int:
         CompressOptions,
         compress,
         format_table,
-        workspace_train,
     )
     from engine.compression.prune import check_exclude
     from engine.compression.teacher import load_teacher
     from engine.config import ConfigError
     from engine.export import ExportError, ExportInputError, load_run_model
+    from engine.run_builder import workspace_train
 
     options = CompressOptions(
         prune=None if args.prune == "none" else args.prune, ratios=_ratios(args),

@@ -8,9 +8,8 @@ from .pipeline import (
     compress,
     finetune_config,
     save_candidate,
-    workspace_train,
 )
 from .sweep import pareto_front
 
 __all__ = ["Candidate", "CompressOptions", "CompressionError", "CompressionResult", "compress",
-           "finetune_config", "format_table", "pareto_front", "save_candidate", "workspace_train"]
+           "finetune_config", "format_table", "pareto_front", "save_candidate"]

@@ -28,8 +28,7 @@ import torch
 from torch import nn
 
 from engine.config import ConfigError, RunConfig
-from engine.export import ExportInputError, export_model, load_run_model
-from engine.models import ModelError
+from engine.export import export_model
 from engine.models.fit import KEEP_ZEROS, fold_masks
 
 from .errors import CompressionError
@@ -101,14 +100,15 @@ def compress(loaded, options: CompressOptions, out_dir: str | Path, *,
     """Measure the run's model, then each compressed chain; ``loaded`` is a LoadedRun.
 
     With finetune_epochs > 0 each pruned model trains that many epochs through
-    ``train`` (see workspace_train); ``teacher`` (a run id or a .safetensors
+    ``train`` (engine.run_builder.workspace_train); ``teacher`` (a run id or a .safetensors
     export, as distill.teacher takes) makes that training distil from it.
     """
     options.check()
     if teacher and options.finetune_epochs == 0:
         raise CompressionError("distillation trains the student: give --finetune-epochs N")
     if options.finetune_epochs and train is None:
-        raise CompressionError("fine-tuning needs a way to train runs (workspace_train)")
+        raise CompressionError("fine-tuning needs a way to train runs "
+                               "(engine.run_builder.workspace_train)")
     say = progress or (lambda text: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -194,37 +194,6 @@ def finetune_config(config: RunConfig, init: str | Path, epochs: int, *,
         return config.with_overrides(overrides)
     except ConfigError as exc:
         raise CompressionError(f"cannot fine-tune this run: {exc}") from None
-
-
-def workspace_train(workspace, *, on_trainer: Callable[[object], None] | None = None) -> Train:
-    """A ``train`` for compress(): each config trains as a run of ``workspace`` (a Workspace
-    or its folder) in this process; ``on_trainer`` sees each Trainer before it runs
-    (a progress bar). A run that fails or is stopped raises CompressionError."""
-    from engine.monitor.recorder import record_run
-    from engine.training import Trainer
-    from engine.workspace import Workspace
-
-    def train(config: RunConfig, name: str) -> nn.Module:
-        ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-        try:
-            trainer = Trainer(config, workspace=ws)
-            run = ws.create_run(config, name)
-            recorder = record_run(trainer, ws, run)
-            if on_trainer is not None:
-                on_trainer(trainer)
-            try:
-                outcome = trainer.run()
-            finally:
-                recorder.stop()
-            check_finished(run.id, outcome.status, outcome.error)
-            return load_run_model(ws, run.id).model
-        except (ConfigError, ModelError, ExportInputError) as exc:
-            raise CompressionError(f"the fine-tuning run cannot start: {exc}") from None
-        finally:
-            if ws is not workspace:
-                ws.close()
-
-    return train
 
 
 def check_finished(run_id: int, status: str, error: str | None = None) -> None:

@@ -21,12 +21,23 @@ from engine.config import ConfigError, RunConfig
 from engine.export import ExportInputError, load_run_model, rebuild_from_safetensors
 from engine.export.loading import CustomCodeRefused, named_model_file, read_safetensors_meta
 from engine.models.custom import PREFIX as CUSTOM
+from engine.training.setup import num_outputs
 
 from .distill import Distillation
 
 # What decides the features a model sees; the split seed and fraction only move the scaler a bit.
 INPUT_KEYS = ("data.dataset", "data.standardize")
 GENERATED_KEYS = ("data.n_features", "data.n_classes")  # only generated data has these
+
+
+def attach_distillation(trainer, workspace=None) -> Distillation:
+    """Make ``trainer`` (a Trainer built for a config with distill.teacher) a student: its
+    loss provider becomes the teacher's; ``workspace`` resolves a teacher's run id."""
+    cfg = trainer.config
+    hook = distillation_for(cfg, workspace, tuple(trainer.data.input_shape),
+                            num_outputs(cfg, trainer.data.num_classes))
+    trainer.loss_hook = hook
+    return hook
 
 
 def distillation_for(config: RunConfig, workspace, input_shape: tuple[int, ...],

@@ -11,7 +11,7 @@ One decision shared by `torchwork resume` and the window's Resume from checkpoin
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,11 +41,13 @@ class Resumption:
     mode: str  # "continue" | "restart" | "finish"
 
 
-def prepare_resume(ws, run_ref, overrides: Sequence[str] = (), *, build=None) -> Resumption:
+def prepare_resume(ws, run_ref, overrides: Sequence[str] = (), *,
+                   build: Callable[[RunConfig], object]) -> Resumption:
     """The trainer that continues run ``run_ref`` of workspace ``ws``, ready to ``run()``.
 
-    ``build(config)`` makes the Trainer (default ``Trainer(config, workspace=ws)``); its
-    ConfigError or ModelError reaches the caller as it is.
+    ``build(config)`` makes the Trainer with what its config attaches (a student's
+    teacher: engine.run_builder.build_trainer); its ConfigError or ModelError reaches
+    the caller as it is.
     """
     from engine.workspace import WorkspaceError
 
@@ -64,12 +66,6 @@ def prepare_resume(ws, run_ref, overrides: Sequence[str] = (), *, build=None) ->
                               f"as it started); allowed: {', '.join(RESUME_SETTABLE)}",
                               usage=True)
     cfg = RunConfig.from_toml(run.config_toml).with_overrides(list(overrides))
-    if build is None:
-        from .trainer import Trainer
-
-        def build(config):
-            return Trainer(config, workspace=ws)
-
     ws.discard_partial_files(run.dir)
     checkpoint = Path(run.checkpoint) if run.checkpoint else run.dir / "checkpoints" / "last.pt"
     trainer = build(cfg)

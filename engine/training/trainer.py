@@ -73,12 +73,12 @@ class Trainer:
 
     def __init__(self, config: RunConfig, *, run_id: str | None = None,
                  checkpoint_dir: str | Path | None = None, model: torch.nn.Module | None = None,
-                 loss_hook: LossHook | None = None, workspace=None):
-        """``model`` trains instead of one built from the config (a pruned or student model);
-        ``loss_hook(x, out, task_loss)`` returns the loss to minimise (distillation adds its
-        teacher term there); validation still reports the task loss alone. Without them,
-        ``model.init`` and ``distill.teacher`` give both; ``workspace`` (a Workspace or its
-        folder) finds a teacher named by run id."""
+                 loss_hook: LossHook | None = None):
+        """``model`` trains instead of one built from the config (``model.init``: a pruned
+        model); ``loss_hook(x, out, task_loss)`` returns the loss to minimise, validation
+        still reports the task loss alone. Distillation is such a loss provider, attached
+        from outside (``distill.teacher``: engine.run_builder builds the run and attaches
+        it), so training depends on neither compression nor export."""
         config.validate()
         self.config = cfg = config
         self.run_id = run_id
@@ -103,12 +103,6 @@ class Trainer:
                                 num_outputs(cfg, self.data.num_classes))
             if cfg.model.init:
                 start_from(model, cfg.model.init)
-        if loss_hook is None and cfg.distill.teacher:
-            # compression builds on training: imported here, when a run asks for a teacher
-            from engine.compression.teacher import distillation_for
-
-            loss_hook = distillation_for(cfg, workspace, tuple(self.data.input_shape),
-                                         num_outputs(cfg, self.data.num_classes))
         self.model = model.to(self.device)
         self.loss_hook = loss_hook
         self.channels_last = cfg.precision.channels_last and len(self.data.input_shape) == 3
@@ -206,6 +200,9 @@ class Trainer:
 
         A stop asked for before the call (Stop pressed while the run was being
         built) ends the run at its first step boundary."""
+        if self.config.distill.teacher and self.loss_hook is None:
+            raise RuntimeError("distill.teacher is set but no distillation is attached to this "
+                               "Trainer: build the run with engine.run_builder.build_trainer")
         with self._control:
             self._flagged = self._paused or self._stop_reason is not None
         started = time.perf_counter()

@@ -10,13 +10,14 @@ import torch
 from torch import nn
 
 from engine.cli import main
-from engine.compression import CompressionError, pareto_front, workspace_train
+from engine.compression import CompressionError, pareto_front
 from engine.compression.distill import Distillation, kl_term
 from engine.compression.prune import count_params, prunable_layers, prune_model
 from engine.compression.quantize import quantize_onnx, quantize_torch
 from engine.config import RunConfig
 from engine.export import export_model, load_run_model
 from engine.models import build_model
+from engine.run_builder import workspace_train
 from engine.training import Trainer
 from engine.workspace import Workspace
 

@@ -1,0 +1,73 @@
+"""Building a run from its config: the Trainer, and what the config attaches to it.
+
+The Trainer knows training alone. Distillation (``distill.teacher``) lives in
+engine.compression and needs engine.export to load its teacher, so it is
+attached here, from outside, as the Trainer's loss provider: engine.training
+depends on neither (an import-linter contract in pyproject.toml keeps it so).
+Every place that trains a config builds it here (`torchwork run`, `resume` and
+`profile`, the window's run process, compression's fine-tuning runs), so a
+student run distils however it was started or resumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from engine.config import RunConfig
+
+
+def build_trainer(config: RunConfig, workspace=None, **options):
+    """The Trainer for ``config``, ready to ``run()``; ``options`` go to the Trainer.
+
+    ``workspace`` (a Workspace or its folder) finds a teacher named by run id. A
+    teacher that does not fit the run fails here with a ConfigError, before any event.
+    """
+    from engine.training import Trainer
+
+    trainer = Trainer(config, **options)
+    if config.distill.teacher:
+        from engine.compression.teacher import attach_distillation
+
+        attach_distillation(trainer, workspace)
+    return trainer
+
+
+def workspace_train(workspace, *, on_trainer: Callable[[object], None] | None = None
+                    ) -> Callable[[RunConfig, str], nn.Module]:
+    """A ``train`` for engine.compression.compress(): each config trains as a run of
+    ``workspace`` (a Workspace or its folder) in this process; ``on_trainer`` sees each
+    Trainer before it runs (a progress bar). A run that fails or is stopped raises
+    CompressionError."""
+    from engine.compression import CompressionError
+    from engine.compression.pipeline import check_finished
+    from engine.config import ConfigError
+    from engine.export import ExportInputError, load_run_model
+    from engine.models import ModelError
+    from engine.monitor.recorder import record_run
+    from engine.workspace import Workspace
+
+    def train(config: RunConfig, name: str) -> nn.Module:
+        ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+        try:
+            trainer = build_trainer(config, ws)
+            run = ws.create_run(config, name)
+            recorder = record_run(trainer, ws, run)
+            if on_trainer is not None:
+                on_trainer(trainer)
+            try:
+                outcome = trainer.run()
+            finally:
+                recorder.stop()
+            check_finished(run.id, outcome.status, outcome.error)
+            return load_run_model(ws, run.id).model
+        except (ConfigError, ModelError, ExportInputError) as exc:
+            raise CompressionError(f"the fine-tuning run cannot start: {exc}") from None
+        finally:
+            if ws is not workspace:
+                ws.close()
+
+    return train
