@@ -112,14 +112,17 @@ class RunStatus(QWidget):
         """The run's last word, shown whatever the throttle let through: the last progress
         update may be steps behind (a completed run would read "step 440/460 ETA 0:02")."""
         completed = e.status == "completed"
-        where = f"step {e.steps}"
+        # A failed run ends at the step its error names (a NaN is found at the next
+        # logging, steps after the step whose loss it was): the engine says which.
+        step = e.failed_at if e.status == "failed" and e.failed_at is not None else e.steps
+        where = f"step {step}"
         if self.total:
             # The epoch the run was in; a completed run reports the epochs it finished.
             epoch = (e.epochs_completed if completed
-                     else min(max(1, -(-e.steps // self.steps_per_epoch)), self.epochs))
-            done = min(e.steps, self.total)
+                     else min(max(1, -(-step // self.steps_per_epoch)), self.epochs))
+            done = min(step, self.total)
             self.run_bar.setValue(done)
-            self.run_bar.setFormat(f"step {e.steps}/{self.total}")
+            self.run_bar.setFormat(f"step {step}/{self.total}")
             self.epoch_bar.setValue(self.steps_per_epoch if completed
                                     else done - (epoch - 1) * self.steps_per_epoch)
             self.epoch_bar.setFormat(f"epoch {epoch}/{self.epochs}")

@@ -130,3 +130,4 @@ class RunEnded(Event):
     best_metric: str
     error: str | None
     checkpoint: str | None
+    failed_at: int | None = None  # a failed run: the step it failed at (see RunResult)

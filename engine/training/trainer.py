@@ -48,7 +48,9 @@ LossHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class NonFiniteLoss(Exception):
-    pass
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step  # the step whose loss was not finite (counted from 1, like progress)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ class RunResult:
     best_metric: str
     error: str | None
     checkpoint: str | None
+    # The step a failure belongs to (the one in progress, or whose loss was NaN), counted
+    # like progress: a NaN is found at the next logging, steps after it happened.
+    failed_at: int | None = None
 
 
 class Trainer:
@@ -207,7 +212,8 @@ class Trainer:
             self._flagged = self._paused or self._stop_reason is not None
         started = time.perf_counter()
         start_step = self.step
-        status, error = "completed", None
+        status, error, failed_at = "completed", None, None
+        self._in_step = False
         self.emit(ev.RunStarted(self.run_id, self.num_params, str(self.device), self.task,
                                 self.config.train.epochs, self.steps_per_epoch, self.total_steps,
                                 self.step, self.epoch, self.metric_names))
@@ -218,19 +224,21 @@ class Trainer:
             self._log()
             status = "stopped" if self._stop_reason == "user" else "completed"
         except NonFiniteLoss as exc:
-            status, error = "failed", str(exc)
-            self.emit(ev.ExceptionRaised(self.step, self.epoch, "nan", error))
+            status, error, failed_at = "failed", str(exc), exc.step
+            self.emit(ev.ExceptionRaised(failed_at, self.epoch, "nan", error))
         except torch.OutOfMemoryError:
-            status, error = "failed", self._oom_message()
-            self.emit(ev.ExceptionRaised(self.step, self.epoch, "oom", error,
+            failed_at = self._failing_step()
+            status, error = "failed", self._oom_message(failed_at)
+            self.emit(ev.ExceptionRaised(failed_at, self.epoch, "oom", error,
                                          traceback.format_exc()))
         except Exception as exc:  # every other failure ends the run with its message
             if is_disk_full(exc):
                 status, error = "stopped", self._disk_full_message(exc)
                 self.emit(ev.ExceptionRaised(self.step, self.epoch, "disk_full", error))
             else:
+                failed_at = self._failing_step()
                 status, error = "failed", f"{type(exc).__name__}: {exc}"
-                self.emit(ev.ExceptionRaised(self.step, self.epoch, "error", error,
+                self.emit(ev.ExceptionRaised(failed_at, self.epoch, "error", error,
                                              traceback.format_exc()))
         self._tick_wall()
         try:
@@ -241,7 +249,7 @@ class Trainer:
                 status, error = "stopped", self._disk_full_message(exc)
                 self.emit(ev.ExceptionRaised(self.step, self.epoch, "disk_full", error))
             else:
-                status = "failed"
+                status, failed_at = "failed", self.step
                 error = f"while finishing the run: {type(exc).__name__}: {exc}"
                 self.emit(ev.ExceptionRaised(self.step, self.epoch, "error", error,
                                              traceback.format_exc()))
@@ -252,7 +260,8 @@ class Trainer:
         rate = (done / session if done and session > 0 else
                 self.step / self.wall_s if not done and self.wall_s > 0 else 0.0)
         result = RunResult(status, self.step, self.epoch - 1, self.wall_s, rate, self.best_val,
-                           self.monitor, error, self.last_checkpoint)
+                           self.monitor, error, self.last_checkpoint,
+                           failed_at if status == "failed" else None)
         with self._control:
             self._stop_reason = None  # this stop is spent: a later call continues
         self.emit(ev.RunEnded(**result.__dict__))
@@ -289,6 +298,7 @@ class Trainer:
             if b == group_end:  # first micro-batch of an optimizer step
                 if self._flagged and self._check_control():
                     return False
+                self._in_step = True
                 if step_started:
                     self.emit(ev.StepStarted(self.step, self.epoch))
                 group_end = min(b + k, n_batches)
@@ -308,6 +318,7 @@ class Trainer:
             if not lbfgs:
                 self._optimizer_step(log_now)
             self.step += 1
+            self._in_step = False
             self.batch_in_epoch = b
             self._interval_samples += group_total
             if step_ended:
@@ -411,7 +422,8 @@ class Trainer:
                 f"loss became {losses[~finite][0].item()} at step {bad} (epoch {self.epoch}): "
                 f"try a lower optim.lr (now {self.config.optim.lr:g}), gradient clipping "
                 f"(train.grad_clip_norm=1.0)" + (", or precision.amp='bf16' instead of 'fp16'"
-                                                 if self.config.precision.amp == "fp16" else ""))
+                                                 if self.config.precision.amp == "fp16" else ""),
+                bad)
         n_steps = len(set(steps))
         loss_sum = float(losses.sum())
         self._epoch_loss_sum += loss_sum
@@ -487,12 +499,17 @@ class Trainer:
                   f"free some space, then {resume}")
         return f"{said}: {action}" if said else disk_full_message(where, action)
 
-    def _oom_message(self) -> str:
+    def _failing_step(self) -> int:
+        """The step an exception belongs to: the one in progress, else the last one done
+        (validation, or a handler after the step)."""
+        return self.step + 1 if self._in_step else self.step
+
+    def _oom_message(self, step: int) -> str:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         bs = self.config.data.batch_size
         return (f"{self.device.type.upper()} out of memory at batch size {bs} (step "
-                f"{self.step + 1}): try a smaller batch (data.batch_size={max(1, bs // 2)}), "
+                f"{step}): try a smaller batch (data.batch_size={max(1, bs // 2)}), "
                 f"mixed precision (precision.amp='bf16' or 'fp16'), or gradient accumulation "
                 f"(train.grad_accum_steps) to keep the effective batch")
 

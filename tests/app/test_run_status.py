@@ -8,6 +8,7 @@ from app.bridge import IDLE, RUNNING
 from app.main_window import MainWindow
 from app.widgets import run_status
 from app.widgets.run_status import RunStatus
+from engine.training import Trainer
 from engine.training import events as ev
 
 STARTED = ev.RunStarted(run_id="1", num_params=10, device="cpu", task="classification",
@@ -76,6 +77,22 @@ def test_a_failed_run_shows_the_step_and_the_reason_on_one_line(status):
     assert "\n" not in text and len(text) < 140
     assert status.state.toolTip() == reason
     assert "ETA" not in shown(status)
+
+
+def test_a_nan_run_fails_at_the_step_its_error_names(qtbot, tiny_config, faulty_model):
+    """Fed by a real run whose NaN (step 4) is read at the logging of step 10."""
+    arch = faulty_model("if self.calls >= 4: out = out * float('nan')")
+    trainer = Trainer(tiny_config(**{"model.arch": arch, "train.log_every": 10}))
+    widget = RunStatus()
+    qtbot.addWidget(widget)
+    trainer.on(ev.RunStarted, widget.on_run_started)
+    trainer.on(ev.MetricsLogged, widget.on_metrics)
+    trainer.on(ev.RunEnded, widget.on_run_ended)
+    assert trainer.run().steps > 4
+    assert widget.state.text().startswith("Failed at step 4 (epoch 1): loss became nan at "
+                                          "step 4 (epoch 1)")
+    assert widget.run_bar.format() == f"step 4/{trainer.total_steps}"
+    assert widget.run_bar.value() == 4
 
 
 def test_the_next_run_replaces_the_outcome(status):

@@ -194,6 +194,18 @@ def test_nan_loss_stops_with_step_and_advice(tiny_config, tmp_path, faulty_model
     assert not (tmp_path / "ck" / "last.pt").exists()  # NaN weights are not checkpointed
 
 
+def test_a_nan_run_names_the_same_step_everywhere(tiny_config, faulty_model):
+    """The NaN is found at the next logging, steps later; the run still fails at the step
+    whose loss it was, in its error, its event and its end (what the status bar shows)."""
+    arch = faulty_model("if self.calls >= 4: out = out * float('nan')")
+    trainer = Trainer(tiny_config(**{"model.arch": arch, "train.log_every": 10}))
+    raised, ended = record(trainer, ev.ExceptionRaised), record(trainer, ev.RunEnded)
+    result = trainer.run()
+    assert result.steps > 4  # the steps taken before the NaN was read
+    assert "loss became nan at step 4 (epoch 1)" in result.error
+    assert raised[0].step == ended[0].failed_at == result.failed_at == 4
+
+
 @pytest.mark.parametrize("exc, kind, text", [
     ("torch.OutOfMemoryError('CUDA out of memory')", "oom",
      "out of memory at batch size 32 (step 3): try a smaller batch (data.batch_size=16)"),
@@ -209,6 +221,7 @@ def test_errors_in_the_loop_end_the_run_with_their_message(tiny_config, faulty_m
     assert result.status == "failed" and text in result.error
     assert raised[0].kind == kind and raised[0].traceback
     assert ended[0].error == result.error
+    assert raised[0].step == ended[0].failed_at == 3  # the step in progress, as the text says
 
 
 def test_fp16_on_cpu_is_a_config_error(tiny_config):
