@@ -62,7 +62,7 @@ def workspace_train(workspace, *, on_trainer: Callable[[object], None] | None = 
                 outcome = trainer.run()
             finally:
                 recorder.stop()
-            check_finished(run.id, outcome.status, outcome.error)
+            check_finished(run.id, outcome.status, outcome.error, outcome.steps)
             return load_run_model(ws, run.id).model
         except (ConfigError, ModelError, ExportInputError) as exc:
             raise CompressionError(f"the fine-tuning run cannot start: {exc}") from None

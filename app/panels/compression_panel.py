@@ -47,6 +47,7 @@ from engine.compression import (
     pareto_front,
     save_candidate,
 )
+from engine.compression.errors import FinetuneStopped
 from engine.compression.measure import human_bytes, metric_text
 from engine.compression.prune import IMPORTANCES
 from engine.export import SUFFIXES, ExportError, load_run_model
@@ -67,7 +68,7 @@ class _CompressJob(QThread):
 
     progress = Signal(str)
     finished_rows = Signal(list)  # list[Candidate]
-    failed = Signal(str)
+    failed = Signal(str, str)  # text, outcome: "failed" | "stopped" (a fine-tuning run was)
 
     def __init__(self, workspace_dir, run_id: int, teacher_id: int | None,
                  options: CompressOptions, train, parent=None):
@@ -88,10 +89,11 @@ class _CompressJob(QThread):
                                    teacher=teacher, progress=self.progress.emit,
                                    train=self.train)
         except (CompressionError, ExportError) as exc:
-            self.failed.emit(f"Compression of run {self.run_id} failed: {exc}")
+            outcome = "stopped" if isinstance(exc, FinetuneStopped) else "failed"
+            self.failed.emit(f"Compression of run {self.run_id} {outcome}: {exc}", outcome)
         except Exception as exc:  # a bug must reach the window, not end the thread silently
             self.failed.emit(f"Compression of run {self.run_id} failed unexpectedly: "
-                             f"{type(exc).__name__}: {exc}")
+                             f"{type(exc).__name__}: {exc}", "failed")
         else:
             self.finished_rows.emit(list(self.result.candidates))
 
@@ -489,10 +491,11 @@ class CompressionPanel(QWidget):
     def _waiting(self, text: str) -> None:
         self.status.setText(text[0].upper() + text[1:] + "…")
 
-    def _failed(self, text: str) -> None:
+    def _failed(self, text: str, outcome: str) -> None:
+        """The dock keeps the outcome and its reason, not the last progress line."""
         self.run_button.setEnabled(True)
-        self.status.setText("Compression failed: see the message above the plots.")
-        self.message.emit(text, "error")
+        self.status.setText(text)
+        self.message.emit(text, "info" if outcome == "stopped" else "error")
 
     def _row_selected(self) -> None:
         rows = self.table.selectionModel().selectedRows()

@@ -37,6 +37,7 @@ class BridgeTrainer(QObject):
         self._active = False  # a request is in hand, from asking until the worker wakes
         self._run_id: int | None = None
         self._outcome: tuple[str, str | None] | None = None
+        self._steps: int | None = None  # where our run ended
         self.requested.connect(self._request)  # queued: emitted on the worker thread
         bridge.runCreated.connect(self._on_created)
         bridge.runEnded.connect(self._on_ended)
@@ -47,14 +48,14 @@ class BridgeTrainer(QObject):
     def __call__(self, config: RunConfig, name: str):
         """Worker thread: train ``config`` as a workspace run, return its trained model."""
         self._done.clear()
-        self._run_id, self._outcome = None, None
+        self._run_id, self._outcome, self._steps = None, None, None
         self.requested.emit(config.to_toml(), name)
         with gc_guard.lifted():  # minutes of waiting: let the GUI thread collect meanwhile
             self._done.wait()
         run_id, (status, error) = self._run_id, self._outcome
         if run_id is None:
             raise CompressionError(f"the fine-tuning run did not start: {error}")
-        check_finished(run_id, status, error)
+        check_finished(run_id, status, error, self._steps)
         return load_run_model(self.workspace_dir, run_id).model
 
     def cancel(self, reason: str = "the window is closing") -> None:
@@ -90,7 +91,7 @@ class BridgeTrainer(QObject):
 
     def _on_ended(self, e) -> None:
         if self._awaiting() and self._run_id is not None:
-            self._outcome = (e.status, e.error)
+            self._outcome, self._steps = (e.status, e.error), e.steps
 
     def _on_build_failed(self, text: str) -> None:
         if self._awaiting():

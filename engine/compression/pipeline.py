@@ -31,7 +31,7 @@ from engine.config import ConfigError, RunConfig
 from engine.export import export_model
 from engine.models.fit import KEEP_ZEROS, fold_masks
 
-from .errors import CompressionError
+from .errors import CompressionError, FinetuneStopped
 from .measure import Candidate, count_macs, measure_onnx, measure_torch
 from .prune import METHODS, count_params, count_zeros, prune_model
 from .quantize import TARGETS, quantize_onnx, quantize_torch
@@ -196,14 +196,19 @@ def finetune_config(config: RunConfig, init: str | Path, epochs: int, *,
         raise CompressionError(f"cannot fine-tune this run: {exc}") from None
 
 
-def check_finished(run_id: int, status: str, error: str | None = None) -> None:
-    """Raise CompressionError unless fine-tuning run ``run_id`` completed."""
+def check_finished(run_id: int, status: str, error: str | None = None,
+                   steps: int | None = None) -> None:
+    """Raise CompressionError unless fine-tuning run ``run_id`` completed (FinetuneStopped
+    when it was stopped after ``steps`` steps)."""
     if status == "failed":
         raise CompressionError(f"fine-tuning run {run_id} failed: {error}")
     if status != "completed":
-        raise CompressionError(f"fine-tuning run {run_id} was {status} before its last epoch: "
-                               f"resume it (`torchwork resume {run_id}`), then compress run "
-                               f"{run_id} with --prune none to quantize and measure it")
+        where = f" at step {steps}" if steps is not None else ""
+        why = f" ({error})" if error else ""
+        raise FinetuneStopped(f"fine-tuning run {run_id} was {status}{where} before its last "
+                              f"epoch{why}: resume it (`torchwork resume {run_id}`), then "
+                              f"compress run {run_id} with --prune none to quantize and "
+                              f"measure it")
 
 
 def save_candidate(result: CompressionResult, name: str, fmt: str, out_path: str | Path, *,

@@ -132,6 +132,29 @@ def test_distil_into_the_configured_model_starts_a_student_run(qtbot, trained_wo
     assert window.config_panel.config().distill.teacher == "1"  # the form shows what ran
 
 
+@pytest.mark.slow
+def test_a_fine_tuning_run_stopped_in_the_window_ends_the_compression_stopped(
+        qtbot, trained_workspace, tmp_path):
+    """The dock and the status bar keep the outcome: stopped, where, and how to go on."""
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    window = MainWindow(workspace_dir=trained_workspace, settings=settings)
+    qtbot.addWidget(window)
+    panel = window.compression
+    panel.quantize.setCurrentText("none")
+    panel.epochs.setValue(1000)
+    with qtbot.waitSignal(window.bridge.metricsLogged, timeout=60000):
+        panel.start()
+    with qtbot.waitSignal(window.bridge.runEnded, timeout=30000) as ended:
+        window.act_stop.trigger()
+    qtbot.waitUntil(panel.run_button.isEnabled, timeout=30000)
+    steps = ended.args[0].steps
+    assert panel.status.text().startswith(f"Compression of run 1 stopped: fine-tuning run 2 "
+                                          f"was stopped at step {steps} before its last epoch")
+    assert "torchwork resume 2" in panel.status.text()
+    assert window.status.state.text().startswith(f"Stopped at step {steps} ")
+    assert "stopped at step" in window.messages.text.text()
+
+
 def test_closing_the_window_during_a_fine_tuning_run_stops_it(qtbot, trained_workspace,
                                                               tmp_path):
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)

@@ -12,6 +12,7 @@ from torch import nn
 from engine.cli import main
 from engine.compression import CompressionError, pareto_front
 from engine.compression.distill import Distillation, kl_term
+from engine.compression.errors import FinetuneStopped
 from engine.compression.prune import count_params, prunable_layers, prune_model
 from engine.compression.quantize import quantize_onnx, quantize_torch
 from engine.config import RunConfig
@@ -260,5 +261,6 @@ def test_a_stopped_fine_tuning_run_says_how_to_go_on(tiny_config, tmp_path, work
     loaded = load_run_model(workspace_dir, 1)
     stop_at_once = workspace_train(workspace_dir, on_trainer=lambda t: t.stop())
     options = CompressOptions(prune="global", quantize="none", finetune_epochs=2, repeats=1)
-    with pytest.raises(CompressionError, match=r"run 2 was stopped .*torchwork resume 2"):
+    with pytest.raises(FinetuneStopped, match=r"run 2 was stopped at step 0 before its last "
+                                              r"epoch.*torchwork resume 2"):
         compress(loaded, options, tmp_path / "c", train=stop_at_once)
