@@ -344,8 +344,9 @@ def summary_html(report: ProfileReport | None) -> str:
                    "<p>Nothing stands out in this breakdown: look at the operator table "
                    "for the most expensive operations.</p>")
     device = f" on {html.escape(report.accelerator.describe())}" if report.has_gpu else ""
-    return (f"<p><b>Average step: {avg / 1000:.3f} ms</b> over {len(report.steps)} profiled "
-            f"steps{device}</p><table cellspacing='0' cellpadding='2'>{rows}</table>"
+    steps = len(report.steps)
+    return (f"<p><b>Average step: {avg / 1000:.3f} ms</b> over {steps} profiled "
+            f"step{'' if steps == 1 else 's'}{device}</p><table cellspacing='0' cellpadding='2'>{rows}</table>"
             f"<p><b>Recommendations</b></p>{advice_html}"
             f"<p style='color:gray'>{html.escape(Path(report.trace).name)}</p>")
 

@@ -168,4 +168,4 @@ def test_the_summary_names_the_device_the_trace_ran_on():
                            operators=(), operators_by_shape=(), kernels=(), memory=(),
                            recommendations=(), has_gpu=True,
                            accelerator=Accelerator("HIP", "GPU", model="AMD Instinct MI250X"))
-    assert "1 profiled steps on AMD Instinct MI250X (HIP)" in summary_html(report)
+    assert "1 profiled step on AMD Instinct MI250X (HIP)" in summary_html(report)
