@@ -17,6 +17,8 @@ from PySide6.QtCore import QRect, QSize, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QIconEngine, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QWidget
 
+from app.widgets import elision
+
 THEMES = ("system", "light", "dark")
 
 _DARK = {
@@ -83,11 +85,12 @@ def _repolish_style_sheet_widgets(window: QWidget) -> None:
 
 
 class _Style(QProxyStyle):
-    """Fusion, with the radio and check box indicators ringed in a colour that stands out
-    from the window in either theme. Fusion takes the ring from the palette's Window colour
-    (darker by 140%); the indicator alone is drawn with a Window colour that yields the ring,
-    so everything else about it (fill, check mark, focus, hover) stays Fusion's. Check boxes
-    in item views are drawn through this too (Fusion draws them as PE_IndicatorCheckBox)."""
+    """Fusion, with elision tooltips on every item view and combo box, and with the radio
+    and check box indicators ringed in a colour that stands out from the window in either
+    theme. Fusion takes the ring from the palette's Window colour (darker by 140%); the
+    indicator alone is drawn with a Window colour that yields the ring, so everything else
+    about it (fill, check mark, focus, hover) stays Fusion's. Check boxes in item views are
+    drawn through this too (Fusion draws them as PE_IndicatorCheckBox)."""
 
     INDICATORS = (QStyle.PrimitiveElement.PE_IndicatorRadioButton,
                   QStyle.PrimitiveElement.PE_IndicatorCheckBox)
@@ -101,6 +104,13 @@ class _Style(QProxyStyle):
             option = type(option)(option)
             option.palette.setColor(QPalette.ColorRole.Window, self.window_for_ring)
         super().drawPrimitive(element, option, painter, widget)
+
+    def polish(self, target):
+        """Qt polishes every widget through the application's style: the one place where each
+        table, list and combo box gets tooltips for its cut-off texts (app.widgets.elision)."""
+        if isinstance(target, QWidget):
+            elision.watch(target)
+        return super().polish(target)
 
 
 def icon_colour(dark: bool) -> str:
