@@ -1,7 +1,8 @@
-"""The full text of a cut-off table cell, list item or combo box, as its tooltip.
+"""The full text of a cut-off table cell, list item, combo box or line edit, as its tooltip.
 
 One event filter serves every item view (tables, lists, trees, a combo's popup
-list) and every combo box of the application: the theme's style installs it on
+list), every combo box and every line edit (its text, or its placeholder while
+empty) of the application: the theme's style installs it on
 each widget as Qt polishes it (app.theme), so no view has to remember to. On a
 tooltip request it measures the text against the room the style gives it and,
 only when it does not fit, shows the whole text (above the item's own tooltip,
@@ -20,20 +21,24 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QHeaderView,
+    QLineEdit,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionComboBox,
+    QStyleOptionFrame,
     QStyleOptionViewItem,
     QToolTip,
     QWidget,
 )
 
+LINE_EDIT_MARGIN = 2  # QLineEdit's own horizontal margin inside its contents rectangle
+
 
 def watch(widget: QWidget) -> None:
-    """Give ``widget`` elision tooltips if it is an item view or a combo box (else nothing)."""
+    """Give ``widget`` elision tooltips if it is an item view, combo box or line edit."""
     if isinstance(widget, QAbstractItemView) and not isinstance(widget, QHeaderView):
         widget.viewport().installEventFilter(_filter())
-    elif isinstance(widget, QComboBox):
+    elif isinstance(widget, (QComboBox, QLineEdit)):
         widget.installEventFilter(_filter())
 
 
@@ -57,6 +62,19 @@ def elided_combo_text(combo: QComboBox) -> str | None:
     return text if combo.fontMetrics().horizontalAdvance(text) > width else None
 
 
+def elided_line_edit_text(edit: QLineEdit) -> str | None:
+    """What a line edit shows (its text, or its placeholder while empty) when cut off."""
+    text = edit.text() or edit.placeholderText()
+    if not text or edit.echoMode() != QLineEdit.EchoMode.Normal:
+        return None
+    option = QStyleOptionFrame()
+    edit.initStyleOption(option)
+    room = edit.style().subElementRect(QStyle.SubElement.SE_LineEditContents, option, edit)
+    margins = edit.textMargins()
+    width = room.width() - margins.left() - margins.right() - 2 * LINE_EDIT_MARGIN
+    return text if edit.fontMetrics().horizontalAdvance(text) > width else None
+
+
 def with_own_tip(text: str, own: str | None) -> str:
     """The full text, then the widget's own tooltip unless that already says it."""
     return text if not own or text in own else f"{text}\n\n{own}"
@@ -68,6 +86,8 @@ class _ElisionToolTips(QObject):
             return False
         if isinstance(watched, QComboBox):
             text, own = elided_combo_text(watched), watched.toolTip()
+        elif isinstance(watched, QLineEdit):
+            text, own = elided_line_edit_text(watched), watched.toolTip()
         else:
             view = watched.parent()
             if not isinstance(view, QAbstractItemView):

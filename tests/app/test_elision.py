@@ -10,6 +10,7 @@ from PySide6.QtGui import QHelpEvent
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
+    QLineEdit,
     QTableWidget,
     QTableWidgetItem,
     QToolTip,
@@ -151,3 +152,20 @@ def test_timeline_range_table_names_show_whole_only_when_cut_off(qtbot, tmp_path
     table = view.range_table
     assert cell_tooltip(table, names.index(kernel), 0) == kernel
     assert cell_tooltip(table, names.index("aten::relu"), 0) == ""
+
+
+def test_a_line_edits_cut_off_placeholder_or_text_shows_whole(qtbot):
+    edit = QLineEdit()
+    qtbot.addWidget(edit)
+    hint = "e.g. 0.25, 0.5, 0.75 (replaces the ratio)"
+    edit.setPlaceholderText(hint)
+    edit.setToolTip("pruning ratios to sweep")
+    edit.setFixedWidth(120)
+    edit.show()
+    qtbot.waitExposed(edit)
+    assert tooltip_at(edit, QPoint(20, 5)) == f"{hint}\n\npruning ratios to sweep"
+    edit.setText("0.5")
+    assert tooltip_at(edit, QPoint(20, 5)) == "pruning ratios to sweep"
+    edit.setFixedWidth(600)
+    edit.clear()
+    assert tooltip_at(edit, QPoint(20, 5)) == "pruning ratios to sweep"
