@@ -8,31 +8,7 @@ works on a server without a display. Without one it opens the desktop window:
 from __future__ import annotations
 
 import argparse
-import ctypes.util
-import os
 import sys
-
-HEADLESS_HINT = ("use the headless commands instead, e.g. `torchwork run CONFIG.toml`, "
-                 "`torchwork runs` (see `torchwork --help`)")
-XCB_PACKAGES = ("libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 "
-                "libxcb-shape0 libxcb-render-util0 libxcb-image0 libegl1 libfontconfig1 "
-                "libdbus-1-3")
-
-
-def display_problem() -> str | None:
-    """Why Qt could not open a window here, in one line, or None when it can."""
-    if sys.platform != "linux":
-        return None
-    platform = os.environ.get("QT_QPA_PLATFORM", "")
-    if platform and not platform.startswith(("xcb", "wayland")):
-        return None  # offscreen, vnc, ...: the user chose
-    wayland = bool(os.environ.get("WAYLAND_DISPLAY")) and not platform.startswith("xcb")
-    if not wayland and not os.environ.get("DISPLAY"):
-        return f"no display found (neither DISPLAY nor WAYLAND_DISPLAY is set): {HEADLESS_HINT}"
-    if not wayland and ctypes.util.find_library("xcb-cursor") is None:
-        return (f"Qt's xcb platform plugin needs libxcb-cursor0, which is missing: install "
-                f"the system packages {XCB_PACKAGES} (Debian/Ubuntu names), or {HEADLESS_HINT}")
-    return None
 
 
 def gui(argv: list[str]) -> int:
@@ -41,6 +17,8 @@ def gui(argv: list[str]) -> int:
     parser.add_argument("--config", metavar="FILE", help="run configuration to open (.toml)")
     parser.add_argument("--workspace", metavar="DIR", help="workspace folder")
     args = parser.parse_args(argv)
+    from .platform_check import display_problem
+
     problem = display_problem()
     if problem:
         print(f"torchwork: {problem}", file=sys.stderr)

@@ -25,6 +25,7 @@ else:  # pragma: no cover
 
 import tomli_w
 
+from engine.files import write_text_atomic
 from engine.run_options import (
     ARCHS,
     CLASSIFICATION_LOSSES,
@@ -168,7 +169,7 @@ class RunConfig:
             raise ConfigError([f"{path}: {m}" for m in exc.messages]) from None
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_toml(), encoding="utf-8")
+        write_text_atomic(path, self.to_toml())
 
     # --- access by dotted key --------------------------------------------
     def get(self, key: str) -> Any:

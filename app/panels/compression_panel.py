@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QThread, Signal
+from PySide6.QtCore import QPointF, Qt, QThread, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -53,6 +54,7 @@ from engine.compression.prune import IMPORTANCES
 from engine.export import SUFFIXES, ExportError, load_run_model
 from engine.run_builder import workspace_train
 
+from ..widgets.label_layout import place_labels
 from ..widgets.live_plot import DARK, LIGHT
 from .export_dialog import FILTERS, exportable_runs
 from .finetune_runs import BridgeTrainer
@@ -61,6 +63,7 @@ COLUMNS = ("candidate", "runtime", "params", "non-zero", "size", "MACs", "latenc
            "latency b64", "metric")
 RUNTIME_COLOURS = {"torch": "#e8912d", "onnxruntime": "#2f6fd6"}
 FRONT_COLOUR = "#2da44e"
+SYMBOL_SIZE = 11  # pixels
 
 
 class _CompressJob(QThread):
@@ -132,6 +135,7 @@ class SweepChart(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.plots, self.points, self.fronts, self.marks, self.labels = {}, {}, {}, {}, {}
+        self.label_at: dict[str, list[tuple[float, float]]] = {}  # view coordinates
         self.costs: dict[str, list[float]] = {}
         for key, title, unit in (("size", "Metric vs file size", "file size (KiB)"),
                                  ("latency", "Metric vs CPU latency, batch 64",
@@ -143,17 +147,18 @@ class SweepChart(QWidget):
             plot.getPlotItem().setTitle(title)
             plot.setLabel("bottom", unit)
             front = pg.PlotDataItem(pen=pg.mkPen(FRONT_COLOUR, width=2))
-            points = pg.PlotDataItem(pen=None, symbol="o", symbolSize=11)
+            points = pg.PlotDataItem(pen=None, symbol="o", symbolSize=SYMBOL_SIZE)
             mark = pg.PlotDataItem(pen=None, symbol="o", symbolSize=22, symbolBrush=None,
                                    symbolPen=pg.mkPen("#d1242f", width=2))
             for item in (front, points, mark):
                 plot.addItem(item)
             points.sigPointsClicked.connect(self._clicked)
+            plot.getViewBox().sigTransformChanged.connect(self._place_labels)
             self.plots[key], self.points[key], self.fronts[key] = plot, points, front
             self.marks[key], self.labels[key] = mark, []
             layout.addWidget(plot)
         self.rows = []
-        self._fg = LIGHT["foreground"]
+        self._fg, self._bg = LIGHT["foreground"], LIGHT["background"]
         self.apply_theme(False)
 
     def set_candidates(self, rows) -> None:
@@ -176,16 +181,38 @@ class SweepChart(QWidget):
             for label in self.labels[key]:
                 plot.removeItem(label)
             self.labels[key] = []
-            low, high = math.log10(min(cost)), math.log10(max(cost))
-            for i in front:  # labels in the right part of the plot go left of their point
-                right = high > low and (math.log10(cost[i]) - low) / (high - low) > 0.6
+            self.label_at[key] = [(math.log10(cost[i]), metric[i]) for i in front]
+            for i in front:  # placed by _place_labels, in pixels
+                backdrop = QColor(self._bg)
+                backdrop.setAlpha(200)  # a grid or front line under the label stays faint
                 label = pg.TextItem(_short(self.rows[i].name), color=FRONT_COLOUR,
-                                    anchor=(1, 1) if right else (0, 1))
-                label.setPos(math.log10(cost[i]), metric[i])
-                plot.addItem(label)
+                                    fill=backdrop)
+                plot.addItem(label, ignoreBounds=True)
                 self.labels[key].append(label)
             plot.setLabel("left", "val accuracy (%)" if scale == 100.0 else "val R2")
+        self._place_labels()
         self.select(None)
+
+    def _place_labels(self) -> None:
+        """Lay the Pareto front's labels out so that none covers another or a point; runs
+        again whenever a plot's view changes (resize, zoom), as labels keep their pixel size."""
+        for key, plot in self.plots.items():
+            view = plot.getViewBox()
+            labels = self.labels.get(key, [])
+            if not labels:
+                continue
+            def scene(x, y, view=view):
+                return view.mapViewToScene(QPointF(x, y))
+            xs, ys = self.points[key].getData()
+            markers = [scene(x, y) for x, y in zip(xs, ys, strict=True)]
+            spots = place_labels([scene(x, y) for x, y in self.label_at[key]],
+                                 [label.textItem.boundingRect().size() for label in labels],
+                                 view.sceneBoundingRect(), markers, SYMBOL_SIZE / 2 + 1)
+            for label, spot in zip(labels, spots, strict=True):
+                label.setVisible(spot is not None)
+                if spot is not None:
+                    label.setAnchor((0, 0))
+                    label.setPos(view.mapSceneToView(spot.topLeft()))
 
     def select(self, name: str | None) -> None:
         names = [c.name for c in self.rows]
@@ -200,7 +227,7 @@ class SweepChart(QWidget):
 
     def apply_theme(self, dark: bool) -> None:
         theme = DARK if dark else LIGHT
-        self._fg = theme["foreground"]
+        self._fg, self._bg = theme["foreground"], theme["background"]
         for plot in self.plots.values():
             plot.setBackground(theme["background"])
             item = plot.getPlotItem()

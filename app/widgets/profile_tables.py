@@ -89,8 +89,6 @@ class RowsModel(QAbstractTableModel):
             if isinstance(value, float):
                 return f"{value:.1f}"
             return str(value)
-        if role == Qt.ToolTipRole and index.column() == 0:
-            return value
         if role == Qt.TextAlignmentRole and isinstance(value, (int, float)) \
                 and not isinstance(value, bool):
             return int(Qt.AlignRight | Qt.AlignVCenter)

@@ -267,7 +267,6 @@ class TimelineView(TimelineInput, QWidget):
                 item = QTableWidgetItem(text)
                 if c:
                     item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
-                item.setToolTip(name)
                 table.setItem(r, c, item)
 
     # --- looks -------------------------------------------------------------------

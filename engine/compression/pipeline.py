@@ -16,10 +16,8 @@ run process with live plots.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from torch import nn
 
 from engine.config import ConfigError, RunConfig
 from engine.export import export_model
+from engine.files import atomic_path
 from engine.models.fit import KEEP_ZEROS, fold_masks
 
 from .errors import CompressionError, FinetuneStopped
@@ -248,13 +247,6 @@ def _slug(name: str) -> str:
 
 
 def _atomic_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 

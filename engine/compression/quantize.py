@@ -12,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from torch import nn
+
+from engine.files import atomic_path
 
 from .errors import CompressionError
 
@@ -58,22 +58,16 @@ def quantize_onnx(source: str | Path, out_path: str | Path, ops: str = "all") ->
 
     source, out_path = Path(source), Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out_path.parent, prefix=".quantizing-")
-    os.close(fd)
     try:
-        model = onnx.load(str(source))  # with its external data
-        del model.graph.value_info[:]
-        with _quiet_root_logger():
-            quantize_dynamic(model, tmp, weight_type=QuantType.QInt8,
-                             op_types_to_quantize=ONNX_OPS[ops])
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out_path)
+        with atomic_path(out_path) as tmp:
+            model = onnx.load(str(source))  # with its external data
+            del model.graph.value_info[:]
+            with _quiet_root_logger():
+                quantize_dynamic(model, tmp, weight_type=QuantType.QInt8,
+                                 op_types_to_quantize=ONNX_OPS[ops])
     except Exception as exc:
         raise CompressionError(f"ONNX Runtime could not quantize {source.name} "
                                f"({type(exc).__name__}: {exc})") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            Path(tmp).unlink()
     return out_path
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from engine.files import follow_umask
 from engine.models import ModelError
 from engine.models.fit import fit_to_state
 
@@ -110,6 +111,7 @@ def _move_into_place(staging: Path, out: Path) -> list[Path]:
     moved: list[Path] = []
     try:
         for f in files:
+            follow_umask(f)  # safetensors writes its file 0600 through a temporary of its own
             target = out.parent / f.name
             os.replace(f, target)
             moved.append(target)

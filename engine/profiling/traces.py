@@ -7,6 +7,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.files import atomic_path
+
 from .options import PROFILE_DIR
 
 TRACE_GLOB = "*.pt.trace.json*"
@@ -38,10 +40,10 @@ def export_trace(trace: str | Path, dest: str | Path) -> Path:
     trace, dest = Path(trace), Path(dest)
     if not dest.name.endswith(".json.gz"):
         dest = dest.with_name(dest.name.removesuffix(".gz").removesuffix(".json") + ".json.gz")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if trace.name.endswith(".gz"):
-        shutil.copyfile(trace, dest)
-    else:
-        with trace.open("rb") as src, gzip.open(dest, "wb", compresslevel=6) as out:
-            shutil.copyfileobj(src, out, 1 << 20)
+    with atomic_path(dest) as tmp:
+        if trace.name.endswith(".gz"):
+            shutil.copyfile(trace, tmp)
+        else:
+            with trace.open("rb") as src, gzip.open(tmp, "wb", compresslevel=6) as out:
+                shutil.copyfileobj(src, out, 1 << 20)
     return dest

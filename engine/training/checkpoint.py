@@ -10,18 +10,17 @@ that would need to is refused instead of run.
 from __future__ import annotations
 
 import math
-import os
 import pickle
 import pickletools
 import re
 import reprlib
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 
 import torch
 
+from engine.files import atomic_path
 from engine.workspace.diskspace import disk_full_message, is_disk_full
 
 from .rng import rng_state_problem
@@ -41,15 +40,10 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, **state}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_path(path, fsync=True) as tmp, open(tmp, "wb") as fh:
             torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
         if is_disk_full(exc):  # torch says "unexpected pos ...", which helps nobody
             raise CheckpointError(disk_full_message(path.parent, f"{path.name} was not "
                                                     f"written; the previous one is kept")) from exc

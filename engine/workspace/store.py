@@ -315,7 +315,7 @@ class Workspace:
 
     @staticmethod
     def discard_partial_files(run_dir: Path) -> None:
-        """Remove checkpoint temporaries (``last.pt.XXXX.tmp``) that a killed writer left.
+        """Remove checkpoint temporaries (``.last.pt.XXXX.tmp``) that a killed writer left.
 
         Only for a run no live process writes: the caller knows its owner is gone.
         """

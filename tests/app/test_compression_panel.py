@@ -171,3 +171,47 @@ def test_closing_the_window_during_a_fine_tuning_run_stops_it(qtbot, trained_wor
     with Workspace(trained_workspace) as ws:
         run = ws.get_run(2)
     assert run.status == "stopped" and run.checkpoint  # resumable like any run
+
+
+def crowded_sweep() -> list:
+    """Eight pruning ratios, each with its int8 ONNX copy: a front of nine close points."""
+    from engine.compression.measure import Candidate
+
+    rows = [Candidate("original", "torch", 1, 1, 40000, 1, 0.5, 5.0, "val_accuracy", 0.97),
+            Candidate("original int8 (onnx)", "onnxruntime", 1, 1, 12000, 1, 0.3, 3.0,
+                      "val_accuracy", 0.968)]
+    for r in (0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.75):
+        rows += [Candidate(f"structured {r:.0%}", "torch", 1, 1, 40000 * (1 - r), 1, 0.4,
+                           5 * (1 - 0.8 * r), "val_accuracy", 0.97 - 0.08 * r, r),
+                 Candidate(f"structured {r:.0%} int8 linear (onnx)", "onnxruntime", 1, 1,
+                           12000 * (1 - r), 1, 0.4, 3 * (1 - 0.8 * r), "val_accuracy",
+                           0.969 - 0.08 * r, r)]
+    return rows
+
+
+@pytest.mark.parametrize(("size", "named"), [((1000, 420), 4), ((640, 300), 2)])
+def test_sweep_chart_labels_do_not_overlap_each_other_or_the_points(qtbot, size, named):
+    from PySide6.QtCore import QPointF
+
+    from app.panels.compression_panel import SweepChart
+
+    chart = SweepChart()
+    qtbot.addWidget(chart)
+    chart.resize(1000, 420)
+    chart.show()
+    qtbot.waitExposed(chart)
+    chart.set_candidates(crowded_sweep())
+    chart.resize(*size)  # the labels are laid out again for the new scale
+    qtbot.wait(50)
+    for key, plot in chart.plots.items():
+        view = plot.getViewBox()
+        shown = [label.sceneBoundingRect() for label in chart.labels[key] if label.isVisible()]
+        assert len(shown) >= named, key  # the front's points are named where room allows
+        for i, a in enumerate(shown):
+            assert view.sceneBoundingRect().contains(a), key
+            for b in shown[i + 1:]:
+                assert not a.intersects(b), (key, a, b)
+        xs, ys = chart.points[key].getData()
+        for x, y in zip(xs, ys, strict=True):
+            centre = view.mapViewToScene(QPointF(x, y))
+            assert not any(r.contains(centre) for r in shown), (key, x, y)

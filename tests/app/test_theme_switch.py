@@ -3,8 +3,17 @@
 import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication, QLineEdit, QSpinBox
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QLineEdit,
+    QRadioButton,
+    QSpinBox,
+    QStyle,
+    QStyleOptionButton,
+)
 
+from app import theme
 from app.main_window import MainWindow
 
 
@@ -67,3 +76,29 @@ def test_switching_themes_restyles_the_form_the_message_bar_and_the_icons(window
 
         for button in buttons:
             assert icon_contrast(button) >= 3, (name, button.toolTip())
+
+
+@pytest.mark.parametrize("name", ["dark", "light"])
+@pytest.mark.parametrize("kind", [QRadioButton, QCheckBox])
+def test_an_unchecked_radio_button_or_check_box_stands_out_from_the_window(qtbot, name, kind):
+    """Fusion rings the indicator in the window colour darker by 140%: in the dark theme a
+    near-black ring on a near-black window, so an unchecked option could not be seen."""
+    app = QApplication.instance()
+    theme.apply(app, name)
+    try:
+        box = kind("an option")
+        qtbot.addWidget(box)
+        box.resize(box.sizeHint())
+        option = QStyleOptionButton()
+        box.initStyleOption(option)
+        element = (QStyle.SubElement.SE_RadioButtonIndicator if kind is QRadioButton
+                   else QStyle.SubElement.SE_CheckBoxIndicator)
+        rect = box.style().subElementRect(element, option, box)
+        image = box.grab().toImage()
+        window = app.palette().color(QPalette.Window)
+        ring = max(contrast(image.pixelColor(x, y), window)
+                   for x in range(rect.left(), rect.right() + 1)
+                   for y in range(rect.top(), rect.bottom() + 1))
+        assert ring >= 3, (name, kind.__name__, ring)
+    finally:
+        theme.apply(app, "system")

@@ -37,6 +37,7 @@ def countdown(n: int):
 
 
 def install(point: str, n: int) -> None:
+    import engine.files as files
     import engine.training.checkpoint as checkpoint
     from engine.workspace.store import Workspace
 
@@ -69,7 +70,7 @@ def install(point: str, n: int) -> None:
             if str(dst).endswith(".pt") and reached():
                 kill()
 
-        checkpoint.os.replace = replace
+        files.os.replace = replace  # the atomic write's rename (engine.files)
     elif point == "finishing":
         real_finish = Workspace.finish_run
 
