@@ -166,7 +166,7 @@ def with_bar(widget: QWidget, bar: MessageBar) -> QWidget:
     """``widget`` under a message bar: the content of a dock whose panel has no bar of its own."""
     box = QWidget()
     layout = QVBoxLayout(box)
-    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setContentsMargins(6, 6, 6, 0)  # as the panels with a bar of their own
     layout.setSpacing(0)
     layout.addWidget(bar)
     layout.addWidget(widget, 1)

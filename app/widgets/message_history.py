@@ -67,7 +67,7 @@ class MessageHistory(QDialog):
         cells[0].setToolTip(f"{message.time:%Y-%m-%d %H:%M:%S}")
         cells[3].setToolTip(message.text)
         for col, item in enumerate(cells):
-            item.setTextAlignment(Qt.AlignLeft | Qt.AlignTop)
+            item.setTextAlignment(Qt.AlignLeft | Qt.AlignVCenter)
             self.table.setItem(0, col, item)
         self.table.resizeRowToContents(0)
         self.empty.hide()
