@@ -365,7 +365,8 @@ def summary_html(report: ProfileReport | None) -> str:
     device = f" on {html.escape(report.accelerator.describe())}" if report.has_gpu else ""
     steps = len(report.steps)
     return (f"<p><b>Average step: {avg / 1000:.3f} ms</b> over {steps} profiled "
-            f"step{'' if steps == 1 else 's'}{device}</p><table cellspacing='0' cellpadding='2'>{rows}</table>"
+            f"step{'' if steps == 1 else 's'}{device}</p>"
+            f"<table cellspacing='0' cellpadding='2'>{rows}</table>"
             f"<p><b>Recommendations</b></p>{advice_html}"
             f"<p style='color:gray'>{html.escape(Path(report.trace).name)}</p>")
 
