@@ -72,9 +72,11 @@ class TrainingBridge(QObject):
         self.resumed.connect(self._on_running)
 
     # --- commands --------------------------------------------------------------
-    def start(self, config: RunConfig, name: str | None = None) -> None:
+    def start(self, config: RunConfig, name: str | None = None, kind: str = "train") -> None:
+        """Train ``config`` as a new workspace run; ``kind`` "profile" marks a dedicated
+        profiler capture (kept out of the lists of trained runs)."""
         config.validate()
-        self._launch(config.to_toml(), None, name)
+        self._launch(config.to_toml(), None, name, kind)
 
     def resume_run(self, run_id: int) -> None:
         """Continue a stopped or interrupted workspace run from its last checkpoint."""
@@ -123,7 +125,7 @@ class TrainingBridge(QObject):
 
     # --- internals ---------------------------------------------------------------
     def _launch(self, config_toml: str | None, run_id: int | None,
-                name: str | None = None) -> None:
+                name: str | None = None, kind: str = "train") -> None:
         if self.busy:
             raise RuntimeError("a run is already in progress: stop it first")
         self._events = _CONTEXT.Queue()
@@ -131,7 +133,7 @@ class TrainingBridge(QObject):
         workspace = str(self.workspace_dir) if self.workspace_dir is not None else None
         self._process = _CONTEXT.Process(
             target=run_process.main, name="torchwork-run", daemon=True,
-            args=(config_toml, run_id, workspace, self._events, child_end, name))
+            args=(config_toml, run_id, workspace, self._events, child_end, name, kind))
         self._set_state(STARTING)
         self._process.start()
         child_end.close()

@@ -26,7 +26,7 @@ from engine.config import ConfigError, RunConfig
 
 from . import theme
 from .bridge import IDLE, PAUSED, RUNNING, STARTING, STOPPING, TrainingBridge
-from .dialogs import RunPicker, TextDialog, about_text, shortcuts_html
+from .dialogs import RunPicker, TextDialog, about_text, shortcut_rows, shortcuts_html
 from .panels.compression_panel import CompressionPanel
 from .panels.config_panel import ConfigPanel
 from .panels.export_dialog import ExportActions, Exporter
@@ -34,10 +34,12 @@ from .panels.hardware_panel import HardwarePanel
 from .panels.profile_actions import ProfileActions
 from .panels.profiler_panel import ProfilerPanel
 from .panels.training_plots import TrainingPlots
-from .widgets.message_bar import MessageBar
+from .widgets.message_bar import MessageBar, MessageLog, with_bar
+from .widgets.message_history import MessageHistory
 from .widgets.run_status import RunStatus
 
 MAX_RECENT = 8
+OPEN_RUN = "File ▸ Open run"
 STATE_TEXT = {IDLE: "Ready", STARTING: "Preparing the run…", RUNNING: "Training",
               PAUSED: "Paused", STOPPING: "Stopping after this step…"}
 
@@ -48,6 +50,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or QSettings("Torchwork", "Torchwork")
         self._valid = True
+        self.history: MessageHistory | None = None
         self.workspace_dir = workspace_dir
         self.bridge = TrainingBridge(workspace_dir, self)
         self.exporter = Exporter(workspace_dir, self)
@@ -59,7 +62,8 @@ class MainWindow(QMainWindow):
 
         self.config_panel = ConfigPanel(config or self._last_config())
         self.plots = TrainingPlots()
-        self.messages = MessageBar()
+        self.log = MessageLog(self)  # every dock's message bar shows it: one place to post
+        self.messages = MessageBar(self.log)  # the Training dock's; posts for the whole window
         self.status = RunStatus()
         self.statusBar().addPermanentWidget(self.status, 1)
         training = QWidget()
@@ -76,14 +80,16 @@ class MainWindow(QMainWindow):
         # six training plots and eight hardware plots one above the other would each be
         # too small to read. A dock's tab can be dragged out, below the plots, say.
         self.hardware = HardwarePanel()
-        self.hardware_dock = self._dock("Hardware", "hardware", self.hardware,
+        self.hardware_bar = MessageBar(self.log, scope="hardware")
+        self.hardware_dock = self._dock("Hardware", "hardware",
+                                        with_bar(self.hardware, self.hardware_bar),
                                         Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.hardware_dock)
-        self.profiler = ProfilerPanel()
+        self.profiler = ProfilerPanel(log=self.log)
         self.profiler_dock = self._dock("Profiler", "profiler", self.profiler,
                                         Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.profiler_dock)
-        self.compression = CompressionPanel(workspace_dir, self.bridge)
+        self.compression = CompressionPanel(workspace_dir, self.bridge, log=self.log)
         self.compression_dock = self._dock("Compression", "compression", self.compression,
                                            Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.compression_dock)
@@ -154,6 +160,8 @@ class MainWindow(QMainWindow):
                                   "Save the trace on show for Perfetto / chrome://tracing")
         self.act_tensorboard = a("Open in &TensorBoard", self.profiler.open_tensorboard, None,
                                  "Open the run's captures in TensorBoard's profiler plugin")
+        self.act_messages = a("&Messages…", self.show_messages, "Ctrl+Shift+M",
+                              "Every message of this session: time, level, the action, text")
         self.act_shortcuts = a("&Keyboard shortcuts", self.show_shortcuts, "F1")
         self.act_about = a("&About Torchwork", self.show_about)
         self.theme_group = QActionGroup(self)
@@ -191,6 +199,7 @@ class MainWindow(QMainWindow):
         view.addAction(self.hardware_dock.toggleViewAction())
         view.addAction(self.compression_dock.toggleViewAction())
         view.addSeparator()
+        view.addAction(self.act_messages)
         themes = view.addMenu("Theme")
         themes.addActions(list(self.theme_actions.values()))
         help_menu = bar.addMenu("&Help")
@@ -214,6 +223,7 @@ class MainWindow(QMainWindow):
                  self.act_pause: "mdi6.pause", self.act_resume: ("mdi6.play-pause", "#2da44e"),
                  self.act_stop: ("mdi6.stop", "#d1242f"),
                  self.act_resume_ckpt: "mdi6.history", self.act_shortcuts: "mdi6.keyboard",
+                 self.act_messages: "mdi6.message-text-clock-outline",
                  self.act_about: "mdi6.information-outline",
                  self.act_capture: "mdi6.speedometer", self.act_export_trace: "mdi6.export",
                  self.act_tensorboard: "mdi6.open-in-new"}
@@ -251,7 +261,8 @@ class MainWindow(QMainWindow):
             settings=self.settings, capture=self.act_capture,
             export_trace=self.act_export_trace, parent=self)
         self.config_panel.validityChanged.connect(self._on_validity)
-        self.compression.message.connect(self.messages.show_message)
+        for bar in self.findChildren(MessageBar):
+            bar.historyRequested.connect(self.show_messages)
         self.compression.studentRequested.connect(self.distil_into_configured)
         self.compression.selectionChanged.connect(self.act_export_compressed.setEnabled)
         b.runEnded.connect(self.compression.refresh_runs)
@@ -261,7 +272,7 @@ class MainWindow(QMainWindow):
         errors = self.config_panel.errors()
         if errors or self.bridge.busy:
             return
-        self.messages.hide()
+        self.messages.dismiss()
         self.plots.clear()
         self.status.reset()
         cfg = self.config_panel.config()
@@ -317,14 +328,14 @@ class MainWindow(QMainWindow):
                                   else f"Fix the configuration first: {reason}")
 
     def _on_exception(self, e) -> None:
-        self.messages.show_message(e.message, "error")
+        self.messages.show_message(e.message, "error", "Run")
 
     def _on_build_failed(self, text: str) -> None:
-        self.messages.show_message(f"The run could not start: {text}", "error")
+        self.messages.show_message(f"The run could not start: {text}", "error", "Run")
 
     def _on_internal_error(self, text: str, _traceback: str) -> None:
         self.messages.show_message(f"The run ended with an error while finishing: {text}",
-                                   "error")
+                                   "error", "Run")
 
     def _on_run_created(self, info) -> None:
         self.export_actions.current_run = info.run_id
@@ -336,7 +347,7 @@ class MainWindow(QMainWindow):
         self.config_panel.set_config(RunConfig())
         self.plots.clear()
         self.status.reset()
-        self.messages.hide()
+        self.messages.dismiss()
         self.setWindowTitle("Torchwork")
 
     def open_pending_config(self) -> None:
@@ -357,7 +368,7 @@ class MainWindow(QMainWindow):
             return False
         self.config_panel.set_config(cfg)
         self._remember(path)
-        self.messages.hide()
+        self.messages.dismiss()
         return True
 
     def save_config_dialog(self) -> None:
@@ -391,7 +402,7 @@ class MainWindow(QMainWindow):
                 steps, epochs = ws.step_metrics(run.id), ws.epoch_metrics(run.id)
                 hardware = ws.hardware_samples(run.id)
         except (WorkspaceError, OSError) as exc:
-            self.messages.show_message(f"Cannot open run {run_id}: {exc}", "error")
+            self.messages.show_message(f"Cannot open run {run_id}: {exc}", "error", OPEN_RUN)
             return
         cfg = run.config
         self.config_panel.set_config(cfg)
@@ -402,7 +413,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"Torchwork — run {run.id} {run.name} ({run.status})")
         self.export_actions.current_run = run.id
         if run.error:
-            self.messages.show_message(f"Run {run.id} {run.status}: {run.error}", "warning")
+            self.messages.show_message(f"Run {run.id} {run.status}: {run.error}", "warning",
+                                       OPEN_RUN)
 
     def _pick_run(self, title: str, action: str, allowed=None) -> int | None:
         from engine.workspace import Workspace, WorkspaceError
@@ -450,11 +462,16 @@ class MainWindow(QMainWindow):
         self.compression.apply_theme(self.dark)
         self.settings.setValue("theme", name)
 
+    def show_messages(self) -> None:
+        """View ▸ Messages (or a bar's history button): the log, kept open beside the window."""
+        if self.history is None:
+            self.history = MessageHistory(self.log, self)
+        self.history.show()
+        self.history.raise_()
+        self.history.activateWindow()
+
     def show_shortcuts(self) -> None:
-        actions = [self.act_start, self.act_pause, self.act_resume, self.act_stop,
-                   self.act_resume_ckpt, self.act_new, self.act_open, self.act_save,
-                   self.act_open_run, self.act_shortcuts, self.act_quit]
-        TextDialog("Keyboard shortcuts", shortcuts_html(actions), self).exec()
+        TextDialog("Keyboard shortcuts", shortcuts_html(shortcut_rows(self)), self).exec()
 
     def show_about(self) -> None:
         TextDialog("About Torchwork", about_text(), self).exec()

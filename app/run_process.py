@@ -35,12 +35,12 @@ def message(exc: BaseException) -> str:
 
 
 def main(config_toml: str | None, resume_run: int | None, workspace_dir, events,
-         commands, name: str | None = None) -> None:
-    """Build the run (called ``name``, or a name from its config), train it, and report
-    everything on ``events`` as lists of (name, args)."""
+         commands, name: str | None = None, kind: str = "train") -> None:
+    """Build the run (called ``name``, or a name from its config; a workspace run of
+    ``kind``), train it, and report everything on ``events`` as lists of (name, args)."""
     outbox = Outbox(events)
     try:
-        _train(config_toml, resume_run, workspace_dir, outbox.post, commands, name)
+        _train(config_toml, resume_run, workspace_dir, outbox.post, commands, name, kind)
     finally:
         outbox.post(DONE)
         events.close()
@@ -72,7 +72,7 @@ class Outbox:
                 self._sent = now
 
 
-def _train(config_toml, resume_run, workspace_dir, post, commands, name) -> None:
+def _train(config_toml, resume_run, workspace_dir, post, commands, name, kind) -> None:
     from engine.config import RunConfig
     from engine.monitor.recorder import record_run
     from engine.profiling.capture import ProfilerCapture
@@ -117,7 +117,7 @@ def _train(config_toml, resume_run, workspace_dir, post, commands, name) -> None
             else:
                 config = RunConfig.from_toml(config_toml)
                 trainer = build_trainer(config, ws)
-                run = ws.create_run(config, name)
+                run = ws.create_run(config, name, kind)
         except Exception as exc:  # a bad config, model file or checkpoint: the user can act
             post("buildFailed", message(exc))
             return

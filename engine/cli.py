@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, RunConfig
+from .workspace.schema import RUN_KINDS
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_STOPPED = 0, 1, 2, 130
 
@@ -70,6 +71,9 @@ def build_parser() -> Parser:
 
     runs = sub.add_parser("runs", parents=[common], help="list the runs of the workspace")
     runs.add_argument("--json", action="store_true", help="print a JSON array")
+    runs.add_argument("--kind", choices=RUN_KINDS,
+                      help="only runs of this kind: train (trained models) or profile "
+                           "(dedicated profiler captures)")
 
     options = sub.add_parser("options", parents=[common],
                              help="list every run option with default and range")
@@ -272,25 +276,28 @@ def cmd_runs(args) -> int:
 
     ws = _open_workspace(args)
     try:
-        runs = ws.list_runs()
+        runs = ws.list_runs(args.kind)
     except WorkspaceError as exc:
         raise UsageError(str(exc)) from None
     finally:
         ws.close()
     if args.json:
-        print(json.dumps([{"id": r.id, "name": r.name, "status": r.status,
+        print(json.dumps([{"id": r.id, "name": r.name, "kind": r.kind, "status": r.status,
                            "created_at": r.created_at, "steps": r.steps,
                            "epochs_completed": r.epochs_completed, "best_val": r.best_val,
                            "best_metric": r.best_metric, "wall_s": r.wall_s,
                            "dir": str(r.dir)} for r in runs], indent=1))
         return EXIT_OK
     if not runs:
-        print(f"no runs in {ws.root} yet: start one with `torchwork run CONFIG.toml`")
+        if args.kind:
+            print(f"no {args.kind} runs in {ws.root}")
+        else:
+            print(f"no runs in {ws.root} yet: start one with `torchwork run CONFIG.toml`")
         return EXIT_OK
-    rows = [("ID", "NAME", "STATUS", "EPOCHS", "STEPS", "BEST", "CREATED")]
+    rows = [("ID", "NAME", "KIND", "STATUS", "EPOCHS", "STEPS", "BEST", "CREATED")]
     for r in runs:
         best = f"{r.best_metric} {r.best_val:.4g}" if r.best_val is not None else "-"
-        rows.append((str(r.id), r.name, r.status, str(r.epochs_completed or 0),
+        rows.append((str(r.id), r.name, r.kind, r.status, str(r.epochs_completed or 0),
                      str(r.steps or 0), best, (r.created_at or "")[:19]))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

@@ -56,6 +56,7 @@ from engine.run_builder import workspace_train
 
 from ..widgets.label_layout import place_labels
 from ..widgets.live_plot import DARK, LIGHT
+from ..widgets.message_bar import MessageBar, MessageLog
 from .export_dialog import FILTERS, exportable_runs
 from .finetune_runs import BridgeTrainer
 
@@ -64,6 +65,7 @@ COLUMNS = ("candidate", "runtime", "params", "non-zero", "size", "MACs", "latenc
 RUNTIME_COLOURS = {"torch": "#e8912d", "onnxruntime": "#2f6fd6"}
 FRONT_COLOUR = "#2da44e"
 SYMBOL_SIZE = 11  # pixels
+EXPORT_SOURCE = "Export compressed model"
 
 
 class _CompressJob(QThread):
@@ -266,16 +268,19 @@ def _short(name: str) -> str:
 class CompressionPanel(QWidget):
     """Options form, Run, progress, the table and the chart; owns the worker threads."""
 
-    message = Signal(str, str)  # text, kind ("error" | "info")
+    message = Signal(str, str)  # text, kind ("error" | "info"): shown in the dock's bar
     selectionChanged = Signal(bool)  # a candidate is picked (export possible)
     # "Distil into the configured model": teacher run id, alpha, temperature
     studentRequested = Signal(int, float, float)
 
-    def __init__(self, workspace_dir=None, bridge=None, parent=None):
+    def __init__(self, workspace_dir=None, bridge=None, parent=None,
+                 log: MessageLog | None = None):
         """Without a ``bridge`` (tests), fine-tuning runs train in the worker thread, still
-        as workspace runs."""
+        as workspace runs. Messages go to ``log`` (the window's) through the dock's bar."""
         super().__init__(parent)
         self.workspace_dir = workspace_dir
+        self.messages = MessageBar(log, scope="compression", source="Compression")
+        self.message.connect(self.messages.show_message)
         if bridge is not None:
             self.trainer = BridgeTrainer(bridge, workspace_dir, self)
             self.trainer.waiting.connect(self._waiting)
@@ -372,7 +377,8 @@ class CompressionPanel(QWidget):
         split.setSizes([330, 900])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
-        layout.addWidget(split)
+        layout.addWidget(self.messages)
+        layout.addWidget(split, 1)
         self.refresh_runs()
 
     @property
@@ -479,10 +485,17 @@ class CompressionPanel(QWidget):
         if self.busy:
             return
         job = _SaveJob(self.result, name, fmt, path, self)
-        job.done.connect(lambda text: self.message.emit(text, "info"))
-        job.failed.connect(lambda text: self.message.emit(text, "error"))
+        job.done.connect(self._saved)
+        job.failed.connect(self._save_failed)
         self._save = job
         job.start()
+
+    def _saved(self, text: str) -> None:
+        """An export's verification: shown in every dock, wherever the user went meanwhile."""
+        self.messages.show_message(text, "info", EXPORT_SOURCE, everywhere=True)
+
+    def _save_failed(self, text: str) -> None:
+        self.messages.show_message(text, "error", EXPORT_SOURCE, everywhere=True)
 
     def apply_theme(self, dark: bool) -> None:
         self.chart.apply_theme(dark)

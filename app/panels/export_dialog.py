@@ -55,6 +55,7 @@ DESCRIPTIONS = {
     "onnx": "ONNX with a dynamic batch dimension, for ONNX Runtime and other runtimes. "
             "Very large models keep their weights in a .data file beside it.",
 }
+EXPORT_SOURCE = "File ▸ Export trained model"
 FILTERS = {"safetensors": "safetensors (*.safetensors)", "pt2": "torch.export program (*.pt2)",
            "onnx": "ONNX (*.onnx)"}
 
@@ -69,10 +70,11 @@ class ExportRequest:
 
 
 def exportable_runs(workspace_dir) -> list[RunRecord]:
-    """Runs of the workspace that have a checkpoint to export, newest first."""
+    """Trained runs of the workspace that have a checkpoint to export, newest first
+    (not profile captures: a few steps recorded for a trace make no model to use)."""
     try:
         with Workspace(workspace_dir) as ws:
-            runs = ws.list_runs()
+            runs = ws.list_runs(kind="train")
     except (WorkspaceError, OSError):
         return []
     return [r for r in runs if run_checkpoint(r) is not None]
@@ -268,7 +270,8 @@ class ExportActions(QObject):
     def export_model_dialog(self) -> None:
         if self.exporter.busy:
             self.messages.show_message("An export is already running: its report shows here "
-                                       "when it is verified.", "info")
+                                       "when it is verified.", "info", EXPORT_SOURCE,
+                                       everywhere=True)
             return
         runs = exportable_runs(self.exporter.workspace_dir)
         self.refresh(runs)
@@ -285,12 +288,13 @@ class ExportActions(QObject):
                                     f"verifying it…")
 
     def _on_export_done(self, report) -> None:
+        """The verification shows in every dock (the window's log), wherever the user is."""
         self.status_bar.clearMessage()
-        self.messages.show_message(report.summary(), "info")
+        self.messages.show_message(report.summary(), "info", EXPORT_SOURCE, everywhere=True)
 
     def _on_export_failed(self, text: str) -> None:
         self.status_bar.clearMessage()
-        self.messages.show_message(text, "error")
+        self.messages.show_message(text, "error", EXPORT_SOURCE, everywhere=True)
 
     def refresh(self, runs=None) -> None:
         """Export is offered once some run has a checkpoint (after a run ends, or on demand)."""

@@ -17,14 +17,17 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QStatusBar, QWidget
 
 from engine.config import ConfigError
 from engine.profiling.options import profiling_config
+from engine.workspace.records import default_run_name
 
 from ..bridge import IDLE, PAUSED, RUNNING, TrainingBridge
 from ..widgets.capture_dialog import DEDICATED_RUN, CaptureDialog
 from ..widgets.message_bar import MessageBar
 from ..widgets.run_status import RunStatus
 from .config_panel import ConfigPanel
-from .profiler_panel import ProfilerPanel
+from .profiler_panel import EXPORT_SOURCE, ProfilerPanel
 from .training_plots import TrainingPlots
+
+CAPTURE = "Profile ▸ Capture"
 
 
 class ProfileActions(QObject):
@@ -49,11 +52,12 @@ class ProfileActions(QObject):
         bridge.profileDone.connect(self._on_profile_done)
         bridge.stateChanged.connect(self._on_capture_state)
         profiler.traceShown.connect(self._on_trace_shown)
+        self._on_trace_shown(str(profiler.trace or ""))
 
     def capture_dialog(self) -> None:
         if self._capturing:
             self.messages.show_message("A capture is already being recorded: its trace "
-                                       "shows in the Profiler when written.", "info")
+                                       "shows in the Profiler when written.", "info", CAPTURE)
             return
         state = self.bridge.state
         dialog = CaptureDialog(state in (RUNNING, PAUSED), state == IDLE and self._valid(),
@@ -62,13 +66,14 @@ class ProfileActions(QObject):
             return
         options = dialog.options()
         if dialog.mode() == DEDICATED_RUN:
-            self.messages.hide()
+            self.messages.dismiss()
             self.plots.clear()
             self.status.reset()
             try:
-                self.bridge.start(profiling_config(self.config_panel.config(), options))
+                cfg = profiling_config(self.config_panel.config(), options)
+                self.bridge.start(cfg, f"profile-{default_run_name(cfg)}", kind="profile")
             except ConfigError as exc:
-                self.messages.show_message(str(exc), "error")
+                self.messages.show_message(str(exc), "error", CAPTURE)
                 return
         self.bridge.profile(options)
         self._capturing = True
@@ -78,7 +83,8 @@ class ProfileActions(QObject):
     def _on_profile_done(self, result) -> None:
         self._capturing = False
         if result.trace is None:
-            self.messages.show_message(f"The profiler wrote no trace: {result.error}", "error")
+            self.messages.show_message(f"The profiler wrote no trace: {result.error}", "error",
+                                       CAPTURE)
             return
         self.profiler_dock.show()
         self.profiler_dock.raise_()
@@ -86,19 +92,23 @@ class ProfileActions(QObject):
         if result.partial:
             self.messages.show_message("The run ended before all profiled steps were "
                                        "recorded: the Profiler shows the partial trace.",
-                                       "warning")
+                                       "warning", CAPTURE)
 
     def _on_capture_state(self, state: str) -> None:
         if state == IDLE:  # a run that could not even build answers no capture
             self._capturing = False
 
-    def _on_trace_shown(self, _path: str) -> None:
-        self.act_export_trace.setEnabled(True)
+    def _on_trace_shown(self, path: str) -> None:
+        """Export trace… exports the trace on show: offered only while there is one."""
+        self.act_export_trace.setEnabled(bool(path))
+        self.act_export_trace.setToolTip(
+            "Save the trace on show for Perfetto / chrome://tracing" if path else
+            "No capture on show: pick one in the Profiler or record one (Profile ▸ Capture…)")
 
     def export_trace_dialog(self) -> None:
         if self.profiler.trace is None:
             self.messages.show_message("No trace on show: pick a capture in the Profiler "
-                                       "first.", "info")
+                                       "first.", "info", EXPORT_SOURCE)
             return
         name = self.profiler.trace.name.split(".pt.trace.json")[0] + ".json.gz"
         path, _ = QFileDialog.getSaveFileName(self._window, "Export trace for Perfetto",

@@ -38,10 +38,12 @@ from app import gc_guard
 from engine.profiling.report import CATEGORIES, Cancelled, ProfileReport, TraceReadError
 from engine.profiling.traces import export_trace, list_captures
 
-from ..widgets.message_bar import MessageBar
+from ..widgets.message_bar import MessageBar, MessageLog
 from ..widgets.profile_plots import CATEGORY_COLOURS, MemoryCurvePlot, StepBreakdownPlot
 from ..widgets.profile_tables import KernelTable, OperatorTable
 from ..widgets.timeline_view import TimelineView
+
+EXPORT_SOURCE = "Profile ▸ Export trace"
 
 
 class _LoadSignals(QObject):
@@ -55,9 +57,10 @@ class _LoadSignals(QObject):
 class ProfilerPanel(QWidget):
     """Shows the profile of one trace file; lists the captures of the current run."""
 
-    traceShown = Signal(str)  # path of the trace now on show
+    traceShown = Signal(str)  # path of the trace now on show; "" when none is
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, log: MessageLog | None = None):
+        """Messages go to ``log`` (the window's) through the dock's own bar."""
         super().__init__(parent)
         self.run_folder: Path | None = None
         self.report: ProfileReport | None = None
@@ -103,7 +106,7 @@ class ProfilerPanel(QWidget):
         row.addWidget(self.cancel_button)
         self.loading.hide()
 
-        self.messages = MessageBar()
+        self.messages = MessageBar(log, scope="profiler", source="Profiler")
         self.breakdown = StepBreakdownPlot()
         self.summary = QTextBrowser()
         self.summary.setOpenExternalLinks(True)
@@ -136,9 +139,23 @@ class ProfilerPanel(QWidget):
 
     # --- which run and which capture -------------------------------------------------
     def set_run(self, folder: str | Path | None) -> None:
-        """Follow a run: list its captures and show the newest, if any."""
+        """Follow a run: list its captures and show the newest; a run without captures
+        shows none (not the profile of the run shown before)."""
         self.run_folder = Path(folder) if folder else None
         self.refresh(show_newest=True)
+        if self.captures.currentData() is None:
+            self.clear()
+
+    def clear(self) -> None:
+        """Show no trace (and stop reading one)."""
+        self._abandon()
+        self._show(None)
+        self.timeline_index = None
+        self.tabs.setCurrentIndex(self.overview_tab)
+        self.tabs.setTabEnabled(self.timeline_tab, False)
+        if self.trace is not None:
+            self.trace = None
+            self.traceShown.emit("")
 
     def refresh(self, *, show_newest: bool = False) -> None:
         current = self.captures.currentData()
@@ -183,7 +200,7 @@ class ProfilerPanel(QWidget):
         self._abandon()
         load_id, cancel = self._load_id, threading.Event()
         self._cancel, self._loading_path = cancel, Path(path)
-        self.messages.hide()
+        self.messages.clear_own()  # the last trace's problems; a report for the window stays
         self.progress.setValue(0)
         self.progress.setFormat(f"Reading {Path(path).name}… %p%")
         self.loading.show()
@@ -303,11 +320,13 @@ class ProfilerPanel(QWidget):
         threading.Thread(target=work, name="trace-export", daemon=True).start()
 
     def _on_exported(self, path: str, error: str) -> None:
+        """Shown in every dock: Profile ▸ Export trace may be chosen from any of them."""
         if error:
-            self.messages.show_message(error, "error")
+            self.messages.show_message(error, "error", EXPORT_SOURCE, everywhere=True)
         else:
             self.messages.show_message(f"Exported {path}: open it in ui.perfetto.dev or "
-                                       f"chrome://tracing.", "info")
+                                       f"chrome://tracing.", "info", EXPORT_SOURCE,
+                                       everywhere=True)
 
     def open_tensorboard(self) -> None:
         if self.run_folder is None:

@@ -15,6 +15,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
+from app.widgets.timeline_keys import KEYS
+
 if TYPE_CHECKING:
     from app.widgets.timeline_view import TimelineView
 
@@ -134,19 +136,26 @@ class TimelineInput:
             super().keyPressEvent(event)
 
     def _key(self, event) -> bool:
-        """W/S zoom in/out around the mouse (or the middle), A/D pan, F fit."""
+        """A key of ``KEYS`` (W/S zoom, A/D pan, F fit) runs its move."""
         if self.index is None or event.modifiers() & (Qt.ControlModifier | Qt.AltModifier):
             return False
-        key = event.key()
-        if key in (Qt.Key_W, Qt.Key_S):
-            self.zoom(ZOOM_STEP if key == Qt.Key_W else 1 / ZOOM_STEP, self._mouse_time())
-        elif key in (Qt.Key_A, Qt.Key_D):
-            self.pan(-PAN_STEP if key == Qt.Key_A else PAN_STEP)
-        elif key == Qt.Key_F:
-            self.fit()
-        else:
+        entry = KEYS.get(event.key())
+        if entry is None:
             return False
+        getattr(self, entry[1])()
         return True
+
+    def zoom_in(self) -> None:
+        self.zoom(ZOOM_STEP, self._mouse_time())
+
+    def zoom_out(self) -> None:
+        self.zoom(1 / ZOOM_STEP, self._mouse_time())
+
+    def pan_left(self) -> None:
+        self.pan(-PAN_STEP)
+
+    def pan_right(self) -> None:
+        self.pan(PAN_STEP)
 
     def _mouse_time(self) -> float | None:
         pos = self.plot.mapFromGlobal(self.cursor().pos())

@@ -57,7 +57,7 @@ def cmd_profile(args) -> int:
     trainer = cli._build_trainer(cfg)
     ws = cli._open_workspace(args)
     try:
-        run = ws.create_run(cfg, args.name or f"profile-{default_run_name(cfg)}")
+        run = ws.create_run(cfg, args.name or f"profile-{default_run_name(cfg)}", kind="profile")
         trainer.run_id = str(run.id)
         WorkspaceWriter(ws, run).attach(trainer)
         capture = ProfilerCapture(worker=f"run{run.id}").attach(trainer, run.dir)

@@ -36,6 +36,7 @@ class RunRecord:
     best_metric: str | None = None
     error: str | None = None
     checkpoint: str | None = None
+    kind: str = "train"  # train | profile (engine.workspace.schema.RUN_KINDS)
 
     @property
     def config(self) -> RunConfig:

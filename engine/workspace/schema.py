@@ -14,11 +14,15 @@ from pathlib import Path
 
 STATUSES = ("created", "running", "completed", "stopped", "failed", "interrupted")
 FINAL_STATUSES = ("completed", "stopped", "failed", "interrupted")
+# What a run is for: "train" makes a model (Open run, Resume, Export and Compression list it),
+# "profile" is a short dedicated run that only records a profiler capture.
+RUN_KINDS = ("train", "profile")
 
 # Column order of a step row, as add_step_metrics accepts it in a sequence.
 STEP_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "samples_per_s", "wall_s")
 
 _STATUS_CHECK = ", ".join(f"'{s}'" for s in STATUSES)
+_KIND_CHECK = ", ".join(f"'{k}'" for k in RUN_KINDS)
 
 # Entry i holds the statements that move the schema from version i to i + 1.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -93,6 +97,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             torch_allocated REAL, torch_reserved REAL, torch_peak REAL,
             PRIMARY KEY (run_id, gpu, time)
         ) WITHOUT ROWID""",
+    ),
+    (  # 2 -> 3: a run's kind, so profile captures stay out of the lists of trained runs
+        f"ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'train' "
+        f"CHECK (kind IN ({_KIND_CHECK}))",
+        # Before this column, `torchwork profile` named its runs profile-<dataset>-<arch>
+        # unless told otherwise; the window's dedicated captures cannot be told apart.
+        "UPDATE runs SET kind = 'profile' WHERE name LIKE 'profile-%'",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

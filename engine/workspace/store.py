@@ -47,6 +47,7 @@ from engine.workspace.schema import (
     FINAL_STATUSES,
     GPU_COLUMNS,
     HOST_COLUMNS,
+    RUN_KINDS,
     STATUSES,
     STEP_COLUMNS,
     ForeignDatabase,
@@ -156,8 +157,14 @@ class Workspace:
         return f"Workspace({str(self.root)!r})"
 
     # --- runs ----------------------------------------------------------------
-    def create_run(self, config: RunConfig, name: str | None = None) -> RunRecord:
-        """Register a run and make its folder with config.toml and checkpoints/."""
+    def create_run(self, config: RunConfig, name: str | None = None,
+                   kind: str = "train") -> RunRecord:
+        """Register a run and make its folder with config.toml and checkpoints/.
+
+        ``kind`` "profile" marks a short dedicated run that only records a profiler
+        capture: the lists of trained runs leave it out (``list_runs(kind=...)``)."""
+        if kind not in RUN_KINDS:
+            raise ValueError(f"run kind must be one of {', '.join(RUN_KINDS)} (got {kind!r})")
         name = name or default_run_name(config)
         toml = config.to_toml()
         with self._write() as conn:
@@ -165,9 +172,9 @@ class Workspace:
             # open sees a dead owner and marks the run interrupted instead of 'created' forever.
             owner = self._owner
             cur = conn.execute("INSERT INTO runs (name, dir, status, created_at, config_toml, "
-                               "pid, hostname, proc_created) VALUES (?, '', 'created', ?, ?, ?, "
-                               "?, ?)", (name, now_iso(), toml, owner.pid, owner.hostname,
-                                         owner.created))
+                               "pid, hostname, proc_created, kind) VALUES (?, '', 'created', ?, "
+                               "?, ?, ?, ?, ?)", (name, now_iso(), toml, owner.pid,
+                                                  owner.hostname, owner.created, kind))
             run_id = cur.lastrowid
             rel = f"{RUNS_DIR}/{run_id:04d}-{slug(name)}"
             conn.execute("UPDATE runs SET dir = ? WHERE id = ?", (rel, run_id))
@@ -199,9 +206,11 @@ class Workspace:
             raise self._no_run(ref)
         return self._record(rows[0])
 
-    def list_runs(self) -> list[RunRecord]:
-        """All runs, newest first."""
-        rows = self._query(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM runs ORDER BY id DESC")
+    def list_runs(self, kind: str | None = None) -> list[RunRecord]:
+        """All runs, or those of one ``kind`` ("train", "profile"), newest first."""
+        where, params = ("WHERE kind = ? ", (kind,)) if kind is not None else ("", ())
+        rows = self._query(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM runs {where}"
+                           f"ORDER BY id DESC", params)
         return [self._record(r) for r in rows]
 
     def delete_run(self, ref: int | str) -> None:

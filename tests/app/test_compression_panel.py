@@ -54,9 +54,9 @@ def test_sweep_fills_table_and_chart_and_a_picked_point_exports(qtbot, trained_w
     assert panel.table.selectionModel().selectedRows()[0].row() == 2
     chosen = (str(tmp_path / "picked"), "safetensors (*.safetensors)")  # no suffix typed
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args: chosen)
-    with qtbot.waitSignal(panel.message, timeout=60000) as told:
+    with qtbot.waitSignal(panel.messages.log.posted, timeout=60000) as told:
         panel.export_dialog()
-    assert told.args[1] == "info", told.args[0]
+    assert told.args[0].level == "info", told.args[0].text
     assert (tmp_path / "picked.safetensors").is_file()
 
 
@@ -82,7 +82,7 @@ def test_window_has_the_dock_and_the_export_action(qtbot, trained_workspace, tmp
     assert window.act_export_compressed.isEnabled()
     with qtbot.waitSignal(window.compression.message, timeout=2000):
         window.compression.export_dialog()  # nothing picked yet: says what to do
-    assert "pick a candidate" in window.messages.text.text()
+    assert "pick a candidate" in window.compression.messages.text.text()  # in its own dock
 
 
 def test_fine_tuning_in_the_window_is_a_run_of_the_bridge(qtbot, trained_workspace, tmp_path):
@@ -97,7 +97,7 @@ def test_fine_tuning_in_the_window_is_a_run_of_the_bridge(qtbot, trained_workspa
     window.bridge.runCreated.connect(created.append)
     panel.start()
     qtbot.waitUntil(panel.run_button.isEnabled, timeout=120000)  # done or failed
-    assert panel.result is not None, window.messages.text.text()
+    assert panel.result is not None, window.compression.messages.text.text()
     assert [c.name for c in panel.result.candidates] == ["original",
                                                          "structured 50% + ft 2 ep"]
     assert [info.run_id for info in created] == [2]  # trained by the run process

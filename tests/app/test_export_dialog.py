@@ -112,6 +112,9 @@ def test_a_failed_export_shows_the_engines_error_and_keeps_no_file(make_window, 
         window.act_export_model.trigger()
     assert window.messages.kind == "error"
     assert f"cannot write into {blocker}" in window.messages.message()
+    window.compression_dock.raise_()  # the report reaches every dock, and the log keeps it
+    assert f"cannot write into {blocker}" in window.compression.messages.message()
+    assert window.log.messages[-1].source == "File ▸ Export trained model"
     assert blocker.read_text() == "a file where the folder should be"
     assert list(tmp_path.glob("**/.model*")) == []
 

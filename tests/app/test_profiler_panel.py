@@ -140,6 +140,11 @@ def test_capture_dialog_starts_a_short_dedicated_run(qtbot, window, tiny_config,
     assert len(report.steps) == CaptureOptions().active
     assert window.profiler.run_folder is not None
     assert window.profiler.captures.count() == 1
+    from engine.workspace import Workspace
+
+    with Workspace(window.workspace_dir) as ws:  # kept, marked: not listed as a trained run
+        run = ws.list_runs()[0]
+    assert run.kind == "profile" and run.name.startswith("profile-")
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from engine.profiling.options import PROFILE_DIR, CaptureOptions, profiling_conf
 from engine.profiling.report import CATEGORIES, TraceReadError, read_trace
 from engine.profiling.traces import export_trace, list_captures
 from engine.training import Trainer
+from engine.workspace import Workspace
 
 OPTIONS = CaptureOptions(wait=1, warmup=1, active=2)
 
@@ -229,6 +230,8 @@ def test_cli_profile_prints_tables(tmp_path, capfd, tiny_config):
     assert table[0].split()[:2] == ["Operator", "Calls"] and len(table) == 1 + 20
     assert any(row.startswith("aten::addmm ") for row in table)
     assert list((tmp_path / "ws" / "runs").glob(f"*/{PROFILE_DIR}/*/*.pt.trace.json"))
+    with Workspace(tmp_path / "ws") as ws:  # kept, but not as a trained run
+        assert [r.kind for r in ws.list_runs()] == ["profile"]
 
 
 def test_cli_profile_rejects_bad_steps(tmp_path, capsys, tiny_config):
