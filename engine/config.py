@@ -25,6 +25,7 @@ else:  # pragma: no cover
 
 import tomli_w
 
+from engine.relevance import applies, describe_rule
 from engine.run_options import (
     ARCHS,
     CLASSIFICATION_LOSSES,
@@ -52,8 +53,9 @@ __all__ = ["ARCHS", "CLASSIFICATION_LOSSES", "DATASETS", "IMAGE_DATASETS", "MONI
            "OPTIMIZERS", "REGRESSION_DATASETS", "REGRESSION_LOSSES", "SCHEDULES", "SECTIONS",
            "ConfigError", "DataConfig", "DistillConfig", "ModelConfig", "MonitorConfig",
            "OptimConfig", "PrecisionConfig", "RegularizationConfig", "RunConfig",
-           "ScheduleConfig", "TrainConfig", "all_keys", "check_value", "coerce", "field_default",
-           "field_meta", "field_type", "form_groups", "parse_text", "show"]
+           "ScheduleConfig", "TrainConfig", "all_keys", "applies", "check_value", "coerce",
+           "describe_rule", "field_default", "field_meta", "field_type", "file_problem",
+           "form_groups", "parse_text", "show"]
 
 
 class ConfigError(ValueError):
@@ -140,8 +142,23 @@ class RunConfig:
             cfg.validate()
         return cfg
 
-    def to_toml(self) -> str:
-        return tomli_w.dumps(self.to_dict())
+    def to_toml(self, *, changes_only: bool = False) -> str:
+        """Every value, or (``changes_only``) what a person would write: see ``changes``."""
+        if not changes_only:
+            return tomli_w.dumps(self.to_dict())
+        return SAVED_HEADER + tomli_w.dumps(self.changes())
+
+    def changes(self) -> dict[str, dict[str, Any]]:
+        """The options that apply and differ from their defaults, plus the always-saved keys,
+        by section: loading them gives this run back, and a reader sees only choices made."""
+        default = RunConfig()
+        out: dict[str, dict[str, Any]] = {}
+        for key in all_keys():
+            value = self.get(key)
+            if key in ALWAYS_SAVED or (self.applies(key) and value != default.get(key)):
+                section, name = key.split(".", 1)
+                out.setdefault(section, {})[name] = value
+        return out
 
     @classmethod
     def from_toml(cls, text: str, *, validate: bool = True) -> RunConfig:
@@ -167,8 +184,8 @@ class RunConfig:
         except ConfigError as exc:
             raise ConfigError([f"{path}: {m}" for m in exc.messages]) from None
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_toml(), encoding="utf-8")
+    def save(self, path: str | Path, *, changes_only: bool = False) -> None:
+        Path(path).write_text(self.to_toml(changes_only=changes_only), encoding="utf-8")
 
     # --- access by dotted key --------------------------------------------
     def get(self, key: str) -> Any:
@@ -204,12 +221,18 @@ class RunConfig:
     def copy(self) -> RunConfig:
         return RunConfig.from_dict(self.to_dict(), validate=False)
 
+    def applies(self, key: str) -> bool:
+        """Whether the run uses ``key`` at all under the other values (its relevant_when)."""
+        return applies(field_meta(key)["relevant_when"], self.get)
+
     # --- validation --------------------------------------------------------
     def validate(self) -> None:
         """Check every value and the rules between them; raise ConfigError listing all problems."""
         errors = []
         for key in all_keys():
-            errors.extend(check_value(key, self.get(key)))
+            # An option that does not apply is never read: only what no file may hold is refused.
+            check = check_value if self.applies(key) else check_sane
+            errors.extend(check(key, self.get(key)))
         errors.extend(self._cross_checks())
         if errors:
             raise ConfigError(errors)
@@ -221,6 +244,14 @@ class RunConfig:
             return exc.messages
         return []
 
+    def file_errors(self) -> list[str]:
+        """Files the run would read that are not there (the model file, its starting weights,
+        an exported teacher). Kept out of ``validate``, which also reads stored runs whose
+        files may since have moved; checked before a run is started."""
+        found = [file_problem(key, value) for key in FILE_KEYS
+                 if (value := self.get(key))]
+        return [problem for problem in found if problem]
+
     @property
     def task(self) -> str:
         return "regression" if self.data.dataset in REGRESSION_DATASETS else "classification"
@@ -228,9 +259,8 @@ class RunConfig:
     def _cross_checks(self) -> list[str]:
         errs = []
         o, s, t, d, m = self.optim, self.schedule, self.train, self.data, self.model
-        if o.nesterov and (o.name != "sgd" or o.momentum <= 0):
-            errs.append(f"optim.nesterov=true needs optim.name='sgd' with optim.momentum > 0 "
-                        f"(got name={show(o.name)}, momentum={o.momentum})")
+        if o.name == "sgd" and o.nesterov and o.momentum <= 0:
+            errs.append(f"optim.nesterov=true needs optim.momentum > 0 (got {o.momentum})")
         if o.name == "lbfgs":
             if t.grad_accum_steps != 1:
                 errs.append(f"train.grad_accum_steps must be 1 with optim.name='lbfgs' (got "
@@ -241,7 +271,7 @@ class RunConfig:
             if self.precision.amp != "off":
                 errs.append(f"precision.amp must be 'off' with optim.name='lbfgs' "
                             f"(got {show(self.precision.amp)})")
-        if list(s.milestones) != sorted(set(s.milestones)):
+        if self.applies("schedule.milestones") and list(s.milestones) != sorted(set(s.milestones)):
             errs.append(f"schedule.milestones must be strictly increasing "
                         f"(got {show(s.milestones)})")
         if s.name == "plateau" and s.warmup_steps:
@@ -281,6 +311,40 @@ class RunConfig:
             errs.append(f"data.n_classes ({d.n_classes}) must not exceed data.n_features "
                         f"({d.n_features}) for synthetic data")
         return errs
+
+
+# Saved files always name these, so a reader sees what the run trains, on what.
+ALWAYS_SAVED = ("data.dataset", "model.arch")
+SAVED_HEADER = ("# Torchwork run configuration: the options that differ from their defaults.\n"
+                "# `torchwork options` lists every option with its default.\n\n")
+
+
+# --- files a run reads ------------------------------------------------------------
+
+# key -> (the file its value names, or None for a value that names none; what to give)
+FILE_KEYS = {
+    "model.arch": (lambda v: v[len("custom:"):] if v.startswith("custom:") else None,
+                   "the path of a .py file exposing build_model(input_shape, num_outputs)"),
+    "model.init": (lambda v: v,
+                   "a .safetensors file written by `torchwork export --format safetensors` "
+                   "or by `torchwork compress`"),
+    "distill.teacher": (lambda v: v if v.endswith(".safetensors") else None,
+                        "a run id or a .safetensors file from `torchwork export`"),
+}
+
+
+def file_problem(key: str, value: str) -> str | None:
+    """Why the file ``value`` of ``key`` names cannot be read, or None (also when it names
+    none). Relative paths start from the current directory, as the run's loaders read them."""
+    name_of, what = FILE_KEYS[key]
+    name = name_of(value)
+    if name is None:
+        return None
+    path = Path(name).expanduser()
+    if path.is_file():
+        return None
+    state = "is not a file" if path.exists() else "not found"
+    return f"{key}={show(value)}: {path.resolve()} {state}: give {what}"
 
 
 # --- field helpers ---------------------------------------------------------
@@ -468,6 +532,20 @@ def _coerce_scalar(key, tp, value, bad):
             return value
         raise bad()
     raise bad()  # pragma: no cover
+
+
+def check_sane(key: str, value: Any) -> list[str]:
+    """What no option may hold even where it does not apply: non-finite numbers, NUL, or
+    more list items than it allows (a file is stored with every run)."""
+    items = value if isinstance(value, list) else [value]
+    most = field_meta(key)["max_items"]
+    if most is not None and len(items) > most:
+        return [f"{key} must list at most {most} values (got {len(items)})"]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+        return [f"{key} must be finite numbers (got {show(value)})"]
+    if isinstance(value, str) and "\x00" in value:
+        return [f"{key} must not contain a NUL character (got {show(value)})"]
+    return []
 
 
 def check_value(key: str, value: Any) -> list[str]:
