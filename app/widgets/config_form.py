@@ -18,6 +18,7 @@ from typing import Any, get_args, get_origin
 
 from PySide6.QtCore import QRect, QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -120,11 +121,37 @@ class _ComboBox(_NoWheelUnlessFocused, QComboBox):
     pass
 
 
-class _SpinBox(_NoWheelUnlessFocused, QSpinBox):
+class _FieldSteps:
+    """Mixin: the arrows and keys step within the field's range; typing may leave it.
+
+    The spin box itself spans the whole type, so a value typed out of range (batch
+    size 0) stays as typed and the engine's validation names it, instead of the box
+    silently clamping it to the nearest allowed value.
+    """
+
+    field_range: tuple[int, int] = _INT32
+
+    def stepBy(self, steps: int) -> None:  # Qt override
+        lo, hi = self.field_range
+        target = min(max(self.value() + steps * self.singleStep(), lo), hi)
+        self.setValue(target)
+        self.selectAll()
+
+    def stepEnabled(self):  # Qt override
+        lo, hi = self.field_range
+        flags = QAbstractSpinBox.StepEnabledFlag.StepNone
+        if self.value() > lo:
+            flags |= QAbstractSpinBox.StepEnabledFlag.StepDownEnabled
+        if self.value() < hi:
+            flags |= QAbstractSpinBox.StepEnabledFlag.StepUpEnabled
+        return flags
+
+
+class _SpinBox(_FieldSteps, _NoWheelUnlessFocused, QSpinBox):
     pass
 
 
-class _WideSpinBox(_NoWheelUnlessFocused, QDoubleSpinBox):
+class _WideSpinBox(_FieldSteps, _NoWheelUnlessFocused, QDoubleSpinBox):
     """Integer spin box for ranges past 32 bits (seeds, step limits): exact up to 2**53."""
 
 
@@ -338,11 +365,8 @@ class BoolEditor(FieldEditor):
 
 
 class IntEditor(FieldEditor):
-    """A spin box limited to the field's range, so out-of-range integers cannot be typed.
-
-    A loaded value outside the range widens it until the next value is shown, so
-    the form never silently changes a file's value; validation names it instead.
-    """
+    """A spin box whose arrows keep to the field's range; a value typed or loaded outside
+    it is kept as it is and marked with the engine's message, never silently changed."""
 
     def __init__(self, key: str, parent: QWidget | None = None):
         meta = field_meta(key)
@@ -355,19 +379,22 @@ class IntEditor(FieldEditor):
             spin.setDecimals(0)
         super().__init__(key, spin, parent)
         self.spin = spin
-        self._range = (lo, hi)
-        spin.setRange(lo, hi)
+        spin.field_range = (lo, hi)
+        spin.setRange(*self._limits)
         spin.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         spin.setAccelerated(True)
-        spin.valueChanged.connect(self.changed)
+        # the text, not the value: an emptied box is a problem to show, not the last value
+        spin.textChanged.connect(self.changed)
 
     def value(self) -> int:
-        return int(round(self.spin.value()))
+        text = self.spin.cleanText().strip()
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(coerce_message(self.key, text)) from None
 
     def _show(self, value: Any) -> None:
-        value = min(max(int(value), self._limits[0]), self._limits[1])
-        self.spin.setRange(min(self._range[0], value), max(self._range[1], value))
-        self.spin.setValue(value)
+        self.spin.setValue(min(max(int(value), self._limits[0]), self._limits[1]))
 
 
 class FloatEditor(FieldEditor):
