@@ -12,7 +12,6 @@ import dataclasses
 import difflib
 import math
 import re
-import reprlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ else:  # pragma: no cover
 import tomli_w
 
 from engine.relevance import applies, describe_rule
+from engine.run_files import FILE_KEYS, file_problem
 from engine.run_options import (
     ARCHS,
     CLASSIFICATION_LOSSES,
@@ -47,6 +47,7 @@ from engine.run_options import (
     ScheduleConfig,
     TrainConfig,
 )
+from engine.show import show
 
 # The option declarations are read through this module as before.
 __all__ = ["ARCHS", "CLASSIFICATION_LOSSES", "DATASETS", "IMAGE_DATASETS", "MONITORED",
@@ -146,7 +147,10 @@ class RunConfig:
         """Every value, or (``changes_only``) what a person would write: see ``changes``."""
         if not changes_only:
             return tomli_w.dumps(self.to_dict())
-        return SAVED_HEADER + tomli_w.dumps(self.changes())
+        sections = [f"[{section}]\n" + "".join(f"{name} = {_literal(value)}\n"
+                                               for name, value in values.items())
+                    for section, values in self.changes().items()]
+        return SAVED_HEADER + "\n".join(sections)
 
     def changes(self) -> dict[str, dict[str, Any]]:
         """The options that apply and differ from their defaults, plus the always-saved keys,
@@ -313,38 +317,17 @@ class RunConfig:
         return errs
 
 
+def _literal(value: Any) -> str:
+    """A TOML value on one line (tomli_w puts each item of an array on its own line)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    return tomli_w.dumps({"v": value})[len("v = "):].strip()
+
+
 # Saved files always name these, so a reader sees what the run trains, on what.
 ALWAYS_SAVED = ("data.dataset", "model.arch")
 SAVED_HEADER = ("# Torchwork run configuration: the options that differ from their defaults.\n"
                 "# `torchwork options` lists every option with its default.\n\n")
-
-
-# --- files a run reads ------------------------------------------------------------
-
-# key -> (the file its value names, or None for a value that names none; what to give)
-FILE_KEYS = {
-    "model.arch": (lambda v: v[len("custom:"):] if v.startswith("custom:") else None,
-                   "the path of a .py file exposing build_model(input_shape, num_outputs)"),
-    "model.init": (lambda v: v,
-                   "a .safetensors file written by `torchwork export --format safetensors` "
-                   "or by `torchwork compress`"),
-    "distill.teacher": (lambda v: v if v.endswith(".safetensors") else None,
-                        "a run id or a .safetensors file from `torchwork export`"),
-}
-
-
-def file_problem(key: str, value: str) -> str | None:
-    """Why the file ``value`` of ``key`` names cannot be read, or None (also when it names
-    none). Relative paths start from the current directory, as the run's loaders read them."""
-    name_of, what = FILE_KEYS[key]
-    name = name_of(value)
-    if name is None:
-        return None
-    path = Path(name).expanduser()
-    if path.is_file():
-        return None
-    state = "is not a file" if path.exists() else "not found"
-    return f"{key}={show(value)}: {path.resolve()} {state}: give {what}"
 
 
 # --- field helpers ---------------------------------------------------------
@@ -385,27 +368,6 @@ def _unknown(key: str, known) -> str:
         hint = [k for k in known if k.split(".", 1)[-1] == name][:1]
     msg = f"unknown key {show(key)}"
     return msg + (f": did you mean {hint[0]!r}?" if hint else "")
-
-
-# Error messages show values through this: short, and safe for what Python cannot
-# print (an int beyond its 4,300-digit limit) or recurse through (deep nesting).
-_SHOW = reprlib.Repr()
-_SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxtuple = 3, 8, 8
-_SHOW.maxstring, _SHOW.maxother, _SHOW.maxlong = 60, 60, 40
-
-
-def show(value: Any) -> str:
-    """A value as an error message quotes it: never huge, never raising."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**40:
-        try:
-            digits = len(str(abs(value)))
-        except ValueError:  # past the int-str limit: count them from the logarithm
-            digits = int(math.log10(abs(value))) + 1
-        return f"a {digits}-digit number"
-    try:
-        return _SHOW.repr(value)
-    except (ValueError, RecursionError):
-        return f"a {type(value).__name__} too large to show"
 
 
 def parse_text(text: str, key: str = "the value") -> Any:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from typing import Any, get_args, get_origin
 
-from PySide6.QtCore import QRect, QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QRect, QSignalBlocker, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
@@ -50,8 +51,10 @@ ERROR_PROPERTY = "fieldError"
 ERROR_COLOR = "#e5534b"
 # Scoped to the editor so it works without the app theme; a dynamic property, not a
 # per-state stylesheet, so the theme's own look of the control is kept when valid.
-_ERROR_STYLE = (f'*[{ERROR_PROPERTY}="true"] {{ border: 1px solid {ERROR_COLOR}; '
-                f"border-radius: 3px; }}\n"
+# A spin box is not listed: a stylesheet border makes Fusion drop its arrows (_ErrorFrame).
+_ERROR_STYLE = (f'QLineEdit[{ERROR_PROPERTY}="true"], QComboBox[{ERROR_PROPERTY}="true"], '
+                f'QCheckBox[{ERROR_PROPERTY}="true"] '
+                f"{{ border: 1px solid {ERROR_COLOR}; border-radius: 3px; }}\n"
                 f'QCheckBox[{ERROR_PROPERTY}="true"] {{ padding: 2px; }}\n'
                 f"QLabel#fieldErrorMessage {{ color: {ERROR_COLOR}; }}")
 
@@ -155,6 +158,27 @@ class _WideSpinBox(_FieldSteps, _NoWheelUnlessFocused, QDoubleSpinBox):
     """Integer spin box for ranges past 32 bits (seeds, step limits): exact up to 2**53."""
 
 
+class _ErrorFrame(QWidget):
+    """The error border drawn over a spin box, whose arrows a stylesheet border would drop."""
+
+    def __init__(self, control: QWidget):
+        super().__init__(control)
+        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.hide()
+        control.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # Qt override
+        if event.type() == QEvent.Type.Resize:
+            self.setGeometry(watched.rect())
+        return False
+
+    def paintEvent(self, _event) -> None:  # Qt override
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QPen(QColor(ERROR_COLOR), 1))
+        painter.drawRoundedRect(self.rect().adjusted(0, 0, -1, -1), 3, 3)
+
+
 class _WrappedLabel(QLabel):
     """A word-wrapped label, as wide as its parent, as tall as its text at that width.
 
@@ -208,6 +232,7 @@ class FieldEditor(QWidget):
         self._row.addWidget(control, 0 if isinstance(control, QCheckBox) else 1)
 
         self._errors = ""
+        self._frame = _ErrorFrame(control) if isinstance(control, QAbstractSpinBox) else None
         self._message = _WrappedLabel(self)
         self._message.setObjectName("fieldErrorMessage")
         self._message.setWordWrap(True)
@@ -259,6 +284,9 @@ class FieldEditor(QWidget):
         self.control.setProperty(ERROR_PROPERTY, bool(messages))
         self.control.style().unpolish(self.control)
         self.control.style().polish(self.control)
+        if self._frame is not None:
+            self._frame.setGeometry(self.control.rect())
+            self._frame.setVisible(bool(messages))
         self.control.updateGeometry()  # the border changes the size hint
         self.setToolTip(f"{text}\n\n{self._tooltip}" if text else self._tooltip)
         self._message.setText(below)

@@ -86,6 +86,7 @@ def test_a_typed_out_of_range_integer_is_marked_not_clamped(panel, qtbot):
     assert spin.text() == "0" and panel.config().data.batch_size == 0
     message = "data.batch_size must be >= 1 (got 0)"
     assert panel.editor("data.batch_size").error() == message == panel.errors()[0]
+    assert panel.editor("data.batch_size")._frame.isVisible()  # a border that keeps the arrows
     qtbot.keyClick(spin, Qt.Key.Key_Up)  # the arrows step back into the range
     assert spin.value() == 1 and panel.errors() == []
     spin.lineEdit().selectAll()
@@ -153,6 +154,7 @@ def test_save_writes_the_choices_confirms_and_remembers_the_folder(window, tmp_p
     saved = tmp_path / "mine" / "run.toml"
     assert window.messages.message() == f"Saved the configuration to {saved}"
     text = saved.read_text()
+    assert "hidden = [16]" in text  # a list on one line, as a person writes it
     assert "betas" not in text and "noise" not in text  # noise: moons' default
     assert "[data]" in text and 'dataset = "moons"' in text and "momentum = 0.8" in text
     again = RunConfig.load(saved)
