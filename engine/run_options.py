@@ -46,8 +46,9 @@ CLASSIFICATION_LOSSES = ("cross_entropy", "bce", "hinge")
 REGRESSION_LOSSES = ("mse", "l1", "huber")
 MONITORED = ("val_loss", "val_accuracy", "val_mse", "val_mae", "val_r2")
 BUILT_IN_ARCHS = {"model.arch": list(ARCHS)}  # not custom:file.py, which builds itself
-# Layer widths: the MLP, the cnn's head, and resnet on tabular data; conv channels the rest.
-TABULAR_WIDTHS = [{"model.arch": ["mlp", "cnn"]},
+# Hidden widths and batch norm: the MLP, the cnn's head and conv stages, resnet on tabular
+# data (on images resnet always normalizes); conv channels: the cnn, resnet on images.
+HIDDEN_LAYERS = [{"model.arch": ["mlp", "cnn"]},
                   {"model.arch": ["resnet"], "data.dataset": {"not": list(IMAGE_DATASETS)}}]
 CONV_CHANNELS = [{"model.arch": ["cnn"]},
                  {"model.arch": ["resnet"], "data.dataset": list(IMAGE_DATASETS)}]
@@ -91,7 +92,7 @@ class ModelConfig:
     hidden: list[int] = opt([128, 64], "Hidden widths", "Width of each hidden layer of the MLP "
                             "(and of the residual blocks of resnet on tabular data).",
                             item_min=1, item_max=10**9, max_items=1000,
-                            relevant_when=TABULAR_WIDTHS)
+                            relevant_when=HIDDEN_LAYERS)
     channels: list[int] = opt([32, 64], "Conv channels", "Output channels of each convolution "
                               "stage (cnn, resnet on image data).",
                               item_min=1, item_max=10**6, max_items=1000,
@@ -103,7 +104,7 @@ class ModelConfig:
                          min=0.0, max=1.0, max_exclusive=True,
                          relevant_when=BUILT_IN_ARCHS)
     batch_norm: bool = opt(False, "Batch norm", "Batch normalization after each hidden layer.",
-                           relevant_when=TABULAR_WIDTHS)
+                           relevant_when=HIDDEN_LAYERS)
     init: str = opt("", "Start from weights", "A .safetensors file (from `torchwork export` or "
                     "`torchwork compress`) whose weights the model starts from instead of a "
                     "random initialization; layers take the file's sizes, so a pruned model "

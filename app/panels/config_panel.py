@@ -166,7 +166,8 @@ class ConfigPanel(QWidget):
 
     # --- unsaved edits --------------------------------------------------------
     def _state(self) -> tuple:
-        return self.config().to_dict(), tuple(self._parse_errors(self.config()))
+        cfg = self.config()
+        return cfg.to_dict(), tuple(self._parse_errors(cfg))
 
     def mark_clean(self) -> None:
         """The form as it is now counts as saved (after a load, a save or a run start)."""
