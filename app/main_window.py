@@ -269,13 +269,17 @@ class MainWindow(QMainWindow):
 
     # --- run control -------------------------------------------------------------
     def start_run(self) -> None:
-        errors = self.config_panel.errors()
-        if errors or self.bridge.busy:
+        if self.bridge.busy:
+            return
+        errors = self.config_panel.check()  # again: a file may have gone since the last edit
+        if errors:
+            self.messages.show_message(f"Cannot start: {errors[0]}", "error")
             return
         self.messages.dismiss()
         self.plots.clear()
         self.status.reset()
         cfg = self.config_panel.config()
+        self.config_panel.mark_clean()
         self.settings.setValue("last_config", cfg.to_toml())
         try:
             self.bridge.start(cfg)
@@ -298,9 +302,8 @@ class MainWindow(QMainWindow):
     def resume_checkpoint_dialog(self) -> None:
         run_id = self._pick_run("Resume from checkpoint", "Resume",
                                 ("stopped", "interrupted", "failed"))
-        if run_id is None:
+        if run_id is None or not self.open_run(run_id):
             return
-        self.open_run(run_id)
         self.bridge.resume_run(run_id)
 
     def _on_state(self, state: str) -> None:
@@ -344,6 +347,8 @@ class MainWindow(QMainWindow):
 
     # --- files and runs ------------------------------------------------------------
     def new_run(self) -> None:
+        if not self.may_replace_form():
+            return
         self.config_panel.set_config(RunConfig())
         self.plots.clear()
         self.status.reset()
@@ -358,9 +363,12 @@ class MainWindow(QMainWindow):
                                               self.settings.value("last_dir", ""),
                                               "Run configurations (*.toml)")
         if path:
+            self.settings.setValue("last_dir", str(Path(path).parent))
             self.open_config(path)
 
     def open_config(self, path: str) -> bool:
+        if not self.may_replace_form():
+            return False
         try:
             cfg = RunConfig.load(path, validate=False)
         except ConfigError as exc:
@@ -371,31 +379,43 @@ class MainWindow(QMainWindow):
         self.messages.dismiss()
         return True
 
-    def save_config_dialog(self) -> None:
+    def save_config_dialog(self) -> bool:
+        """Ask where to save, starting in the folder the user last chose (home at first)."""
+        cfg = self.config_panel.config()
+        arch = "custom" if cfg.model.arch.startswith("custom:") else cfg.model.arch
+        folder = self.settings.value("last_dir", "") or str(Path.home())
         path, _ = QFileDialog.getSaveFileName(self, "Save run configuration",
-                                              self.settings.value("last_dir", ""),
+                                              str(Path(folder) / f"{cfg.data.dataset}-{arch}.toml"),
                                               "Run configurations (*.toml)")
-        if path:
-            self.save_config(path if path.endswith(".toml") else path + ".toml")
+        if not path:
+            return False
+        return self.save_config(path if path.endswith(".toml") else path + ".toml")
 
-    def save_config(self, path: str) -> None:
+    def save_config(self, path: str) -> bool:
+        """Write the options that apply and differ from the defaults (the dataset and model
+        always), so the file reads as the choices made and loads back to the same run."""
         try:
-            self.config_panel.config().save(path)
+            self.config_panel.config().save(path, changes_only=True)
         except OSError as exc:
             self.messages.show_message(f"Cannot save {path}: {exc}", "error")
-            return
+            return False
+        self.config_panel.mark_clean()
         self._remember(path)
-        self.statusBar().showMessage(f"Saved {path}", 5000)
+        self.settings.setValue("last_dir", str(Path(path).resolve().parent))
+        self.messages.show_message(f"Saved the configuration to {Path(path).resolve()}", "info")
+        return True
 
     def open_run_dialog(self) -> None:
         run_id = self._pick_run("Open run", "Open")
         if run_id is not None:
             self.open_run(run_id)
 
-    def open_run(self, run_id: int) -> None:
-        """Show a workspace run's configuration and curves again."""
+    def open_run(self, run_id: int) -> bool:
+        """Show a workspace run's configuration and curves again (False: not shown)."""
         from engine.workspace import Workspace, WorkspaceError
 
+        if not self.may_replace_form():
+            return False
         try:
             with Workspace(self.workspace_dir) as ws:
                 run = ws.get_run(run_id)
@@ -403,7 +423,7 @@ class MainWindow(QMainWindow):
                 hardware = ws.hardware_samples(run.id)
         except (WorkspaceError, OSError) as exc:
             self.messages.show_message(f"Cannot open run {run_id}: {exc}", "error", OPEN_RUN)
-            return
+            return False
         cfg = run.config
         self.config_panel.set_config(cfg)
         self.plots.clear()
@@ -415,6 +435,26 @@ class MainWindow(QMainWindow):
         if run.error:
             self.messages.show_message(f"Run {run.id} {run.status}: {run.error}", "warning",
                                        OPEN_RUN)
+        return True
+
+    def may_replace_form(self) -> bool:
+        """Before the form is replaced: its edits since the last load, save or start are
+        saved, discarded or kept (False: the user cancelled, or did not save after all)."""
+        if not self.config_panel.is_modified():
+            return True
+        answer = self.ask_unsaved()
+        if answer == "save":
+            return self.save_config_dialog()
+        return answer == "discard"
+
+    def ask_unsaved(self) -> str:
+        """The user's choice for the form's unsaved edits: "save", "discard" or "cancel"
+        (tests replace this)."""
+        buttons = QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel
+        answer = QMessageBox.question(self, "Unsaved configuration", "The configuration has "
+                                      "edits that are not saved. Save them first?", buttons,
+                                      QMessageBox.Save)
+        return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(answer, "cancel")
 
     def _pick_run(self, title: str, action: str, allowed=None) -> int | None:
         from engine.workspace import Workspace, WorkspaceError
@@ -432,7 +472,6 @@ class MainWindow(QMainWindow):
         path = str(Path(path).resolve())
         recent = [p for p in self._recent() if p != path]
         self.settings.setValue("recent", [path, *recent][:MAX_RECENT])
-        self.settings.setValue("last_dir", str(Path(path).parent))
         self._fill_recent()
 
     def _recent(self) -> list[str]:

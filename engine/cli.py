@@ -177,6 +177,9 @@ def _config_for_run(args) -> RunConfig:
             beside = path.parent / file
             file = beside if beside.exists() else Path.cwd() / file
         cfg.model.init = str(file.resolve())
+    missing = cfg.file_errors()  # before a workspace run is created for it
+    if missing:
+        raise ConfigError(missing)
     return cfg
 
 

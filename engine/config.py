@@ -12,7 +12,6 @@ import dataclasses
 import difflib
 import math
 import re
-import reprlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,8 @@ else:  # pragma: no cover
 import tomli_w
 
 from engine.files import write_text_atomic
+from engine.relevance import applies, describe_rule
+from engine.run_files import FILE_KEYS, file_problem
 from engine.run_options import (
     ARCHS,
     CLASSIFICATION_LOSSES,
@@ -47,14 +48,16 @@ from engine.run_options import (
     ScheduleConfig,
     TrainConfig,
 )
+from engine.show import show
 
 # The option declarations are read through this module as before.
 __all__ = ["ARCHS", "CLASSIFICATION_LOSSES", "DATASETS", "IMAGE_DATASETS", "MONITORED",
            "OPTIMIZERS", "REGRESSION_DATASETS", "REGRESSION_LOSSES", "SCHEDULES", "SECTIONS",
            "ConfigError", "DataConfig", "DistillConfig", "ModelConfig", "MonitorConfig",
            "OptimConfig", "PrecisionConfig", "RegularizationConfig", "RunConfig",
-           "ScheduleConfig", "TrainConfig", "all_keys", "check_value", "coerce", "field_default",
-           "field_meta", "field_type", "form_groups", "parse_text", "show"]
+           "ScheduleConfig", "TrainConfig", "all_keys", "applies", "check_value", "coerce",
+           "describe_rule", "field_default", "field_meta", "field_type", "file_problem",
+           "form_groups", "parse_text", "show"]
 
 
 class ConfigError(ValueError):
@@ -141,8 +144,26 @@ class RunConfig:
             cfg.validate()
         return cfg
 
-    def to_toml(self) -> str:
-        return tomli_w.dumps(self.to_dict())
+    def to_toml(self, *, changes_only: bool = False) -> str:
+        """Every value, or (``changes_only``) what a person would write: see ``changes``."""
+        if not changes_only:
+            return tomli_w.dumps(self.to_dict())
+        sections = [f"[{section}]\n" + "".join(f"{name} = {_literal(value)}\n"
+                                               for name, value in values.items())
+                    for section, values in self.changes().items()]
+        return SAVED_HEADER + "\n".join(sections)
+
+    def changes(self) -> dict[str, dict[str, Any]]:
+        """The options that apply and differ from their defaults, plus the always-saved keys,
+        by section: loading them gives this run back, and a reader sees only choices made."""
+        default = RunConfig()
+        out: dict[str, dict[str, Any]] = {}
+        for key in all_keys():
+            value = self.get(key)
+            if key in ALWAYS_SAVED or (self.applies(key) and value != default.get(key)):
+                section, name = key.split(".", 1)
+                out.setdefault(section, {})[name] = value
+        return out
 
     @classmethod
     def from_toml(cls, text: str, *, validate: bool = True) -> RunConfig:
@@ -168,8 +189,8 @@ class RunConfig:
         except ConfigError as exc:
             raise ConfigError([f"{path}: {m}" for m in exc.messages]) from None
 
-    def save(self, path: str | Path) -> None:
-        write_text_atomic(path, self.to_toml())
+    def save(self, path: str | Path, *, changes_only: bool = False) -> None:
+        write_text_atomic(path, self.to_toml(changes_only=changes_only))
 
     # --- access by dotted key --------------------------------------------
     def get(self, key: str) -> Any:
@@ -205,12 +226,18 @@ class RunConfig:
     def copy(self) -> RunConfig:
         return RunConfig.from_dict(self.to_dict(), validate=False)
 
+    def applies(self, key: str) -> bool:
+        """Whether the run uses ``key`` at all under the other values (its relevant_when)."""
+        return applies(field_meta(key)["relevant_when"], self.get)
+
     # --- validation --------------------------------------------------------
     def validate(self) -> None:
         """Check every value and the rules between them; raise ConfigError listing all problems."""
         errors = []
         for key in all_keys():
-            errors.extend(check_value(key, self.get(key)))
+            # An option that does not apply is never read: only what no file may hold is refused.
+            check = check_value if self.applies(key) else check_sane
+            errors.extend(check(key, self.get(key)))
         errors.extend(self._cross_checks())
         if errors:
             raise ConfigError(errors)
@@ -222,6 +249,14 @@ class RunConfig:
             return exc.messages
         return []
 
+    def file_errors(self) -> list[str]:
+        """Files the run would read that are not there (the model file, its starting weights,
+        an exported teacher). Kept out of ``validate``, which also reads stored runs whose
+        files may since have moved; checked before a run is started."""
+        found = [file_problem(key, value) for key in FILE_KEYS
+                 if (value := self.get(key))]
+        return [problem for problem in found if problem]
+
     @property
     def task(self) -> str:
         return "regression" if self.data.dataset in REGRESSION_DATASETS else "classification"
@@ -229,9 +264,8 @@ class RunConfig:
     def _cross_checks(self) -> list[str]:
         errs = []
         o, s, t, d, m = self.optim, self.schedule, self.train, self.data, self.model
-        if o.nesterov and (o.name != "sgd" or o.momentum <= 0):
-            errs.append(f"optim.nesterov=true needs optim.name='sgd' with optim.momentum > 0 "
-                        f"(got name={show(o.name)}, momentum={o.momentum})")
+        if o.name == "sgd" and o.nesterov and o.momentum <= 0:
+            errs.append(f"optim.nesterov=true needs optim.momentum > 0 (got {o.momentum})")
         if o.name == "lbfgs":
             if t.grad_accum_steps != 1:
                 errs.append(f"train.grad_accum_steps must be 1 with optim.name='lbfgs' (got "
@@ -242,7 +276,7 @@ class RunConfig:
             if self.precision.amp != "off":
                 errs.append(f"precision.amp must be 'off' with optim.name='lbfgs' "
                             f"(got {show(self.precision.amp)})")
-        if list(s.milestones) != sorted(set(s.milestones)):
+        if self.applies("schedule.milestones") and list(s.milestones) != sorted(set(s.milestones)):
             errs.append(f"schedule.milestones must be strictly increasing "
                         f"(got {show(s.milestones)})")
         if s.name == "plateau" and s.warmup_steps:
@@ -284,6 +318,19 @@ class RunConfig:
         return errs
 
 
+def _literal(value: Any) -> str:
+    """A TOML value on one line (tomli_w puts each item of an array on its own line)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    return tomli_w.dumps({"v": value})[len("v = "):].strip()
+
+
+# Saved files always name these, so a reader sees what the run trains, on what.
+ALWAYS_SAVED = ("data.dataset", "model.arch")
+SAVED_HEADER = ("# Torchwork run configuration: the options that differ from their defaults.\n"
+                "# `torchwork options` lists every option with its default.\n\n")
+
+
 # --- field helpers ---------------------------------------------------------
 
 def all_keys() -> list[str]:
@@ -322,27 +369,6 @@ def _unknown(key: str, known) -> str:
         hint = [k for k in known if k.split(".", 1)[-1] == name][:1]
     msg = f"unknown key {show(key)}"
     return msg + (f": did you mean {hint[0]!r}?" if hint else "")
-
-
-# Error messages show values through this: short, and safe for what Python cannot
-# print (an int beyond its 4,300-digit limit) or recurse through (deep nesting).
-_SHOW = reprlib.Repr()
-_SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxtuple = 3, 8, 8
-_SHOW.maxstring, _SHOW.maxother, _SHOW.maxlong = 60, 60, 40
-
-
-def show(value: Any) -> str:
-    """A value as an error message quotes it: never huge, never raising."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**40:
-        try:
-            digits = len(str(abs(value)))
-        except ValueError:  # past the int-str limit: count them from the logarithm
-            digits = int(math.log10(abs(value))) + 1
-        return f"a {digits}-digit number"
-    try:
-        return _SHOW.repr(value)
-    except (ValueError, RecursionError):
-        return f"a {type(value).__name__} too large to show"
 
 
 def parse_text(text: str, key: str = "the value") -> Any:
@@ -469,6 +495,20 @@ def _coerce_scalar(key, tp, value, bad):
             return value
         raise bad()
     raise bad()  # pragma: no cover
+
+
+def check_sane(key: str, value: Any) -> list[str]:
+    """What no option may hold even where it does not apply: non-finite numbers, NUL, or
+    more list items than it allows (a file is stored with every run)."""
+    items = value if isinstance(value, list) else [value]
+    most = field_meta(key)["max_items"]
+    if most is not None and len(items) > most:
+        return [f"{key} must list at most {most} values (got {len(items)})"]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+        return [f"{key} must be finite numbers (got {show(value)})"]
+    if isinstance(value, str) and "\x00" in value:
+        return [f"{key} must not contain a NUL character (got {show(value)})"]
+    return []
 
 
 def check_value(key: str, value: Any) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import get_args, get_origin
 
-from .config import SECTIONS, all_keys, field_default, field_meta, field_type
+from .config import SECTIONS, all_keys, describe_rule, field_default, field_meta, field_type
 
 INTRO = ("Every option of a run, generated from `engine/config.py` by "
          "`torchwork options --markdown`. Set them in the run's TOML file under their "
@@ -53,6 +53,15 @@ def _default(key: str) -> str:
     return str(value)
 
 
+def applies_when(key: str) -> str:
+    """The sentence saying when an option is used ("Applies when optim.name is sgd.").
+
+    Empty for an option every run uses.
+    """
+    rule = describe_rule(field_meta(key)["relevant_when"])
+    return f"Applies when {rule}." if rule else ""
+
+
 def markdown() -> str:
     lines = ["# Run options", "", INTRO, ""]
     for section in SECTIONS:
@@ -60,7 +69,9 @@ def markdown() -> str:
                   "|---|---|---|---|"]
         for key in (k for k in all_keys() if k.startswith(section + ".")):
             meta = field_meta(key)
-            text = f"**{meta['label']}.** {meta['help']}".replace("|", "\\|")
+            when = applies_when(key)
+            text = f"**{meta['label']}.** {meta['help']}" + (f" *{when}*" if when else "")
+            text = text.replace("|", "\\|")
             lines.append(f"| `{key}` | `{_default(key)}` | {allowed(key)} | {text} |")
         lines.append("")
     return "\n".join(lines)
@@ -74,5 +85,7 @@ def plain() -> str:
             meta = field_meta(key)
             lines.append(f"  {key} = {_default(key)}    ({allowed(key).replace('`', '')})")
             lines.append(f"      {meta['label']}: {meta['help']}")
+            if applies_when(key):
+                lines.append(f"      {applies_when(key)}")
         lines.append("")
     return "\n".join(lines)

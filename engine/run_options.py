@@ -1,6 +1,13 @@
 """The options of a run, section by section: each field with its label, help, range and
 choices, from which engine.config builds validation, TOML and ``--set``, and the app its
 forms. A new option is one edit here.
+
+``relevant_when`` says when a field is used at all, as plain data the engine evaluates
+(engine.config.applies): ``{"optim.name": ["sgd", "rmsprop"]}`` (the key's value is one
+of these), ``{"distill.teacher": {"not": [""]}}`` (none of these), ``{"key": {">": 0}}``.
+Conditions in one dict must all hold; a list of dicts holds when any of them does. A
+field that does not apply is hidden in the form, left out of saved files and not
+range-checked, because nothing reads it.
 """
 
 from __future__ import annotations
@@ -10,7 +17,8 @@ from dataclasses import dataclass, field
 
 def opt(default, label: str, help: str, *, min=None, max=None, min_exclusive=False,
         max_exclusive=False, choices=None, pattern=None, pattern_hint=None, item_min=None,
-        item_max=None, item_max_exclusive=False, min_items=None, max_items=None):
+        item_max=None, item_max_exclusive=False, min_items=None, max_items=None,
+        relevant_when=None):
     """A config field with the metadata forms and validation are built from.
 
     List fields bound each item (item_min, item_max) and their length (min_items,
@@ -21,7 +29,7 @@ def opt(default, label: str, help: str, *, min=None, max=None, min_exclusive=Fal
                 max_exclusive=max_exclusive, choices=tuple(choices) if choices else None,
                 pattern=pattern, pattern_hint=pattern_hint, item_min=item_min,
                 item_max=item_max, item_max_exclusive=item_max_exclusive,
-                min_items=min_items, max_items=max_items)
+                min_items=min_items, max_items=max_items, relevant_when=relevant_when)
     if isinstance(default, list):
         return field(default_factory=lambda d=tuple(default): list(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -37,6 +45,13 @@ SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "warmup_c
 CLASSIFICATION_LOSSES = ("cross_entropy", "bce", "hinge")
 REGRESSION_LOSSES = ("mse", "l1", "huber")
 MONITORED = ("val_loss", "val_accuracy", "val_mse", "val_mae", "val_r2")
+BUILT_IN_ARCHS = {"model.arch": list(ARCHS)}  # not custom:file.py, which builds itself
+# Hidden widths and batch norm: the MLP, the cnn's head and conv stages, resnet on tabular
+# data (on images resnet always normalizes); conv channels: the cnn, resnet on images.
+HIDDEN_LAYERS = [{"model.arch": ["mlp", "cnn"]},
+                  {"model.arch": ["resnet"], "data.dataset": {"not": list(IMAGE_DATASETS)}}]
+CONV_CHANNELS = [{"model.arch": ["cnn"]},
+                 {"model.arch": ["resnet"], "data.dataset": list(IMAGE_DATASETS)}]
 
 
 @dataclass
@@ -49,12 +64,16 @@ class DataConfig:
                               "validation (stratified for classification).",
                               min=0.0, max=0.9, min_exclusive=True)
     n_samples: int = opt(2000, "Samples", "Number of generated samples (synthetic and moons).",
-                         min=20, max=100_000_000)
+                         min=20, max=100_000_000,
+                         relevant_when={"data.dataset": ["synthetic", "moons"]})
     n_features: int = opt(20, "Features", "Number of generated features (synthetic).",
-                          min=2, max=100_000)
-    n_classes: int = opt(2, "Classes", "Number of generated classes (synthetic).", min=2, max=1000)
+                          min=2, max=100_000,
+                          relevant_when={"data.dataset": ["synthetic"]})
+    n_classes: int = opt(2, "Classes", "Number of generated classes (synthetic).", min=2, max=1000,
+                         relevant_when={"data.dataset": ["synthetic"]})
     noise: float = opt(0.2, "Noise", "Standard deviation of the noise added to 'moons'.",
-                       min=0.0, max=10.0)
+                       min=0.0, max=10.0,
+                       relevant_when={"data.dataset": ["moons"]})
     standardize: bool = opt(True, "Standardize features", "Scale features to zero mean and unit "
                             "variance, fitted on the training split only.")
     num_workers: int = opt(0, "Loader workers", "DataLoader worker processes; 0 loads in the "
@@ -72,15 +91,20 @@ class ModelConfig:
                     pattern_hint="custom:path/to/file.py")
     hidden: list[int] = opt([128, 64], "Hidden widths", "Width of each hidden layer of the MLP "
                             "(and of the residual blocks of resnet on tabular data).",
-                            item_min=1, item_max=10**9, max_items=1000)
+                            item_min=1, item_max=10**9, max_items=1000,
+                            relevant_when=HIDDEN_LAYERS)
     channels: list[int] = opt([32, 64], "Conv channels", "Output channels of each convolution "
                               "stage (cnn, resnet on image data).",
-                              item_min=1, item_max=10**6, max_items=1000)
+                              item_min=1, item_max=10**6, max_items=1000,
+                              relevant_when=CONV_CHANNELS)
     activation: str = opt("relu", "Activation", "Non-linearity between layers.",
-                          choices=("relu", "gelu", "silu", "tanh", "leaky_relu"))
+                          choices=("relu", "gelu", "silu", "tanh", "leaky_relu"),
+                          relevant_when=BUILT_IN_ARCHS)
     dropout: float = opt(0.0, "Dropout", "Probability of zeroing an activation during training.",
-                         min=0.0, max=1.0, max_exclusive=True)
-    batch_norm: bool = opt(False, "Batch norm", "Batch normalization after each hidden layer.")
+                         min=0.0, max=1.0, max_exclusive=True,
+                         relevant_when=BUILT_IN_ARCHS)
+    batch_norm: bool = opt(False, "Batch norm", "Batch normalization after each hidden layer.",
+                           relevant_when=HIDDEN_LAYERS)
     init: str = opt("", "Start from weights", "A .safetensors file (from `torchwork export` or "
                     "`torchwork compress`) whose weights the model starts from instead of a "
                     "random initialization; layers take the file's sizes, so a pruned model "
@@ -97,13 +121,17 @@ class OptimConfig:
                               "AdamW, an L2 term folded into the gradient for the others.",
                               min=0.0, max=1.0)
     momentum: float = opt(0.9, "Momentum", "Momentum for SGD and RMSprop.", min=0.0, max=1.0,
-                          max_exclusive=True)
-    nesterov: bool = opt(False, "Nesterov", "Nesterov momentum (SGD with momentum > 0 only).")
+                          max_exclusive=True,
+                          relevant_when={"optim.name": ["sgd", "rmsprop"]})
+    nesterov: bool = opt(False, "Nesterov", "Nesterov momentum (SGD with momentum > 0 only).",
+                         relevant_when={"optim.name": ["sgd"]})
     betas: list[float] = opt([0.9, 0.999], "Betas", "Adam/AdamW moment coefficients.",
                              item_min=0.0, item_max=1.0, item_max_exclusive=True,
-                             min_items=2, max_items=2)
+                             min_items=2, max_items=2,
+                             relevant_when={"optim.name": ["adam", "adamw"]})
     lbfgs_history: int = opt(10, "L-BFGS history", "Update history size for L-BFGS.",
-                             min=1, max=1000)
+                             min=1, max=1000,
+                             relevant_when={"optim.name": ["lbfgs"]})
 
 
 @dataclass
@@ -115,16 +143,22 @@ class ScheduleConfig:
                             "optimizer steps before the schedule (not with plateau; for "
                             "onecycle it sets the rising phase).", min=0, max=10_000_000)
     step_size: int = opt(10, "Step size (epochs)", "Epochs between decays (step).",
-                         min=1, max=100_000)
+                         min=1, max=100_000,
+                         relevant_when={"schedule.name": ["step"]})
     milestones: list[int] = opt([30, 60], "Milestones (epochs)", "Epochs at which the rate "
                                 "decays (multistep).", item_min=1, item_max=1_000_000,
-                                max_items=1000)
+                                max_items=1000,
+                                relevant_when={"schedule.name": ["multistep"]})
     gamma: float = opt(0.1, "Decay factor", "Multiplier at each decay (step, multistep, plateau); "
-                       "per epoch for exponential.", min=0.0, max=1.0, min_exclusive=True)
+                       "per epoch for exponential.", min=0.0, max=1.0, min_exclusive=True,
+                       relevant_when={"schedule.name": ["step", "multistep", "exponential",
+                                                        "plateau"]})
     min_lr: float = opt(0.0, "Minimum LR", "Floor of the rate (cosine, warmup_cosine, plateau).",
-                        min=0.0, max=10.0)
+                        min=0.0, max=10.0,
+                        relevant_when={"schedule.name": ["cosine", "warmup_cosine", "plateau"]})
     patience: int = opt(5, "Plateau patience", "Epochs without improvement before a plateau "
-                        "decay.", min=0, max=10_000)
+                        "decay.", min=0, max=10_000,
+                        relevant_when={"schedule.name": ["plateau"]})
 
 
 @dataclass
@@ -135,13 +169,17 @@ class RegularizationConfig:
                     "also flows through the optimizer's moment estimates (unlike decoupled "
                     "weight decay).", min=0.0, max=10.0)
     label_smoothing: float = opt(0.0, "Label smoothing", "Cross-entropy target smoothing.",
-                                 min=0.0, max=1.0, max_exclusive=True)
+                                 min=0.0, max=1.0, max_exclusive=True,
+                                 relevant_when={"train.loss": ["auto", "cross_entropy"],
+                                                "data.dataset": {"not": list(REGRESSION_DATASETS)}})
     early_stopping_patience: int = opt(0, "Early stopping patience", "Epochs without improvement "
                                        "before stopping; 0 turns early stopping off. The best "
                                        "weights are restored.", min=0, max=10_000)
     early_stopping_min_delta: float = opt(0.0, "Min improvement", "Smallest change of the "
                                           "monitored metric that counts as improvement.",
-                                          min=0.0, max=1e6)
+                                          min=0.0, max=1e6,
+                                          relevant_when={
+                                              "regularization.early_stopping_patience": {">": 0}})
     early_stopping_metric: str = opt("val_loss", "Monitored metric", "Validation metric watched "
                                      "by early stopping and the plateau schedule, and "
                                      "reported as the run's best.",
@@ -153,7 +191,8 @@ class PrecisionConfig:
     amp: str = opt("off", "Mixed precision", "Autocast: fp16 (CUDA, with a gradient scaler) or "
                    "bf16 (CUDA and CPU).", choices=("off", "fp16", "bf16"))
     channels_last: bool = opt(False, "Channels last", "NHWC memory format for convolutional "
-                              "models (faster on tensor cores).")
+                              "models (faster on tensor cores).",
+                              relevant_when={"data.dataset": list(IMAGE_DATASETS)})
     compile: bool = opt(False, "torch.compile", "Compile the model; the first steps are slow "
                         "while it compiles.")
 
@@ -200,10 +239,12 @@ class DistillConfig:
                        "task loss at temperature T. Empty: no distillation.")
     alpha: float = opt(0.7, "Teacher weight (alpha)", "Share of the loss that follows the "
                        "teacher's softened outputs; the rest is the task loss.",
-                       min=0.0, max=1.0)
+                       min=0.0, max=1.0,
+                       relevant_when={"distill.teacher": {"not": [""]}})
     temperature: float = opt(4.0, "Temperature", "Softens both models' outputs before they are "
                              "compared; 2 to 8 is usual.", min=0.0, max=100.0,
-                             min_exclusive=True)
+                             min_exclusive=True,
+                             relevant_when={"distill.teacher": {"not": [""]}})
 
 
 SECTIONS = {

@@ -5,6 +5,10 @@ The panel is a view of one RunConfig. The groups and their order come from
 shown is the engine's own validation message: every editor whose key a message
 names is marked, and the message is written under the first of them (the one
 it is about); so a new option or rule needs no edit here.
+
+A row shows only while its option applies (the field's ``relevant_when``, as the
+engine evaluates it) or while a message names it, and the rows are re-evaluated
+after every edit, so choosing SGD brings momentum in and Adam takes it away.
 """
 
 from __future__ import annotations
@@ -61,8 +65,11 @@ class ConfigPanel(QWidget):
         super().__init__(parent)
         self._base = RunConfig()  # values kept for editors whose text does not parse
         self._editors: dict[str, FieldEditor] = {}
+        self._rows: dict[str, QFormLayout] = {}
+        self._boxes: dict[QGroupBox, list[str]] = {}
         self._validity: tuple[bool, str] | None = None
         self._read_only = False
+        self._clean: tuple | None = None  # the form as last loaded, saved or started
 
         content = QWidget()
         column = QVBoxLayout(content)
@@ -122,6 +129,8 @@ class ConfigPanel(QWidget):
             form.addRow(label, editor)
             labels.append(label)
             self._editors[key] = editor
+            self._rows[key] = form
+        self._boxes[box] = keys
         return box
 
     # --- the config ---------------------------------------------------------
@@ -141,10 +150,36 @@ class ConfigPanel(QWidget):
         for key, editor in self._editors.items():
             editor.set_value(cfg.get(key))
         self._refresh()
+        self.mark_clean()
 
     def errors(self) -> list[str]:
-        """Every problem: text that does not parse, then the engine's validation messages."""
-        return self._parse_errors() + self.config().errors()
+        """Every problem: text that does not parse, the engine's validation messages, then
+        files the run would read that are not there (checked now: files come and go)."""
+        cfg = self.config()
+        return self._parse_errors(cfg) + cfg.errors() + cfg.file_errors()
+
+    def check(self) -> list[str]:
+        """Validate again now (a file may have gone since the last edit), mark what is wrong
+        and return every problem; what Start asks before it starts."""
+        self._refresh()
+        return self.errors()
+
+    # --- unsaved edits --------------------------------------------------------
+    def _state(self) -> tuple:
+        cfg = self.config()
+        return cfg.to_dict(), tuple(self._parse_errors(cfg))
+
+    def mark_clean(self) -> None:
+        """The form as it is now counts as saved (after a load, a save or a run start)."""
+        self._clean = self._state()
+
+    def is_modified(self) -> bool:
+        """Whether the values differ from the last load, save or run start."""
+        return self._state() != self._clean
+
+    def is_shown(self, key: str) -> bool:
+        """Whether the row of ``key`` is on show (its option applies, or a message names it)."""
+        return not self._editors[key].isHidden()
 
     def is_valid(self) -> bool:
         return not self.errors()
@@ -174,9 +209,12 @@ class ConfigPanel(QWidget):
                 return
 
     # --- validation -----------------------------------------------------------
-    def _parse_errors(self) -> list[str]:
+    def _parse_errors(self, cfg: RunConfig) -> list[str]:
+        """Text that does not parse, in the rows whose option applies (the others are unread)."""
         messages = []
-        for editor in self._editors.values():
+        for key, editor in self._editors.items():
+            if not cfg.applies(key):
+                continue
             try:
                 editor.value()
             except ConfigError as exc:
@@ -189,7 +227,7 @@ class ConfigPanel(QWidget):
     def _refresh(self) -> RunConfig:
         """Mark every editor a current message names and report validity if it changed."""
         cfg = self.config()
-        messages = self._parse_errors() + cfg.errors()
+        messages = self._parse_errors(cfg) + cfg.errors() + cfg.file_errors()
         marks: dict[str, list[str]] = {key: [] for key in self._editors}
         inline: dict[str, list[str]] = {key: [] for key in self._editors}
         for message in messages:
@@ -200,12 +238,22 @@ class ConfigPanel(QWidget):
                 inline[named[0]].append(message)
         for key, editor in self._editors.items():
             editor.set_error(marks[key], inline[key])
+        self._show_relevant(cfg, marks)
         self._show_summary(messages)
         validity = (not messages, messages[0] if messages else "")
         if validity != self._validity:
             self._validity = validity
             self.validityChanged.emit(*validity)
         return cfg
+
+    def _show_relevant(self, cfg: RunConfig, marks: dict[str, list[str]]) -> None:
+        """Show the rows whose option applies or carries a message; a group with none hides."""
+        for key, form in self._rows.items():
+            shown = cfg.applies(key) or bool(marks[key])
+            if shown == self._editors[key].isHidden():
+                form.setRowVisible(self._editors[key], shown)
+        for box, keys in self._boxes.items():
+            box.setVisible(any(not self._editors[k].isHidden() for k in keys))
 
     def _show_summary(self, messages: list[str]) -> None:
         if not messages:

@@ -16,8 +16,10 @@ from __future__ import annotations
 import re
 from typing import Any, get_args, get_origin
 
-from PySide6.QtCore import QRect, QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QRect, QSignalBlocker, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -49,8 +51,10 @@ ERROR_PROPERTY = "fieldError"
 ERROR_COLOR = "#e5534b"
 # Scoped to the editor so it works without the app theme; a dynamic property, not a
 # per-state stylesheet, so the theme's own look of the control is kept when valid.
-_ERROR_STYLE = (f'*[{ERROR_PROPERTY}="true"] {{ border: 1px solid {ERROR_COLOR}; '
-                f"border-radius: 3px; }}\n"
+# A spin box is not listed: a stylesheet border makes Fusion drop its arrows (_ErrorFrame).
+_ERROR_STYLE = (f'QLineEdit[{ERROR_PROPERTY}="true"], QComboBox[{ERROR_PROPERTY}="true"], '
+                f'QCheckBox[{ERROR_PROPERTY}="true"] '
+                f"{{ border: 1px solid {ERROR_COLOR}; border-radius: 3px; }}\n"
                 f'QCheckBox[{ERROR_PROPERTY}="true"] {{ padding: 2px; }}\n'
                 f"QLabel#fieldErrorMessage {{ color: {ERROR_COLOR}; }}")
 
@@ -120,12 +124,59 @@ class _ComboBox(_NoWheelUnlessFocused, QComboBox):
     pass
 
 
-class _SpinBox(_NoWheelUnlessFocused, QSpinBox):
+class _FieldSteps:
+    """Mixin: the arrows and keys step within the field's range; typing may leave it.
+
+    The spin box itself spans the whole type, so a value typed out of range (batch
+    size 0) stays as typed and the engine's validation names it, instead of the box
+    silently clamping it to the nearest allowed value.
+    """
+
+    field_range: tuple[int, int] = _INT32
+
+    def stepBy(self, steps: int) -> None:  # Qt override
+        lo, hi = self.field_range
+        target = min(max(self.value() + steps * self.singleStep(), lo), hi)
+        self.setValue(target)
+        self.selectAll()
+
+    def stepEnabled(self):  # Qt override
+        lo, hi = self.field_range
+        flags = QAbstractSpinBox.StepEnabledFlag.StepNone
+        if self.value() > lo:
+            flags |= QAbstractSpinBox.StepEnabledFlag.StepDownEnabled
+        if self.value() < hi:
+            flags |= QAbstractSpinBox.StepEnabledFlag.StepUpEnabled
+        return flags
+
+
+class _SpinBox(_FieldSteps, _NoWheelUnlessFocused, QSpinBox):
     pass
 
 
-class _WideSpinBox(_NoWheelUnlessFocused, QDoubleSpinBox):
+class _WideSpinBox(_FieldSteps, _NoWheelUnlessFocused, QDoubleSpinBox):
     """Integer spin box for ranges past 32 bits (seeds, step limits): exact up to 2**53."""
+
+
+class _ErrorFrame(QWidget):
+    """The error border drawn over a spin box, whose arrows a stylesheet border would drop."""
+
+    def __init__(self, control: QWidget):
+        super().__init__(control)
+        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.hide()
+        control.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # Qt override
+        if event.type() == QEvent.Type.Resize:
+            self.setGeometry(watched.rect())
+        return False
+
+    def paintEvent(self, _event) -> None:  # Qt override
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QPen(QColor(ERROR_COLOR), 1))
+        painter.drawRoundedRect(self.rect().adjusted(0, 0, -1, -1), 3, 3)
 
 
 class _WrappedLabel(QLabel):
@@ -181,6 +232,7 @@ class FieldEditor(QWidget):
         self._row.addWidget(control, 0 if isinstance(control, QCheckBox) else 1)
 
         self._errors = ""
+        self._frame = _ErrorFrame(control) if isinstance(control, QAbstractSpinBox) else None
         self._message = _WrappedLabel(self)
         self._message.setObjectName("fieldErrorMessage")
         self._message.setWordWrap(True)
@@ -232,6 +284,9 @@ class FieldEditor(QWidget):
         self.control.setProperty(ERROR_PROPERTY, bool(messages))
         self.control.style().unpolish(self.control)
         self.control.style().polish(self.control)
+        if self._frame is not None:
+            self._frame.setGeometry(self.control.rect())
+            self._frame.setVisible(bool(messages))
         self.control.updateGeometry()  # the border changes the size hint
         self.setToolTip(f"{text}\n\n{self._tooltip}" if text else self._tooltip)
         self._message.setText(below)
@@ -338,11 +393,8 @@ class BoolEditor(FieldEditor):
 
 
 class IntEditor(FieldEditor):
-    """A spin box limited to the field's range, so out-of-range integers cannot be typed.
-
-    A loaded value outside the range widens it until the next value is shown, so
-    the form never silently changes a file's value; validation names it instead.
-    """
+    """A spin box whose arrows keep to the field's range; a value typed or loaded outside
+    it is kept as it is and marked with the engine's message, never silently changed."""
 
     def __init__(self, key: str, parent: QWidget | None = None):
         meta = field_meta(key)
@@ -355,19 +407,22 @@ class IntEditor(FieldEditor):
             spin.setDecimals(0)
         super().__init__(key, spin, parent)
         self.spin = spin
-        self._range = (lo, hi)
-        spin.setRange(lo, hi)
+        spin.field_range = (lo, hi)
+        spin.setRange(*self._limits)
         spin.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         spin.setAccelerated(True)
-        spin.valueChanged.connect(self.changed)
+        # the text, not the value: an emptied box is a problem to show, not the last value
+        spin.textChanged.connect(self.changed)
 
     def value(self) -> int:
-        return int(round(self.spin.value()))
+        text = self.spin.cleanText().strip()
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(coerce_message(self.key, text)) from None
 
     def _show(self, value: Any) -> None:
-        value = min(max(int(value), self._limits[0]), self._limits[1])
-        self.spin.setRange(min(self._range[0], value), max(self._range[1], value))
-        self.spin.setValue(value)
+        self.spin.setValue(min(max(int(value), self._limits[0]), self._limits[1]))
 
 
 class FloatEditor(FieldEditor):

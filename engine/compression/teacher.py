@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.config import ConfigError, RunConfig
+from engine.config import ConfigError, RunConfig, file_problem
 from engine.export import ExportInputError, load_run_model, rebuild_from_safetensors
 from engine.export.loading import CustomCodeRefused, named_model_file, read_safetensors_meta
 from engine.models.custom import PREFIX as CUSTOM
@@ -78,10 +78,10 @@ def load_teacher(ref: str, workspace=None, *, student_arch: str = ""
     """
     try:
         if ref.endswith(".safetensors"):
+            missing = file_problem("distill.teacher", ref)  # as the form shows it
+            if missing:
+                raise ConfigError(missing)
             path = Path(ref).expanduser()
-            if not path.is_file():
-                raise ConfigError(f"distill.teacher: {path} not found: give a run id or a "
-                                  f".safetensors file from `torchwork export`")
             model, meta = _rebuild_export(ref, path, student_arch)
             cfg = RunConfig.from_toml(meta["config"], validate=False) if "config" in meta \
                 else None

@@ -17,6 +17,8 @@ from types import ModuleType
 
 from torch import nn
 
+from engine.config import file_problem
+
 from .errors import ModelError
 
 PREFIX = "custom:"
@@ -25,6 +27,9 @@ _counter = itertools.count()
 
 def build_custom(arch: str, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
     """Load the file named after ``custom:`` (relative to the current directory) and build."""
+    missing = file_problem("model.arch", arch)  # the message the form shows before a run
+    if missing:
+        raise ModelError(missing)
     path = Path(arch[len(PREFIX):]).expanduser().resolve()
     where = f"model.arch={arch!r}"
     module = _load(path, where)
@@ -45,10 +50,6 @@ def build_custom(arch: str, input_shape: tuple[int, ...], num_outputs: int) -> n
 
 def _load(path: Path, where: str) -> ModuleType:
     """Import the file under a fresh module name, so loading two files never mixes them up."""
-    if not path.is_file():
-        missing = "is not a file" if path.exists() else "not found"
-        raise ModelError(f"{where}: {path} {missing}: give the path of a .py file (relative "
-                         f"paths start from the current directory, {Path.cwd()})")
     name = f"torchwork_custom_{path.stem}_{next(_counter)}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:

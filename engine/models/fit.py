@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from engine.config import file_problem
+
 from .errors import ModelError
 
 META_KEY = "torchwork"  # the metadata entry (safetensors header, ONNX props, .pt2 extra file)
@@ -112,10 +114,10 @@ def read_init(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors and the Torchwork metadata of a safetensors file ``model.init`` names."""
     from safetensors import SafetensorError, safe_open
 
+    missing = file_problem("model.init", str(path))  # the message the form shows before a run
+    if missing:
+        raise ModelError(missing)
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise ModelError(f"model.init: {path} not found: give a .safetensors file written by "
-                         f"`torchwork export --format safetensors` or by `torchwork compress`")
     try:
         with safe_open(str(path), framework="pt") as fh:
             header = fh.metadata() or {}

@@ -68,6 +68,19 @@ def test_bad_config_exits_2_with_one_clear_line(tiny_config, tmp_path, workspace
     assert not (workspace_dir / "runs").exists() or not list((workspace_dir / "runs").iterdir())
 
 
+def test_missing_files_are_named_together_before_a_workspace_is_touched(
+        tiny_config, tmp_path, workspace_dir, capsys):
+    path = write_config(tmp_path, tiny_config(**{"model.arch": "custom:gone.py",
+                                                  "model.init": "gone.safetensors"}))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("torchwork run: model.arch=")
+    # both, found where a relative path is looked for: beside the config, else here
+    assert f"{Path.cwd() / 'gone.py'} not found" in err
+    assert f"{Path.cwd() / 'gone.safetensors'} not found" in err
+    assert not workspace_dir.exists()
+
+
 def test_custom_model_errors_are_config_errors(tiny_config, tmp_path, workspace_dir, capsys):
     (tmp_path / "net.py").write_text("def build_model(input_shape, num_outputs):\n"
                                      "    raise RuntimeError('no layers yet')\n")

@@ -84,12 +84,14 @@ def test_choice_error_suggests_the_close_match():
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    (["optim.nesterov=true", "optim.name=adam"], "optim.nesterov=true needs optim.name='sgd'"),
+    (["optim.nesterov=true", "optim.name=sgd", "optim.momentum=0"],
+     "optim.nesterov=true needs optim.momentum > 0"),
     (["model.arch=cnn", "data.dataset=iris"], "model.arch='cnn' needs image data"),
     (["train.loss=mse", "data.dataset=iris"], "train.loss='mse' does not fit the classification"),
     (["regularization.early_stopping_metric=val_r2"], "is not measured for classification"),
     (["optim.name=lbfgs", "train.grad_accum_steps=2"], "train.grad_accum_steps must be 1"),
-    (["schedule.milestones=[5, 3]"], "schedule.milestones must be strictly increasing"),
+    (["schedule.name=multistep", "schedule.milestones=[5, 3]"],
+     "schedule.milestones must be strictly increasing"),
     (["schedule.name=plateau", "schedule.warmup_steps=10"], "schedule.warmup_steps must be 0"),
 ])
 def test_rules_between_options(overrides, expected):
@@ -157,6 +159,6 @@ def test_weights_file_and_distillation_options_are_checked():
     with pytest.raises(ConfigError, match="distill.teacher needs a classification dataset"):
         cfg.with_overrides(["distill.teacher=3", "data.dataset=diabetes"])
     with pytest.raises(ConfigError, match="distill.temperature must be > 0"):
-        cfg.with_overrides(["distill.temperature=0"])
+        cfg.with_overrides(["distill.teacher=3", "distill.temperature=0"])
     again = RunConfig.from_toml(cfg.with_overrides(["distill.teacher=3"]).to_toml())
     assert again.distill.teacher == "3"

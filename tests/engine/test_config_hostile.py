@@ -47,7 +47,8 @@ def refused(capsys, argv) -> str:
                                     "<= 1000000000 (got [2000000000])"),
     (["model.channels=[" + ", ".join(["1"] * 1001) + "]"],
      "model.channels must list at most 1000 values (got 1001)"),
-    (["schedule.milestones=[5, 2000000]"], "schedule.milestones must be a non-empty list"),
+    (["schedule.name=multistep", "schedule.milestones=[5, 2000000]"],
+     "schedule.milestones must be a non-empty list"),
     (["optim.betas=[0.9, 1.0]"], "optim.betas must be a non-empty list of values >= 0.0 and < "
                                  "1.0"),
     (["optim.betas=[0.9]"], "optim.betas must list 2 values (got 1)"),

@@ -272,5 +272,5 @@ def test_model_init_starts_a_run_from_a_file_and_keeps_its_zeros(tmp_path):
     loss.backward()
     torch.optim.SGD(model.parameters(), lr=1.0).step()
     assert bool((model[0].weight[:, :2] == 0).all())  # a mask keeps the pruned weights at zero
-    with pytest.raises(ModelError, match="model.init: .*nope.safetensors not found"):
+    with pytest.raises(ModelError, match="model.init=.*nope.safetensors not found"):
         start_from(model, tmp_path / "nope.safetensors")

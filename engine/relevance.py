@@ -1,0 +1,82 @@
+"""When an option is used at all: the ``relevant_when`` rules of engine.run_options.
+
+A rule is plain data, so the engine (validation, saved files, `torchwork options`)
+and the desktop form (which rows it shows) evaluate the same thing. See
+engine.run_options for the shape of a rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from engine.run_options import SECTIONS
+
+
+@dataclasses.dataclass
+class _Nothing:
+    """A section with no fields: what an unknown section name looks up."""
+
+
+def applies(rule, value_of) -> bool:
+    """Evaluate a ``relevant_when`` rule (see engine.run_options) with ``value_of(key)``."""
+    if rule is None:
+        return True
+    if isinstance(rule, list):
+        return any(applies(part, value_of) for part in rule)
+    return all(_holds(cond, value_of(key)) for key, cond in rule.items())
+
+
+def _holds(cond, value) -> bool:
+    if isinstance(cond, dict):
+        if "not" in cond:
+            return value not in cond["not"]
+        return value > cond[">"]
+    return value in cond
+
+
+def describe_rule(rule) -> str:
+    """A rule in words: "optim.name is sgd or rmsprop" ('' for an option always used)."""
+    if rule is None:
+        return ""
+    if isinstance(rule, list):
+        return "; or when ".join(describe_rule(part) for part in rule)
+    return " and ".join(_describe(key, cond) for key, cond in rule.items())
+
+
+def _describe(key: str, cond) -> str:
+    def alternatives(values) -> str:
+        return " or ".join(str(v) for v in values)
+
+    if isinstance(cond, dict):
+        if "not" in cond:
+            if list(cond["not"]) == [""]:
+                return f"{key} is set"
+            return f"{key} is not {alternatives(cond['not'])}"
+        return f"{key} > {cond['>']}"
+    return f"{key} is {alternatives(cond)}"
+
+
+def check_rule(key: str, rule) -> list[str]:
+    """Problems of one field's rule: unknown keys, operators, or values a key cannot take."""
+    parts = rule if isinstance(rule, list) else [] if rule is None else [rule]
+    problems = []
+    for part in parts:
+        for other, cond in part.items():
+            section, _, name = other.partition(".")
+            fields = {f.name: f for f in dataclasses.fields(SECTIONS.get(section, _Nothing))}
+            if name not in fields:
+                problems.append(f"{key}: relevant_when names {other!r}, which is no option")
+                continue
+            choices = fields[name].metadata["choices"]
+            if isinstance(cond, dict):
+                if set(cond) not in ({"not"}, {">"}):
+                    problems.append(f"{key}: relevant_when on {other} uses {set(cond)}: "
+                                    f"use a list of values, {{'not': [...]}} or {{'>': n}}")
+                    continue
+                values = cond.get("not", [])
+            else:
+                values = cond
+            if choices and set(values) - set(choices) - {""}:
+                problems.append(f"{key}: relevant_when lists {set(values) - set(choices)} "
+                                f"for {other}, which takes {', '.join(choices)}")
+    return problems

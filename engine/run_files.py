@@ -1,0 +1,38 @@
+"""The files a run reads, named by options: checked before a run starts, so the form
+and the command line say what is missing before anything is built.
+
+Relative paths start from the current directory, as the run's loaders read them;
+the loaders (custom model files, starting weights, a teacher export) raise the
+same message when a file has gone since.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.show import show
+
+# key -> (the file its value names, or None for a value that names none; what to give)
+FILE_KEYS = {
+    "model.arch": (lambda v: v[len("custom:"):] if v.startswith("custom:") else None,
+                   "the path of a .py file exposing build_model(input_shape, num_outputs)"),
+    "model.init": (lambda v: v,
+                   "a .safetensors file written by `torchwork export --format safetensors` "
+                   "or by `torchwork compress`"),
+    "distill.teacher": (lambda v: v if v.endswith(".safetensors") else None,
+                        "a run id or a .safetensors file from `torchwork export`"),
+}
+
+
+def file_problem(key: str, value: str) -> str | None:
+    """Why the file ``value`` of ``key`` names cannot be read, or None (also when it names
+    none). Relative paths start from the current directory, as the run's loaders read them."""
+    name_of, what = FILE_KEYS[key]
+    name = name_of(value)
+    if name is None:
+        return None
+    path = Path(name).expanduser()
+    if path.is_file():
+        return None
+    state = "is not a file" if path.exists() else "not found"
+    return f"{key}={show(value)}: {path.resolve()} {state}: give {what}"
