@@ -12,13 +12,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from PySide6.QtCore import QEvent, QObject, QTimer
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtWidgets import QApplication, QLabel, QWidget
 
 # what a user can do to reach a deferred part: it waits for the deferred work first
 INPUT = frozenset({QEvent.MouseButtonPress, QEvent.MouseButtonDblClick, QEvent.KeyPress,
                    QEvent.ShortcutOverride, QEvent.Shortcut, QEvent.Wheel,
                    QEvent.ContextMenu, QEvent.Close, QEvent.DragEnter, QEvent.Drop})
+
+
+def placeholder() -> QWidget:
+    """What a deferred dock shows in the first frame, should a restored layout show it."""
+    label = QLabel("Loading…")
+    label.setAlignment(Qt.AlignCenter)
+    label.setEnabled(False)
+    return label
 
 
 class AfterFirstPaint(QObject):

@@ -26,7 +26,7 @@ from engine.config import ConfigError, RunConfig
 
 from . import theme
 from .bridge import IDLE, PAUSED, RUNNING, STARTING, STOPPING, TrainingBridge
-from .deferred import AfterFirstPaint
+from .deferred import AfterFirstPaint, placeholder
 from .dialogs import RunPicker, TextDialog, about_text, shortcuts_html
 from .panels.config_panel import ConfigPanel
 from .panels.training_plots import TrainingPlots
@@ -74,13 +74,13 @@ class MainWindow(QMainWindow):
         # six training plots and eight hardware plots one above the other would each be
         # too small to read. A dock's tab can be dragged out, below the plots, say.
         # Their panels come in load_docks.
-        self.hardware_dock = self._dock("Hardware", "hardware", QWidget(),
+        self.hardware_dock = self._dock("Hardware", "hardware", placeholder(),
                                         Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.hardware_dock)
-        self.profiler_dock = self._dock("Profiler", "profiler", QWidget(),
+        self.profiler_dock = self._dock("Profiler", "profiler", placeholder(),
                                         Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.profiler_dock)
-        self.compression_dock = self._dock("Compression", "compression", QWidget(),
+        self.compression_dock = self._dock("Compression", "compression", placeholder(),
                                            Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.compression_dock)
         self.training_dock.raise_()
