@@ -14,6 +14,7 @@ launch gets a fresh settings folder and workspace (a first start). The load
 average before and after is printed beside the table: this VM is shared.
 
     python bench/startup.py [--rounds 5] [--compare /path/to/other/checkout]
+        [--command "dist/torchwork/torchwork"]  (the app launched another way: a bundle)
 
 QT_QPA_PLATFORM is left as set (offscreen when there is no DISPLAY): under Xvfb,
 DISPLAY=:N QT_QPA_PLATFORM=xcb python bench/startup.py.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -68,18 +70,19 @@ BEFORE = OUTSIDE_PROBE.format(
          "start = window.act_start.isEnabled()")
 
 
-def launch(kind: str, compare: Path | None, scratch: Path) -> dict[str, float]:
+def launch(kind: str, args: argparse.Namespace, scratch: Path) -> dict:
     probe = scratch / "probe.txt"
     probe.unlink(missing_ok=True)
     env = dict(os.environ, XDG_CONFIG_HOME=str(scratch / "config"),
                TORCHWORK_STARTUP_PROBE=str(probe), PYTHONPATH=str(ROOT))
     workspace = str(scratch / "workspace")
     if kind == "app":
-        cmd = [sys.executable, "-m", "app", "--workspace", workspace]
+        cmd = [*(shlex.split(args.command) if args.command else [sys.executable, "-m", "app"]),
+               "--workspace", workspace]
     elif kind == "control":
         cmd = [sys.executable, "-c", CONTROL, str(probe)]
     else:
-        env["PYTHONPATH"] = str(compare)
+        env["PYTHONPATH"] = str(args.compare)
         cmd = [sys.executable, "-c", BEFORE, str(probe), workspace]
     start = time.time()
     proc = subprocess.run(cmd, env=env, cwd=scratch, capture_output=True, text=True,
@@ -98,6 +101,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--compare", type=Path, metavar="DIR",
                         help="another checkout's root, timed as 'before'")
+    parser.add_argument("--command", help="launch the app with this command line instead "
+                        "of `python -m app` (e.g. a PyInstaller bundle's executable)")
     args = parser.parse_args()
     if not os.environ.get("DISPLAY") and not os.environ.get("QT_QPA_PLATFORM"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -110,7 +115,7 @@ def main() -> None:
             for kind in order:
                 scratch = Path(tmp, f"{kind}-{r}")
                 scratch.mkdir()
-                times[kind].append(launch(kind, args.compare, scratch))
+                times[kind].append(launch(kind, args, scratch))
     load_after = os.getloadavg()[0]
     print(f"platform {os.environ.get('QT_QPA_PLATFORM', 'xcb')}, {os.cpu_count()} CPUs, "
           f"load average {load_before:.2f} before, {load_after:.2f} after, "
@@ -125,7 +130,7 @@ def main() -> None:
             cells.append(f"{statistics.median(values):.2f} s ({min(values):.2f} - "
                          f"{max(values):.2f})")
         enabled = {t["start_enabled"] for t in times[kind]}
-        label = {"app": "torchwork window (this tree)",
+        label = {"app": f"torchwork window ({args.command or 'this tree'})",
                  "control": "control: bare QMainWindow (the floor)",
                  "before": f"before: {args.compare}"}[kind]
         modules = times[kind][-1]["modules"]
