@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import html
 import platform
+from typing import TYPE_CHECKING
 
-import torch
 from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import Qt, qVersion
 from PySide6.QtGui import QAction, QKeySequence
@@ -24,7 +24,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from engine.workspace import RunRecord
+if TYPE_CHECKING:  # engine.workspace (sqlite, psutil): not needed for the first paint
+    from engine.workspace import RunRecord
 
 from .widgets.timeline_keys import GESTURES, KEYS
 
@@ -113,6 +114,8 @@ class RunPicker(QDialog):
 
 
 def about_text() -> str:
+    import torch  # not at the window's start: About is opened rarely
+
     cuda = torch.version.cuda or "none (CPU build)"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none found"
     from engine import __version__

@@ -26,13 +26,9 @@ from engine.config import ConfigError, RunConfig
 
 from . import theme
 from .bridge import IDLE, PAUSED, RUNNING, STARTING, STOPPING, TrainingBridge
+from .deferred import AfterFirstPaint, placeholder
 from .dialogs import RunPicker, TextDialog, about_text, shortcut_rows, shortcuts_html
-from .panels.compression_panel import CompressionPanel
 from .panels.config_panel import ConfigPanel
-from .panels.export_dialog import ExportActions, Exporter
-from .panels.hardware_panel import HardwarePanel
-from .panels.profile_actions import ProfileActions
-from .panels.profiler_panel import ProfilerPanel
 from .panels.training_plots import TrainingPlots
 from .widgets.message_bar import MessageBar, MessageLog, with_bar
 from .widgets.message_history import MessageHistory
@@ -45,15 +41,17 @@ STATE_TEXT = {IDLE: "Ready", STARTING: "Preparing the run…", RUNNING: "Trainin
 
 
 class MainWindow(QMainWindow):
+    """``defer_docks``: build the Hardware, Profiler and Compression docks (and import
+    torch) after the first frame is on screen, as `torchwork` does; see app/deferred.py."""
+
     def __init__(self, config: RunConfig | None = None, *, workspace_dir=None,
-                 settings: QSettings | None = None):
+                 settings: QSettings | None = None, defer_docks: bool = False):
         super().__init__()
         self.settings = settings or QSettings("Torchwork", "Torchwork")
         self._valid = True
         self.history: MessageHistory | None = None
         self.workspace_dir = workspace_dir
         self.bridge = TrainingBridge(workspace_dir, self)
-        self.exporter = Exporter(workspace_dir, self)
         self.setWindowTitle("Torchwork")
         self.resize(1400, 860)
         self.setDockNestingEnabled(True)
@@ -79,24 +77,19 @@ class MainWindow(QMainWindow):
         # Hardware, Profiler and Compression are tabs beside Training: at the default size
         # six training plots and eight hardware plots one above the other would each be
         # too small to read. A dock's tab can be dragged out, below the plots, say.
-        self.hardware = HardwarePanel()
-        self.hardware_bar = MessageBar(self.log, scope="hardware")
-        self.hardware_dock = self._dock("Hardware", "hardware",
-                                        with_bar(self.hardware, self.hardware_bar),
+        # Their panels come in load_docks.
+        self.hardware_dock = self._dock("Hardware", "hardware", placeholder(),
                                         Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.hardware_dock)
-        self.profiler = ProfilerPanel(log=self.log)
-        self.profiler_dock = self._dock("Profiler", "profiler", self.profiler,
+        self.profiler_dock = self._dock("Profiler", "profiler", placeholder(),
                                         Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.profiler_dock)
-        self.compression = CompressionPanel(workspace_dir, self.bridge, log=self.log)
-        self.compression_dock = self._dock("Compression", "compression", self.compression,
+        self.compression_dock = self._dock("Compression", "compression", placeholder(),
                                            Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.compression_dock)
         self.training_dock.raise_()
         # live plots wait while their tab is behind another, and draw when it comes forward
         self.training_dock.visibilityChanged.connect(self.plots.set_shown)
-        self.hardware_dock.visibilityChanged.connect(self.hardware.set_shown)
         self.setCentralWidget(None)
 
         self._make_actions()
@@ -105,15 +98,44 @@ class MainWindow(QMainWindow):
         self._wire()
         self._apply_icons()
         self.plots.apply_theme(self.dark)
-        self.hardware.apply_theme(self.dark)
-        self.profiler.apply_theme(self.dark)
-        self.compression.apply_theme(self.dark)
         self._restore()
+        self.docks_loader = AfterFirstPaint(self, self.load_docks)
         self._on_state(IDLE)
-        self._on_validity(not self.config_panel.errors(), next(iter(self.config_panel.errors()),
-                                                               ""))
+        errors = self.config_panel.errors()
+        self._on_validity(not errors, next(iter(errors), ""))
+        if not defer_docks:
+            self.docks_loader.run()
+
+    def load_docks(self) -> None:
+        """The docks behind the Training tab, and the actions they serve."""
+        from .panels.compression_panel import CompressionPanel
+        from .panels.export_dialog import Exporter
+        from .panels.hardware_panel import HardwarePanel
+        from .panels.profiler_panel import ProfilerPanel
+
+        self.exporter = Exporter(self.workspace_dir, self)
+        self.hardware = HardwarePanel()
+        self.hardware_bar = MessageBar(self.log, scope="hardware")
+        self._set_panel(self.hardware_dock, with_bar(self.hardware, self.hardware_bar))
+        self.profiler = self._set_panel(self.profiler_dock, ProfilerPanel(log=self.log))
+        self.compression = self._set_panel(
+            self.compression_dock,
+            CompressionPanel(self.workspace_dir, self.bridge, log=self.log))
+        self.hardware_dock.visibilityChanged.connect(self.hardware.set_shown)
+        self.act_export_compressed.triggered.connect(self.compression.export_dialog)
+        self.act_tensorboard.triggered.connect(self.profiler.open_tensorboard)
+        self._wire_docks()
+        for panel in (self.hardware, self.profiler, self.compression):
+            panel.apply_theme(self.dark)
+        self._on_state(self.bridge.state)
 
     # --- construction --------------------------------------------------------
+    @staticmethod
+    def _set_panel(dock: QDockWidget, panel: QWidget) -> QWidget:
+        dock.widget().deleteLater()
+        dock.setWidget(panel)
+        return panel
+
     def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock-{name}")
@@ -143,7 +165,7 @@ class MainWindow(QMainWindow):
         self.act_export_model = a("&Export trained model…", None, "Ctrl+E",
                                   "Export a run's model as safetensors, .pt2 or ONNX, verified")
         self.act_export_compressed = a(
-            "Export &compressed model…", self.compression.export_dialog, None,
+            "Export &compressed model…", None, None,
             "Export the candidate picked in the Compression panel's table or sweep chart")
         self.act_export_compressed.setEnabled(False)
         self.act_quit = a("&Quit", self.close, QKeySequence.Quit)
@@ -158,7 +180,7 @@ class MainWindow(QMainWindow):
                              "Profile steps of the current run or a short run of this config")
         self.act_export_trace = a("&Export trace…", None, None,
                                   "Save the trace on show for Perfetto / chrome://tracing")
-        self.act_tensorboard = a("Open in &TensorBoard", self.profiler.open_tensorboard, None,
+        self.act_tensorboard = a("Open in &TensorBoard", None, None,
                                  "Open the run's captures in TensorBoard's profiler plugin")
         self.act_messages = a("&Messages…", self.show_messages, "Ctrl+Shift+M",
                               "Every message of this session: time, level, the action, text")
@@ -239,29 +261,35 @@ class MainWindow(QMainWindow):
         b.runCreated.connect(self._on_run_created)
         b.runStarted.connect(self.plots.on_run_started)
         b.runStarted.connect(self.status.on_run_started)
-        b.runStarted.connect(self.hardware.on_run_started)
         b.metricsBatch.connect(self.plots.on_metrics_batch)
         b.metricsBatch.connect(self.status.on_metrics_batch)
         b.epochEnded.connect(self.plots.on_epoch)
         b.runEnded.connect(self.plots.on_run_ended)
         b.runEnded.connect(self.status.on_run_ended)
+        b.exceptionRaised.connect(self._on_exception)
+        b.buildFailed.connect(self._on_build_failed)
+        b.internalError.connect(self._on_internal_error)
+        self.config_panel.validityChanged.connect(self._on_validity)
+
+    def _wire_docks(self) -> None:
+        from .panels.export_dialog import ExportActions
+        from .panels.profile_actions import ProfileActions
+
+        b = self.bridge
+        b.runStarted.connect(self.hardware.on_run_started)
         self.export_actions = ExportActions(
             exporter=self.exporter, action=self.act_export_model, messages=self.messages,
             status_bar=self.statusBar(), settings=self.settings,
             confirm=lambda title, text: self.confirm(title, text), parent=self)
         b.runEnded.connect(self.export_actions.refresh)
         b.hardwareSampled.connect(self.hardware.on_sample)
-        b.exceptionRaised.connect(self._on_exception)
-        b.buildFailed.connect(self._on_build_failed)
-        b.internalError.connect(self._on_internal_error)
         self.profile_actions = ProfileActions(
             bridge=b, profiler=self.profiler, profiler_dock=self.profiler_dock,
             config_panel=self.config_panel, valid=lambda: self._valid, plots=self.plots,
             status=self.status, messages=self.messages, status_bar=self.statusBar(),
             settings=self.settings, capture=self.act_capture,
             export_trace=self.act_export_trace, parent=self)
-        self.config_panel.validityChanged.connect(self._on_validity)
-        for bar in self.findChildren(MessageBar):
+        for bar in self.findChildren(MessageBar):  # the docks' bars exist now
             bar.historyRequested.connect(self.show_messages)
         self.compression.studentRequested.connect(self.distil_into_configured)
         self.compression.selectionChanged.connect(self.act_export_compressed.setEnabled)
@@ -316,13 +344,17 @@ class MainWindow(QMainWindow):
         for action in (self.act_new, self.act_open, self.act_open_run):
             action.setEnabled(idle)
         self.config_panel.set_read_only(not idle)
+        if self.docks_loader.done:  # else load_docks calls this again
+            self._hardware_state(state)
+        self.status.set_state(STATE_TEXT.get(state, state), idle=idle)
+
+    def _hardware_state(self, state: str) -> None:
         if state == STARTING:
             self.hardware.begin_run()
             self.hardware.set_interval(self.config_panel.config().monitor.interval)
-        elif idle:
+        elif state == IDLE:
             self.hardware.end_run()
         self.hardware.training = state == RUNNING  # not paused: an idle GPU is expected then
-        self.status.set_state(STATE_TEXT.get(state, state), idle=idle)
 
     def _on_validity(self, valid: bool, reason: str) -> None:
         self._valid = valid

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import re
 import sys
@@ -344,7 +345,13 @@ def field_meta(key: str) -> dict:
 
 def field_type(key: str) -> type:
     section, name = _split_key(key)
-    return get_type_hints(SECTIONS[section])[name]
+    return _type_hints(SECTIONS[section])[name]
+
+
+@functools.cache
+def _type_hints(cls) -> dict[str, Any]:
+    """Resolved once per section: the form asks for each field's type on every read."""
+    return get_type_hints(cls)
 
 
 def field_default(key: str) -> Any:

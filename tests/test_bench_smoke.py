@@ -58,3 +58,11 @@ def test_gui_overhead_prints_its_table():
     assert "| (a) throughput, window / headless (median) |" in out
     assert "| (a) within one run: window live / window idle" in out
     assert "| (b) 10 ms timer lateness p99 / median |" in out
+
+
+@pytest.mark.slow
+def test_startup_bench_prints_its_table():
+    out = run_bench("bench/startup.py", "--rounds", "1")
+    assert "| torchwork window (this tree) |" in out
+    assert "| control: bare QMainWindow (the floor) |" in out
+    assert "(no torch) |" in out  # the window's first frame, through its probe

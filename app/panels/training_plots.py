@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
@@ -29,13 +30,14 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from scipy.signal import lfilter
 
 from app.pacing import NORMAL, pace_for
 from app.widgets.growing import GrowingColumns
 from app.widgets.live_plot import PALETTE, LivePlot
 from app.widgets.redraw_pacing import RedrawPacing, on_screen
-from engine.training.events import EpochEnded, MetricsLogged, RunEnded, RunStarted
+
+if TYPE_CHECKING:  # engine.training imports torch, which the window's first paint does not need
+    from engine.training.events import EpochEnded, MetricsLogged, RunEnded, RunStarted
 
 REFRESH_MS = 33  # <= 30 redraws a second
 PLOTS_PER_FRAME = 2
@@ -85,6 +87,8 @@ def smooth(values: np.ndarray, weight: float) -> tuple[np.ndarray, float, int]:
     v = values[finite]
     if len(v) == 0:
         return out, 0.0, 0
+    from scipy.signal import lfilter  # scipy: not needed at the window's start
+
     biased = lfilter([1.0 - weight], [1.0, -weight], v)
     out[finite] = biased / (1.0 - weight ** np.arange(1, len(v) + 1))
     return out, float(biased[-1]), len(v)
