@@ -535,7 +535,9 @@ class CompressionPanel(QWidget):
         """The dock keeps the outcome and its reason, not the last progress line."""
         self.run_button.setEnabled(True)
         self.status.setText(text)
-        self.message.emit(text, "info" if outcome == "stopped" else "error")
+        # a long job's outcome, like an export's: every dock shows it (the user has moved on)
+        self.messages.show_message(text, "info" if outcome == "stopped" else "error",
+                                   everywhere=True)
 
     def _row_selected(self) -> None:
         rows = self.table.selectionModel().selectedRows()
