@@ -50,13 +50,17 @@ def bundle() -> Path:
     return exe
 
 
+def user_env(home: Path) -> dict:
+    """No display, and the user's folders (workspace, settings, log) inside ``home``."""
+    return {**os.environ, "QT_QPA_PLATFORM": "offscreen", "TORCHWORK_WORKSPACE": str(home / "ws"),
+            "HOME": str(home / "home"), "XDG_CONFIG_HOME": str(home / "config"),
+            "XDG_STATE_HOME": str(home / "state"), "XDG_DATA_HOME": str(home / "data"),
+            "XDG_CACHE_HOME": str(home / "cache")}
+
+
 @pytest.fixture
 def env(tmp_path) -> dict:
-    """No display, and the user's folders (workspace, settings, log) inside tmp_path."""
-    return {**os.environ, "QT_QPA_PLATFORM": "offscreen",
-            "TORCHWORK_WORKSPACE": str(tmp_path / "ws"), "HOME": str(tmp_path / "home"),
-            "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
-            "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    return user_env(tmp_path)
 
 
 def run(exe: Path, env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -66,22 +70,29 @@ def run(exe: Path, env: dict, *args: str, timeout: float = 600) -> subprocess.Co
     return done
 
 
+@pytest.fixture(scope="module")
+def trained(bundle, tmp_path_factory) -> tuple[dict, str]:
+    """A workspace where the bundle trained one epoch of the digits demo, and the run's id."""
+    env = user_env(tmp_path_factory.mktemp("trained"))
+    run(bundle, env, "run", "examples/digits-cnn.toml", "--set", "train.epochs=1",
+        "--name", "bundled")
+    runs = json.loads(run(bundle, env, "runs", "--json").stdout)
+    assert [r["name"] for r in runs] == ["bundled"]
+    assert runs[0]["status"] == "completed" and runs[0]["epochs_completed"] == 1
+    return env, str(runs[0]["id"])
+
+
 def test_the_bundle_has_the_commands_of_the_installed_torchwork(bundle, env):
     out = run(bundle, env, "--help").stdout
     for command in ("run", "resume", "runs", "profile", "export", "compress", "monitor"):
         assert f"    {command} " in out
 
 
-def test_the_bundle_trains_the_digits_demo_and_exports_a_verified_onnx_file(bundle, env,
+def test_the_bundle_trains_the_digits_demo_and_exports_a_verified_onnx_file(bundle, trained,
                                                                             tmp_path):
-    run(bundle, env, "run", "examples/digits-cnn.toml", "--set", "train.epochs=1",
-        "--name", "bundled")
-    runs = json.loads(run(bundle, env, "runs", "--json").stdout)
-    assert [r["name"] for r in runs] == ["bundled"]
-    assert runs[0]["status"] == "completed"
-
+    env, run_id = trained
     out = tmp_path / "digits.onnx"
-    report = json.loads(run(bundle, env, "export", "bundled", "--out", str(out), "--json").stdout)
+    report = json.loads(run(bundle, env, "export", run_id, "--out", str(out), "--json").stdout)
     assert report["format"] == "onnx" and report["max_abs_diff"] <= report["tolerance"]
 
     import onnxruntime  # the file works outside the bundle too
@@ -89,6 +100,20 @@ def test_the_bundle_trains_the_digits_demo_and_exports_a_verified_onnx_file(bund
     session = onnxruntime.InferenceSession(str(out))
     feed = {session.get_inputs()[0].name: np.zeros((3, 1, 8, 8), np.float32)}
     assert session.run(None, feed)[0].shape == (3, 10)
+
+
+@pytest.mark.parametrize("quantize", ["torch", "onnx"])
+def test_the_bundle_prunes_and_quantizes(bundle, trained, tmp_path, quantize):
+    """Torch-Pruning, then torchao (torch) or ONNX Runtime's quantization (onnx)."""
+    env, run_id = trained
+    out = run(bundle, env, "compress", run_id, "--prune", "structured", "--ratio", "0.25",
+              "--quantize", quantize, "--finetune-epochs", "0", "--repeats", "1",
+              "--out", str(tmp_path / "compressed"), "--json").stdout
+    candidates = json.loads(out)
+    pruned = [c for c in candidates if c["ratio"] == 0.25]
+    assert pruned and all(c["params"] < candidates[0]["params"] for c in pruned)
+    runtime = {"torch": "torch", "onnx": "onnxruntime"}[quantize]
+    assert any("int8" in c["name"] and c["runtime"] == runtime for c in candidates), candidates
 
 
 def test_the_bundle_serves_tensorboard_with_the_profiler_plugin(bundle, env, tmp_path):
