@@ -1,10 +1,11 @@
-# `make run` and `make test` each bootstrap .venv by themselves on a fresh machine.
+# `make run`, `make test` and `make package` each bootstrap .venv by themselves on a fresh machine.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+PACKAGE_STAMP := $(VENV)/.installed-package
 
-.PHONY: run test test-fast bench clean
+.PHONY: run test test-fast bench package package-test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,13 +15,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
+$(PACKAGE_STAMP): $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,package]'
+	touch $(PACKAGE_STAMP)
+
 run: $(STAMP)
 	sh packaging/system-deps.sh gui
 	$(VENV)/bin/torchwork --config examples/digits-cnn.toml
 
 test: $(STAMP)
 	sh packaging/system-deps.sh offscreen
-	$(VENV)/bin/ruff check engine app tests bench
+	$(VENV)/bin/ruff check engine app tests bench packaging
 	$(VENV)/bin/lint-imports
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
@@ -32,5 +37,14 @@ bench: $(STAMP)
 	$(PY) bench/digits_cnn.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/gui_overhead.py
 
+# The one-folder desktop bundle dist/torchwork/ (PyInstaller), and its test:
+# it trains, exports and opens the window from the bundle (`make test` leaves it out).
+package: $(PACKAGE_STAMP)
+	sh packaging/build.sh
+
+package-test: $(PACKAGE_STAMP)
+	sh packaging/system-deps.sh offscreen
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m package tests/packaging
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info
