@@ -30,6 +30,8 @@ def _holds(cond, value) -> bool:
     if isinstance(cond, dict):
         if "not" in cond:
             return value not in cond["not"]
+        if "prefix" in cond:
+            return isinstance(value, str) and value.startswith(tuple(cond["prefix"]))
         return value > cond[">"]
     return value in cond
 
@@ -52,6 +54,8 @@ def _describe(key: str, cond) -> str:
             if list(cond["not"]) == [""]:
                 return f"{key} is set"
             return f"{key} is not {alternatives(cond['not'])}"
+        if "prefix" in cond:
+            return f"{key} starts with {alternatives(cond['prefix'])}"
         return f"{key} > {cond['>']}"
     return f"{key} is {alternatives(cond)}"
 
@@ -69,9 +73,10 @@ def check_rule(key: str, rule) -> list[str]:
                 continue
             choices = fields[name].metadata["choices"]
             if isinstance(cond, dict):
-                if set(cond) not in ({"not"}, {">"}):
+                if set(cond) not in ({"not"}, {">"}, {"prefix"}):
                     problems.append(f"{key}: relevant_when on {other} uses {set(cond)}: "
-                                    f"use a list of values, {{'not': [...]}} or {{'>': n}}")
+                                    f"use a list of values, {{'not': [...]}}, "
+                                    f"{{'prefix': [...]}} or {{'>': n}}")
                     continue
                 values = cond.get("not", [])
             else:

@@ -4,7 +4,8 @@ forms. A new option is one edit here.
 
 ``relevant_when`` says when a field is used at all, as plain data the engine evaluates
 (engine.config.applies): ``{"optim.name": ["sgd", "rmsprop"]}`` (the key's value is one
-of these), ``{"distill.teacher": {"not": [""]}}`` (none of these), ``{"key": {">": 0}}``.
+of these), ``{"distill.teacher": {"not": [""]}}`` (none of these), ``{"key": {">": 0}}``,
+``{"data.dataset": {"prefix": ["table:"]}}`` (a string that starts with one of these).
 Conditions in one dict must all hold; a list of dicts holds when any of them does. A
 field that does not apply is hidden in the form, left out of saved files and not
 range-checked, because nothing reads it.

@@ -134,3 +134,12 @@ def test_files_a_run_reads_are_checked_before_it_starts(tmp_path, monkeypatch):
         f"give a run id or a .safetensors file from `torchwork export`"]
     (tmp_path / "folder.py").mkdir()
     assert "folder.py is not a file" in config(model__arch="custom:folder.py").file_errors()[0]
+
+
+def test_a_prefix_rule_holds_for_strings_that_start_with_it():
+    rule = {"data.dataset": {"prefix": ["table:", "images:"]}}
+    assert applies(rule, {"data.dataset": "table:penguins.csv"}.get)
+    assert applies(rule, {"data.dataset": "images:shapes"}.get)
+    assert not applies(rule, {"data.dataset": "digits"}.get)
+    assert not applies(rule, {"data.dataset": 3}.get)
+    assert check_rule("x.y", rule) == []
