@@ -59,7 +59,8 @@ class JsonLines:
         self._write("run_finished", status=e.status, best_val=e.best_val,
                     best_metric=e.best_metric, steps=e.steps,
                     epochs_completed=e.epochs_completed, wall_s=e.wall_s,
-                    steps_per_s=e.steps_per_s, error=e.error, checkpoint=e.checkpoint)
+                    steps_per_s=e.steps_per_s, error=e.error, failed_at=e.failed_at,
+                    checkpoint=e.checkpoint)
 
 
 class ProgressBar:

@@ -97,6 +97,7 @@ def test_failed_run_exits_1(tiny_config, tmp_path, workspace_dir, capsys, faulty
     captured = capsys.readouterr()
     finished = events_of(captured.out)[-1]
     assert finished["status"] == "failed" and "loss became nan at step 1" in finished["error"]
+    assert finished["failed_at"] == 1  # the step the error names, for scripts
     assert "failed" in captured.err
     with Workspace(workspace_dir) as ws:
         assert ws.list_runs()[0].status == "failed"
