@@ -155,6 +155,9 @@ class SweepChart(QWidget):
             for item in (front, points, mark):
                 plot.addItem(item)
             points.sigPointsClicked.connect(self._clicked)
+            # every point names itself on hover: only the front is labelled, and a label
+            # with no free room is left out
+            points.scatter.opts.update(hoverable=True, tip=self.tip)
             plot.getViewBox().sigTransformChanged.connect(self._place_labels)
             self.plots[key], self.points[key], self.fronts[key] = plot, points, front
             self.marks[key], self.labels[key] = mark, []
@@ -239,6 +242,16 @@ class SweepChart(QWidget):
                 item.getAxis(axis).setTextPen(self._fg)
         if self.rows:
             self.set_candidates(self.rows)
+
+    def tip(self, x=None, y=None, data=None) -> str:
+        """The hover text of the point of candidate ``data``: its whole name and numbers."""
+        row = next((c for c in self.rows if c.name == data), None)
+        if row is None:
+            return ""
+        metric = (f"{row.metric * 100:.2f}%" if row.metric_name == "val_accuracy"
+                  else f"{row.metric:.4g}")
+        return (f"{row.name}\n{row.metric_name} {metric} · {row.size_bytes / 1024:.1f} KiB · "
+                f"{row.latency_b64_ms:.3g} ms at batch 64")
 
     def _clicked(self, _item, spots, _event=None) -> None:
         if len(spots):

@@ -215,3 +215,43 @@ def test_sweep_chart_labels_do_not_overlap_each_other_or_the_points(qtbot, size,
         for x, y in zip(xs, ys, strict=True):
             centre = view.mapViewToScene(QPointF(x, y))
             assert not any(r.contains(centre) for r in shown), (key, x, y)
+
+
+def test_hovering_any_sweep_point_names_its_candidate(qtbot):
+    """Labels name only the front, where room allows: the tooltip names every point."""
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    from app.panels.compression_panel import SweepChart
+
+    chart = SweepChart()
+    qtbot.addWidget(chart)
+    chart.resize(640, 300)
+    chart.show()
+    qtbot.waitExposed(chart)
+    rows = crowded_sweep()
+    chart.set_candidates(rows)
+    plot = chart.plots["size"]
+    view, scatter = plot.getViewBox(), chart.points["size"].scatter
+    qtbot.waitUntil(lambda: view.viewRect().contains(QPointF(*scatter.points()[0].pos())))
+    unlabelled = {row.name for row in rows} - {label.textItem.toPlainText()
+                                               for label in chart.labels["size"]
+                                               if label.isVisible()}
+    for spot in scatter.points():
+        if spot.data() not in unlabelled:
+            continue
+        centre = view.mapViewToScene(QPointF(spot.pos().x(), spot.pos().y()))
+        pos = plot.mapFromScene(centre)
+        # a mouse move as the window system delivers it, again until the scene takes
+        # it (pyqtgraph drops moves that come faster than its rate limit)
+        move = QMouseEvent(QEvent.MouseMove, QPointF(pos),
+                           QPointF(plot.viewport().mapToGlobal(pos)), Qt.NoButton,
+                           Qt.NoButton, Qt.NoModifier)
+
+        def named(spot=spot, move=move):
+            QApplication.sendEvent(plot.viewport(), move)
+            return spot.data() in view.toolTip()
+
+        qtbot.waitUntil(named, timeout=2000)
+        assert "KiB" in view.toolTip() and "ms at batch 64" in view.toolTip()
