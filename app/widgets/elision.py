@@ -1,8 +1,9 @@
-"""The full text of a cut-off table cell, list item, combo box or line edit, as its tooltip.
+"""The full text of a cut-off table cell or column title, list item, combo box or line
+edit, as its tooltip.
 
 One event filter serves every item view (tables, lists, trees, a combo's popup
-list), every combo box and every line edit (its text, or its placeholder while
-empty) of the application: the theme's style installs it on
+list) and its header, every combo box and every line edit (its text, or its
+placeholder while empty) of the application: the theme's style installs it on
 each widget as Qt polishes it (app.theme), so no view has to remember to. On a
 tooltip request it measures the text against the room the style gives it and,
 only when it does not fit, shows the whole text (above the item's own tooltip,
@@ -15,7 +16,7 @@ item view like any other.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt
+from PySide6.QtCore import QEvent, QModelIndex, QObject, QRect, Qt
 from PySide6.QtGui import QFontMetrics, QTextLayout, QTextOption
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
     QStyledItemDelegate,
     QStyleOptionComboBox,
     QStyleOptionFrame,
+    QStyleOptionHeader,
     QStyleOptionViewItem,
     QToolTip,
     QWidget,
@@ -36,7 +38,7 @@ LINE_EDIT_MARGIN = 2  # QLineEdit's own horizontal margin inside its contents re
 
 def watch(widget: QWidget) -> None:
     """Give ``widget`` elision tooltips if it is an item view, combo box or line edit."""
-    if isinstance(widget, QAbstractItemView) and not isinstance(widget, QHeaderView):
+    if isinstance(widget, QAbstractItemView):  # a header's sections too
         widget.viewport().installEventFilter(_filter())
     elif isinstance(widget, (QComboBox, QLineEdit)):
         widget.installEventFilter(_filter())
@@ -75,6 +77,33 @@ def elided_line_edit_text(edit: QLineEdit) -> str | None:
     return text if edit.fontMetrics().horizontalAdvance(text) > width else None
 
 
+def elided_header_text(header: QHeaderView, section: int) -> str | None:
+    """The title of a header's ``section`` when its width cuts it off, else None."""
+    model = header.model()
+    if model is None or section < 0:
+        return None
+    text = model.headerData(section, header.orientation(), Qt.ItemDataRole.DisplayRole)
+    if text is None or not str(text):
+        return None
+    text = str(text)
+    option = QStyleOptionHeader()
+    option.initFrom(header)
+    option.text, option.section, option.orientation = text, section, header.orientation()
+    option.textAlignment = header.defaultAlignment()
+    size = header.sectionSize(section)
+    if header.orientation() == Qt.Orientation.Horizontal:
+        option.rect = QRect(0, 0, size, header.height())
+    else:
+        option.rect = QRect(0, 0, header.width(), size)
+    room = header.style().subElementRect(QStyle.SubElement.SE_HeaderLabel, option, header)
+    if header.isSortIndicatorShown() and header.sortIndicatorSection() == section:
+        arrow = header.style().subElementRect(QStyle.SubElement.SE_HeaderArrow, option, header)
+        room.setWidth(room.width() - arrow.width())
+    metrics = header.fontMetrics()
+    return text if any(metrics.horizontalAdvance(line) > room.width()
+                       for line in text.splitlines()) else None
+
+
 def with_own_tip(text: str, own: str | None) -> str:
     """The full text, then the widget's own tooltip unless that already says it."""
     return text if not own or text in own else f"{text}\n\n{own}"
@@ -88,6 +117,13 @@ class _ElisionToolTips(QObject):
             text, own = elided_combo_text(watched), watched.toolTip()
         elif isinstance(watched, QLineEdit):
             text, own = elided_line_edit_text(watched), watched.toolTip()
+        elif isinstance(watched.parent(), QHeaderView):
+            header = watched.parent()
+            section = header.logicalIndexAt(event.pos())
+            text = elided_header_text(header, section)
+            model = header.model()
+            own = model.headerData(section, header.orientation(),
+                                   Qt.ItemDataRole.ToolTipRole) if text and model else None
         else:
             view = watched.parent()
             if not isinstance(view, QAbstractItemView):

@@ -67,6 +67,28 @@ def test_a_narrow_table_shows_a_long_name_in_its_tooltip_and_a_short_one_none(qt
     assert cell_tooltip(table, 0, 0) == ""
 
 
+def test_a_cut_off_column_title_shows_whole_and_one_that_fits_shows_none(qtbot):
+    table = QTableWidget(1, 2)
+    qtbot.addWidget(table)
+    table.setHorizontalHeaderLabels(["Self CUDA time per call (µs), mean of steps", "Calls"])
+    table.horizontalHeaderItem(0).setToolTip("GPU time of the operator itself")
+    table.setColumnWidth(0, 90)
+    table.setColumnWidth(1, 90)
+    table.show()
+    qtbot.waitExposed(table)
+    header = table.horizontalHeader()
+
+    def title_tip(section: int) -> str:
+        middle = header.sectionViewportPosition(section) + header.sectionSize(section) // 2
+        return tooltip_at(header.viewport(), QPoint(middle, header.height() // 2))
+
+    assert title_tip(0) == ("Self CUDA time per call (µs), mean of steps\n\n"
+                            "GPU time of the operator itself")
+    assert title_tip(1) == ""
+    table.setColumnWidth(0, 900)  # widened, the title fits: only its own tooltip
+    assert title_tip(0) == "GPU time of the operator itself"
+
+
 def test_an_items_own_tooltip_follows_the_full_name(qtbot):
     table = QTableWidget(1, 1)
     qtbot.addWidget(table)
