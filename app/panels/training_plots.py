@@ -163,7 +163,8 @@ class TrainingPlots(QWidget):
         self.plots: dict[str, LivePlot] = {}
         for key, (title, y_label, y_units, log_y) in PLOTS.items():
             plot = LivePlot(title, y_label=y_label, y_units=y_units, x_label="step",
-                            x_column="step", log_y=log_y, dark=dark, steady=True)
+                            x_column="step", log_y=log_y, dark=dark, steady=True,
+                            x_origin=0.0)  # steps, epochs and seconds all count from 0
             plot.setMinimumSize(220, 160)
             self._pacing.watch(plot)
             self.plots[key] = plot

@@ -58,9 +58,13 @@ class LivePlot(pg.PlotWidget):
 
     def __init__(self, title: str, *, y_label: str, y_units: str = "", x_label: str = "x",
                  x_units: str = "", x_column: str = "x", log_y: bool = False,
-                 dark: bool = False, steady: bool = False, parent=None):
+                 dark: bool = False, steady: bool = False, x_origin: float | None = None,
+                 parent=None):
+        """``x_origin``: where the x range starts at the latest (plots of one run share it,
+        so curves that begin at different steps still line up one above the other)."""
         super().__init__(parent)
         self._steady = steady
+        self._x_origin = x_origin
         self._following = True
         self._fitted = False
         self.paint_ms = 0.0  # time spent painting since the owner last read it
@@ -141,6 +145,8 @@ class LivePlot(pg.PlotWidget):
         self._fitted = True
         log_y = self.getPlotItem().getAxis("left").logMode
         x0, x1 = visible_span(*bounds[0])
+        if self._x_origin is not None:
+            x0 = min(x0, self._x_origin)
         y0, y1 = visible_span(*bounds[1], log=log_y)
         vb = self.getPlotItem().getViewBox()
         (vx0, vx1), (vy0, vy1) = vb.viewRange()

@@ -125,3 +125,23 @@ def test_a_curve_leaving_the_range_refits_unless_the_user_pinned_it(plot):
     np.testing.assert_allclose(vb.viewRange(), [[1.0, 2.0], [0.0, 3.0]])  # pinned
     plot.follow_data()  # the "A" button
     assert vb.viewRange()[1][1] > 100.0
+
+
+@pytest.mark.parametrize("axis", ["step", "epoch", "wall"])
+def test_the_plots_of_a_run_share_their_x_range_whatever_their_first_point(panel, axis):
+    """Validation curves begin at the first epoch's end, the loss at the first logged
+    step: one above the other, the same x still means the same moment."""
+    panel.set_x_axis(axis)
+    panel.on_run_started(started(epochs=3))
+    for step in range(1, 3 * SPE + 1):
+        panel.on_metrics(logged(step))
+        if step % SPE == 0:
+            panel.on_epoch(ended(step // SPE))
+    panel.refresh()
+    ranges = {key: plot.getPlotItem().getViewBox().viewRange()[0]
+              for key, plot in panel.plots.items() if plot.isVisible()}
+    assert {"loss", "accuracy", "lr"} <= set(ranges)
+    for key, (x0, x1) in ranges.items():
+        assert x0 == 0.0, key  # none starts at its own first point
+        if axis != "wall":  # (validation ends a moment after the last step's loss)
+            assert x1 == pytest.approx(ranges["loss"][1]), key
