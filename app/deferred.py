@@ -4,7 +4,8 @@ The window shows its configuration form and training plots first; the docks
 behind other tabs and what they import (torch, scikit-learn, pyqtgraph plots
 of hidden docks) are built once that first frame is on screen. A user who
 acts before then waits for them instead of reaching a half-built window: any
-input or close event for the application first finishes the deferred work.
+input or close event for the window (its widgets, menus and dialogs) first
+finishes the deferred work; another window's events (a tooltip closing) do not.
 """
 
 from __future__ import annotations
@@ -55,8 +56,17 @@ class AfterFirstPaint(QObject):
         if kind == QEvent.Paint and obj is self._widget and not self._painting:
             self._painting = True
             QTimer.singleShot(0, self._painted)  # once this frame has been flushed
-        elif kind in INPUT:
+        elif kind in INPUT and self._ours(obj):
             self.run()
+        return False
+
+    def _ours(self, obj) -> bool:
+        """Whether ``obj`` is the widget or one of its widgets, menus or dialogs."""
+        widget = obj if isinstance(obj, QWidget) else None
+        while widget is not None:
+            if widget is self._widget:
+                return True
+            widget = widget.parentWidget()
         return False
 
     def _painted(self) -> None:

@@ -100,3 +100,20 @@ def test_a_key_before_the_first_frame_waits_for_the_docks(qtbot, deferred_window
     qtbot.keyClick(window.config_panel, Qt.Key_Tab)
     assert window.docks_loader.done
     assert window.hardware_dock.widget().isAncestorOf(window.hardware)  # under its bar
+
+
+def test_another_windows_input_or_close_before_the_first_frame_leaves_the_docks_deferred(
+        qtbot, deferred_window):
+    """A tooltip or another test's window closing must not build the docks before the frame."""
+    from PySide6.QtWidgets import QLabel
+
+    window = deferred_window
+    other = QLabel("another window")
+    qtbot.addWidget(other)
+    other.show()
+    qtbot.keyClick(other, Qt.Key_Tab)
+    other.close()
+    assert not window.docks_loader.done
+    window.show()
+    qtbot.waitUntil(lambda: window.docks_loader.done, timeout=60000)
+    assert window.docks_loader.painted_at is not None
