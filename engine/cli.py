@@ -171,7 +171,8 @@ def _config_for_run(args) -> RunConfig:
             beside = path.parent / file
             file = beside if beside.exists() else Path.cwd() / file
         cfg.model.arch = f"custom:{file.resolve()}"
-    if cfg.model.init:  # the same: a relative weights file is found beside the config
+    if cfg.model.init.endswith(".safetensors"):  # the same: a relative weights file is
+        # found beside the config (any other value names a run of the workspace)
         file = Path(cfg.model.init).expanduser()
         if not file.is_absolute():
             beside = path.parent / file

@@ -277,6 +277,10 @@ class RunConfig:
             if self.precision.amp != "off":
                 errs.append(f"precision.amp must be 'off' with optim.name='lbfgs' "
                             f"(got {show(self.precision.amp)})")
+            if self.applies("optim.backbone_lr_scale") and o.backbone_lr_scale < 1:
+                errs.append(f"optim.backbone_lr_scale must be 1 with optim.name='lbfgs' (got "
+                            f"{o.backbone_lr_scale}): L-BFGS has one learning rate for all "
+                            f"layers; use adamw or sgd to train the loaded layers slower")
         if self.applies("schedule.milestones") and list(s.milestones) != sorted(set(s.milestones)):
             errs.append(f"schedule.milestones must be strictly increasing "
                         f"(got {show(s.milestones)})")
@@ -313,6 +317,9 @@ class RunConfig:
             if o.name == "lbfgs":
                 errs.append("distill.teacher does not work with optim.name='lbfgs' (its "
                             "closure re-evaluates the task loss alone): use adamw")
+        if any(not name.strip(". ") for name in m.freeze):
+            errs.append(f"model.freeze must list layer names such as '0' or 'features.0' (got "
+                        f"{show(m.freeze)}): an empty name would freeze the whole model")
         if d.dataset == "synthetic" and d.n_classes > d.n_features:
             errs.append(f"data.n_classes ({d.n_classes}) must not exceed data.n_features "
                         f"({d.n_features}) for synthetic data")
@@ -455,7 +462,7 @@ def _key_before(text: str) -> str:
 
 def _type_name(tp) -> str:
     if get_origin(tp) is list:
-        item = {int: "integers", float: "numbers"}.get(get_args(tp)[0], "values")
+        item = {int: "integers", float: "numbers", str: "names"}.get(get_args(tp)[0], "values")
         return f"a list of {item}"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[tp]
 
@@ -469,10 +476,14 @@ def coerce(key: str, value: Any) -> Any:
 
     if get_origin(tp) is list:
         item_tp = get_args(tp)[0]
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if (isinstance(value, (int, float)) and not isinstance(value, bool)) or \
+                (isinstance(value, str) and item_tp is str):
             value = [value]
         if not isinstance(value, (list, tuple)):
             raise bad()
+        if item_tp is str:  # names such as nn.Sequential's layer "0" read as numbers
+            value = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                     for v in value]
         return [_coerce_scalar(key, item_tp, v, bad) for v in value]
     return _coerce_scalar(key, tp, value, bad)
 

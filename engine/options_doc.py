@@ -20,7 +20,7 @@ def allowed(key: str) -> str:
         text = ", ".join(f"`{c}`" for c in meta["choices"])
         return text + (f", `{meta['pattern_hint']}`" if meta["pattern_hint"] else "")
     if get_origin(tp) is list:
-        item = get_args(tp)[0].__name__
+        item = {str: "name"}.get(get_args(tp)[0], get_args(tp)[0].__name__)
         low, high = meta["item_min"], meta["item_max"]
         bounds = ([f">= {_num(low)}"] if low is not None else []) + \
                  ([f"{'<' if meta['item_max_exclusive'] else '<='} {_num(high)}"]
@@ -35,6 +35,8 @@ def allowed(key: str) -> str:
         parts.append(f"{'>' if meta['min_exclusive'] else '>='} {_num(meta['min'])}")
     if meta["max"] is not None:
         parts.append(f"{'<' if meta['max_exclusive'] else '<='} {_num(meta['max'])}")
+    if not parts and meta["pattern_hint"]:  # free text of a known form
+        return f"`\"\"` or {meta['pattern_hint']}"
     return ", ".join(parts) or tp.__name__
 
 

@@ -45,7 +45,7 @@ class JsonLines:
     def _started(self, e: ev.RunStarted) -> None:
         self._write("run_started", run_id=e.run_id, num_params=e.num_params, device=e.device,
                     task=e.task, epochs=e.epochs, total_steps=e.total_steps,
-                    start_step=e.start_step)
+                    start_step=e.start_step, notes=list(e.notes))
 
     def _step(self, e: ev.MetricsLogged) -> None:
         self._write("step", step=e.step, epoch=e.epoch, loss=e.loss, lr=e.lr,
@@ -90,6 +90,8 @@ class ProgressBar:
         where = f" from step {e.start_step}" if e.start_step else ""
         self._say(f"run {e.run_id or '-'}: {e.num_params:,} parameters on {e.device}, "
                   f"{e.epochs} epochs x {e.steps_per_epoch} steps{where}")
+        for note in e.notes:
+            self._say(note)
         self.bar = tqdm(total=e.total_steps, initial=e.start_step, unit="step",
                         file=self.stream, dynamic_ncols=True, leave=True, disable=None,
                         mininterval=0.5,

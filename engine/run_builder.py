@@ -28,12 +28,47 @@ def build_trainer(config: RunConfig, workspace=None, **options):
     """
     from engine.training import Trainer
 
+    init = config.model.init
+    if init and not init.endswith(".safetensors"):
+        options["init"] = run_weights(workspace, init)
     trainer = Trainer(config, **options)
     if config.distill.teacher:
         from engine.compression.teacher import attach_distillation
 
         attach_distillation(trainer, workspace)
     return trainer
+
+
+def run_weights(workspace, ref: str):
+    """The trained weights of the run ``model.init`` names (id or name, as `torchwork runs`
+    shows), as the Trainer's ``init``: its checkpoint's model state. Raises ConfigError
+    naming model.init for an unknown run or one without a checkpoint."""
+    from engine.config import ConfigError
+    from engine.export.loading import run_checkpoint
+    from engine.models.fit import InitSource
+    from engine.training.checkpoint import WEIGHTS, CheckpointError, load_checkpoint
+    from engine.workspace import Workspace, WorkspaceError
+
+    if workspace is None:
+        raise ConfigError(f"model.init={ref!r} names a run, but this run has no workspace to "
+                          f"find it in: give a .safetensors file, or train in a workspace")
+    try:
+        if isinstance(workspace, Workspace):
+            run = workspace.get_run(ref)
+        else:
+            with Workspace(workspace) as ws:
+                run = ws.get_run(ref)
+    except (WorkspaceError, OSError) as exc:
+        raise ConfigError(f"model.init={ref!r}: {exc}") from None
+    checkpoint = run_checkpoint(run)
+    if checkpoint is None:
+        raise ConfigError(f"model.init={ref!r}: run {run.id} ({run.name}) has no checkpoint yet "
+                          f"(status {run.status}): train it first")
+    try:
+        state = load_checkpoint(checkpoint, map_location="cpu", need=WEIGHTS)
+    except CheckpointError as exc:
+        raise ConfigError(f"model.init={ref!r}: {exc}") from None
+    return InitSource(state["model"], {}, f"run {run.id} ({run.name})")
 
 
 def workspace_train(workspace, *, on_trainer: Callable[[object], None] | None = None

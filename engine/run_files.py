@@ -16,9 +16,9 @@ from engine.show import show
 FILE_KEYS = {
     "model.arch": (lambda v: v[len("custom:"):] if v.startswith("custom:") else None,
                    "the path of a .py file exposing build_model(input_shape, num_outputs)"),
-    "model.init": (lambda v: v,
-                   "a .safetensors file written by `torchwork export --format safetensors` "
-                   "or by `torchwork compress`"),
+    "model.init": (lambda v: v if v.endswith(".safetensors") else None,
+                   "a run id, or a .safetensors file written by `torchwork export --format "
+                   "safetensors` or by `torchwork compress`"),
     "distill.teacher": (lambda v: v if v.endswith(".safetensors") else None,
                         "a run id or a .safetensors file from `torchwork export`"),
 }

@@ -106,11 +106,22 @@ class ModelConfig:
                          relevant_when=BUILT_IN_ARCHS)
     batch_norm: bool = opt(False, "Batch norm", "Batch normalization after each hidden layer.",
                            relevant_when=HIDDEN_LAYERS)
-    init: str = opt("", "Start from weights", "A .safetensors file (from `torchwork export` or "
-                    "`torchwork compress`) whose weights the model starts from instead of a "
-                    "random initialization; layers take the file's sizes, so a pruned model "
-                    "fine-tunes as an ordinary run. Empty: random initialization.",
-                    pattern=r"(.+\.safetensors)?", pattern_hint="path/to/model.safetensors")
+    init: str = opt("", "Start from weights", "A trained run (its id or name in the workspace) "
+                    "or a .safetensors file (from `torchwork export` or `torchwork compress`) "
+                    "whose weights the model starts from instead of a random initialization. "
+                    "For the same inputs and outputs, layers take the saved sizes, so a pruned "
+                    "model fine-tunes as an ordinary run; for other data (another number of "
+                    "classes or inputs) the layers whose shapes match are loaded and the rest, "
+                    "the output head, start fresh; the run's log lists both. Empty: random "
+                    "initialization.",
+                    # a weights file of another kind is a mistake, not a run's name
+                    pattern=r"(?!.*\.(pt|pth|pt2|ckpt|bin|onnx|h5)$).*",
+                    pattern_hint="a run id or name, or path/to/model.safetensors")
+    freeze: list[str] = opt([], "Freeze layers", "Layer-name prefixes whose parameters stay "
+                            "fixed while the run trains (their batch-norm statistics too), "
+                            "e.g. 0, 2 for the first two Linear layers of an MLP; a name "
+                            "matches itself and what is inside it. Empty: everything trains.",
+                            max_items=1000)
 
 
 @dataclass
@@ -133,6 +144,12 @@ class OptimConfig:
     lbfgs_history: int = opt(10, "L-BFGS history", "Update history size for L-BFGS.",
                              min=1, max=1000,
                              relevant_when={"optim.name": ["lbfgs"]})
+    backbone_lr_scale: float = opt(1.0, "Backbone LR scale", "Fine-tuning: the layers loaded "
+                                   "from model.init train at this fraction of the learning rate "
+                                   "of the layers that start fresh (the head); schedules scale "
+                                   "both alike. 1: one rate for all.", min=0.0, max=1.0,
+                                   min_exclusive=True,
+                                   relevant_when={"model.init": {"not": [""]}})
 
 
 @dataclass

@@ -78,7 +78,7 @@ def allowed_text(key: str) -> str:
         text = "One of: " + ", ".join(meta["choices"])
         return text + (f", or {meta['pattern_hint']}" if meta["pattern_hint"] else "")
     if get_origin(tp) is list:
-        kind = "integers" if get_args(tp)[0] is int else "numbers"
+        kind = {int: "integers", float: "numbers", str: "names"}[get_args(tp)[0]]
         lo, hi = meta["item_min"], meta["item_max"]
         ceiling = f"{'<' if meta['item_max_exclusive'] else '≤'} {hi:,}" if hi is not None else ""
         each = (f", each {lo} ≤ value {ceiling}" if lo is not None and hi is not None
@@ -103,7 +103,10 @@ def tooltip_text(key: str) -> str:
 
 
 def _list_example(key: str) -> str:
-    return ", ".join(_format_item(v) for v in field_default(key))
+    default = field_default(key)
+    if not default:  # an empty default shows nothing to copy: one of the item's kind
+        return {int: "1, 2", float: "0.5, 1.0", str: "0, 2"}[get_args(field_type(key))[0]]
+    return ", ".join(_format_item(v) for v in default)
 
 
 def _format_item(value: Any) -> str:
@@ -447,7 +450,7 @@ class FloatEditor(FieldEditor):
 
 
 class ListEditor(FieldEditor):
-    """Numbers separated by commas or spaces; brackets as in TOML are accepted too."""
+    """Numbers (or names) separated by commas or spaces; brackets as in TOML are accepted too."""
 
     def __init__(self, key: str, parent: QWidget | None = None):
         self.edit = QLineEdit()
@@ -461,7 +464,9 @@ class ListEditor(FieldEditor):
         inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
         parts = [p for p in re.split(r"[,\s]+", inner.strip()) if p]
         try:
-            items = [float(p) if self.item_type is float else _int_or_float(p) for p in parts]
+            items = [p.strip("'\"") if self.item_type is str
+                     else float(p) if self.item_type is float else _int_or_float(p)
+                     for p in parts]
             return coerce(self.key, items)
         except (ValueError, ConfigError):
             raise ConfigError(coerce_message(self.key, text)) from None

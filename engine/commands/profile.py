@@ -54,9 +54,9 @@ def cmd_profile(args) -> int:
         raise cli.UsageError(str(exc).replace("profiler active", "--steps")) from None
     args.max_steps = None
     cfg = profiling_config(cli._config_for_run(args), options)
-    trainer = cli._build_trainer(cfg)
     ws = cli._open_workspace(args)
-    try:
+    try:  # the workspace finds runs the config names (model.init, distill.teacher)
+        trainer = cli._build_trainer(cfg, ws)
         run = ws.create_run(cfg, args.name or f"profile-{default_run_name(cfg)}", kind="profile")
         trainer.run_id = str(run.id)
         WorkspaceWriter(ws, run).attach(trainer)

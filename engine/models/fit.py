@@ -9,13 +9,16 @@ pruned model back, with no pickled module (Torch-Pruning's own
 carries masks (``weight_orig`` and ``weight_mask``); they are put back as
 torch.nn.utils.prune masks, so training cannot regrow the pruned weights.
 
-``model.init`` starts a run from such a file (a Torchwork safetensors export):
-fine-tuning a pruned model is then an ordinary run.
+``model.init`` starts a run from such a file (a Torchwork safetensors export) or
+from a trained run: fine-tuning a pruned model is then an ordinary run, and a
+model trained on other data loads what fits (engine.models.transfer).
 """
 
 from __future__ import annotations
 
+import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,6 +28,7 @@ from torch.nn.utils import prune
 from engine.config import file_problem
 
 from .errors import ModelError
+from .transfer import InitReport, load_matching
 
 META_KEY = "torchwork"  # the metadata entry (safetensors header, ONNX props, .pt2 extra file)
 KEEP_ZEROS = "keep_zeros"  # meta: tensors whose zeros are pruned weights, kept at zero
@@ -38,14 +42,8 @@ def fit_to_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     or when a layer whose size changed is of a kind that cannot be resized.
     """
     # "x.weight_orig" + "x.weight_mask" is the masked tensor "x.weight" (5 = len("_orig"))
-    masked = sorted(k[:-5] for k in state if k.endswith("_mask") and k[:-5] + "_orig" in state)
-    wanted = {}
-    for key, tensor in state.items():
-        if key.endswith(("_orig", "_mask")) and key[:-5] in masked:
-            if key.endswith("_orig"):
-                wanted[key[:-5]] = tensor
-            continue
-        wanted[key] = tensor
+    wanted, masks = _unmasked(state)
+    masked = sorted(masks)
     own = dict(model.named_parameters())
     own.update(model.named_buffers())
     missing = sorted(set(own) - set(wanted))
@@ -132,26 +130,96 @@ def read_init(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     return state, meta
 
 
-def start_from(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load ``model.init``'s weights into a freshly built model, sizes and masks included.
+def start_from(model: nn.Module, source: str | Path | InitSource, *,
+               input_shape: tuple[int, ...] | None = None,
+               outputs: int | None = None) -> InitReport:
+    """Load ``model.init``'s weights (a safetensors file, or a run's read by the caller into
+    an InitSource) into a freshly built model; returns what was loaded, for the run's log.
 
-    Tensors the file lists under ``keep_zeros`` (an unstructured-pruned model)
-    get masks from their zeros, so those weights stay zero while the run trains.
+    A source for the same inputs and outputs loads whole, pruned sizes and masks
+    included (``fit_to_state``). A source trained on other data (another number of
+    classes or inputs: the model with the saved sizes does not take ``input_shape``
+    to ``outputs``) loads the tensors whose names and shapes match, and the others
+    (the output head) keep their fresh initialization. Tensors a file lists under
+    ``keep_zeros`` (an unstructured-pruned model) get masks from their zeros, so
+    those weights stay zero while the run trains.
     """
-    state, meta = read_init(path)
-    fit_to_state(model, state)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ModelError(f"model.init: the weights in {path} do not fit the model ({first})"
-                         ) from None
+    if not isinstance(source, InitSource):
+        if not str(source).endswith(".safetensors"):
+            raise ModelError(f"model.init={str(source)!r} names a run: build the run with "
+                             f"engine.run_builder.build_trainer and the workspace that holds it")
+        state, meta = read_init(source)
+        source = InitSource(state, meta, str(source))
+    state, meta, label = source.state, source.meta, source.label
+    wanted, masks = _unmasked(state)
+    own = dict(model.named_parameters())
+    own.update(model.named_buffers())
+    same_names = set(own) == set(wanted)
+    same_shapes = same_names and all(tuple(own[k].shape) == tuple(v.shape)
+                                     for k, v in wanted.items())
+    if same_shapes or (same_names and _fits_task(model, state, input_shape, outputs)):
+        fit_to_state(model, state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ModelError(f"model.init: the weights in {label} do not fit the model ({first})"
+                             ) from None
+        report = InitReport(label, loaded=list(wanted), resized=not same_shapes)
+    else:
+        report = load_matching(model, wanted, masks, label)
+    loaded = set(report.loaded)
     for name in meta.get(KEEP_ZEROS, []):
+        if name not in loaded:
+            continue
         module_name, _, tensor_name = name.rpartition(".")
         try:
             module = model.get_submodule(module_name)
         except AttributeError:
-            raise ModelError(f"model.init: {path} keeps zeros of {name}, which the model does "
+            raise ModelError(f"model.init: {label} keeps zeros of {name}, which the model does "
                              f"not have") from None
         prune.custom_from_mask(module, tensor_name, getattr(module, tensor_name).detach() != 0)
-    return model
+    return report
+
+
+@dataclass(frozen=True)
+class InitSource:
+    """Weights to start from, already read: a run's checkpoint (engine.run_builder reads it
+    from the workspace) or a file's tensors; ``label`` names it in messages and the log."""
+
+    state: dict[str, torch.Tensor]
+    meta: dict
+    label: str
+
+
+def _unmasked(state: dict[str, torch.Tensor]
+              ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The tensors by their plain names (a masked "x.weight" is its "x.weight_orig"), and the
+    masks by the same names."""
+    wanted, masks = {}, {}
+    for key, tensor in state.items():
+        base = key[:-5]
+        if key.endswith("_orig") and base + "_mask" in state:
+            wanted[base] = tensor
+        elif key.endswith("_mask") and base + "_orig" in state:
+            masks[base] = state[key]
+        else:
+            wanted[key] = tensor
+    return wanted, masks
+
+
+def _fits_task(model: nn.Module, state: dict[str, torch.Tensor],
+               input_shape: tuple[int, ...] | None, outputs: int | None) -> bool:
+    """Whether ``model`` resized to ``state`` (a pruned model) still takes the run's input to
+    its outputs; if not, the saved model was trained on other data, and this is a transfer."""
+    if input_shape is None or outputs is None:
+        return True  # nothing to check against: sizes are taken, as before transfer existed
+    trial = copy.deepcopy(model)
+    try:
+        fit_to_state(trial, state)
+        trial.eval()
+        with torch.no_grad():
+            out = trial(torch.zeros(2, *input_shape))
+    except Exception:  # any layer that cannot take the input: not the same task
+        return False
+    return tuple(out.shape) == (2, outputs)

@@ -27,6 +27,7 @@ class RunStarted(Event):
     start_step: int  # > 0 when resuming from a checkpoint
     start_epoch: int
     metric_names: tuple[str, ...]  # validation metrics, e.g. ("val_loss", "val_accuracy")
+    notes: tuple[str, ...] = ()  # what the build did that the log should say (model.init)
 
 
 @dataclass(frozen=True)

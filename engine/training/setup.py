@@ -75,29 +75,51 @@ def decay_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter
     return decay, no_decay
 
 
-def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """The optimizer; a value torch refuses that validation let through names the optim keys."""
+def build_optimizer(cfg: RunConfig, model: nn.Module,
+                    backbone: set[str] | frozenset[str] = frozenset()) -> torch.optim.Optimizer:
+    """The optimizer; a value torch refuses that validation let through names the optim keys.
+
+    ``backbone`` names the parameters loaded by ``model.init``: with
+    optim.backbone_lr_scale < 1 they get their own groups at that fraction of the
+    rate, after the groups of the fresh layers (group 0 is what the run reports).
+    """
     try:
-        return _optimizer(cfg, model)
+        return _optimizer(cfg, model, backbone)
     except ValueError as exc:
         raise ConfigError(f"optim.name={cfg.optim.name!r} refuses these settings ({exc}): "
                           f"check optim.lr, optim.momentum, optim.betas, "
                           f"optim.weight_decay") from None
 
 
-def _optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+def _groups(cfg: RunConfig, model: nn.Module, backbone) -> list[dict]:
     o = cfg.optim
-    decay, no_decay = decay_split(model)
+    scale = o.backbone_lr_scale if cfg.applies("optim.backbone_lr_scale") else 1.0
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if scale == 1.0 or not backbone:
+        parts = [(1.0, [p for _, p in named])]
+    else:
+        parts = [(1.0, [p for n, p in named if n not in backbone]),
+                 (scale, [p for n, p in named if n in backbone])]
+    groups = []
+    for part_scale, params in parts:
+        extra = {} if part_scale == 1.0 else {"lr": o.lr * part_scale}
+        if o.weight_decay:  # biases and norm parameters are not decayed
+            groups += [{"params": [p for p in params if p.ndim > 1],
+                        "weight_decay": o.weight_decay, **extra},
+                       {"params": [p for p in params if p.ndim <= 1],
+                        "weight_decay": 0.0, **extra}]
+        else:  # one group, in the model's own order
+            groups.append({"params": params, "weight_decay": 0.0, **extra})
+    return [g for g in groups if g["params"]]
+
+
+def _optimizer(cfg: RunConfig, model: nn.Module, backbone) -> torch.optim.Optimizer:
+    o = cfg.optim
     if o.name == "lbfgs":
+        decay, no_decay = decay_split(model)
         return torch.optim.LBFGS(decay + no_decay, lr=o.lr, history_size=o.lbfgs_history,
                                  line_search_fn="strong_wolfe", max_iter=1)
-    if o.weight_decay:  # biases and norm parameters are not decayed
-        groups = [{"params": decay, "weight_decay": o.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
-        groups = [g for g in groups if g["params"]]
-    else:  # one group, in the model's own order
-        groups = [{"params": [p for p in model.parameters() if p.requires_grad],
-                   "weight_decay": 0.0}]
+    groups = _groups(cfg, model, backbone)
     if o.name == "sgd":
         return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
     if o.name == "adam":
@@ -128,17 +150,22 @@ def _scheduler(cfg: RunConfig, optimizer, steps_per_epoch: int, total_steps: int
     s = cfg.schedule
     spe = max(1, steps_per_epoch)
     warmup = min(s.warmup_steps, max(0, total_steps - 1))
+    # Each group's share of optim.lr (optim.backbone_lr_scale): the schedule keeps it, so
+    # peaks and floors given as rates are scaled per group.
+    shares = [g["lr"] / cfg.optim.lr for g in optimizer.param_groups]
     if s.name == "plateau":
         mode = "min" if LOWER_IS_BETTER[cfg.regularization.early_stopping_metric] else "max"
         return lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=s.gamma,
-                                              patience=s.patience, min_lr=s.min_lr)
+                                              patience=s.patience,
+                                              min_lr=[s.min_lr * k for k in shares])
     if s.name == "onecycle":
         # OneCycleLR divides by the rise's length, pct_start * total_steps - 1 steps:
         # a one-step warmup would make it zero, so the rise takes at least two.
         pct = max(warmup, 2) / total_steps if warmup else 0.3
         cycle = any(k in optimizer.defaults for k in ("betas",)) or \
             optimizer.defaults.get("momentum", 0) > 0
-        return lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.optim.lr, total_steps=total_steps,
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=[cfg.optim.lr * k for k in shares],
+                                       total_steps=total_steps,
                                        pct_start=min(max(pct, 0.01), 0.99),
                                        cycle_momentum=cycle)
     rest = max(1, total_steps - warmup)
@@ -151,6 +178,10 @@ def _scheduler(cfg: RunConfig, optimizer, steps_per_epoch: int, total_steps: int
                                         gamma=s.gamma)
     elif s.name == "exponential":
         main = lr_scheduler.ExponentialLR(optimizer, gamma=s.gamma ** (1.0 / spe))
+    elif s.name in ("cosine", "warmup_cosine") and len(set(shares)) > 1:
+        # CosineAnnealingLR has one floor for all groups: the slowed layers would end at
+        # the head's floor, or rise to it. The same curve as a factor keeps each share.
+        main = lr_scheduler.LambdaLR(optimizer, _Cosine(rest, s.min_lr / cfg.optim.lr))
     elif s.name in ("cosine", "warmup_cosine"):
         main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=rest, eta_min=s.min_lr)
     else:  # pragma: no cover
@@ -161,6 +192,18 @@ def _scheduler(cfg: RunConfig, optimizer, steps_per_epoch: int, total_steps: int
     if main is None:
         return ramp
     return lr_scheduler.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+
+class _Cosine:
+    """CosineAnnealingLR's closed form as a factor of each group's rate: 1 at step 0, the
+    floor ``floor`` (min_lr / lr) after ``steps`` steps and beyond."""
+
+    def __init__(self, steps: int, floor: float):
+        self.steps, self.floor = steps, floor
+
+    def __call__(self, step: int) -> float:
+        t = min(step, self.steps) / self.steps
+        return self.floor + (1 - self.floor) * (1 + math.cos(math.pi * t)) / 2
 
 
 class _BCEWithLogits(nn.Module):

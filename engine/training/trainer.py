@@ -23,7 +23,8 @@ import torch
 from ..config import RunConfig
 from ..data import load_dataset
 from ..models import build_model
-from ..models.fit import start_from
+from ..models.fit import InitSource, start_from
+from ..models.transfer import freeze
 from ..workspace.diskspace import disk_full_message, is_disk_full
 from ..workspace.diskspace import stated as stated_disk_full
 from . import events as ev
@@ -78,12 +79,13 @@ class Trainer:
 
     def __init__(self, config: RunConfig, *, run_id: str | None = None,
                  checkpoint_dir: str | Path | None = None, model: torch.nn.Module | None = None,
-                 loss_hook: LossHook | None = None):
+                 loss_hook: LossHook | None = None, init: InitSource | None = None):
         """``model`` trains instead of one built from the config (``model.init``: a pruned
         model); ``loss_hook(x, out, task_loss)`` returns the loss to minimise, validation
         still reports the task loss alone. Distillation is such a loss provider, attached
         from outside (``distill.teacher``: engine.run_builder builds the run and attaches
-        it), so training depends on neither compression nor export."""
+        it), so training depends on neither compression nor export. ``init`` holds the
+        weights of a run that ``model.init`` names (engine.run_builder reads them)."""
         config.validate()
         self.config = cfg = config
         self.run_id = run_id
@@ -102,12 +104,21 @@ class Trainer:
         check_data_fits(cfg)
         self.data = load_dataset(cfg)
         self.task = self.data.task
+        self.notes: list[str] = []  # for the log, said when the run starts
+        backbone: set[str] = set()
         if model is None:
             check_model_fits(cfg, self.data, self.device)
-            model = build_model(cfg, tuple(self.data.input_shape),
-                                num_outputs(cfg, self.data.num_classes))
+            outputs = num_outputs(cfg, self.data.num_classes)
+            model = build_model(cfg, tuple(self.data.input_shape), outputs)
             if cfg.model.init:
-                start_from(model, cfg.model.init)
+                report = start_from(model, init or cfg.model.init,
+                                    input_shape=tuple(self.data.input_shape), outputs=outputs)
+                self.notes += report.lines()
+                backbone = report.loaded_parameters(model)
+        self.frozen_norms = freeze(model, cfg.model.freeze)
+        if cfg.model.freeze:
+            self.notes.append(f"model.freeze: {', '.join(cfg.model.freeze)} stay fixed ("
+                              f"{sum(not p.requires_grad for p in model.parameters())} tensors)")
         self.model = model.to(self.device)
         self.loss_hook = loss_hook
         self.channels_last = cfg.precision.channels_last and len(self.data.input_shape) == 3
@@ -115,7 +126,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if cfg.precision.compile else self.model
         self.loss_fn = build_loss(cfg)
-        self.optimizer = build_optimizer(cfg, self.model)
+        self.optimizer = build_optimizer(cfg, self.model, backbone)
         self.penalized, _ = decay_split(self.model)
         r = cfg.regularization
         self.penalized_on = bool(r.l1 or r.l2) and bool(self.penalized)
@@ -216,7 +227,8 @@ class Trainer:
         self._in_step = False
         self.emit(ev.RunStarted(self.run_id, self.num_params, str(self.device), self.task,
                                 self.config.train.epochs, self.steps_per_epoch, self.total_steps,
-                                self.step, self.epoch, self.metric_names))
+                                self.step, self.epoch, self.metric_names,
+                                tuple(self.notes)))
         self._wall_mark = self._interval_mark = time.perf_counter()
         self._interval_samples = 0
         try:
@@ -279,6 +291,8 @@ class Trainer:
             if self.batch_in_epoch == 0:
                 self._epoch_loss_sum, self._epoch_steps = 0.0, 0
             self.model.train()
+            for module in self.frozen_norms:  # frozen layers keep their statistics
+                module.eval()
             if not self._train_epoch(max_steps):
                 return
             self._end_epoch()

@@ -74,6 +74,8 @@ class WorkspaceWriter:
         self.log.write(f"run {self.run.id} '{self.run.name}' {what} on {e.device}: "
                        f"{e.num_params:,} parameters, {e.task}, {e.epochs} epochs of "
                        f"{e.steps_per_epoch} steps ({e.total_steps} steps in all)")
+        for note in e.notes:
+            self.log.write(note)
 
     def _on_metrics(self, e: MetricsLogged) -> None:
         self._pending.append((e.step, e.epoch, e.loss, e.lr, e.grad_norm, e.samples_per_s,

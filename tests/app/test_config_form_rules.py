@@ -213,3 +213,13 @@ def test_start_refuses_a_file_that_went_missing(window, qtbot, tmp_path, tiny_co
     assert message.startswith("Cannot start: model.init=") and f"{weights} not found" in message
     assert window.config_panel.editor("model.init").has_error()
     assert not window.act_start.isEnabled()
+
+
+def test_fine_tuning_options_read_names_and_show_with_a_start(panel, qtbot):
+    assert shown(panel, "model.freeze", "optim.backbone_lr_scale") == [True, False]
+    retype(qtbot, panel.editor("model.init").edit, "0003-digits-mlp")  # a run of the workspace
+    assert panel.is_shown("optim.backbone_lr_scale")
+    retype(qtbot, panel.editor("model.freeze").edit, "0, features.3")
+    assert panel.editor("model.freeze").value() == ["0", "features.3"]
+    assert not panel.editor("model.freeze").has_error()
+    assert "e.g. 0, 2" in panel.editor("model.freeze").edit.placeholderText()

@@ -20,6 +20,7 @@ NON_DEFAULTS = {
     "model.arch": "custom:models/my_net.py", "model.hidden": [256, 128, 32],
     "model.channels": [16], "model.activation": "gelu", "model.dropout": 0.25,
     "model.batch_norm": True, "model.init": "weights/pruned.safetensors",
+    "model.freeze": ["0", "features.3"], "optim.backbone_lr_scale": 0.1,
     "distill.teacher": "3", "distill.alpha": 0.5, "distill.temperature": 2.5,
     "optim.name": "sgd", "optim.lr": 3e-4, "optim.weight_decay": 1.234567890123e-7,
     "optim.momentum": 0.95, "optim.nesterov": True, "optim.betas": [0.85, 0.9995],

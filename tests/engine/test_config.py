@@ -152,9 +152,10 @@ def test_form_groups_cover_every_key_once():
 def test_weights_file_and_distillation_options_are_checked():
     cfg = RunConfig()
     assert cfg.model.init == "" and cfg.distill.teacher == ""
-    with pytest.raises(ConfigError, match=r"model.init must be empty or path/to/model.safetensors "
-                                          r"\(got 'w.pt'\)"):
+    with pytest.raises(ConfigError, match=r"model.init must be empty or a run id or name, or "
+                                          r"path/to/model.safetensors \(got 'w.pt'\)"):
         cfg.with_overrides(["model.init=w.pt"])
+    assert cfg.with_overrides(["model.init=0003-digits-mlp"]).model.init == "0003-digits-mlp"
     assert cfg.with_overrides(["model.init=out/w.safetensors"]).model.init == "out/w.safetensors"
     with pytest.raises(ConfigError, match="distill.teacher needs a classification dataset"):
         cfg.with_overrides(["distill.teacher=3", "data.dataset=diabetes"])

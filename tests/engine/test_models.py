@@ -266,7 +266,10 @@ def test_model_init_starts_a_run_from_a_file_and_keeps_its_zeros(tmp_path):
         source[0].weight[:, :2] = 0
     path = tmp_path / "w.safetensors"
     save_model(source, str(path), metadata={"torchwork": '{"keep_zeros": ["0.weight"]}'})
-    model = start_from(build_model(cfg, (4,), 3), path)
+    model = build_model(cfg, (4,), 3)
+    report = start_from(model, path, input_shape=(4,), outputs=3)
+    assert sorted(report.loaded) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    assert not report.fresh and not report.resized
     assert torch.equal(model[0].weight, source[0].weight)
     loss = model(torch.randn(8, 4)).sum()
     loss.backward()

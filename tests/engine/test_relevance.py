@@ -122,14 +122,15 @@ def test_files_a_run_reads_are_checked_before_it_starts(tmp_path, monkeypatch):
     present = config(model__arch="custom:net.py", model__init="w.safetensors",
                      distill__teacher="3")  # a run id names no file
     assert present.file_errors() == []
+    assert config(model__init="0003-digits-mlp").file_errors() == []  # a run names no file
     missing = config(model__arch="custom:gone.py", model__init="gone.safetensors",
                      distill__teacher="t/gone.safetensors")
     assert missing.file_errors() == [
         f"model.arch='custom:gone.py': {tmp_path / 'gone.py'} not found: give the path of a .py "
         f"file exposing build_model(input_shape, num_outputs)",
         f"model.init='gone.safetensors': {tmp_path / 'gone.safetensors'} not found: give a "
-        f".safetensors file written by `torchwork export --format safetensors` or by "
-        f"`torchwork compress`",
+        f"run id, or a .safetensors file written by `torchwork export --format safetensors` or "
+        f"by `torchwork compress`",
         f"distill.teacher='t/gone.safetensors': {tmp_path / 't/gone.safetensors'} not found: "
         f"give a run id or a .safetensors file from `torchwork export`"]
     (tmp_path / "folder.py").mkdir()
