@@ -196,6 +196,10 @@ def _build_trainer(cfg: RunConfig, workspace=None):
 
 def cmd_run(args) -> int:
     cfg = _config_for_run(args)
+    if cfg.train.cv_folds and not cfg.train.cv_fold:
+        from .commands.crossval import run_folds
+
+        return run_folds(args, cfg)
     ws = _open_workspace(args)
     try:
         trainer = _build_trainer(cfg, ws)
@@ -290,7 +294,7 @@ def cmd_runs(args) -> int:
                            "created_at": r.created_at, "steps": r.steps,
                            "epochs_completed": r.epochs_completed, "best_val": r.best_val,
                            "best_metric": r.best_metric, "wall_s": r.wall_s,
-                           "dir": str(r.dir)} for r in runs], indent=1))
+                           "group": r.run_group, "dir": str(r.dir)} for r in runs], indent=1))
         return EXIT_OK
     if not runs:
         if args.kind:
@@ -298,14 +302,21 @@ def cmd_runs(args) -> int:
         else:
             print(f"no runs in {ws.root} yet: start one with `torchwork run CONFIG.toml`")
         return EXIT_OK
-    rows = [("ID", "NAME", "KIND", "STATUS", "EPOCHS", "STEPS", "BEST", "CREATED")]
+    rows = [("ID", "NAME", "KIND", "STATUS", "EPOCHS", "STEPS", "BEST", "GROUP", "CREATED")]
     for r in runs:
         best = f"{r.best_metric} {r.best_val:.4g}" if r.best_val is not None else "-"
         rows.append((str(r.id), r.name, r.kind, r.status, str(r.epochs_completed or 0),
-                     str(r.steps or 0), best, (r.created_at or "")[:19]))
+                     str(r.steps or 0), best, r.run_group or "-", (r.created_at or "")[:19]))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    groups = sorted({r.run_group for r in runs if r.run_group})
+    if groups:
+        from .crossval import summarize, summary_line
+
+        with _open_workspace(args) as ws:
+            for group in groups:
+                print(summary_line(summarize(ws, group)))
     return EXIT_OK
 
 

@@ -81,7 +81,8 @@ FORM_GROUPS = {
                                "train.grad_clip_value", "precision.channels_last",
                                "precision.compile"],
     "Training": ["train.epochs", "train.max_steps", "train.device", "train.seed",
-                 "train.checkpoint_every", "train.log_every", "monitor.interval"],
+                 "train.checkpoint_every", "train.log_every", "monitor.interval",
+                 "train.cv_folds", "train.cv_fold"],
 }
 
 
@@ -317,6 +318,11 @@ class RunConfig:
             if o.name == "lbfgs":
                 errs.append("distill.teacher does not work with optim.name='lbfgs' (its "
                             "closure re-evaluates the task loss alone): use adamw")
+        if t.cv_folds == 1:
+            errs.append("train.cv_folds must be 0 (no cross-validation) or at least 2 (got 1)")
+        elif t.cv_folds and t.cv_fold > t.cv_folds:
+            errs.append(f"train.cv_fold must be 0 (every fold) or 1 to train.cv_folds="
+                        f"{t.cv_folds} (got {t.cv_fold})")
         if any(not name.strip(". ") for name in m.freeze):
             errs.append(f"model.freeze must list layer names such as '0' or 'features.0' (got "
                         f"{show(m.freeze)}): an empty name would freeze the whole model")

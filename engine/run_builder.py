@@ -26,8 +26,13 @@ def build_trainer(config: RunConfig, workspace=None, **options):
     ``workspace`` (a Workspace or its folder) finds a teacher named by run id. A
     teacher that does not fit the run fails here with a ConfigError, before any event.
     """
+    from engine.config import ConfigError
     from engine.training import Trainer
 
+    if config.train.cv_folds and not config.train.cv_fold:
+        raise ConfigError(f"train.cv_folds={config.train.cv_folds} trains a group of runs, one "
+                          f"per fold: start it with `torchwork run CONFIG.toml`, or set "
+                          f"train.cv_fold to train one fold here")
     init = config.model.init
     if init and not init.endswith(".safetensors"):
         options["init"] = run_weights(workspace, init)

@@ -239,6 +239,15 @@ class TrainConfig:
     log_every: int = opt(10, "Log every (steps)", "Optimizer steps between metric readings; "
                          "reading values off the device syncs it, so not every step.",
                          min=1, max=1_000_000)
+    cv_folds: int = opt(0, "Cross-validation folds", "K >= 2 trains K runs as one group, "
+                        "each holding out another of K stratified folds for validation "
+                        "instead of data.val_fraction, and reports each metric's mean and "
+                        "standard deviation across them. 0: one run, no cross-validation.",
+                        min=0, max=100)
+    cv_fold: int = opt(0, "Fold", "The fold this run holds out (1 to train.cv_folds): set on "
+                       "each run of a cross-validation group; set it yourself to train one "
+                       "fold alone. 0: every fold, as a group.", min=0, max=100,
+                       relevant_when={"train.cv_folds": {">": 1}})
 
 
 @dataclass

@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 
 from engine.config import ConfigError, RunConfig
 
+from .folds import fold_indices
 from .sources import GENERATED, SOURCES, RawData
 
 
@@ -52,16 +53,21 @@ def load_dataset(cfg: RunConfig) -> DataBundle:
     task = cfg.task
     classification = task == "classification"
     y = raw.y.astype(np.int64) if classification else raw.y.astype(np.float64)
-    if classification:
-        _check_split(cfg, raw, y)
-    try:
-        x_tr, x_va, y_tr, y_va = train_test_split(
-            raw.x, y, test_size=cfg.data.val_fraction, random_state=seed,
-            stratify=y if classification else None)
-    except ValueError as exc:  # anything the pre-check did not foresee
-        raise ConfigError(f"cannot split {name} ({len(y)} samples) with data.val_fraction="
-                          f"{cfg.data.val_fraction}: {exc}; change data.val_fraction"
-                          + (" or data.n_samples" if name in GENERATED else "")) from None
+    if cfg.train.cv_folds and cfg.train.cv_fold:  # one fold of a cross-validation group
+        train, val = fold_indices(y, getattr(raw, "groups", None), cfg.train.cv_folds,
+                                  cfg.train.cv_fold - 1, seed, stratify=classification)
+        x_tr, x_va, y_tr, y_va = raw.x[train], raw.x[val], y[train], y[val]
+    else:
+        if classification:
+            _check_split(cfg, raw, y)
+        try:
+            x_tr, x_va, y_tr, y_va = train_test_split(
+                raw.x, y, test_size=cfg.data.val_fraction, random_state=seed,
+                stratify=y if classification else None)
+        except ValueError as exc:  # anything the pre-check did not foresee
+            raise ConfigError(f"cannot split {name} ({len(y)} samples) with data.val_fraction="
+                              f"{cfg.data.val_fraction}: {exc}; change data.val_fraction"
+                              + (" or data.n_samples" if name in GENERATED else "")) from None
 
     feature_mean = feature_std = None
     if cfg.data.standardize:

@@ -37,6 +37,7 @@ class RunRecord:
     error: str | None = None
     checkpoint: str | None = None
     kind: str = "train"  # train | profile (engine.workspace.schema.RUN_KINDS)
+    run_group: str | None = None  # runs trained together, e.g. the folds of a cross-validation
 
     @property
     def config(self) -> RunConfig:

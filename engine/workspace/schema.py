@@ -105,6 +105,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # unless told otherwise; the window's dedicated captures cannot be told apart.
         "UPDATE runs SET kind = 'profile' WHERE name LIKE 'profile-%'",
     ),
+    (  # 3 -> 4: runs trained together (the folds of a cross-validation) share a group tag
+        "ALTER TABLE runs ADD COLUMN run_group TEXT",
+        "CREATE INDEX runs_by_group ON runs (run_group) WHERE run_group IS NOT NULL",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

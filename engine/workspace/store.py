@@ -158,11 +158,12 @@ class Workspace:
 
     # --- runs ----------------------------------------------------------------
     def create_run(self, config: RunConfig, name: str | None = None,
-                   kind: str = "train") -> RunRecord:
+                   kind: str = "train", group: str | None = None) -> RunRecord:
         """Register a run and make its folder with config.toml and checkpoints/.
 
         ``kind`` "profile" marks a short dedicated run that only records a profiler
-        capture: the lists of trained runs leave it out (``list_runs(kind=...)``)."""
+        capture: the lists of trained runs leave it out (``list_runs(kind=...)``).
+        ``group`` tags runs trained together (the folds of a cross-validation)."""
         if kind not in RUN_KINDS:
             raise ValueError(f"run kind must be one of {', '.join(RUN_KINDS)} (got {kind!r})")
         name = name or default_run_name(config)
@@ -172,9 +173,10 @@ class Workspace:
             # open sees a dead owner and marks the run interrupted instead of 'created' forever.
             owner = self._owner
             cur = conn.execute("INSERT INTO runs (name, dir, status, created_at, config_toml, "
-                               "pid, hostname, proc_created, kind) VALUES (?, '', 'created', ?, "
-                               "?, ?, ?, ?, ?)", (name, now_iso(), toml, owner.pid,
-                                                  owner.hostname, owner.created, kind))
+                               "pid, hostname, proc_created, kind, run_group) VALUES (?, '', "
+                               "'created', ?, ?, ?, ?, ?, ?, ?)",
+                               (name, now_iso(), toml, owner.pid, owner.hostname,
+                                owner.created, kind, group))
             run_id = cur.lastrowid
             rel = f"{RUNS_DIR}/{run_id:04d}-{slug(name)}"
             conn.execute("UPDATE runs SET dir = ? WHERE id = ?", (rel, run_id))
@@ -206,9 +208,12 @@ class Workspace:
             raise self._no_run(ref)
         return self._record(rows[0])
 
-    def list_runs(self, kind: str | None = None) -> list[RunRecord]:
-        """All runs, or those of one ``kind`` ("train", "profile"), newest first."""
-        where, params = ("WHERE kind = ? ", (kind,)) if kind is not None else ("", ())
+    def list_runs(self, kind: str | None = None, group: str | None = None) -> list[RunRecord]:
+        """All runs, or those of one ``kind`` ("train", "profile") or ``group``, newest first."""
+        conditions = [(c, v) for c, v in (("kind = ?", kind), ("run_group = ?", group))
+                      if v is not None]
+        where = f"WHERE {' AND '.join(c for c, _ in conditions)} " if conditions else ""
+        params = tuple(v for _, v in conditions)
         rows = self._query(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM runs {where}"
                            f"ORDER BY id DESC", params)
         return [self._record(r) for r in rows]

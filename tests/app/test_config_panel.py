@@ -36,7 +36,7 @@ NON_DEFAULTS = {
     "train.epochs": 33, "train.max_steps": 5_000_000_000, "train.grad_accum_steps": 4,
     "train.grad_clip_norm": 1.5, "train.grad_clip_value": 0.25, "train.loss": "hinge",
     "train.seed": 4_000_000_000, "train.device": "cuda:1", "train.checkpoint_every": 5,
-    "train.log_every": 25, "monitor.interval": 2.5,
+    "train.log_every": 25, "monitor.interval": 2.5, "train.cv_folds": 5, "train.cv_fold": 2,
 }
 
 
