@@ -34,7 +34,7 @@ def three_classes(**overrides) -> RunConfig:
 def digits_run(tmp_path, workspace_dir):
     """A trained digits MLP run (10 classes) of the test's workspace: its id."""
     path = tmp_path / "digits.toml"
-    digits_mlp().save(path)
+    digits_mlp(**{"train.max_steps": 5}).save(path)
     assert main(["run", str(path), "--json"]) == 0
     with Workspace(workspace_dir) as ws:
         return ws.list_runs()[0].id
@@ -82,7 +82,8 @@ def test_loaded_layers_hold_the_source_weights_and_the_head_starts_fresh(digits_
 
 
 def test_a_cnn_export_with_other_classes_gives_its_conv_layers_to_a_digits_cnn(tmp_path):
-    cfg = digits_mlp(**{"model.arch": "cnn", "model.channels": [4, 8], "model.hidden": [16]})
+    cfg = digits_mlp(**{"model.arch": "cnn", "model.channels": [4, 8], "model.hidden": [16],
+                        "train.max_steps": 3})
     source = build_model(cfg, (1, 8, 8), 5)  # trained elsewhere on 5 classes
     path = tmp_path / "five.safetensors"
     save_model(source, str(path))
@@ -211,7 +212,8 @@ def test_lbfgs_refuses_a_backbone_rate_but_freezes(tmp_path):
     with pytest.raises(ConfigError, match="optim.backbone_lr_scale must be 1 with "
                                           "optim.name='lbfgs'"):
         scaled_run(tmp_path, "lbfgs", "constant")
-    trainer = scaled_run(tmp_path, "lbfgs", "constant", scale=1.0, **{"model.freeze": ["1"]})
+    trainer = scaled_run(tmp_path, "lbfgs", "constant", scale=1.0,
+                         **{"model.freeze": ["1"], "train.max_steps": 3})
     first = trainer.model[1].weight.detach().clone()
     assert trainer.run().status == "completed"
     assert torch.equal(trainer.model[1].weight, first)
