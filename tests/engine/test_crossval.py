@@ -122,3 +122,43 @@ def test_a_schema_3_workspace_gets_the_group_column(tmp_path, tiny_config):
         assert [(r.name, r.run_group) for r in ws.list_runs()] == [("old", None)]
         ws.create_run(tiny_config(), "new", group="cv-0002")
         assert [r.name for r in ws.list_runs(group="cv-0002")] == ["new"]
+
+
+def summary_of_runs(capsys) -> str:
+    assert main(["runs"]) == 0
+    return capsys.readouterr().out.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_a_group_stopped_part_way_is_completed_by_resuming_its_folds(
+        tmp_path, workspace_dir, capsys, monkeypatch):
+    from engine import cli
+
+    path = tmp_path / "cv.toml"
+    moons().save(path)
+    assert main(["run", str(path), "--workspace", str(tmp_path / "whole")]) == 0
+    whole = capsys.readouterr().out.splitlines()[-1]
+
+    train, started = cli._train, []
+
+    def stop_the_second_fold(trainer, ws, run, as_json):
+        started.append(run.id)
+        if len(started) == 2:
+            trainer.stop("user")  # Ctrl-C at once
+        return train(trainer, ws, run, as_json)
+
+    monkeypatch.setattr(cli, "_train", stop_the_second_fold)
+    assert main(["run", str(path)]) == cli.EXIT_STOPPED
+    first = started[0]
+    assert (f"ended at fold 2 of 3: `torchwork resume RUN` for each of runs {first + 1} "
+            f"{first + 2} completes it") in capsys.readouterr().err
+    monkeypatch.setattr(cli, "_train", train)
+    with closing(sqlite3.connect(workspace_dir / "workspace.sqlite")) as conn:
+        # the process that created the third fold has ended (its start time no longer matches)
+        conn.execute("UPDATE runs SET proc_created = 1 WHERE id = ?", (first + 2,))
+        conn.commit()
+    assert summary_of_runs(capsys).startswith("group cv-0001: 1 of 3 folds completed; ")
+    for run_id in (first + 1, first + 2):
+        assert main(["resume", str(run_id)]) == 0
+    capsys.readouterr()
+    assert summary_of_runs(capsys) == whole  # as if never stopped
