@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, RunConfig
+from .run_options import IMAGES_PREFIX
 from .workspace.schema import RUN_KINDS
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_STOPPED = 0, 1, 2, 130
@@ -178,6 +179,12 @@ def _config_for_run(args) -> RunConfig:
             beside = path.parent / file
             file = beside if beside.exists() else Path.cwd() / file
         cfg.model.init = str(file.resolve())
+    if cfg.data.dataset.startswith(IMAGES_PREFIX):  # an image folder: the same
+        folder = Path(cfg.data.dataset[len(IMAGES_PREFIX):]).expanduser()
+        if not folder.is_absolute():
+            beside = path.parent / folder
+            folder = beside if beside.exists() else Path.cwd() / folder
+        cfg.data.dataset = f"{IMAGES_PREFIX}{folder.resolve()}"
     missing = cfg.file_errors()  # before a workspace run is created for it
     if missing:
         raise ConfigError(missing)

@@ -39,6 +39,7 @@ from engine.run_options import (
     REGRESSION_LOSSES,
     SCHEDULES,
     SECTIONS,
+    AugmentConfig,
     DataConfig,
     DistillConfig,
     ModelConfig,
@@ -48,12 +49,14 @@ from engine.run_options import (
     RegularizationConfig,
     ScheduleConfig,
     TrainConfig,
+    is_image_dataset,
 )
 from engine.show import show
 
 # The option declarations are read through this module as before.
 __all__ = ["ARCHS", "CLASSIFICATION_LOSSES", "DATASETS", "IMAGE_DATASETS", "MONITORED",
            "OPTIMIZERS", "REGRESSION_DATASETS", "REGRESSION_LOSSES", "SCHEDULES", "SECTIONS",
+           "AugmentConfig",
            "ConfigError", "DataConfig", "DistillConfig", "ModelConfig", "MonitorConfig",
            "OptimConfig", "PrecisionConfig", "RegularizationConfig", "RunConfig",
            "ScheduleConfig", "TrainConfig", "all_keys", "applies", "check_value", "coerce",
@@ -77,6 +80,7 @@ FORM_GROUPS = {
     "Optimizer & schedule": ["optim.*", "schedule.*", "train.loss"],
     "Regularization": ["regularization.*"],
     "Distillation": ["distill.*"],
+    "Augmentation": ["augment.*"],
     "Precision & efficiency": ["precision.amp", "train.grad_accum_steps", "train.grad_clip_norm",
                                "train.grad_clip_value", "precision.channels_last",
                                "precision.compile"],
@@ -108,6 +112,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     # --- conversion -------------------------------------------------------
     def to_dict(self) -> dict[str, dict[str, Any]]:
@@ -307,10 +312,18 @@ class RunConfig:
         if metric not in metrics:
             errs.append(f"regularization.early_stopping_metric={show(metric)} is not measured for "
                         f"{task}: use one of {', '.join(metrics)}")
-        if m.arch == "cnn" and d.dataset not in IMAGE_DATASETS:
+        if m.arch == "cnn" and not is_image_dataset(d.dataset):
             errs.append(f"model.arch='cnn' needs image data (data.dataset in "
-                        f"{', '.join(IMAGE_DATASETS)}; got {show(d.dataset)}): use 'mlp' or "
-                        f"'resnet'")
+                        f"{', '.join(IMAGE_DATASETS)} or images:path/to/folder; got "
+                        f"{show(d.dataset)}): use 'mlp' or 'resnet'")
+        if self.applies("data.channels") and d.channels not in (1, 3):
+            errs.append(f"data.channels must be 1 (grey) or 3 (colour) (got {d.channels})")
+        a = self.augment
+        if self.applies("augment.mixup") and (a.mixup or a.cutmix) and \
+                loss_name_of(t.loss, task) not in ("cross_entropy", "bce"):
+            errs.append(f"augment.mixup and augment.cutmix make soft targets, which "
+                        f"train.loss={show(t.loss)} cannot take: use cross_entropy or bce, or "
+                        f"set augment.mixup = 0 and augment.cutmix = 0")
         if self.distill.teacher:
             if task != "classification":
                 errs.append(f"distill.teacher needs a classification dataset: distillation "
@@ -330,6 +343,13 @@ class RunConfig:
             errs.append(f"data.n_classes ({d.n_classes}) must not exceed data.n_features "
                         f"({d.n_features}) for synthetic data")
         return errs
+
+
+def loss_name_of(loss: str, task: str) -> str:
+    """The loss ``train.loss`` stands for: auto is cross_entropy or mse by task."""
+    if loss != "auto":
+        return loss
+    return "cross_entropy" if task == "classification" else "mse"
 
 
 def _literal(value: Any) -> str:

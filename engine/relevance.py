@@ -27,13 +27,18 @@ def applies(rule, value_of) -> bool:
 
 
 def _holds(cond, value) -> bool:
-    if isinstance(cond, dict):
-        if "not" in cond:
-            return value not in cond["not"]
-        if "prefix" in cond:
-            return isinstance(value, str) and value.startswith(tuple(cond["prefix"]))
-        return value > cond[">"]
+    if isinstance(cond, dict):  # every operator given must hold
+        return all(_OPERATORS[op](value, arg) for op, arg in cond.items())
     return value in cond
+
+
+_OPERATORS = {
+    "not": lambda value, values: value not in values,
+    "prefix": lambda value, starts: isinstance(value, str) and value.startswith(tuple(starts)),
+    "not_prefix": lambda value, starts: not (isinstance(value, str)
+                                             and value.startswith(tuple(starts))),
+    ">": lambda value, bound: value > bound,
+}
 
 
 def describe_rule(rule) -> str:
@@ -50,14 +55,21 @@ def _describe(key: str, cond) -> str:
         return " or ".join(str(v) for v in values)
 
     if isinstance(cond, dict):
-        if "not" in cond:
-            if list(cond["not"]) == [""]:
-                return f"{key} is set"
-            return f"{key} is not {alternatives(cond['not'])}"
-        if "prefix" in cond:
-            return f"{key} starts with {alternatives(cond['prefix'])}"
-        return f"{key} > {cond['>']}"
+        return " and ".join(_describe_op(key, op, arg) for op, arg in cond.items())
     return f"{key} is {alternatives(cond)}"
+
+
+def _describe_op(key: str, op: str, arg) -> str:
+    def alternatives(values) -> str:
+        return " or ".join(str(v) for v in values)
+
+    if op == "not":
+        return f"{key} is set" if list(arg) == [""] else f"{key} is not {alternatives(arg)}"
+    if op == "prefix":
+        return f"{key} starts with {alternatives(arg)}"
+    if op == "not_prefix":
+        return f"{key} does not start with {alternatives(arg)}"
+    return f"{key} > {arg}"
 
 
 def check_rule(key: str, rule) -> list[str]:
@@ -73,10 +85,11 @@ def check_rule(key: str, rule) -> list[str]:
                 continue
             choices = fields[name].metadata["choices"]
             if isinstance(cond, dict):
-                if set(cond) not in ({"not"}, {">"}, {"prefix"}):
+                if not cond or set(cond) - set(_OPERATORS):
                     problems.append(f"{key}: relevant_when on {other} uses {set(cond)}: "
                                     f"use a list of values, {{'not': [...]}}, "
-                                    f"{{'prefix': [...]}} or {{'>': n}}")
+                                    f"{{'prefix': [...]}}, {{'not_prefix': [...]}} or "
+                                    f"{{'>': n}}")
                     continue
                 values = cond.get("not", [])
             else:

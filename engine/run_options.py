@@ -46,19 +46,36 @@ SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "warmup_c
 CLASSIFICATION_LOSSES = ("cross_entropy", "bce", "hinge")
 REGRESSION_LOSSES = ("mse", "l1", "huber")
 MONITORED = ("val_loss", "val_accuracy", "val_mse", "val_mae", "val_r2")
+IMAGES_PREFIX = "images:"  # data.dataset = "images:path/to/folder" (engine.data.images)
 BUILT_IN_ARCHS = {"model.arch": list(ARCHS)}  # not custom:file.py, which builds itself
+# Options of image folders alone, and of any image data (a built-in image set or a folder).
+IMAGE_FOLDER = {"data.dataset": {"prefix": [IMAGES_PREFIX]}}
+IMAGE_DATA = [{"data.dataset": list(IMAGE_DATASETS)}, IMAGE_FOLDER]
 # Hidden widths and batch norm: the MLP, the cnn's head and conv stages, resnet on tabular
 # data (on images resnet always normalizes); conv channels: the cnn, resnet on images.
 HIDDEN_LAYERS = [{"model.arch": ["mlp", "cnn"]},
-                  {"model.arch": ["resnet"], "data.dataset": {"not": list(IMAGE_DATASETS)}}]
+                  {"model.arch": ["resnet"], "data.dataset": {"not": list(IMAGE_DATASETS),
+                                                              "not_prefix": [IMAGES_PREFIX]}}]
 CONV_CHANNELS = [{"model.arch": ["cnn"]},
-                 {"model.arch": ["resnet"], "data.dataset": list(IMAGE_DATASETS)}]
+                 {"model.arch": ["resnet"], "data.dataset": list(IMAGE_DATASETS)},
+                 {"model.arch": ["resnet"], **IMAGE_FOLDER}]
+# Augmentation options: image data with augment.enabled on.
+AUGMENTING = [{"augment.enabled": [True], **rule} for rule in IMAGE_DATA]
+
+
+def is_image_dataset(name: str) -> bool:
+    """A built-in image set or an image folder: data whose samples are (C, H, W)."""
+    return name in IMAGE_DATASETS or name.startswith(IMAGES_PREFIX)
 
 
 @dataclass
 class DataConfig:
     dataset: str = opt("digits", "Dataset", "Built-in dataset (no downloads): scikit-learn's "
-                       "bundled sets, or generated 'synthetic' / 'moons' data.", choices=DATASETS)
+                       "bundled sets, or generated 'synthetic' / 'moons' data; or your own "
+                       "images: images:path/to/folder (one subfolder per class) or "
+                       "images:path/to/labels.csv (rows of path,label), relative to the "
+                       "config file's folder.", choices=DATASETS,
+                       pattern=r"images:.+", pattern_hint="images:path/to/folder")
     batch_size: int = opt(64, "Batch size", "Samples per forward pass (per micro-batch when "
                           "accumulating gradients).", min=1, max=1_000_000)
     val_fraction: float = opt(0.2, "Validation fraction", "Share of the data held out for "
@@ -81,6 +98,21 @@ class DataConfig:
                            "training process, fastest for in-memory data.", min=0, max=64)
     pin_memory: bool = opt(False, "Pin memory", "Page-locked host batches for faster, "
                            "asynchronous copies to a CUDA device.")
+    image_size: int = opt(32, "Image size", "Images are resized (squashed, bilinear) to this "
+                          "many pixels square when they are first decoded.", min=4, max=1024,
+                          relevant_when=IMAGE_FOLDER)
+    channels: int = opt(3, "Channels", "1 decodes every image to grey, 3 to colour (RGB), "
+                        "whatever each file holds.", min=1, max=3,
+                        relevant_when=IMAGE_FOLDER)
+    on_bad_file: str = opt("skip", "Undecodable images", "skip: leave out images that cannot "
+                           "be decoded (the log names the first few); fail: stop the run "
+                           "before training.", choices=("skip", "fail"),
+                           relevant_when=IMAGE_FOLDER)
+    image_loading: str = opt("auto", "Image loading", "memory: hold the decoded images as "
+                             "tensors; stream: read each batch from the on-disk cache (through "
+                             "the loader workers), for folders larger than memory; auto: "
+                             "stream when the tensors would take over half the free memory.",
+                             choices=("auto", "memory", "stream"), relevant_when=IMAGE_FOLDER)
 
 
 @dataclass
@@ -210,7 +242,7 @@ class PrecisionConfig:
                    "bf16 (CUDA and CPU).", choices=("off", "fp16", "bf16"))
     channels_last: bool = opt(False, "Channels last", "NHWC memory format for convolutional "
                               "models (faster on tensor cores).",
-                              relevant_when={"data.dataset": list(IMAGE_DATASETS)})
+                              relevant_when=IMAGE_DATA)
     compile: bool = opt(False, "torch.compile", "Compile the model; the first steps are slow "
                         "while it compiles.")
 
@@ -274,6 +306,41 @@ class DistillConfig:
                              relevant_when={"distill.teacher": {"not": [""]}})
 
 
+@dataclass
+class AugmentConfig:
+    enabled: bool = opt(False, "Augment training batches", "Random changes to each training "
+                        "batch (on the run's device, with kornia); validation batches are never "
+                        "changed. The defaults below are a mild, usual set.",
+                        relevant_when=IMAGE_DATA)
+    crop_scale: float = opt(0.8, "Random crop: least area", "Random resized crop: a crop of "
+                            "this share of the image area up to all of it, resized back; 1 "
+                            "turns it off.", min=0.05, max=1.0, relevant_when=AUGMENTING)
+    hflip: float = opt(0.5, "Horizontal flip", "Probability of mirroring left-right.",
+                       min=0.0, max=1.0, relevant_when=AUGMENTING)
+    vflip: float = opt(0.0, "Vertical flip", "Probability of flipping upside down.",
+                       min=0.0, max=1.0, relevant_when=AUGMENTING)
+    rotation: float = opt(10.0, "Rotation (degrees)", "Rotate by a random angle up to this "
+                          "many degrees either way; 0 turns it off.", min=0.0, max=180.0,
+                          relevant_when=AUGMENTING)
+    brightness: float = opt(0.2, "Brightness jitter", "Shift brightness by a random amount up "
+                            "to this share of the full range; 0 turns it off.",
+                            min=0.0, max=1.0, relevant_when=AUGMENTING)
+    contrast: float = opt(0.2, "Contrast jitter", "Scale contrast by a random factor in "
+                          "[1 - c, 1 + c]; 0 turns it off.", min=0.0, max=1.0,
+                          relevant_when=AUGMENTING)
+    erasing: float = opt(0.0, "Random erasing", "Probability of blanking a random rectangle "
+                         "(2% to 33% of the image).", min=0.0, max=1.0,
+                         relevant_when=AUGMENTING)
+    mixup: float = opt(0.0, "Mixup alpha", "Blend pairs of images and their labels with a "
+                       "Beta(alpha, alpha) weight; 0 turns it off (0.2 is usual). Targets "
+                       "become soft, so the loss must be cross_entropy or bce.",
+                       min=0.0, max=10.0, relevant_when=AUGMENTING)
+    cutmix: float = opt(0.0, "CutMix alpha", "Paste a box of another image, labels mixed by "
+                        "area, the box's share from Beta(alpha, alpha); 0 turns it off (1.0 is "
+                        "usual). With mixup too, each batch uses one of the two.",
+                        min=0.0, max=10.0, relevant_when=AUGMENTING)
+
+
 SECTIONS = {
     "data": DataConfig,
     "model": ModelConfig,
@@ -284,4 +351,5 @@ SECTIONS = {
     "train": TrainConfig,
     "monitor": MonitorConfig,
     "distill": DistillConfig,
+    "augment": AugmentConfig,
 }

@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from engine.config import ConfigError, RunConfig
+from engine.run_options import IMAGES_PREFIX
 
 from .folds import fold_indices
 from .sources import GENERATED, SOURCES, RawData
@@ -27,7 +28,9 @@ from .sources import GENERATED, SOURCES, RawData
 class DataBundle:
     """Everything a run needs from its data; tensors stay in the engine."""
 
-    x_train: torch.Tensor  # float32 (N, *input_shape)
+    # float32 (N, *input_shape); for an image folder streamed from its cache, an
+    # engine.data.image_bundle.ImageRows (len, shape, and indexing that returns tensors)
+    x_train: torch.Tensor
     y_train: torch.Tensor  # int64 class indices, or float32 standardized targets
     x_val: torch.Tensor
     y_val: torch.Tensor
@@ -46,6 +49,10 @@ class DataBundle:
 def load_dataset(cfg: RunConfig) -> DataBundle:
     """Build the seeded split of ``cfg.data.dataset``; the same config gives identical tensors."""
     name, seed = cfg.data.dataset, cfg.train.seed
+    if name.startswith(IMAGES_PREFIX):
+        from .image_bundle import load_images
+
+        return load_images(cfg)
     if name not in SOURCES:
         raise ConfigError(f"data.dataset must be one of {', '.join(map(repr, SOURCES))} "
                           f"(got {name!r})")

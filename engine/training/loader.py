@@ -8,7 +8,9 @@ gradient accumulation exact (k batches of b are the same samples as one of k*b).
 With no worker processes the batches are gathered by indexing the tensors
 directly: for data that already sits in memory, a DataLoader's per-sample
 fetch and collate only adds time. With workers, a DataLoader fetches whole
-batches by index lists in the worker processes, pinned if asked.
+batches by index lists in the worker processes, pinned if asked. Data that is
+not a tensor (an image folder streamed from its cache: engine.data.image_bundle)
+is always read batch by batch, in the workers when there are any.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class _BatchedTensors(Dataset):
 
     def __getitem__(self, indices):
         idx = torch.as_tensor(indices)
+        if not isinstance(self.x, torch.Tensor):  # reads its own rows, as a batch
+            return self.x[idx], self.y.index_select(0, idx)
         return self.x.index_select(0, idx), self.y.index_select(0, idx)
 
 
@@ -65,10 +69,12 @@ class BatchLoader:
         self.num_workers = num_workers
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.n = len(x)
+        self.streamed = not isinstance(x, torch.Tensor)
         # Small in-memory sets on an accelerator: keep them there, no per-batch copy at all.
-        if device is not None and device.type != "cpu" and num_workers == 0:
+        if device is not None and device.type != "cpu" and num_workers == 0 and \
+                not self.streamed:
             self.x, self.y = x.to(device), y.to(device)
-        self.on_device = self.x.device
+        self.on_device = self.y.device if self.streamed else self.x.device
         self._order: tuple[int, torch.Tensor] | None = None
 
     def __len__(self) -> int:
@@ -81,14 +87,18 @@ class BatchLoader:
     def epoch(self, epoch: int, start_batch: int = 0):
         """Yield the batches of ``epoch`` from batch index ``start_batch`` on."""
         first = start_batch * self.batch_size
-        if not self.shuffle:
+        if not self.shuffle and not self.streamed:
             yield from zip(self.x[first:].split(self.batch_size),
                            self.y[first:].split(self.batch_size))
             return
-        if self._order is None or self._order[0] != epoch:  # kept for a resume in the epoch
-            self._order = (epoch, epoch_order(self.n, self.seed, epoch).to(self.on_device))
-        order, bs, n = self._order[1], self.batch_size, self.n
-        if self.num_workers == 0:
+        if not self.shuffle:
+            order = torch.arange(self.n)
+        else:
+            if self._order is None or self._order[0] != epoch:  # kept for a resume in the epoch
+                self._order = (epoch, epoch_order(self.n, self.seed, epoch).to(self.on_device))
+            order = self._order[1]
+        bs, n = self.batch_size, self.n
+        if self.num_workers == 0 and not self.streamed:
             x, y, pin = self.x, self.y, self.pin_memory
             for lo in range(first, n, bs):
                 idx = order[lo:lo + bs]  # index_select: a third of the time of x[idx]

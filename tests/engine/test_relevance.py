@@ -111,8 +111,17 @@ def test_options_say_when_an_option_applies():
     assert "Applies when optim.name is sgd or rmsprop." in text
     assert "Applies when distill.teacher is set." in text
     assert ("Applies when model.arch is cnn; or when model.arch is resnet and data.dataset is "
-            "digits." in text)
+            "digits; or when model.arch is resnet and data.dataset starts with images:." in text)
+    assert ("model.arch is resnet and data.dataset is not digits and data.dataset does not "
+            "start with images:" in text)
     assert "*Applies when data.dataset is moons.*" in markdown()
+
+
+def test_hidden_widths_apply_to_resnet_on_tables_not_on_image_folders():
+    on_folder = config(model__arch="resnet", data__dataset="images:pets")
+    assert on_folder.applies("model.channels") and not on_folder.applies("model.hidden")
+    on_table = config(model__arch="resnet", data__dataset="wine")
+    assert on_table.applies("model.hidden") and not on_table.applies("model.channels")
 
 
 def test_files_a_run_reads_are_checked_before_it_starts(tmp_path, monkeypatch):

@@ -1,0 +1,166 @@
+"""An image folder as a run's DataBundle: seeded stratified split, per-channel
+normalization fitted on the training rows, held in memory or streamed from the cache.
+
+A set whose float32 tensors fit comfortably in free memory becomes tensors, as
+every other dataset; a larger one stays in the memory-mapped uint8 cache and
+``x_train``/``x_val`` are ``ImageRows``: a torch Dataset that reads and normalizes
+only the rows of each batch (in DataLoader workers when ``data.num_workers`` > 0).
+``data.image_loading`` forces either.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import psutil
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import Dataset
+
+from engine.config import ConfigError, RunConfig
+from engine.show import show
+
+from .images import decode_images, list_images, report_bad
+
+CHUNK = 2048  # rows normalized at a time: bounds the float copy while filling tensors
+
+
+class ImageRows(Dataset):
+    """Rows of the uint8 cache as normalized float32 (C, S, S) images, read on demand.
+
+    Indexing with an int, a slice or a list/tensor of positions returns a tensor (a
+    batch for anything but an int). The memmap is opened lazily in each process, so
+    the object is cheap to send to DataLoader workers.
+    """
+
+    def __init__(self, file: str, shape: tuple[int, ...], rows: np.ndarray,
+                 mean: list[float], std: list[float]):
+        self.file, self.cache_shape = str(file), tuple(shape)
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self._pixels: np.memmap | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.cache_shape[1:])
+
+    dtype = torch.float32
+    device = torch.device("cpu")
+
+    def __getstate__(self):
+        return {**self.__dict__, "_pixels": None}
+
+    def __getitem__(self, index) -> torch.Tensor:
+        if self._pixels is None:
+            self._pixels = np.memmap(self.file, dtype=np.uint8, mode="r", shape=self.cache_shape)
+        if isinstance(index, torch.Tensor):
+            index = index.numpy()
+        rows = self.rows[index]
+        single = np.ndim(rows) == 0
+        order = np.argsort(rows) if not single else None  # read the file front to back
+        raw = self._pixels[rows if single else rows[order]]
+        if not single:
+            raw = raw[np.argsort(order)]
+        x = torch.from_numpy(np.ascontiguousarray(raw)).float().div_(255.0)
+        return x.sub_(self.mean).div_(self.std)
+
+
+def load_images(cfg: RunConfig):
+    """The DataBundle of an ``images:`` dataset (see the module's docstring)."""
+    from .datasets import DataBundle
+
+    d, name = cfg.data, cfg.data.dataset
+    listing = list_images(name)
+    decoded = decode_images(listing, d.image_size, d.channels,
+                            workers=max(1, min(d.num_workers or 2, 8)))
+    report_bad(name, listing, decoded.bad, d.on_bad_file)
+    good = np.asarray([i for i in range(len(listing.paths)) if i not in decoded.bad],
+                      dtype=np.int64)
+    labels = listing.labels[good]
+    counts = np.bincount(labels, minlength=len(listing.class_names))
+    if counts.min() == 0:
+        empty = listing.class_names[int(counts.argmin())]
+        raise ConfigError(f"data.dataset={show(name)}: class {empty!r} has no image that can "
+                          f"be decoded: add images to it or remove its folder")
+    train_rows, val_rows = _split(cfg, good, labels, listing.class_names)
+    mean, std = fit_normalization(decoded.pixels, train_rows)
+    shape = (d.channels, d.image_size, d.image_size)
+    y_all = np.zeros(len(listing.paths), dtype=np.int64)
+    y_all[good] = labels
+    bytes_needed = 4 * math.prod(shape) * len(good)
+    stream = d.image_loading == "stream" or (
+        d.image_loading == "auto" and bytes_needed > psutil.virtual_memory().available // 2)
+    x_train, x_val = (ImageRows(str(decoded.path), decoded.pixels.shape, rows, mean, std)
+                      for rows in (train_rows, val_rows))
+    if not stream:
+        x_train, x_val = _in_memory(x_train), _in_memory(x_val)
+    preprocessing = {
+        "dataset": name,
+        "task": "classification",
+        "input_shape": list(shape),
+        "feature_names": [],
+        "feature_mean": None,
+        "feature_std": None,
+        "target_mean": 0.0,
+        "target_std": 1.0,
+        "class_names": listing.class_names,
+        # to feed a model: pixels (C, S, S) in [0, 255] -> (pixels / 255 - mean[c]) / std[c]
+        "image": {"size": d.image_size, "channels": d.channels, "resize": "bilinear, squashed",
+                  "scale": 1 / 255, "mean": mean, "std": std,
+                  "skipped": len(decoded.bad),
+                  "skipped_files": [str(listing.paths[i]) for i in sorted(decoded.bad)[:20]]},
+    }
+    return DataBundle(
+        x_train=x_train, y_train=torch.from_numpy(y_all[train_rows]),
+        x_val=x_val, y_val=torch.from_numpy(y_all[val_rows]),
+        input_shape=shape, task="classification", num_classes=len(listing.class_names),
+        class_names=listing.class_names, feature_names=[], target_mean=0.0, target_std=1.0,
+        preprocessing=preprocessing)
+
+
+def _split(cfg: RunConfig, rows: np.ndarray, labels: np.ndarray,
+           class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified, seeded: the same folder and seed give the same split."""
+    frac, name = cfg.data.val_fraction, cfg.data.dataset
+    counts = np.bincount(labels, minlength=len(class_names))
+    if counts.min() < 2:
+        cls = class_names[int(counts.argmin())]
+        raise ConfigError(f"data.dataset={show(name)}: class {cls!r} has {counts.min()} "
+                          f"image(s); a stratified split needs at least 2 per class: add images")
+    try:
+        train, val = train_test_split(rows, test_size=frac, random_state=cfg.train.seed,
+                                      stratify=labels)
+    except ValueError as exc:
+        raise ConfigError(f"cannot split {len(rows)} images of {len(class_names)} classes with "
+                          f"data.val_fraction={frac}: {exc}; change data.val_fraction or add "
+                          f"images") from None
+    return train, val
+
+
+def fit_normalization(pixels: np.ndarray, rows: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of ``pixels[rows] / 255`` (the training rows)."""
+    channels = pixels.shape[1]
+    total = np.zeros(channels)
+    squares = np.zeros(channels)
+    rows = np.sort(rows)
+    for lo in range(0, len(rows), CHUNK):
+        block = pixels[rows[lo:lo + CHUNK]].astype(np.float64) / 255.0
+        total += block.sum(axis=(0, 2, 3))
+        squares += np.square(block).sum(axis=(0, 2, 3))
+    n = len(rows) * pixels.shape[2] * pixels.shape[3]
+    mean = total / n
+    std = np.sqrt(np.maximum(squares / n - mean ** 2, 0.0))
+    std = np.where(std < 1e-6, 1.0, std)  # a constant channel: leave its scale alone
+    return [float(m) for m in mean], [float(s) for s in std]
+
+
+def _in_memory(rows: ImageRows) -> torch.Tensor:
+    out = torch.empty(rows.shape, dtype=torch.float32)
+    for lo in range(0, len(rows), CHUNK):
+        out[lo:lo + CHUNK] = rows[slice(lo, lo + CHUNK)]
+    return out
