@@ -25,7 +25,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_STOPPED = 0, 1, 2, 130
 # Further subcommands, one module each in engine/commands/: each has
 # register(subparsers, common) which adds its parser with set_defaults(handler=fn);
 # fn(args) returns the exit code and may raise UsageError or ConfigError.
-COMMAND_MODULES: tuple[str, ...] = ("profile", "export", "compress", "monitor")
+COMMAND_MODULES: tuple[str, ...] = ("profile", "export", "compress", "monitor", "augment")
 
 
 class UsageError(Exception):

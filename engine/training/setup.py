@@ -214,6 +214,10 @@ class _BCEWithLogits(nn.Module):
         self.fn = nn.BCEWithLogitsLoss()
 
     def forward(self, out, y):
+        if y.ndim == 2:  # soft targets (mixup, CutMix): class probabilities
+            if out.shape[1] == 1:
+                return self.fn(out[:, 0], y[:, 1].to(out.dtype))
+            return self.fn(out, y.to(out.dtype))
         if out.shape[1] == 1:
             return self.fn(out[:, 0], y.to(out.dtype))
         return self.fn(out, nn.functional.one_hot(y, out.shape[1]).to(out.dtype))

@@ -22,6 +22,7 @@ import torch
 
 from ..config import RunConfig
 from ..data import load_dataset
+from ..data.augment import build_augment
 from ..models import build_model
 from ..models.fit import InitSource, start_from
 from ..models.transfer import freeze
@@ -137,7 +138,10 @@ class Trainer:
                                         pin_memory=cfg.data.pin_memory, device=self.device)
         self.val_loader = BatchLoader(self.data.x_val, self.data.y_val,
                                       max(cfg.data.batch_size, 512), shuffle=False,
-                                      device=self.device)
+                                      device=self.device,
+                                      num_workers=cfg.data.num_workers
+                                      if self.train_loader.streamed else 0)
+        self.augment = build_augment(cfg, self.data, self.device)  # training batches only
         self.accum = cfg.train.grad_accum_steps
         self.steps_per_epoch = steps_per_epoch(len(self.train_loader), self.accum)
         total = cfg.train.epochs * self.steps_per_epoch
@@ -306,6 +310,7 @@ class Trainer:
         step_ended = bool(self._handlers.get(ev.StepEnded))
         lbfgs = isinstance(self.optimizer, torch.optim.LBFGS)
         move = self.train_loader.on_device != self.device  # worker-loaded batches
+        augment = self.augment
         b = self.batch_in_epoch
         group_end, group_total = b, 0
         for x, y in loader.epoch(self.epoch, b):
@@ -320,6 +325,8 @@ class Trainer:
                 log_now = (self.step + 1) % log_every == 0 or group_end == n_batches
             if move:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if augment is not None:
+                x, y = augment(x, y)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             if lbfgs:

@@ -66,11 +66,16 @@ def slug(text: str, max_len: int = 48) -> str:
 
 
 def default_run_name(config: RunConfig) -> str:
-    """``dataset-arch``; a custom model is named after its file."""
+    """``dataset-arch``; a custom model, and a dataset from files (``images:FOLDER``), are
+    named after their file or folder."""
     arch = config.model.arch
     if arch.startswith("custom:"):
         arch = slug(Path(arch.removeprefix("custom:")).stem)
-    return f"{config.data.dataset}-{arch}"
+    dataset = config.data.dataset
+    kind, sep, path = dataset.partition(":")
+    if sep and path:
+        dataset = slug(Path(path).stem) or kind
+    return f"{dataset}-{arch}"
 
 
 def relative_to_workspace(root: Path, path: str | Path) -> str:
