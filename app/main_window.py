@@ -28,6 +28,7 @@ from . import theme
 from .bridge import IDLE, PAUSED, RUNNING, STARTING, STOPPING, TrainingBridge
 from .deferred import AfterFirstPaint, placeholder
 from .dialogs import RunPicker, TextDialog, about_text, shortcut_rows, shortcuts_html
+from .panels.augment_preview import AugmentPreview
 from .panels.config_panel import ConfigPanel
 from .panels.training_plots import TrainingPlots
 from .widgets.message_bar import MessageBar, MessageLog, with_bar
@@ -176,6 +177,9 @@ class MainWindow(QMainWindow):
                           "Stop after the current step and write a checkpoint")
         self.act_resume_ckpt = a("Resume from &checkpoint…", self.resume_checkpoint_dialog,
                                  "Ctrl+F5", "Continue a stopped or interrupted run")
+        self.act_preview_augment = a("Preview &augmentation…", None, None,
+                                     "A grid of this configuration's augmented training "
+                                     "samples")
         self.act_capture = a("&Capture…", None, "Ctrl+Shift+P",
                              "Profile steps of the current run or a short run of this config")
         self.act_export_trace = a("&Export trace…", None, None,
@@ -213,6 +217,8 @@ class MainWindow(QMainWindow):
         run.addActions([self.act_start, self.act_pause, self.act_resume, self.act_stop])
         run.addSeparator()
         run.addAction(self.act_resume_ckpt)
+        run.addSeparator()
+        run.addAction(self.act_preview_augment)
         profile = bar.addMenu("&Profile")
         profile.addActions([self.act_capture, self.act_export_trace, self.act_tensorboard])
         view = bar.addMenu("&View")
@@ -270,6 +276,8 @@ class MainWindow(QMainWindow):
         b.buildFailed.connect(self._on_build_failed)
         b.internalError.connect(self._on_internal_error)
         self.config_panel.validityChanged.connect(self._on_validity)
+        self.augment_preview = AugmentPreview(self.config_panel.config, self.messages, self)
+        self.act_preview_augment.triggered.connect(self.augment_preview.preview)
 
     def _wire_docks(self) -> None:
         from .panels.export_dialog import ExportActions

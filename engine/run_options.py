@@ -93,7 +93,9 @@ class DataConfig:
                        min=0.0, max=10.0,
                        relevant_when={"data.dataset": ["moons"]})
     standardize: bool = opt(True, "Standardize features", "Scale features to zero mean and unit "
-                            "variance, fitted on the training split only.")
+                            "variance, fitted on the training split only (an image folder "
+                            "always normalizes each channel so).",
+                            relevant_when={"data.dataset": {"not_prefix": [IMAGES_PREFIX]}})
     num_workers: int = opt(0, "Loader workers", "DataLoader worker processes; 0 loads in the "
                            "training process, fastest for in-memory data.", min=0, max=64)
     pin_memory: bool = opt(False, "Pin memory", "Page-locked host batches for faster, "

@@ -66,3 +66,10 @@ def test_startup_bench_prints_its_table():
     assert "| torchwork window (this tree) |" in out
     assert "| control: bare QMainWindow (the floor) |" in out
     assert "(no torch) |" in out  # the window's first frame, through its probe
+
+
+@pytest.mark.slow
+def test_image_folder_bench_prints_its_tables():
+    out = run_bench("bench/image_folder.py", "--count", "200", "--pairs", "2", "--steps", "2")
+    assert "later / first epoch throughput:" in out
+    assert "median augmented / plain:" in out

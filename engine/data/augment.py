@@ -4,15 +4,17 @@ The Trainer calls ``BatchAugment(x, y)`` on each training batch after it is on t
 device; validation batches never pass through it. Batches arrive normalized
 (``(pixels / 255 - mean) / std``): the geometric transforms and erasing work on
 them as they are (a zero fill is the mean colour); brightness and contrast are
-applied in pixel space ([0, 1]) with kornia's functional ops, where their
-clipping means something. Mixup and CutMix mix pairs of the batch and return soft
-targets (N, classes), which the cross-entropy and BCE losses accept.
+applied in pixel space ([0, 1]), where their clipping means something. Mixup and
+CutMix mix pairs of the batch and return soft targets (N, classes), which the
+cross-entropy and BCE losses accept.
 
-Why not kornia.augmentation's modules: on this 2-core CPU each costs 10 to 130 ms per
-batch of 64 images of 64x64 (parameter sampling and checks, one warp per module),
-more than a small CNN's training step. Here the random resized crop, the flips
-and the rotation are one affine matrix per image and a single ``grid_sample``, the
-other transforms a few tensor ops: about a tenth of the time, on any device.
+Why not kornia (kornia.augmentation's modules, kornia.enhance's colour ops): on this
+2-core CPU each module costs 10 to 130 ms per batch of 64 images of 64x64
+(parameter sampling and checks, one warp per module, a dozen passes over the
+batch for brightness and contrast), more than a small CNN's training step. Here
+the random resized crop, the flips and the rotation are one affine matrix per
+image and a single ``grid_sample``, brightness and contrast one multiply-add and
+one clamp: a few passes over the batch, on any device.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class BatchAugment(nn.Module):
         super().__init__()
         self.a = cfg.augment
         self.num_classes = num_classes
+        self._grid: torch.Tensor | None = None
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
@@ -80,9 +83,21 @@ class BatchAugment(nn.Module):
         # crop(rotate(flip(p))): diag(w, h) @ R(angle) @ diag(fx, fy), then + (cx, cy)
         theta = torch.stack([torch.stack([w * cos * fx, -w * sin * fy, cx], 1),
                              torch.stack([h * sin * fx, h * cos * fy, cy], 1)], 1)
-        grid = nn.functional.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+        grid = torch.matmul(self._base_grid(x), theta.to(x.device).transpose(1, 2)[:, None])
         return nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
                                          align_corners=False)
+
+    def _base_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """(H, W, 3) output pixel centres in [-1, 1] with a 1 appended, as affine_grid makes
+        them (align_corners=False); kept between batches."""
+        h, w = x.shape[-2:]
+        if self._grid is None or self._grid.shape[:2] != (h, w) or \
+                self._grid.device != x.device:
+            ys = (torch.arange(h, device=x.device) * 2 + 1) / h - 1
+            xs = (torch.arange(w, device=x.device) * 2 + 1) / w - 1
+            gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+            self._grid = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).float()
+        return self._grid
 
     def _flip(self, x: torch.Tensor) -> torch.Tensor:
         n = len(x)
@@ -93,17 +108,18 @@ class BatchAugment(nn.Module):
         return x
 
     def _colour(self, x: torch.Tensor) -> torch.Tensor:
-        from kornia import enhance  # here: only runs that change colours pay its import
-
+        """Brightness (add s) and contrast (scale by k around the image's mean m) of the
+        pixels p = x * std + mean, clipped to [0, 1] once: clamp(k * (p - m) + m + s).
+        Per image and channel that is one multiply-add of x, then the clamp."""
         a, n = self.a, len(x)
-        pixels = (x * self.std + self.mean).clamp(0, 1)
-        if a.brightness:
-            shift = self._uniform(n, -a.brightness, a.brightness).to(x.device)
-            pixels = enhance.adjust_brightness(pixels, shift)
-        if a.contrast:
-            factor = self._uniform(n, 1 - a.contrast, 1 + a.contrast).to(x.device)
-            pixels = enhance.adjust_contrast_with_mean_subtraction(pixels, factor)
-        return (pixels - self.mean) / self.std
+        shift = self._uniform(n, -a.brightness, a.brightness).to(x.device).view(-1, 1, 1, 1)
+        k = self._uniform(n, 1 - a.contrast, 1 + a.contrast).to(x.device).view(-1, 1, 1, 1)
+        channel_means = x.mean(dim=(2, 3), keepdim=True) * self.std + self.mean
+        m = channel_means.mean(dim=1, keepdim=True)  # the image's mean pixel value
+        scale = self.std * k
+        offset = self.mean * k + (1 - k) * m + shift
+        pixels = torch.addcmul(offset, x, scale).clamp_(0.0, 1.0)
+        return pixels.sub_(self.mean).div_(self.std)
 
     def _erase(self, x: torch.Tensor) -> torch.Tensor:
         """Blank (to the mean colour) one rectangle of 2% to 33% of the area, aspect 0.3 to

@@ -33,6 +33,7 @@ PREFIX = "images:"
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 CACHE_VERSION = 1
 PARALLEL_FROM = 256  # fewer files decode faster in this process than workers start
+MAX_WORKERS = 8  # decoding processes at most: beyond, the disk and memory bus are the limit
 BAD_SHOWN = 5  # how many skipped paths the log names
 
 log = logging.getLogger("torchwork.data")
@@ -145,7 +146,7 @@ def cache_key(listing: Listing, size: int, channels: int) -> str:
     for path in listing.paths:
         try:
             st = path.stat()
-            h.update(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(f"{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         except OSError:
             h.update(f"{path}\0missing\n".encode())
     return h.hexdigest()[:32]
@@ -192,7 +193,7 @@ def _decode_into(file: Path, shape, paths: list[Path], size: int, channels: int,
                  workers: int | None) -> dict[int, str]:
     np.memmap(file, dtype=np.uint8, mode="w+", shape=shape).flush()
     n = len(paths)
-    workers = workers if workers is not None else (os.cpu_count() or 1)
+    workers = workers if workers is not None else min(os.cpu_count() or 1, MAX_WORKERS)
     if n < PARALLEL_FROM or workers <= 1:
         return _decode_chunk(file, shape, [str(p) for p in paths], 0, size, channels)
     chunk = max(64, -(-n // (workers * 8)))
