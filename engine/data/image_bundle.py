@@ -38,8 +38,10 @@ class ImageRows(Dataset):
                  mean: list[float], std: list[float]):
         self.file, self.cache_shape = str(file), tuple(shape)
         self.rows = np.asarray(rows, dtype=np.int64)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        # (p / 255 - mean) / std as one multiply-add: p * scale + offset
+        std_t = torch.tensor(std, dtype=torch.float64).view(-1, 1, 1)
+        self.scale = (1.0 / (255.0 * std_t)).float()
+        self.offset = (-torch.tensor(mean, dtype=torch.float64).view(-1, 1, 1) / std_t).float()
         self._pixels: np.memmap | None = None
 
     def __len__(self) -> int:
@@ -56,6 +58,10 @@ class ImageRows(Dataset):
         return {**self.__dict__, "_pixels": None}
 
     def __getitem__(self, index) -> torch.Tensor:
+        return self.read(index)
+
+    def read(self, index, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The rows at ``index`` (positions in this split), normalized, into ``out`` if given."""
         if self._pixels is None:
             self._pixels = np.memmap(self.file, dtype=np.uint8, mode="r", shape=self.cache_shape)
         if isinstance(index, torch.Tensor):
@@ -66,8 +72,8 @@ class ImageRows(Dataset):
         raw = self._pixels[rows if single else rows[order]]
         if not single:
             raw = raw[np.argsort(order)]
-        x = torch.from_numpy(np.ascontiguousarray(raw)).float().div_(255.0)
-        return x.sub_(self.mean).div_(self.std)
+        pixels = torch.from_numpy(np.ascontiguousarray(raw)).float()
+        return torch.addcmul(self.offset, pixels, self.scale, out=out)
 
 
 def load_images(cfg: RunConfig):
@@ -164,5 +170,5 @@ def fit_normalization(pixels: np.ndarray, rows: np.ndarray) -> tuple[list[float]
 def _in_memory(rows: ImageRows) -> torch.Tensor:
     out = torch.empty(rows.shape, dtype=torch.float32)
     for lo in range(0, len(rows), CHUNK):
-        out[lo:lo + CHUNK] = rows[slice(lo, lo + CHUNK)]
+        rows.read(slice(lo, lo + CHUNK), out=out[lo:lo + CHUNK])
     return out

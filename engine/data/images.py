@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from engine.config import ConfigError
 from engine.show import show
@@ -216,6 +216,10 @@ def _decode_chunk(file: Path, shape, paths: list[str], first: int, size: int,
     for offset, path in enumerate(paths):
         try:
             pixels[first + offset] = decode_image(path, size, channels)
+        except UnidentifiedImageError:
+            bad[first + offset] = "not an image Pillow can read"
+        except FileNotFoundError:
+            bad[first + offset] = "file not found"
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             bad[first + offset] = f"{type(exc).__name__}: {exc}"
     pixels.flush()

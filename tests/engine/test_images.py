@@ -228,3 +228,14 @@ def test_channels_must_be_one_or_three():
     assert any("data.channels must be 1 (grey) or 3" in e for e in cfg.errors())
     cfg.set("data.dataset", "digits")  # not read for a built-in set
     assert not any("data.channels" in e for e in cfg.errors())
+
+
+def test_a_csv_row_naming_a_missing_file_is_a_bad_file(tmp_path, caplog):
+    make_folder(tmp_path / "pets", per_class=6)
+    rows = [f"pets/{c}/{c}{i:03d}{('.png', '.jpg', '.bmp')[i % 3]},{c}"
+            for c in ("cat", "dog") for i in range(6)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows + ["pets/cat/gone.png,cat"]) + "\n")
+    with caplog.at_level(logging.WARNING, logger="torchwork.data"):
+        bundle = load_dataset(config(tmp_path / "labels.csv"))
+    assert len(bundle.x_train) + len(bundle.x_val) == 12
+    assert "gone.png (file not found)" in caplog.text
