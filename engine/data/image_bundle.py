@@ -62,6 +62,14 @@ class ImageRows(Dataset):
 
     def read(self, index, out: torch.Tensor | None = None) -> torch.Tensor:
         """The rows at ``index`` (positions in this split), normalized, into ``out`` if given."""
+        return self.normalize(self.pixels(index), out)
+
+    def normalize(self, pixels: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 rows from ``pixels`` as the model's float input."""
+        return torch.addcmul(self.offset, pixels.float(), self.scale, out=out)
+
+    def pixels(self, index) -> torch.Tensor:
+        """The uint8 rows at ``index``, as the cache holds them."""
         if self._pixels is None:
             self._pixels = np.memmap(self.file, dtype=np.uint8, mode="r", shape=self.cache_shape)
         if isinstance(index, torch.Tensor):
@@ -72,8 +80,7 @@ class ImageRows(Dataset):
         raw = self._pixels[rows if single else rows[order]]
         if not single:
             raw = raw[np.argsort(order)]
-        pixels = torch.from_numpy(np.ascontiguousarray(raw)).float()
-        return torch.addcmul(self.offset, pixels, self.scale, out=out)
+        return torch.from_numpy(np.ascontiguousarray(raw))
 
 
 def load_images(cfg: RunConfig):
