@@ -37,6 +37,11 @@ NON_DEFAULTS = {
     "train.grad_clip_norm": 1.5, "train.grad_clip_value": 0.25, "train.loss": "hinge",
     "train.seed": 4_000_000_000, "train.device": "cuda:1", "train.checkpoint_every": 5,
     "train.log_every": 25, "monitor.interval": 2.5, "train.cv_folds": 5, "train.cv_fold": 2,
+    "data.image_size": 48, "data.channels": 1, "data.on_bad_file": "fail",
+    "data.image_loading": "stream",
+    "augment.enabled": True, "augment.crop_scale": 0.6, "augment.hflip": 0.25,
+    "augment.vflip": 0.1, "augment.rotation": 15.0, "augment.brightness": 0.3,
+    "augment.contrast": 0.1, "augment.erasing": 0.2, "augment.mixup": 0.4, "augment.cutmix": 0.8,
 }
 
 
@@ -84,7 +89,7 @@ def test_every_option_has_one_editor_in_its_form_group(panel):
 
 def test_editors_follow_the_field_metadata(panel):
     assert isinstance(panel.editor("data.dataset").control, QComboBox)
-    assert not panel.editor("data.dataset").combo.isEditable()
+    assert panel.editor("data.dataset").combo.isEditable()  # pattern: images:path/to/folder
     assert panel.editor("model.arch").combo.isEditable()  # pattern: custom:path.py
     assert panel.editor("train.device").combo.isEditable()  # pattern: cuda:N
     assert isinstance(panel.editor("model.batch_norm").control, QCheckBox)

@@ -195,3 +195,18 @@ def test_tile_puts_grey_images_in_a_near_square_grid():
     grid = tile(images, gap=1)
     assert grid.shape == (2 * 5 + 1, 3 * 5 + 1, 3)
     assert (grid[1:5, 1:5] == 200).all() and (grid[0] == 128).all()
+
+
+def test_bce_takes_the_soft_targets_of_mixup():
+    from engine.training.setup import _BCEWithLogits
+
+    loss = _BCEWithLogits()
+    out = torch.tensor([[2.0, -1.0], [0.5, 0.5]])
+    soft = torch.tensor([[0.7, 0.3], [0.0, 1.0]])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(out, soft)
+    assert torch.allclose(loss(out, soft), expected)
+    one_logit = torch.tensor([[1.5], [-0.5]])  # binary: the logit of class 1
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(one_logit[:, 0], soft[:, 1])
+    assert torch.allclose(loss(one_logit, soft), expected)
+    hard = torch.tensor([0, 1])  # class indices still work as before
+    assert torch.allclose(loss(out, hard), loss(out, torch.eye(2)[hard]))
