@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.config import ConfigError, RunConfig
+from engine.run_files import resolve_beside
 
 from . import theme
 from .bridge import IDLE, PAUSED, RUNNING, STARTING, STOPPING, TrainingBridge
@@ -411,6 +412,7 @@ class MainWindow(QMainWindow):
             return False
         try:
             cfg = RunConfig.load(path, validate=False)
+            resolve_beside(cfg, path)  # its relative files are beside it, as for `torchwork run`
         except ConfigError as exc:
             self.messages.show_message(f"Cannot open {path}: {exc}", "error")
             return False

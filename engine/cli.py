@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, RunConfig
-from .run_options import IMAGES_PREFIX
+from .run_files import resolve_beside
 from .workspace.schema import RUN_KINDS
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_STOPPED = 0, 1, 2, 130
@@ -164,27 +164,7 @@ def _config_for_run(args) -> RunConfig:
     cfg = RunConfig.load(path).with_overrides(args.overrides)
     if args.max_steps is not None:
         cfg = cfg.with_overrides([f"train.max_steps={args.max_steps}"])
-    arch = cfg.model.arch
-    if arch.startswith("custom:"):
-        # Stored absolute so the run can be resumed from any folder.
-        file = Path(arch[len("custom:"):]).expanduser()
-        if not file.is_absolute():
-            beside = path.parent / file
-            file = beside if beside.exists() else Path.cwd() / file
-        cfg.model.arch = f"custom:{file.resolve()}"
-    if cfg.model.init.endswith(".safetensors"):  # the same: a relative weights file is
-        # found beside the config (any other value names a run of the workspace)
-        file = Path(cfg.model.init).expanduser()
-        if not file.is_absolute():
-            beside = path.parent / file
-            file = beside if beside.exists() else Path.cwd() / file
-        cfg.model.init = str(file.resolve())
-    if cfg.data.dataset.startswith(IMAGES_PREFIX):  # an image folder: the same
-        folder = Path(cfg.data.dataset[len(IMAGES_PREFIX):]).expanduser()
-        if not folder.is_absolute():
-            beside = path.parent / folder
-            folder = beside if beside.exists() else Path.cwd() / folder
-        cfg.data.dataset = f"{IMAGES_PREFIX}{folder.resolve()}"
+    resolve_beside(cfg, path)  # stored absolute, so the run can be resumed from any folder
     missing = cfg.file_errors()  # before a workspace run is created for it
     if missing:
         raise ConfigError(missing)

@@ -36,3 +36,27 @@ def file_problem(key: str, value: str) -> str | None:
         return None
     state = "is not a file" if path.exists() else "not found"
     return f"{key}={show(value)}: {path.resolve()} {state}: give {what}"
+
+
+# Options whose value names a path: key -> (the prefix before the path, the suffix a path
+# has; other values name none, e.g. a run id). Relative ones are found beside the config
+# file that names them.
+PATH_KEYS = {"model.arch": ("custom:", ""), "model.init": ("", ".safetensors"),
+             "data.dataset": ("images:", "")}
+
+
+def resolve_beside(cfg, config_file: str | Path) -> None:
+    """Make the relative paths ``cfg`` names absolute, in place: beside ``config_file`` when
+    there, else in the current folder (where the loaders would look). `torchwork run` and
+    the window's File ▸ Open do this, so a config file finds its files from any folder, and
+    runs store absolute paths that resume from anywhere."""
+    for key, (prefix, suffix) in PATH_KEYS.items():
+        value = cfg.get(key)
+        name = value[len(prefix):]
+        if not value.startswith(prefix) or not value.endswith(suffix) or not name:
+            continue
+        file = Path(name).expanduser()
+        if not file.is_absolute():
+            beside = Path(config_file).parent / file
+            file = beside if beside.exists() else Path.cwd() / file
+        cfg.set(key, f"{prefix}{file.resolve()}")

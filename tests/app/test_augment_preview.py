@@ -58,3 +58,13 @@ def test_a_broken_folder_is_a_message_not_a_crash(qtbot, window, tmp_path):
     window.act_preview_augment.trigger()
     qtbot.waitUntil(lambda: "not found" in window.log.messages[-1].text, timeout=30000)
     assert window.log.messages[-1].level == "error" and window.augment_preview.dialog is None
+
+
+def test_opening_a_config_finds_its_image_folder_beside_it(qtbot, window, tmp_path,
+                                                           monkeypatch):
+    root = make_folder(tmp_path / "project" / "pets", per_class=4)
+    path = tmp_path / "project" / "run.toml"
+    path.write_text('[data]\ndataset = "images:pets"\n[model]\narch = "cnn"\n')
+    monkeypatch.chdir(tmp_path)  # started from another folder
+    assert window.open_config(str(path))
+    assert window.config_panel.config().data.dataset == f"images:{root.resolve()}"

@@ -118,3 +118,24 @@ def test_the_example_folder_script_and_config_work_together(tmp_path):
 
     bundle = load_dataset(cfg)
     assert bundle.input_shape == (1, 16, 16) and bundle.class_names == [str(d) for d in range(10)]
+
+
+def test_paths_of_a_config_resolve_beside_it(tmp_path, monkeypatch):
+    from engine.run_files import resolve_beside
+
+    folder = project(tmp_path)
+    (folder / "net.py").write_text("")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "w.safetensors").write_bytes(b"")
+    monkeypatch.chdir(elsewhere)
+    cfg = RunConfig.load(folder / "run.toml")
+    cfg.set("model.arch", "custom:net.py")
+    cfg.set("model.init", "w.safetensors")  # not beside the config: the current folder's
+    resolve_beside(cfg, folder / "run.toml")
+    assert cfg.data.dataset == f"images:{(folder / 'pets').resolve()}"
+    assert cfg.model.arch == f"custom:{(folder / 'net.py').resolve()}"
+    assert cfg.model.init == str((elsewhere / "w.safetensors").resolve())
+    cfg.set("data.dataset", "digits")  # a built-in set names no file
+    resolve_beside(cfg, folder / "run.toml")
+    assert cfg.data.dataset == "digits"
