@@ -58,7 +58,15 @@ def test_torchwork_run_trains_on_a_folder_beside_its_config(tmp_path, monkeypatc
     assert run.config.data.dataset == f"images:{(folder / 'pets').resolve()}"
     assert run.best_val < 0.6  # the classes differ in brightness: it learns them
     capsys.readouterr()
-    assert main(["run", str(folder / "run.toml"), "--set", "data.on_bad_file=fail"]) == 0
+    # the export carries the normalization fitted on the training split, as plain JSON
+    out = tmp_path / "model.safetensors"
+    assert main(["export", str(run.id), "--format", "safetensors", "--out", str(out)]) == 0
+    from engine.export import rebuild_from_safetensors
+
+    _model, meta = rebuild_from_safetensors(out)
+    image = meta["preprocessing"]["image"]
+    assert meta["input_shape"] == [3, 12, 12] and image["size"] == 12
+    assert len(image["mean"]) == 3 and all(0 < s < 1 for s in image["std"])
 
 
 def test_a_missing_folder_is_one_clear_line(tmp_path, workspace_dir, capsys):
