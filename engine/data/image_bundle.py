@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from engine.config import ConfigError, RunConfig
 from engine.show import show
 
+from .folds import fold_indices
 from .images import decode_images, list_images, report_bad
 
 CHUNK = 2048  # rows normalized at a time: bounds the float copy while filling tensors
@@ -137,8 +138,12 @@ def load_images(cfg: RunConfig):
 
 def _split(cfg: RunConfig, rows: np.ndarray, labels: np.ndarray,
            class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified, seeded: the same folder and seed give the same split."""
-    frac, name = cfg.data.val_fraction, cfg.data.dataset
+    """Stratified, seeded: the same folder and seed give the same split; one fold of a
+    cross-validation group (``train.cv_folds``) takes that fold's rows."""
+    frac, name, t = cfg.data.val_fraction, cfg.data.dataset, cfg.train
+    if t.cv_folds and t.cv_fold:
+        train, val = fold_indices(labels, None, t.cv_folds, t.cv_fold - 1, t.seed)
+        return rows[train], rows[val]
     counts = np.bincount(labels, minlength=len(class_names))
     if counts.min() < 2:
         cls = class_names[int(counts.argmin())]

@@ -239,3 +239,20 @@ def test_a_csv_row_naming_a_missing_file_is_a_bad_file(tmp_path, caplog):
         bundle = load_dataset(config(tmp_path / "labels.csv"))
     assert len(bundle.x_train) + len(bundle.x_val) == 12
     assert "gone.png (file not found)" in caplog.text
+
+
+def test_cross_validation_folds_of_a_folder_are_disjoint_and_cover_it(tmp_path):
+    root = make_folder(tmp_path / "pets", per_class=6)
+    seen = []
+    for fold in (1, 2, 3):
+        cfg = config(root)
+        cfg.set("train.cv_folds", 3)
+        cfg.set("train.cv_fold", fold)
+        bundle = load_dataset(cfg)
+        assert len(bundle.x_val) == 4 and torch.bincount(bundle.y_val).tolist() == [2, 2]
+        image = bundle.preprocessing["image"]
+        mean = torch.tensor(image["mean"]).view(1, -1, 1, 1)
+        std = torch.tensor(image["std"]).view(1, -1, 1, 1)
+        pixels = ((bundle.x_val * std + mean) * 255).round().to(torch.uint8)  # the files' pixels
+        seen.append({bytes(r.flatten().numpy()) for r in pixels})
+    assert len(seen[0] | seen[1] | seen[2]) == 12  # disjoint folds covering all 12 images
