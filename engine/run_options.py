@@ -311,7 +311,7 @@ class DistillConfig:
 @dataclass
 class AugmentConfig:
     enabled: bool = opt(False, "Augment training batches", "Random changes to each training "
-                        "batch (on the run's device, with kornia); validation batches are never "
+                        "batch (on the run's device); validation batches are never "
                         "changed. The defaults below are a mild, usual set.",
                         relevant_when=IMAGE_DATA)
     crop_scale: float = opt(0.8, "Random crop: least area", "Random resized crop: a crop of "
