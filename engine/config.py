@@ -46,6 +46,7 @@ from engine.run_options import (
     MonitorConfig,
     OptimConfig,
     PrecisionConfig,
+    PreprocessConfig,
     RegularizationConfig,
     ScheduleConfig,
     TrainConfig,
@@ -58,9 +59,9 @@ __all__ = ["ARCHS", "CLASSIFICATION_LOSSES", "DATASETS", "IMAGE_DATASETS", "MONI
            "OPTIMIZERS", "REGRESSION_DATASETS", "REGRESSION_LOSSES", "SCHEDULES", "SECTIONS",
            "AugmentConfig",
            "ConfigError", "DataConfig", "DistillConfig", "ModelConfig", "MonitorConfig",
-           "OptimConfig", "PrecisionConfig", "RegularizationConfig", "RunConfig",
-           "ScheduleConfig", "TrainConfig", "all_keys", "applies", "check_value", "coerce",
-           "describe_rule", "field_default", "field_meta", "field_type", "file_problem",
+           "OptimConfig", "PrecisionConfig", "PreprocessConfig", "RegularizationConfig",
+           "RunConfig", "ScheduleConfig", "TrainConfig", "all_keys", "applies", "check_value",
+           "coerce", "describe_rule", "field_default", "field_meta", "field_type", "file_problem",
            "form_groups", "parse_text", "show"]
 
 
@@ -76,8 +77,9 @@ class ConfigError(ValueError):
 # which is not always the TOML section a key lives in.
 FORM_GROUPS = {
     "Data": ["data.*"],
+    "Preprocessing": ["preprocess.*"],
     "Model": ["model.*"],
-    "Optimizer & schedule": ["optim.*", "schedule.*", "train.loss"],
+    "Optimizer & schedule": ["optim.*", "schedule.*", "train.loss", "train.class_weights"],
     "Regularization": ["regularization.*"],
     "Distillation": ["distill.*"],
     "Augmentation": ["augment.*"],
@@ -113,6 +115,7 @@ class RunConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
     # --- conversion -------------------------------------------------------
     def to_dict(self) -> dict[str, dict[str, Any]]:
@@ -266,7 +269,38 @@ class RunConfig:
 
     @property
     def task(self) -> str:
+        """classification or regression; for a table, data.task, where 'auto' means the
+        data decides: load_dataset resolves it (engine.data.settle_task)."""
+        if self.data.dataset.startswith("table:"):
+            return self.data.task
         return "regression" if self.data.dataset in REGRESSION_DATASETS else "classification"
+
+    def task_errors(self, task: str) -> list[str]:
+        """The rules that depend on the task: checked in validate when the config names the
+        task, and by load_dataset once a table's data has decided it."""
+        errs = []
+        t, d = self.train, self.data
+        allowed = (CLASSIFICATION_LOSSES if task == "classification" else REGRESSION_LOSSES)
+        if t.loss != "auto" and t.loss not in allowed:
+            errs.append(f"train.loss={show(t.loss)} does not fit the {task} dataset "
+                        f"{show(d.dataset)}: use one of auto, {', '.join(allowed)}")
+        metric = self.regularization.early_stopping_metric
+        metrics = ("val_loss", "val_accuracy") if task == "classification" else \
+            ("val_loss", "val_mse", "val_mae", "val_r2")
+        if metric not in metrics:
+            errs.append(f"regularization.early_stopping_metric={show(metric)} is not measured for "
+                        f"{task}: use one of {', '.join(metrics)}")
+        if task == "regression":
+            if t.class_weights != "none":
+                errs.append(f"train.class_weights={show(t.class_weights)} needs classification "
+                            f"({show(d.dataset)} is regression): set it to 'none'")
+            if d.oversample:
+                errs.append(f"data.oversample=true needs classification ({show(d.dataset)} is "
+                            f"regression): set it to false")
+            if self.distill.teacher:
+                errs.append(f"distill.teacher needs a classification dataset: distillation "
+                            f"matches class probabilities, and {show(d.dataset)} is {task}")
+        return errs
 
     def _cross_checks(self) -> list[str]:
         errs = []
@@ -301,17 +335,8 @@ class RunConfig:
             errs.append(f"schedule.min_lr ({s.min_lr}) must not exceed optim.lr ({o.lr}) with "
                         f"schedule.name={show(s.name)}: the floor would raise the rate; lower "
                         f"schedule.min_lr")
-        task = self.task
-        allowed = (CLASSIFICATION_LOSSES if task == "classification" else REGRESSION_LOSSES)
-        if t.loss != "auto" and t.loss not in allowed:
-            errs.append(f"train.loss={show(t.loss)} does not fit the {task} dataset "
-                        f"{show(d.dataset)}: use one of auto, {', '.join(allowed)}")
-        metric = self.regularization.early_stopping_metric
-        metrics = ("val_loss", "val_accuracy") if task == "classification" else \
-            ("val_loss", "val_mse", "val_mae", "val_r2")
-        if metric not in metrics:
-            errs.append(f"regularization.early_stopping_metric={show(metric)} is not measured for "
-                        f"{task}: use one of {', '.join(metrics)}")
+        if self.task != "auto":  # else load_dataset checks these once the data decided
+            errs.extend(self.task_errors(self.task))
         if m.arch == "cnn" and not is_image_dataset(d.dataset):
             errs.append(f"model.arch='cnn' needs image data (data.dataset in "
                         f"{', '.join(IMAGE_DATASETS)} or images:path/to/folder; got "
@@ -320,17 +345,13 @@ class RunConfig:
             errs.append(f"data.channels must be 1 (grey) or 3 (colour) (got {d.channels})")
         a = self.augment
         if self.applies("augment.mixup") and (a.mixup or a.cutmix) and \
-                loss_name_of(t.loss, task) not in ("cross_entropy", "bce"):
+                loss_name_of(t.loss, self.task) not in ("cross_entropy", "bce"):
             errs.append(f"augment.mixup and augment.cutmix make soft targets, which "
                         f"train.loss={show(t.loss)} cannot take: use cross_entropy or bce, or "
                         f"set augment.mixup = 0 and augment.cutmix = 0")
-        if self.distill.teacher:
-            if task != "classification":
-                errs.append(f"distill.teacher needs a classification dataset: distillation "
-                            f"matches class probabilities, and {show(d.dataset)} is {task}")
-            if o.name == "lbfgs":
-                errs.append("distill.teacher does not work with optim.name='lbfgs' (its "
-                            "closure re-evaluates the task loss alone): use adamw")
+        if self.distill.teacher and o.name == "lbfgs":
+            errs.append("distill.teacher does not work with optim.name='lbfgs' (its "
+                        "closure re-evaluates the task loss alone): use adamw")
         if t.cv_folds == 1:
             errs.append("train.cv_folds must be 0 (no cross-validation) or at least 2 (got 1)")
         elif t.cv_folds and t.cv_fold > t.cv_folds:
@@ -339,6 +360,15 @@ class RunConfig:
         if any(not name.strip(". ") for name in m.freeze):
             errs.append(f"model.freeze must list layer names such as '0' or 'features.0' (got "
                         f"{show(m.freeze)}): an empty name would freeze the whole model")
+        if d.dataset.startswith("table:") and not d.target:
+            errs.append(f"data.target must name the column to predict of {show(d.dataset)}")
+        if d.test_fraction and d.test_path and self.applies("data.test_path"):
+            errs.append(f"data.test_fraction={d.test_fraction} and data.test_path="
+                        f"{show(d.test_path)} both name a test split: keep one")
+        if d.test_fraction + d.val_fraction >= 0.95:
+            errs.append(f"data.test_fraction ({d.test_fraction}) + data.val_fraction "
+                        f"({d.val_fraction}) leave under 5% of the data for training: "
+                        f"lower one of them")
         if d.dataset == "synthetic" and d.n_classes > d.n_features:
             errs.append(f"data.n_classes ({d.n_classes}) must not exceed data.n_features "
                         f"({d.n_features}) for synthetic data")

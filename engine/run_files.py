@@ -21,8 +21,12 @@ FILE_KEYS = {
                    "safetensors` or by `torchwork compress`"),
     "distill.teacher": (lambda v: v if v.endswith(".safetensors") else None,
                         "a run id or a .safetensors file from `torchwork export`"),
+    "data.dataset": (lambda v: (v[len("table:"):] if v.startswith("table:")
+                                and not v.startswith("table:pkg://") else None),
+                     "the path of a .csv, .tsv or .parquet file"),
+    "data.test_path": (lambda v: v, "the path of a .csv, .tsv or .parquet file with the "
+                                    "training table's columns"),
 }
-
 
 def file_problem(key: str, value: str) -> str | None:
     """Why the file ``value`` of ``key`` names cannot be read, or None (also when it names
@@ -38,11 +42,12 @@ def file_problem(key: str, value: str) -> str | None:
     return f"{key}={show(value)}: {path.resolve()} {state}: give {what}"
 
 
-# Options whose value names a path: key -> (the prefix before the path, the suffix a path
-# has; other values name none, e.g. a run id). Relative ones are found beside the config
-# file that names them.
-PATH_KEYS = {"model.arch": ("custom:", ""), "model.init": ("", ".safetensors"),
-             "data.dataset": ("images:", "")}
+# Options whose value names a path: (key, the prefix before the path, the suffix a path
+# has); other values name none (a run id, a built-in dataset, a package's table:
+# table:pkg://...). Relative ones are found beside the config file that names them.
+PATH_KEYS = [("model.arch", "custom:", ""), ("model.init", "", ".safetensors"),
+             ("data.dataset", "images:", ""), ("data.dataset", "table:", ""),
+             ("data.test_path", "", "")]
 
 
 def resolve_beside(cfg, config_file: str | Path) -> None:
@@ -50,10 +55,11 @@ def resolve_beside(cfg, config_file: str | Path) -> None:
     there, else in the current folder (where the loaders would look). `torchwork run` and
     the window's File ▸ Open do this, so a config file finds its files from any folder, and
     runs store absolute paths that resume from anywhere."""
-    for key, (prefix, suffix) in PATH_KEYS.items():
+    for key, prefix, suffix in PATH_KEYS:
         value = cfg.get(key)
         name = value[len(prefix):]
-        if not value.startswith(prefix) or not value.endswith(suffix) or not name:
+        if not value.startswith(prefix) or not value.endswith(suffix) or not name or \
+                name.startswith("pkg://") or not cfg.applies(key):
             continue
         file = Path(name).expanduser()
         if not file.is_absolute():

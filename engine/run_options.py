@@ -5,7 +5,8 @@ forms. A new option is one edit here.
 ``relevant_when`` says when a field is used at all, as plain data the engine evaluates
 (engine.config.applies): ``{"optim.name": ["sgd", "rmsprop"]}`` (the key's value is one
 of these), ``{"distill.teacher": {"not": [""]}}`` (none of these), ``{"key": {">": 0}}``,
-``{"data.dataset": {"prefix": ["table:"]}}`` (a string that starts with one of these).
+``{"data.dataset": {"prefix": ["table:"]}}`` (a string that starts with one of these;
+``"not_prefix"``: with none of these).
 Conditions in one dict must all hold; a list of dicts holds when any of them does. A
 field that does not apply is hidden in the form, left out of saved files and not
 range-checked, because nothing reads it.
@@ -47,6 +48,8 @@ CLASSIFICATION_LOSSES = ("cross_entropy", "bce", "hinge")
 REGRESSION_LOSSES = ("mse", "l1", "huber")
 MONITORED = ("val_loss", "val_accuracy", "val_mse", "val_mae", "val_r2")
 IMAGES_PREFIX = "images:"  # data.dataset = "images:path/to/folder" (engine.data.images)
+TASKS = ("auto", "classification", "regression")
+TABLE = {"data.dataset": {"prefix": ["table:"]}}  # options of a table file's data
 BUILT_IN_ARCHS = {"model.arch": list(ARCHS)}  # not custom:file.py, which builds itself
 # Options of image folders alone, and of any image data (a built-in image set or a folder).
 IMAGE_FOLDER = {"data.dataset": {"prefix": [IMAGES_PREFIX]}}
@@ -73,9 +76,12 @@ class DataConfig:
     dataset: str = opt("digits", "Dataset", "Built-in dataset (no downloads): scikit-learn's "
                        "bundled sets, or generated 'synthetic' / 'moons' data; or your own "
                        "images: images:path/to/folder (one subfolder per class) or "
-                       "images:path/to/labels.csv (rows of path,label), relative to the "
-                       "config file's folder.", choices=DATASETS,
-                       pattern=r"images:.+", pattern_hint="images:path/to/folder")
+                       "images:path/to/labels.csv (rows of path,label); or a table: "
+                       "table:path/to/file.csv (.tsv, .parquet; "
+                       "table:pkg://palmerpenguins/penguins.csv reads a file an installed "
+                       "package ships). Relative paths start from the config file's folder.",
+                       choices=DATASETS, pattern=r"images:.+|table:.+\.(?i:csv|tsv|parquet)",
+                       pattern_hint="images:path/to/folder or table:path/to/file.csv")
     batch_size: int = opt(64, "Batch size", "Samples per forward pass (per micro-batch when "
                           "accumulating gradients).", min=1, max=1_000_000)
     val_fraction: float = opt(0.2, "Validation fraction", "Share of the data held out for "
@@ -94,8 +100,9 @@ class DataConfig:
                        relevant_when={"data.dataset": ["moons"]})
     standardize: bool = opt(True, "Standardize features", "Scale features to zero mean and unit "
                             "variance, fitted on the training split only (an image folder "
-                            "always normalizes each channel so).",
-                            relevant_when={"data.dataset": {"not_prefix": [IMAGES_PREFIX]}})
+                            "always normalizes each channel so; tables: preprocess.scaling).",
+                            relevant_when={"data.dataset": {"not_prefix": [IMAGES_PREFIX,
+                                                                           "table:"]}})
     num_workers: int = opt(0, "Loader workers", "DataLoader worker processes; 0 loads in the "
                            "training process, fastest for in-memory data.", min=0, max=64)
     pin_memory: bool = opt(False, "Pin memory", "Page-locked host batches for faster, "
@@ -115,6 +122,26 @@ class DataConfig:
                              "the loader workers), for folders larger than memory; auto: "
                              "stream when the tensors would take over half the free memory.",
                              choices=("auto", "memory", "stream"), relevant_when=IMAGE_FOLDER)
+    target: str = opt("", "Target column", "The table's column to predict.", relevant_when=TABLE)
+    features: list[str] = opt([], "Feature columns", "The table's columns the model reads; "
+                              "empty: every column but the target (less preprocess.drop_columns).",
+                              max_items=100_000, relevant_when=TABLE)
+    task: str = opt("auto", "Task", "auto: a non-numeric target, or an integer target with at "
+                    "most 20 distinct values, is classification; anything else regression. The "
+                    "choice is written to the run's log.", choices=TASKS, relevant_when=TABLE)
+    test_fraction: float = opt(0.0, "Test fraction", "Share of the data held out as a test "
+                               "split (stratified for classification), taken before the "
+                               "validation split and never used for early stopping or model "
+                               "selection; 0: no test split.", min=0.0, max=0.9,
+                               max_exclusive=True)
+    test_path: str = opt("", "Test table", "A table with the same columns used as the test split "
+                         "instead of data.test_fraction (relative to the config file's folder); "
+                         "it goes through the preprocessing fitted on the training split.",
+                         pattern=r"(.+\.(?i:csv|tsv|parquet))?",
+                         pattern_hint="path/to/test.csv", relevant_when=TABLE)
+    oversample: bool = opt(False, "Oversample rare classes", "Draw training batches with a "
+                           "weighted sampler so each class is drawn equally often on average "
+                           "(weights from the training split's class counts; classification).")
 
 
 @dataclass
@@ -260,6 +287,10 @@ class TrainConfig:
                                 "0 turns it off.", min=0.0, max=1e9)
     grad_clip_value: float = opt(0.0, "Clip grad value", "Clamp each gradient element to "
                                  "[-v, v]; 0 turns it off.", min=0.0, max=1e9)
+    class_weights: str = opt("none", "Class weights", "balanced: weight each class in the loss "
+                             "by n_samples / (n_classes * its count in the training split), as "
+                             "scikit-learn's 'balanced' (classification).",
+                             choices=("none", "balanced"))
     loss: str = opt("auto", "Loss", "auto picks cross_entropy for classification and mse for "
                     "regression.", choices=("auto",) + CLASSIFICATION_LOSSES + REGRESSION_LOSSES)
     seed: int = opt(0, "Seed", "Seeds the split, the initialization, shuffling and dropout.",
@@ -343,6 +374,59 @@ class AugmentConfig:
                         min=0.0, max=10.0, relevant_when=AUGMENTING)
 
 
+@dataclass
+class PreprocessConfig:
+    """One scikit-learn ColumnTransformer for a table, fitted on the training rows only."""
+
+    numeric_impute: str = opt("mean", "Numeric missing values", "Fill a missing number with the "
+                              "training split's mean, median or preprocess.numeric_fill, or "
+                              "drop_rows: drop every row that misses one.",
+                              choices=("mean", "median", "constant", "drop_rows"),
+                              relevant_when=TABLE)
+    numeric_fill: float = opt(0.0, "Numeric fill value", "The value of numeric_impute = "
+                              "'constant'.",
+                              relevant_when=[{"data.dataset": {"prefix": ["table:"]},
+                                              "preprocess.numeric_impute": ["constant"]}])
+    outliers: str = opt("none", "Outliers", "Clip numbers to bounds fitted on the training "
+                        "split: clip_iqr [Q1 - k*IQR, Q3 + k*IQR], clip_quantile "
+                        "[quantile_low, quantile_high].",
+                        choices=("none", "clip_iqr", "clip_quantile"), relevant_when=TABLE)
+    iqr_factor: float = opt(1.5, "IQR factor (k)", "Width of the clip_iqr bounds in "
+                            "interquartile ranges.", min=0.0, max=1000.0, min_exclusive=True,
+                            relevant_when=[{"data.dataset": {"prefix": ["table:"]},
+                                            "preprocess.outliers": ["clip_iqr"]}])
+    quantile_low: float = opt(0.01, "Lower quantile", "Lower clip_quantile bound.",
+                              min=0.0, max=0.5, max_exclusive=True,
+                              relevant_when=[{"data.dataset": {"prefix": ["table:"]},
+                                              "preprocess.outliers": ["clip_quantile"]}])
+    quantile_high: float = opt(0.99, "Upper quantile", "Upper clip_quantile bound.",
+                               min=0.5, max=1.0, min_exclusive=True,
+                               relevant_when=[{"data.dataset": {"prefix": ["table:"]},
+                                               "preprocess.outliers": ["clip_quantile"]}])
+    scaling: str = opt("standard", "Scaling", "Numeric scaling fitted on the training split: "
+                       "standard (zero mean, unit variance), minmax ([0, 1]), robust (median "
+                       "and IQR) or none.", choices=("standard", "minmax", "robust", "none"),
+                       relevant_when=TABLE)
+    categorical_impute: str = opt("most_frequent", "Categorical missing values", "Fill a "
+                                  "missing category with the training split's most frequent "
+                                  "one, or with preprocess.categorical_fill as a category of "
+                                  "its own.", choices=("most_frequent", "constant"),
+                                  relevant_when=TABLE)
+    categorical_fill: str = opt("missing", "Categorical fill value", "The category of "
+                                "categorical_impute = 'constant'.",
+                                relevant_when=[{"data.dataset": {"prefix": ["table:"]},
+                                                "preprocess.categorical_impute": ["constant"]}])
+    min_frequency: int = opt(1, "Rare category count", "One-hot encoding: categories seen "
+                             "fewer times than this in the training split share one "
+                             "'infrequent' column; 1 keeps every category. Categories never "
+                             "seen in training encode as all zeros.", min=1, max=10**9,
+                             relevant_when=TABLE)
+    drop_columns: list[str] = opt([], "Drop columns", "Columns the model never reads.",
+                                  max_items=100_000, relevant_when=TABLE)
+    duplicates: str = opt("keep", "Duplicate rows", "drop: identical rows are kept once, before "
+                          "the split.", choices=("keep", "drop"), relevant_when=TABLE)
+
+
 SECTIONS = {
     "data": DataConfig,
     "model": ModelConfig,
@@ -354,4 +438,5 @@ SECTIONS = {
     "monitor": MonitorConfig,
     "distill": DistillConfig,
     "augment": AugmentConfig,
+    "preprocess": PreprocessConfig,
 }

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from engine.config import ConfigError, RunConfig
-from engine.data import DataBundle, load_dataset
+from engine.data import DataBundle, load_dataset, settle_task
 from engine.models import ModelError, build_model
 from engine.models.custom import PREFIX as CUSTOM
 from engine.models.fit import META_KEY, fit_to_state, fold_masks
@@ -61,6 +61,7 @@ def load_run_model(workspace: Workspace | str | Path | None, run_ref: int | str)
     try:
         cfg = run.config
         bundle = load_dataset(cfg)
+        cfg = settle_task(cfg, bundle)
         outputs = num_outputs(cfg, bundle.num_classes)
         model = build_model(cfg, tuple(bundle.input_shape), outputs)
         state = load_checkpoint(checkpoint, map_location="cpu", need=WEIGHTS)

@@ -18,12 +18,16 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The sample order of one epoch (epochs numbered from 1)."""
+def epoch_order(n: int, seed: int, epoch: int,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The sample order of one epoch (epochs numbered from 1); with ``weights``, n draws
+    with replacement in proportion to them (a WeightedRandomSampler on the same seed)."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    if weights is not None:
+        return torch.tensor(list(WeightedRandomSampler(weights, n, generator=gen)))
     return torch.randperm(n, generator=gen)
 
 
@@ -61,8 +65,11 @@ class BatchLoader:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool,
                  seed: int = 0, num_workers: int = 0, pin_memory: bool = False,
-                 device: torch.device | None = None):
+                 device: torch.device | None = None, weights: torch.Tensor | None = None):
+        """``weights`` (one per sample): draw each epoch's samples with replacement in
+        proportion to them (data.oversample) instead of a permutation."""
         self.x, self.y = x, y
+        self.weights = weights
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -95,7 +102,8 @@ class BatchLoader:
             order = torch.arange(self.n)
         else:
             if self._order is None or self._order[0] != epoch:  # kept for a resume in the epoch
-                self._order = (epoch, epoch_order(self.n, self.seed, epoch).to(self.on_device))
+                self._order = (epoch, epoch_order(self.n, self.seed, epoch, self.weights)
+                              .to(self.on_device))
             order = self._order[1]
         bs, n = self.batch_size, self.n
         if self.num_workers == 0 and not self.streamed:

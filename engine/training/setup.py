@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.optim import lr_scheduler
@@ -240,14 +241,39 @@ def loss_name(cfg: RunConfig) -> str:
     return "cross_entropy" if cfg.task == "classification" else "mse"
 
 
-def build_loss(cfg: RunConfig) -> nn.Module:
+def class_weights(cfg: RunConfig, data) -> torch.Tensor | None:
+    """train.class_weights = 'balanced': n / (k * count) per class of the training split
+    (scikit-learn's 'balanced'); None otherwise."""
+    if cfg.train.class_weights != "balanced" or data.task != "classification":
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = data.y_train.numpy()
+    present = np.unique(y)
+    weights = np.ones(data.num_classes)
+    weights[present] = compute_class_weight("balanced", classes=present, y=y)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def sample_weights(cfg: RunConfig, data) -> torch.Tensor | None:
+    """data.oversample: each training sample drawn with weight 1 / (its class's count in
+    the training split), so every class is drawn equally often on average; None otherwise."""
+    if not cfg.data.oversample or data.task != "classification":
+        return None
+    counts = torch.bincount(data.y_train, minlength=data.num_classes).double()
+    return (1.0 / counts)[data.y_train]
+
+
+def build_loss(cfg: RunConfig, weights: torch.Tensor | None = None) -> nn.Module:
+    """The task loss; ``weights`` (per class, see class_weights) weigh cross-entropy."""
     name = loss_name(cfg)
     if name == "cross_entropy":
-        return nn.CrossEntropyLoss(label_smoothing=cfg.regularization.label_smoothing)
+        return nn.CrossEntropyLoss(weight=weights,
+                                   label_smoothing=cfg.regularization.label_smoothing)
     if name == "bce":
         return _BCEWithLogits()
     if name == "hinge":
-        return nn.MultiMarginLoss()
+        return nn.MultiMarginLoss(weight=weights)
     return _OnFirstColumn({"mse": nn.MSELoss(), "l1": nn.L1Loss(),
                            "huber": nn.HuberLoss()}[name])
 

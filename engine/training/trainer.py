@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..config import RunConfig
-from ..data import load_dataset
+from ..data import load_dataset, settle_task
 from ..data.augment import build_augment
 from ..models import build_model
 from ..models.fit import InitSource, start_from
@@ -39,9 +39,11 @@ from .setup import (
     build_loss,
     build_optimizer,
     build_scheduler,
+    class_weights,
     decay_split,
     num_outputs,
     resolve_device,
+    sample_weights,
     steps_per_epoch,
 )
 from .validation import evaluate, is_better
@@ -104,8 +106,10 @@ class Trainer:
         seed_everything(cfg.train.seed)
         check_data_fits(cfg)
         self.data = load_dataset(cfg)
+        self.config = cfg = settle_task(cfg, self.data)  # a table's data.task = 'auto'
         self.task = self.data.task
-        self.notes: list[str] = []  # for the log, said when the run starts
+        # for the log, said when the run starts: what the data decided, then the model's build
+        self.notes: list[str] = [f"data: {note}" for note in self.data.notes]
         backbone: set[str] = set()
         if model is None:
             check_model_fits(cfg, self.data, self.device)
@@ -126,7 +130,7 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if cfg.precision.compile else self.model
-        self.loss_fn = build_loss(cfg)
+        self.loss_fn = build_loss(cfg, class_weights(cfg, self.data))
         self.optimizer = build_optimizer(cfg, self.model, backbone)
         self.penalized, _ = decay_split(self.model)
         r = cfg.regularization
@@ -135,7 +139,8 @@ class Trainer:
         self.train_loader = BatchLoader(self.data.x_train, self.data.y_train, cfg.data.batch_size,
                                         shuffle=True, seed=cfg.train.seed,
                                         num_workers=cfg.data.num_workers,
-                                        pin_memory=cfg.data.pin_memory, device=self.device)
+                                        pin_memory=cfg.data.pin_memory, device=self.device,
+                                weights=sample_weights(cfg, self.data))
         self.val_loader = BatchLoader(self.data.x_val, self.data.y_val,
                                       max(cfg.data.batch_size, 512), shuffle=False,
                                       device=self.device,
