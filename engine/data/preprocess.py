@@ -106,7 +106,7 @@ def fitted_state(ct: ColumnTransformer, pre, numeric: list[str],
                              "categorical": categorical, "numeric_impute": pre.numeric_impute}
     if numeric:
         pipe = ct.named_transformers_["numeric"]
-        named = {} if pipe == "passthrough" else pipe.named_steps
+        named = pipe.named_steps if isinstance(pipe, Pipeline) else {}  # else passthrough
         if "impute" in named:
             state["fill"] = named["impute"].statistics_.tolist()
         if "clip" in named:

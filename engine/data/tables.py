@@ -114,7 +114,7 @@ def _read_text(path: Path, delimiter: str, columns: list[str] | None) -> pa.Tabl
         header = pacsv.open_csv(path, parse_options=parse).schema.names if columns else None
         if columns and _has(header, columns):
             convert.include_columns = columns
-        return pacsv.read_csv(path, parse_options=parse, convert_options=convert)
+        table = pacsv.read_csv(path, parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid as exc:
         text = str(exc)
         if "Empty CSV file" in text:
@@ -125,6 +125,9 @@ def _read_text(path: Path, delimiter: str, columns: list[str] | None) -> pa.Tabl
         if "Expected" in text and "columns" in text:
             raise ConfigError(_ragged_problem(path, delimiter)) from None
         raise ConfigError(f"cannot read {path}: {_first_line(exc)}") from None
+    if any(pa.types.is_binary(t) for t in table.schema.types):  # text that is not UTF-8
+        raise ConfigError(_encoding_problem(path))
+    return table
 
 
 def _has(names: list[str] | None, columns: list[str] | None) -> bool:
