@@ -73,3 +73,9 @@ def test_image_folder_bench_prints_its_tables():
     out = run_bench("bench/image_folder.py", "--count", "200", "--pairs", "2", "--steps", "2")
     assert "later / first epoch throughput:" in out
     assert "median augmented / plain:" in out
+
+
+@pytest.mark.slow
+def test_table_load_bench_prints_its_table():
+    out = run_bench("bench/table_load.py", "--rows", "3000", "--rounds", "1")
+    assert "| **torchwork / by hand** |" in out and "| **Parquet / CSV (torchwork)** |" in out

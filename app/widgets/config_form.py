@@ -45,6 +45,10 @@ FILE_PICKERS = {
                    "Choose weights to start from: a safetensors export or compressed model"),
     "distill.teacher": ("", "Safetensors (*.safetensors)",
                         "Choose a teacher exported as safetensors (or type a run id)"),
+    "data.dataset": ("table:", "Tables (*.csv *.tsv *.parquet)",
+                     "Choose a table file (CSV, TSV, Parquet) to train on"),
+    "data.test_path": ("", "Tables (*.csv *.tsv *.parquet)",
+                       "Choose a test table with the training table's columns"),
 }
 
 ERROR_PROPERTY = "fieldError"
@@ -450,7 +454,8 @@ class FloatEditor(FieldEditor):
 
 
 class ListEditor(FieldEditor):
-    """Numbers (or names) separated by commas or spaces; brackets as in TOML are accepted too."""
+    """Numbers (or names) separated by commas or spaces; brackets as in TOML are accepted too.
+    Names with commas between them may hold spaces (a column "bill length")."""
 
     def __init__(self, key: str, parent: QWidget | None = None):
         self.edit = QLineEdit()
@@ -462,6 +467,9 @@ class ListEditor(FieldEditor):
     def value(self) -> list:
         text = self.edit.text().strip()
         inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+        if self.item_type is str and "," in inner:
+            names = [p.strip().strip("'\"") for p in inner.split(",")]
+            return coerce(self.key, [n for n in names if n])
         parts = [p for p in re.split(r"[,\s]+", inner.strip()) if p]
         try:
             items = [p.strip("'\"") if self.item_type is str

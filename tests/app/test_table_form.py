@@ -1,0 +1,51 @@
+"""The table options in the form: shown only for table: datasets, column lists as names."""
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from app.panels.config_panel import ConfigPanel
+
+TABLE_KEYS = ("data.target", "data.features", "data.task", "data.test_path",
+              "preprocess.scaling", "preprocess.numeric_impute", "preprocess.drop_columns")
+
+
+@pytest.fixture
+def panel(qtbot):
+    widget = ConfigPanel()
+    qtbot.addWidget(widget)
+    widget.resize(420, 800)
+    widget.show()
+    return widget
+
+
+def test_table_options_appear_only_for_a_table(panel, qtbot):
+    assert [panel.is_shown(k) for k in TABLE_KEYS] == [False] * len(TABLE_KEYS)
+    assert panel.is_shown("data.standardize") and panel.is_shown("data.test_fraction")
+    combo = panel.editor("data.dataset").combo
+    combo.setEditText("table:penguins.csv")
+    assert [panel.is_shown(k) for k in TABLE_KEYS] == [True] * len(TABLE_KEYS)
+    assert not panel.is_shown("data.standardize")  # preprocess.scaling says it for tables
+    assert not panel.is_shown("preprocess.numeric_fill")
+    panel.editor("preprocess.numeric_impute").combo.setCurrentText("constant")
+    assert panel.is_shown("preprocess.numeric_fill")
+
+
+def test_column_lists_take_names_with_spaces(panel, qtbot):
+    panel.editor("data.dataset").combo.setEditText("table:t.csv")
+    edit = panel.editor("data.features").edit
+    edit.selectAll()
+    qtbot.keyClick(edit, Qt.Key.Key_Delete)
+    qtbot.keyClicks(edit, "bill length, island")
+    assert panel.editor("data.features").value() == ["bill length", "island"]
+
+
+def test_a_table_file_can_be_picked(panel, monkeypatch, tmp_path):
+    from PySide6.QtWidgets import QFileDialog
+
+    picked = str(Path(tmp_path) / "t.csv")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *a, **k: (picked, "")))
+    panel.editor("data.dataset").browse.click()
+    assert panel.editor("data.dataset").value() == f"table:{picked}"
