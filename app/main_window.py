@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.config import ConfigError, RunConfig
-from engine.run_files import resolve_beside
+from engine.run_files import dataset_name, resolve_beside
 
 from . import theme
 from .bridge import IDLE, PAUSED, RUNNING, STARTING, STOPPING, TrainingBridge
@@ -425,9 +425,10 @@ class MainWindow(QMainWindow):
         """Ask where to save, starting in the folder the user last chose (home at first)."""
         cfg = self.config_panel.config()
         arch = "custom" if cfg.model.arch.startswith("custom:") else cfg.model.arch
+        name = dataset_name(cfg.data.dataset)
         folder = self.settings.value("last_dir", "") or str(Path.home())
         path, _ = QFileDialog.getSaveFileName(self, "Save run configuration",
-                                              str(Path(folder) / f"{cfg.data.dataset}-{arch}.toml"),
+                                              str(Path(folder) / f"{name}-{arch}.toml"),
                                               "Run configurations (*.toml)")
         if not path:
             return False

@@ -28,6 +28,12 @@ FILE_KEYS = {
                                     "training table's columns"),
 }
 
+def dataset_name(dataset: str) -> str:
+    """A data.dataset as a short name (saved files): a file or folder by its stem."""
+    _prefix, sep, rest = dataset.partition(":")
+    return (Path(rest).stem or dataset) if sep and rest else dataset
+
+
 def file_problem(key: str, value: str) -> str | None:
     """Why the file ``value`` of ``key`` names cannot be read, or None (also when it names
     none). Relative paths start from the current directory, as the run's loaders read them."""

@@ -49,3 +49,25 @@ def test_a_table_file_can_be_picked(panel, monkeypatch, tmp_path):
                         staticmethod(lambda *a, **k: (picked, "")))
     panel.editor("data.dataset").browse.click()
     assert panel.editor("data.dataset").value() == f"table:{picked}"
+
+
+def test_a_config_opened_in_the_window_finds_its_table_beside_it(qtbot, tmp_path,
+                                                                  monkeypatch):
+    from PySide6.QtCore import QSettings
+
+    from app.main_window import MainWindow
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "t.csv").write_text("x,label\n1,a\n")
+    (folder / "run.toml").write_text('[data]\ndataset = "table:t.csv"\ntarget = "label"\n')
+    monkeypatch.chdir(tmp_path)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    win = MainWindow(None, workspace_dir=tmp_path / "ws", settings=settings)
+    qtbot.addWidget(win)
+    try:
+        assert win.open_config(str(folder / "run.toml"))
+        assert win.config_panel.config().data.dataset == f"table:{folder / 't.csv'}"
+    finally:
+        win.bridge.stop()
+        win.bridge.wait()

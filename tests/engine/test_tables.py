@@ -190,3 +190,12 @@ def test_relative_table_path_resolves_beside_the_config(tmp_path, monkeypatch):
                                      '[train]\nepochs = 1\ndevice = "cpu"\n')
     monkeypatch.chdir(tmp_path)
     assert main(["run", str(folder / "run.toml"), "--workspace", str(tmp_path / "ws")]) == 0
+
+
+def test_a_table_run_is_named_after_its_file():
+    from engine.workspace.records import default_run_name
+
+    cfg = table_config("/data/penguins.csv")
+    assert default_run_name(cfg) == "penguins-mlp"
+    cfg.set("data.dataset", "table:pkg://palmerpenguins/penguins.csv")
+    assert default_run_name(cfg) == "penguins-mlp"
