@@ -117,7 +117,7 @@ def _train(config_toml, resume_run, workspace_dir, post, commands, name, kind) -
             else:
                 config = RunConfig.from_toml(config_toml)
                 trainer = build_trainer(config, ws)
-                run = ws.create_run(config, name, kind)
+                run = ws.create_run(trainer.config, name, kind)  # the task its data decided
         except Exception as exc:  # a bad config, model file or checkpoint: the user can act
             post("buildFailed", message(exc))
             return

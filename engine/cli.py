@@ -193,7 +193,7 @@ def cmd_run(args) -> int:
     except BaseException:
         ws.close()
         raise
-    run = ws.create_run(cfg, args.name)
+    run = ws.create_run(trainer.config, args.name)  # with the task its data decided
     return _train(trainer, ws, run, args.json)
 
 

@@ -94,7 +94,7 @@ def workspace_train(workspace, *, on_trainer: Callable[[object], None] | None = 
         ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
         try:
             trainer = build_trainer(config, ws)
-            run = ws.create_run(config, name)
+            run = ws.create_run(trainer.config, name)
             recorder = record_run(trainer, ws, run)
             if on_trainer is not None:
                 on_trainer(trainer)

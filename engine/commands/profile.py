@@ -57,7 +57,8 @@ def cmd_profile(args) -> int:
     ws = cli._open_workspace(args)
     try:  # the workspace finds runs the config names (model.init, distill.teacher)
         trainer = cli._build_trainer(cfg, ws)
-        run = ws.create_run(cfg, args.name or f"profile-{default_run_name(cfg)}", kind="profile")
+        run = ws.create_run(trainer.config, args.name or f"profile-{default_run_name(cfg)}",
+                            kind="profile")
         trainer.run_id = str(run.id)
         WorkspaceWriter(ws, run).attach(trainer)
         capture = ProfilerCapture(worker=f"run{run.id}").attach(trainer, run.dir)

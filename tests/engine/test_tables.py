@@ -190,6 +190,12 @@ def test_relative_table_path_resolves_beside_the_config(tmp_path, monkeypatch):
                                      '[train]\nepochs = 1\ndevice = "cpu"\n')
     monkeypatch.chdir(tmp_path)
     assert main(["run", str(folder / "run.toml"), "--workspace", str(tmp_path / "ws")]) == 0
+    from engine.workspace import Workspace
+
+    with Workspace(tmp_path / "ws") as ws:
+        stored = ws.get_run(1).config
+    assert stored.data.dataset == f"table:{folder / 't.csv'}"  # resumable from anywhere
+    assert stored.data.task == "classification"  # what data.task = 'auto' decided
 
 
 def test_a_table_run_is_named_after_its_file():
