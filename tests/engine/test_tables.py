@@ -205,3 +205,11 @@ def test_a_table_run_is_named_after_its_file():
     assert default_run_name(cfg) == "penguins-mlp"
     cfg.set("data.dataset", "table:pkg://palmerpenguins/penguins.csv")
     assert default_run_name(cfg) == "penguins-mlp"
+
+
+def test_task_rules_are_checked_once_the_data_decided_the_task(tmp_path):
+    path = write(tmp_path, "x,label\n" + "".join(f"{i},{i * 1.5}\n" for i in range(40)))
+    cfg = table_config(path, regularization__early_stopping_metric="val_accuracy")
+    cfg.validate()  # data.task = 'auto': the file decides, so validation cannot know yet
+    msg = error_of(cfg)
+    assert "early_stopping_metric='val_accuracy' is not measured for regression" in msg
