@@ -264,7 +264,7 @@ class RunConfig:
         an exported teacher). Kept out of ``validate``, which also reads stored runs whose
         files may since have moved; checked before a run is started."""
         found = [file_problem(key, value) for key in FILE_KEYS
-                 if (value := self.get(key))]
+                 if (value := self.get(key)) and self.applies(key)]
         return [problem for problem in found if problem]
 
     @property

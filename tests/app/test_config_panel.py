@@ -17,6 +17,15 @@ NON_DEFAULTS = {
     "data.dataset": "synthetic", "data.batch_size": 48, "data.val_fraction": 0.15,
     "data.n_samples": 3000, "data.n_features": 12, "data.n_classes": 3, "data.noise": 0.35,
     "data.standardize": False, "data.num_workers": 2, "data.pin_memory": True,
+    "data.target": "species", "data.features": ["bill length", "island"],
+    "data.task": "classification", "data.test_fraction": 0.1, "data.test_path": "test.csv",
+    "data.oversample": True, "train.class_weights": "balanced",
+    "preprocess.numeric_impute": "constant", "preprocess.numeric_fill": 1.5,
+    "preprocess.outliers": "clip_quantile", "preprocess.iqr_factor": 3.0,
+    "preprocess.quantile_low": 0.05, "preprocess.quantile_high": 0.95,
+    "preprocess.scaling": "robust", "preprocess.categorical_impute": "constant",
+    "preprocess.categorical_fill": "unknown", "preprocess.min_frequency": 5,
+    "preprocess.drop_columns": ["id"], "preprocess.duplicates": "drop",
     "model.arch": "custom:models/my_net.py", "model.hidden": [256, 128, 32],
     "model.channels": [16], "model.activation": "gelu", "model.dropout": 0.25,
     "model.batch_norm": True, "model.init": "weights/pruned.safetensors",
@@ -89,7 +98,7 @@ def test_every_option_has_one_editor_in_its_form_group(panel):
 
 def test_editors_follow_the_field_metadata(panel):
     assert isinstance(panel.editor("data.dataset").control, QComboBox)
-    assert panel.editor("data.dataset").combo.isEditable()  # pattern: images:path/to/folder
+    assert panel.editor("data.dataset").combo.isEditable()  # images:folder, table:file.csv
     assert panel.editor("model.arch").combo.isEditable()  # pattern: custom:path.py
     assert panel.editor("train.device").combo.isEditable()  # pattern: cuda:N
     assert isinstance(panel.editor("model.batch_norm").control, QCheckBox)
