@@ -130,7 +130,7 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if cfg.precision.compile else self.model
-        self.loss_fn = build_loss(cfg, class_weights(cfg, self.data))
+        self.loss_fn = build_loss(cfg, class_weights(cfg, self.data)).to(self.device)
         self.optimizer = build_optimizer(cfg, self.model, backbone)
         self.penalized, _ = decay_split(self.model)
         r = cfg.regularization

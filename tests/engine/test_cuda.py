@@ -171,3 +171,10 @@ def test_a_cuda_trace_has_kernels_stream_lanes_and_copies(tiny_config, tmp_path)
     assert any(n.startswith("memcpy") for n in names)  # the loss read back each step
     print("lanes:", [t.label for t in index.tracks])
     print("kernels:", [(k.name[:60], k.calls, k.tensor_cores) for k in report.kernels[:8]])
+
+
+def test_class_weights_and_oversampling_train_on_the_gpu(tiny_config):
+    trainer = Trainer(on_gpu(tiny_config, **{"train.class_weights": "balanced",
+                                             "data.oversample": True}))
+    assert trainer.loss_fn.weight.device.type == "cuda"  # beside the outputs it weighs
+    assert trainer.run().status == "completed"
