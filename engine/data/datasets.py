@@ -184,7 +184,7 @@ def _check_split(cfg: RunConfig, class_names: list[str], y: np.ndarray, frac: fl
     name = cfg.data.dataset
     k, n = len(class_names), len(y)
     counts = np.bincount(y, minlength=k)
-    shown = f"{cfg.get(key)}" if frac == cfg.get(key) else f"{cfg.get(key)} (of what is left)"
+    shown = f"{cfg.get(key)}" + ("" if frac == cfg.get(key) else " (after the test split)")
     if counts.min() < 2:
         cls = int(counts.argmin())
         gives = f"data.n_samples={n} gives class" if generated else "class"

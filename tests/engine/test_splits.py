@@ -114,3 +114,11 @@ def test_oversample_reaches_the_trainer_and_regression_refuses_it():
     reg = config(**{"data.dataset": "diabetes", "data.oversample": True})
     with pytest.raises(ConfigError, match="data.oversample=true needs classification"):
         reg.validate()
+
+
+def test_a_test_split_too_small_for_the_classes_says_what_to_raise():
+    cfg = config(**{"data.dataset": "iris", "data.test_fraction": 0.01})
+    with pytest.raises(ConfigError, match=r"data\.test_fraction=0\.01 holds out 2 of 150 iris "
+                                          r"samples, fewer than its 3 classes: raise "
+                                          r"data\.test_fraction"):
+        load_dataset(cfg)
