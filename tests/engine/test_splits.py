@@ -122,3 +122,22 @@ def test_a_test_split_too_small_for_the_classes_says_what_to_raise():
                                           r"samples, fewer than its 3 classes: raise "
                                           r"data\.test_fraction"):
         load_dataset(cfg)
+
+
+def test_cross_validation_folds_of_a_table_exclude_its_test_rows(tmp_path):
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"x": np.arange(90.0), "noise": rng.normal(size=90),
+                  "label": np.array(["a", "b", "c"])[np.arange(90) % 3]}
+                 ).to_csv(tmp_path / "t.csv", index=False)
+    seen = []
+    for fold in (1, 2, 3):
+        cfg = config(**{"data.dataset": f"table:{tmp_path / 't.csv'}", "data.target": "label",
+                        "data.test_fraction": 0.2, "preprocess.scaling": "none",
+                        "train.cv_folds": 3, "train.cv_fold": fold})
+        b = load_dataset(cfg)
+        test = set(b.x_test[:, 0].tolist())
+        val = set(b.x_val[:, 0].tolist())
+        assert len(test) == 18 and not test & val and not test & set(b.x_train[:, 0].tolist())
+        seen.append(val)
+    assert not seen[0] & seen[1] and not seen[1] & seen[2]
+    assert len(seen[0] | seen[1] | seen[2]) == 72  # every non-test row validates once
