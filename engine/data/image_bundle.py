@@ -1,4 +1,5 @@
-"""An image folder as a run's DataBundle: seeded stratified split, per-channel
+"""An image folder as a run's DataBundle: the seeded stratified split every dataset gets
+(datasets.split_rows: test, validation, cross-validation folds), per-channel
 normalization fitted on the training rows, held in memory or streamed from the cache.
 
 A set whose float32 tensors fit comfortably in free memory becomes tensors, as
@@ -15,13 +16,11 @@ import math
 import numpy as np
 import psutil
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from engine.config import ConfigError, RunConfig
 from engine.show import show
 
-from .folds import fold_indices
 from .images import decode_images, list_images, report_bad
 
 CHUNK = 2048  # rows normalized at a time: bounds the float copy while filling tensors
@@ -86,7 +85,7 @@ class ImageRows(Dataset):
 
 def load_images(cfg: RunConfig):
     """The DataBundle of an ``images:`` dataset (see the module's docstring)."""
-    from .datasets import DataBundle
+    from .datasets import DataBundle, split_rows
 
     d, name = cfg.data, cfg.data.dataset
     listing = list_images(name)
@@ -100,7 +99,10 @@ def load_images(cfg: RunConfig):
         empty = listing.class_names[int(counts.argmin())]
         raise ConfigError(f"data.dataset={show(name)}: class {empty!r} has no image that can "
                           f"be decoded: add images to it or remove its folder")
-    train_rows, val_rows = _split(cfg, good, labels, listing.class_names)
+    train, val, test = split_rows(cfg, labels, listing.class_names,
+                                  too_few="add images to it")
+    train_rows, val_rows = good[train], good[val]
+    test_rows = None if test is None else good[test]
     mean, std = fit_normalization(decoded.pixels, train_rows)
     shape = (d.channels, d.image_size, d.image_size)
     y_all = np.zeros(len(listing.paths), dtype=np.int64)
@@ -108,10 +110,13 @@ def load_images(cfg: RunConfig):
     bytes_needed = 4 * math.prod(shape) * len(good)
     stream = d.image_loading == "stream" or (
         d.image_loading == "auto" and bytes_needed > psutil.virtual_memory().available // 2)
-    x_train, x_val = (ImageRows(str(decoded.path), decoded.pixels.shape, rows, mean, std)
-                      for rows in (train_rows, val_rows))
+    x_train, x_val, x_test = (
+        None if rows is None else ImageRows(str(decoded.path), decoded.pixels.shape, rows,
+                                            mean, std)
+        for rows in (train_rows, val_rows, test_rows))
     if not stream:
         x_train, x_val = _in_memory(x_train), _in_memory(x_val)
+        x_test = None if x_test is None else _in_memory(x_test)
     preprocessing = {
         "dataset": name,
         "task": "classification",
@@ -131,32 +136,10 @@ def load_images(cfg: RunConfig):
     return DataBundle(
         x_train=x_train, y_train=torch.from_numpy(y_all[train_rows]),
         x_val=x_val, y_val=torch.from_numpy(y_all[val_rows]),
+        x_test=x_test, y_test=None if test_rows is None else torch.from_numpy(y_all[test_rows]),
         input_shape=shape, task="classification", num_classes=len(listing.class_names),
         class_names=listing.class_names, feature_names=[], target_mean=0.0, target_std=1.0,
         preprocessing=preprocessing)
-
-
-def _split(cfg: RunConfig, rows: np.ndarray, labels: np.ndarray,
-           class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified, seeded: the same folder and seed give the same split; one fold of a
-    cross-validation group (``train.cv_folds``) takes that fold's rows."""
-    frac, name, t = cfg.data.val_fraction, cfg.data.dataset, cfg.train
-    if t.cv_folds and t.cv_fold:
-        train, val = fold_indices(labels, None, t.cv_folds, t.cv_fold - 1, t.seed)
-        return rows[train], rows[val]
-    counts = np.bincount(labels, minlength=len(class_names))
-    if counts.min() < 2:
-        cls = class_names[int(counts.argmin())]
-        raise ConfigError(f"data.dataset={show(name)}: class {cls!r} has {counts.min()} "
-                          f"image(s); a stratified split needs at least 2 per class: add images")
-    try:
-        train, val = train_test_split(rows, test_size=frac, random_state=cfg.train.seed,
-                                      stratify=labels)
-    except ValueError as exc:
-        raise ConfigError(f"cannot split {len(rows)} images of {len(class_names)} classes with "
-                          f"data.val_fraction={frac}: {exc}; change data.val_fraction or add "
-                          f"images") from None
-    return train, val
 
 
 def fit_normalization(pixels: np.ndarray, rows: np.ndarray) -> tuple[list[float], list[float]]:

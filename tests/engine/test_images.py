@@ -200,6 +200,20 @@ def test_split_is_stratified_and_seeded(tmp_path):
     assert a.input_shape == (3, 12, 12) and a.class_names == ["cat", "dog"]
 
 
+@pytest.mark.parametrize("loading", ["memory", "stream"])
+def test_a_test_split_of_a_folder_is_held_out_from_training_and_validation(tmp_path, loading):
+    root = make_folder(tmp_path / "pets", per_class=10)
+    plain = load_dataset(config(root, image_loading=loading))
+    assert plain.x_test is None and plain.y_test is None
+    bundle = load_dataset(config(root, test_fraction=0.2, image_loading=loading))
+    assert torch.bincount(bundle.y_test).tolist() == [2, 2]  # stratified, 20% of 20
+    sizes = [len(bundle.y_train), len(bundle.y_val), len(bundle.y_test)]
+    assert sum(sizes) == 20 and bundle.x_test.shape[0] == 4
+    rows = [{tuple(x.flatten().tolist()) for x in part[:len(part)]}
+            for part in (bundle.x_train, bundle.x_val, bundle.x_test)]
+    assert not rows[2] & (rows[0] | rows[1])  # no test image is trained or validated on
+
+
 def test_streamed_rows_equal_the_in_memory_tensors(tmp_path):
     root = make_folder(tmp_path / "pets", per_class=8)
     held = load_dataset(config(root))
