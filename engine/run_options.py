@@ -139,6 +139,10 @@ class DataConfig:
                          "it goes through the preprocessing fitted on the training split.",
                          pattern=r"(.+\.(?i:csv|tsv|parquet))?",
                          pattern_hint="path/to/test.csv", relevant_when=TABLE)
+    group_column: str = opt("", "Group column", "A table column whose rows belong together (a "
+                            "patient, a session): it is not a feature, and with "
+                            "train.cv_folds a group stays on one side of every fold "
+                            "(group k-fold).", relevant_when=TABLE)
     oversample: bool = opt(False, "Oversample rare classes", "Draw training batches with a "
                            "weighted sampler so each class is drawn equally often on average "
                            "(weights from the training split's class counts; classification).")

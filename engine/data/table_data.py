@@ -33,9 +33,10 @@ def load_table_dataset(cfg: RunConfig) -> DataBundle:
     else:
         y = frame[target].to_numpy(dtype=np.float64)
     test_frame = _test_table(cfg, table) if d.test_path else None
+    groups = frame[table.group].astype(str).to_numpy() if table.group else None
     train, val, test = split_rows(
         cfg, y, class_names, test_fraction=0.0 if test_frame is not None else None,
-        too_few="add rows of that class to the file, or remove its rows")
+        too_few="add rows of that class to the file, or remove its rows", groups=groups)
     numeric, categorical = split_columns(frame, table.features)
     features = as_categories(frame[table.features], categorical)
     ct = build_transformer(pre, numeric, categorical)

@@ -35,11 +35,12 @@ MAX_AUTO_CLASSES = 20
 
 @dataclass
 class Table:
-    frame: pd.DataFrame  # the feature columns (in order) and the target column
+    frame: pd.DataFrame  # the feature columns (in order), the target (and group) column
     features: list[str]
     target: str
     task: str  # classification | regression (resolved)
     notes: list[str]  # what a person should read in the run's log
+    group: str = ""  # data.group_column, when cross-validation folds keep groups apart
 
 
 def table_path(spec: str) -> Path:
@@ -183,8 +184,13 @@ def select(frame: pd.DataFrame, path: Path, data: DataConfig, preprocess) -> Tab
     if target not in columns:
         raise ConfigError(f"data.target={target!r}: {path} has no such column"
                           + _did_you_mean(target, columns) + f" (columns: {_listed(columns)})")
+    group = data.group_column
+    if group and group not in columns:
+        raise ConfigError(f"data.group_column={group!r}: {path} has no such column"
+                          + _did_you_mean(group, columns) + f" (columns: {_listed(columns)})")
     dropped = set(preprocess.drop_columns)
-    features = list(data.features) or [c for c in columns if c != target and c not in dropped]
+    features = list(data.features) or [c for c in columns
+                                       if c not in (target, group) and c not in dropped]
     features = [c for c in features if c not in dropped]
     missing = [c for c in features if c not in columns]
     if missing:
@@ -193,10 +199,17 @@ def select(frame: pd.DataFrame, path: Path, data: DataConfig, preprocess) -> Tab
     if target in features:
         raise ConfigError(f"data.features lists the target {target!r}: remove it from "
                           f"data.features")
+    if group and group in features:
+        raise ConfigError(f"data.features lists the group column {group!r}: a group name is "
+                          f"not a feature; remove it from data.features")
     if not features:
         raise ConfigError(f"{path}: no feature columns are left besides the target {target!r}: "
                           f"check data.features and preprocess.drop_columns")
-    frame = frame[[*features, target]]
+    frame = frame[[*features, target, *([group] if group else [])]]
+    if group and frame[group].isna().any():
+        raise ConfigError(f"group column {group!r} of {path} is empty in "
+                          f"{int(frame[group].isna().sum())} row(s): every row needs its group; "
+                          f"fill them in or remove those rows")
     notes = []
     for name in features:
         if frame[name].isna().all():
@@ -217,7 +230,7 @@ def select(frame: pd.DataFrame, path: Path, data: DataConfig, preprocess) -> Tab
                           f"{path} holds text (e.g. {str(example)!r}): set data.task = "
                           f"'classification' or pick a numeric data.target")
     notes.insert(0, f"task: {task} ({why})")
-    return Table(frame, features, target, task, notes)
+    return Table(frame, features, target, task, notes, group)
 
 
 def decide_task(target: pd.Series, asked: str) -> tuple[str, str]:

@@ -162,3 +162,41 @@ def test_a_group_stopped_part_way_is_completed_by_resuming_its_folds(
         assert main(["resume", str(run_id)]) == 0
     capsys.readouterr()
     assert summary_of_runs(capsys) == whole  # as if never stopped
+
+
+def test_a_tables_group_column_keeps_each_group_on_one_side_of_every_fold(tmp_path):
+    """data.group_column: a patient's rows are never both trained and validated on, and
+    the group name is not a feature."""
+    rng = np.random.default_rng(0)
+    rows = [(f"patient-{g}", g, float(rng.normal()), "ab"[i % 2])
+            for g in range(12) for i in range(4)]
+    path = tmp_path / "visits.csv"
+    path.write_text("patient,gid,x,label\n" + "".join(f"{p},{g},{x},{y}\n"
+                                                     for p, g, x, y in rows))
+    seen = []
+    for fold in (1, 2, 3):
+        cfg = RunConfig()
+        for key, value in {"data.dataset": f"table:{path}", "data.target": "label",
+                           "data.group_column": "patient", "preprocess.scaling": "none",
+                           "train.cv_folds": 3, "train.cv_fold": fold}.items():
+            cfg.set(key, value)
+        bundle = load_dataset(cfg)
+        assert not any("patient" in name for name in bundle.feature_names)
+        gid = bundle.feature_names.index("numeric__gid")
+        train = set(bundle.x_train[:, gid].tolist())
+        val = set(bundle.x_val[:, gid].tolist())
+        assert train and val and not train & val  # no patient on both sides
+        seen += sorted(val)
+    assert sorted(seen) == list(range(12))  # each patient validated on exactly once
+
+
+def test_a_group_column_the_table_lacks_is_named(tmp_path):
+    path = tmp_path / "visits.csv"
+    path.write_text("patient,x,label\n" + "".join(f"p{i},{i},{i % 2}\n" for i in range(12)))
+    cfg = RunConfig()
+    for key, value in {"data.dataset": f"table:{path}", "data.target": "label",
+                       "data.group_column": "patiet", "train.cv_folds": 3,
+                       "train.cv_fold": 1}.items():
+        cfg.set(key, value)
+    with pytest.raises(ConfigError, match="data.group_column='patiet'.*did you mean 'patient'"):
+        load_dataset(cfg)
