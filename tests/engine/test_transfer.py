@@ -239,3 +239,35 @@ def test_profiling_a_fine_tuning_run_finds_its_source_run(digits_run, tmp_path, 
     three_classes(**{"model.init": str(digits_run)}).save(path)
     assert main(["profile", str(path), "--steps", "1"]) == 0
     assert "Step-time breakdown (ms)" in capfd.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_digits_cnn_fine_tunes_on_a_generated_image_folder(tmp_path, workspace_dir, capsys):
+    """The issue's case: a trained digits CNN (10 classes, 8x8 grey) starts a run on a
+    folder of three classes of pictures: its convolutions load, its head starts fresh,
+    and the fine-tuned model learns the folder."""
+    from tests.engine.image_folders import make_folder
+
+    source = tmp_path / "digits-cnn.toml"
+    digits_mlp(**{"model.arch": "cnn", "model.channels": [4, 8], "model.hidden": [16],
+                  "train.max_steps": 20}).save(source)
+    assert main(["run", str(source)]) == 0
+    folder = make_folder(tmp_path / "shades", per_class=12, classes=("dark", "mid", "light"))
+    tuned = tmp_path / "shades.toml"
+    digits_mlp(**{"data.dataset": f"images:{folder}", "data.image_size": 8,
+                  "data.channels": 1, "model.arch": "cnn", "model.channels": [4, 8],
+                  "model.hidden": [16], "model.init": "1", "model.freeze": ["0"],
+                  "optim.lr": 0.01, "train.epochs": 15}).save(tuned)
+    capsys.readouterr()
+    assert main(["run", str(tuned), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    notes = "\n".join(lines[0]["notes"])
+    assert "loaded the matching 6 tensors from run 1" in notes
+    assert "re-initialised 9.weight (shape mismatch: saved (10, 16), this model (3, 16))" in notes
+    assert lines[-1]["status"] == "completed"
+    epochs = [line for line in lines if line["event"] == "epoch"]
+    assert epochs[-1]["val_accuracy"] >= 0.8
+    with Workspace(workspace_dir) as ws:
+        first = source_state(workspace_dir, 1)
+        tuned_state = source_state(workspace_dir, ws.list_runs()[0].id)
+    assert torch.equal(tuned_state["0.weight"], first["0.weight"])  # frozen: unchanged
