@@ -125,7 +125,8 @@ class DataConfig:
     target: str = opt("", "Target column", "The table's column to predict.", relevant_when=TABLE)
     features: list[str] = opt([], "Feature columns", "The table's columns the model reads; "
                               "empty: every column but the target (less preprocess.drop_columns).",
-                              max_items=100_000, relevant_when=TABLE)
+                              max_items=100_000, pattern_hint="bill_length_mm, island",
+                              relevant_when=TABLE)
     task: str = opt("auto", "Task", "auto: a non-numeric target, or an integer target with at "
                     "most 20 distinct values, is classification; anything else regression. The "
                     "choice is written to the run's log.", choices=TASKS, relevant_when=TABLE)
@@ -426,7 +427,8 @@ class PreprocessConfig:
                              "seen in training encode as all zeros.", min=1, max=10**9,
                              relevant_when=TABLE)
     drop_columns: list[str] = opt([], "Drop columns", "Columns the model never reads.",
-                                  max_items=100_000, relevant_when=TABLE)
+                                  max_items=100_000, pattern_hint="row_id, notes",
+                                  relevant_when=TABLE)
     duplicates: str = opt("keep", "Duplicate rows", "drop: identical rows are kept once, before "
                           "the split.", choices=("keep", "drop"), relevant_when=TABLE)
 

@@ -107,6 +107,11 @@ def tooltip_text(key: str) -> str:
 
 
 def _list_example(key: str) -> str:
+    """What a list's field shows while empty: its hint (column names, say), its default,
+    or an example of its item's kind."""
+    hint = field_meta(key)["pattern_hint"]
+    if hint:
+        return hint
     default = field_default(key)
     if not default:  # an empty default shows nothing to copy: one of the item's kind
         return {int: "1, 2", float: "0.5, 1.0", str: "0, 2"}[get_args(field_type(key))[0]]

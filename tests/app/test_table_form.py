@@ -32,6 +32,14 @@ def test_table_options_appear_only_for_a_table(panel, qtbot):
     assert panel.is_shown("preprocess.numeric_fill")
 
 
+def test_empty_column_lists_suggest_column_names_not_layer_numbers(panel):
+    panel.editor("data.dataset").combo.setEditText("table:t.csv")
+    for key in ("data.features", "preprocess.drop_columns"):
+        example = panel.editor(key).edit.placeholderText()
+        assert example.startswith("e.g. ") and not any(ch.isdigit() for ch in example), key
+    assert panel.editor("model.freeze").edit.placeholderText() == "e.g. 0, 2"  # layer names
+
+
 def test_column_lists_take_names_with_spaces(panel, qtbot):
     panel.editor("data.dataset").combo.setEditText("table:t.csv")
     edit = panel.editor("data.features").edit
