@@ -1,0 +1,144 @@
+"""Evaluation of workspace runs: the report stored after every completed run, and
+`torchwork evaluate` (text, --json keys, --split test, --data)."""
+
+import json
+
+import pytest
+
+from engine.cli import main
+from engine.evaluation import load_report
+from engine.evaluation import runs as evaluation_runs
+from engine.monitor.recorder import record_run
+from engine.run_builder import build_trainer
+from engine.workspace import Workspace
+from tests.conftest import tiny
+
+CLASSIFICATION_KEYS = {"accuracy", "balanced_accuracy", "per_class", "macro_f1", "weighted_f1",
+                       "confusion_matrix", "roc_auc", "log_loss", "ece"}
+REGRESSION_KEYS = {"mse", "rmse", "mae", "r2"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A workspace with a finished moons run (1) and a finished diabetes regression run (2)."""
+    folder = tmp_path_factory.mktemp("evaluate") / "ws"
+    moons = folder.parent / "moons.toml"
+    tiny(**{"data.n_samples": 400}).save(moons)
+    diabetes = folder.parent / "diabetes.toml"
+    tiny(**{"data.dataset": "diabetes", "train.epochs": 2}).save(diabetes)
+    for config in (moons, diabetes):
+        assert main(["run", str(config), "--workspace", str(folder)]) == 0
+    return folder
+
+
+def run_of(folder, run_id):
+    with Workspace(folder) as ws:
+        return ws.get_run(run_id), ws.epoch_metrics(run_id)
+
+
+def test_a_completed_run_stores_its_validation_report(trained):
+    run, epochs = run_of(trained, 1)
+    report = load_report(run.dir, "val")
+    assert report["run"] == {"id": 1, "name": run.name} and report["step"] == run.steps
+    # the same model and rows as the run's last validation: the same accuracy and loss
+    assert report["metrics"]["accuracy"] == pytest.approx(epochs["val_accuracy"].value[-1])
+    assert report["metrics"]["log_loss"] == pytest.approx(epochs["val_loss"].value[-1], rel=1e-4)
+    assert report["n"] == 80 == sum(map(sum, report["metrics"]["confusion_matrix"]))
+    assert len(report["samples"]["pred"]) == 80
+    assert [c["class"] for c in report["curves"]["roc"]] == ["1"]
+    assert "evaluation on the validation split (80 samples): accuracy" in \
+        (run.dir / "log.txt").read_text()
+
+
+def test_a_regression_run_reports_in_the_targets_units(trained):
+    run, epochs = run_of(trained, 2)
+    metrics = load_report(run.dir, "val")["metrics"]
+    assert metrics["mse"] == pytest.approx(epochs["val_mse"].value[-1], rel=1e-4)
+    assert metrics["mae"] == pytest.approx(epochs["val_mae"].value[-1], rel=1e-4)
+    assert metrics["mse"] > 1000  # diabetes' targets run from 25 to 346: not standardized units
+
+
+def test_evaluate_json_prints_exactly_the_documented_keys(trained, capsys):
+    assert main(["evaluate", "1", "--json", "--workspace", str(trained)]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert set(r) == CLASSIFICATION_KEYS
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc", "ece"):
+        assert 0.0 <= r[key] <= 1.0, key
+    assert [set(c) for c in r["per_class"]] == [{"class", "precision", "recall", "f1",
+                                                  "support"}] * 2
+    matrix = r["confusion_matrix"]
+    assert [sum(row) for row in matrix] == [c["support"] for c in r["per_class"]]  # rows: true
+    assert main(["evaluate", "2", "--json", "--workspace", str(trained)]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == REGRESSION_KEYS
+
+
+def test_evaluate_prints_the_report_and_rewrites_the_stored_one(trained, capsys):
+    run, _ = run_of(trained, 1)
+    path = run.dir / "evaluation" / "val.json"
+    path.unlink()
+    assert main(["evaluate", run.dir.name, "--workspace", str(trained)]) == 0
+    out = capsys.readouterr().out
+    assert f"run 1 ({run.name})" in out and "accuracy" in out
+    assert "confusion matrix (rows: true class, columns: predicted)" in out
+    assert load_report(run.dir, "val")["metrics"]["accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--split", "test"], "this run has no test split: set data.test_fraction"),
+    (["--data", "rows.csv"], "--data rows.csv: this run trained on 'moons'"),
+])
+def test_evaluate_refuses_with_one_clear_line(trained, capsys, args, expected):
+    assert main(["evaluate", "1", "--workspace", str(trained), *args]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_evaluate_an_unknown_run_exits_2(trained, capsys):
+    assert main(["evaluate", "99", "--workspace", str(trained)]) == 2
+    assert "no run 99" in capsys.readouterr().err
+
+
+def test_data_goes_through_the_loader_registered_for_the_runs_kind(trained, monkeypatch,
+                                                                   tmp_path):
+    """The hook the table and image readers fill: --data reads through the run's stored
+    preprocessing; the rows' report is printed, not stored as the run's."""
+    seen = []
+
+    def loader(path, bundle, config):
+        seen.append((path, config.data.dataset))
+        return bundle  # stands in for the file's rows, prepared like the run's
+
+    monkeypatch.setitem(evaluation_runs.EXTERNAL_LOADERS, "moons", loader)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("x0,x1\n")
+    report = evaluation_runs.evaluate_run(trained, 1, data=rows)
+    assert seen == [(rows, "moons")] and report["split"] == "data"
+    assert report["data"] == str(rows.resolve())
+
+
+def test_a_failing_evaluation_leaves_the_run_completed_and_says_so(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no memory for the report")
+
+    monkeypatch.setattr(evaluation_runs, "evaluate_model", broken)
+    config = tmp_path / "tiny.toml"
+    tiny(**{"train.epochs": 1}).save(config)
+    assert main(["run", str(config), "--workspace", str(tmp_path / "ws")]) == 0
+    run, _ = run_of(tmp_path / "ws", 1)
+    assert run.status == "completed" and load_report(run.dir) is None
+    assert ("evaluation on the validation split failed: RuntimeError: no memory for the "
+            "report; retry with `torchwork evaluate 1 --split val`") in \
+        (run.dir / "log.txt").read_text()
+
+
+def test_a_stopped_run_is_not_evaluated_until_asked(tmp_path):
+    folder = tmp_path / "ws"
+    with Workspace(folder) as ws:
+        trainer = build_trainer(tiny())
+        run = ws.create_run(trainer.config)
+        record_run(trainer, ws, run).stop()
+        trainer.stop("user")
+        assert trainer.run().status == "stopped"
+    assert load_report(run.dir) is None
+    assert evaluation_runs.evaluate_run(folder, run.id)["n"] == 50
+    assert load_report(run.dir)["n"] == 50
