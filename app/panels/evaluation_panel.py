@@ -145,6 +145,8 @@ class EvaluationPanel(QWidget):
         self.cell_label = QLabel("Click a cell to list its samples.")
         self.samples = self._table(["Index", "True", "Predicted", "Confidence"])
         self.samples.setIconSize(QSize(THUMB_PX, THUMB_PX))
+        self.samples.horizontalHeaderItem(0).setToolTip(
+            "The sample's position in the split (as in the stored report's samples)")
         cell_box = QWidget()
         cell_layout = QVBoxLayout(cell_box)
         cell_layout.setContentsMargins(0, 0, 0, 0)
