@@ -10,6 +10,7 @@ for bad input (unknown run, no checkpoint, no test split, an unreadable file).
 from __future__ import annotations
 
 import json
+import sys
 
 SPLITS = ("val", "test")  # engine.evaluation.SPLITS, spelled out: that import loads sklearn
 
@@ -45,6 +46,8 @@ def cmd_evaluate(args) -> int:
         report = evaluate_run(args.workspace, args.run, args.split, data=args.data)
     except EvaluationError as exc:
         raise UsageError(str(exc)) from None
+    if "note" in report:
+        print(f"torchwork evaluate: note: {report['note']}", file=sys.stderr)
     if args.json:
         print(json.dumps(headline(report), indent=1))
         return EXIT_OK

@@ -106,7 +106,11 @@ def evaluate_run(workspace, run_ref, split: str = "val", *, data: str | Path | N
     if data is not None:
         report["split"], report["data"] = "data", str(Path(data).resolve())
     elif store:
-        save_report(loaded.run.dir, report)
+        try:
+            save_report(loaded.run.dir, report)
+        except OSError as exc:  # a read-only or full workspace: the report is still made
+            report["note"] = (f"the report is not stored in {loaded.run.dir} "
+                              f"({exc.strerror or exc})")
     report.pop("thumbnails", None)
     return report
 

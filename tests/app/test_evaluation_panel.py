@@ -147,3 +147,13 @@ def test_the_window_shows_a_runs_report_after_a_theme_switch(qtbot, trained, tmp
     assert panel.roc.backgroundBrush().color().name() == "#1e1f22"
     window.set_theme("light")
     assert panel.roc.backgroundBrush().color().name() == "#ffffff"
+
+
+def test_a_damaged_report_is_a_message_not_a_crash(qtbot, tmp_path):
+    widget = EvaluationPanel(tmp_path)
+    qtbot.addWidget(widget)
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / "val.json").write_text("{half a report")
+    widget.set_run(5, tmp_path, "broken")
+    assert "evaluate the run again" in widget.messages.message()
+    assert widget.report is None and "press Evaluate" in widget.title.text()

@@ -142,3 +142,28 @@ def test_a_stopped_run_is_not_evaluated_until_asked(tmp_path):
     assert load_report(run.dir) is None
     assert evaluation_runs.evaluate_run(folder, run.id)["n"] == 50
     assert load_report(run.dir)["n"] == 50
+
+
+def test_a_read_only_run_folder_is_evaluated_and_says_the_report_is_not_stored(
+        trained, capsys, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(evaluation_runs, "save_report", refuse)
+    assert main(["evaluate", "1", "--json", "--workspace", str(trained)]) == 0
+    out, err = capsys.readouterr()
+    assert set(json.loads(out)) == CLASSIFICATION_KEYS
+    assert "note: the report is not stored in" in err and "Permission denied" in err
+
+
+def test_a_damaged_report_is_named_with_the_fix(tmp_path):
+    from engine.evaluation import EvaluationError, report_path
+
+    path = report_path(tmp_path, "val")
+    path.parent.mkdir()
+    path.write_text("{not json")
+    with pytest.raises(EvaluationError, match="evaluate the run again"):
+        load_report(tmp_path, "val")
+    path.write_text('{"format": "something else"}')
+    with pytest.raises(EvaluationError, match="not a Torchwork evaluation report"):
+        load_report(tmp_path, "val")
