@@ -152,6 +152,7 @@ def test_the_window_shows_a_runs_report_after_a_theme_switch(qtbot, trained, tmp
 def test_a_damaged_report_is_a_message_not_a_crash(qtbot, tmp_path):
     widget = EvaluationPanel(tmp_path)
     qtbot.addWidget(widget)
+    widget.show()
     (tmp_path / "evaluation").mkdir()
     (tmp_path / "evaluation" / "val.json").write_text("{half a report")
     widget.set_run(5, tmp_path, "broken")
