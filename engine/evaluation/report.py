@@ -44,42 +44,54 @@ def thumbs_path(run_dir: str | Path, split: str) -> Path:
     return Path(run_dir) / "evaluation" / f"{split}-thumbs.npy"
 
 
-def split_tensors(bundle, split: str):
-    """(x, y) of ``split`` from a DataBundle; EvaluationError when the run has no such split.
+def split_batches(bundle, split: str, batch: int = 1024):
+    """(x, y) batches of ``split`` of a DataBundle, in order; EvaluationError (before any
+    batch) when the run has no such split.
 
-    A test split exists only where the data gives one (``x_test``/``y_test``,
-    from data.test_fraction or data.test_path); it is never used in training.
+    A split is held as tensors (``x_val``/``y_val``, ``x_test``/``y_test``) or, for
+    data streamed from disk, as a torch Dataset of (x, y) pairs (``val_dataset``,
+    ``test_dataset``). A test split exists only where the data gives one
+    (data.test_fraction or data.test_path); it is never used in training.
     """
     if split not in SPLITS:
         raise EvaluationError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
     x, y = getattr(bundle, f"x_{split}", None), getattr(bundle, f"y_{split}", None)
-    if x is None or y is None or len(y) == 0:
-        if split == "test":
-            raise EvaluationError("this run has no test split: set data.test_fraction (a share "
-                                  "of the data held out from training and selection) or "
-                                  "data.test_path for a table, then train again; or evaluate "
-                                  "--split val")
-        raise EvaluationError("this run has no validation rows to evaluate on")
-    return x, y
+    dataset = getattr(bundle, f"{split}_dataset", None)
+    if x is not None and y is not None and len(y):
+        return ((x[i:i + batch], y[i:i + batch]) for i in range(0, len(y), batch))
+    if dataset is not None and len(dataset):
+        from torch.utils.data import DataLoader
+
+        return iter(DataLoader(dataset, batch_size=batch, shuffle=False))
+    if split == "test":
+        raise EvaluationError("this run has no test split: set data.test_fraction (a share of "
+                              "the data held out from training and selection) or "
+                              "data.test_path for a table, then train again; or evaluate "
+                              "--split val")
+    raise EvaluationError("this run has no validation rows to evaluate on")
 
 
-def model_outputs(model, x, device=None, batch: int = 1024) -> np.ndarray:
-    """The model's raw outputs on ``x`` (a tensor), in eval mode, without gradients, as
-    float64 numpy (N, outputs). The model's training mode is restored after."""
+def model_outputs(model, batches, device=None, *, images: bool = False):
+    """The model's raw outputs on (x, y) ``batches``, in eval mode and without gradients:
+    float64 numpy (N, outputs), the targets (N,), and with ``images`` uint8 thumbnails
+    of the inputs (else None). The model's training mode is restored after."""
     import torch
 
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    outs = []
+    outs, targets, thumbs = [], [], []
     try:
         with torch.no_grad():
-            for start in range(0, len(x), batch):
-                part = x[start:start + batch].to(device)
-                outs.append(model(part).float().cpu())
+            for x, y in batches:
+                outs.append(model(x.to(device)).float().cpu())
+                targets.append(y.cpu())
+                if images:
+                    thumbs.append(thumbnails(x))
     finally:
         model.train(was_training)
-    return torch.cat(outs).double().numpy()
+    return (torch.cat(outs).double().numpy(), torch.cat(targets).numpy(),
+            np.concatenate(thumbs) if images else None)
 
 
 def probabilities(outputs: np.ndarray) -> np.ndarray:
@@ -123,11 +135,12 @@ def build_report(outputs: np.ndarray, y: np.ndarray, bundle, *, split: str,
 
 def evaluate_model(model, bundle, split: str, *, run=None, step=None, device=None) -> dict:
     """Run ``model`` on ``split`` of ``bundle`` and judge it (see build_report)."""
-    x, y = split_tensors(bundle, split)
-    outputs = model_outputs(model, x, device)
-    report = build_report(outputs, y.cpu().numpy(), bundle, split=split, run=run, step=step)
-    if len(tuple(bundle.input_shape)) == 3:  # images: keep what the dock shows per sample
-        report["thumbnails"] = thumbnails(x)
+    images = len(tuple(bundle.input_shape)) == 3  # keep what the dock shows per sample
+    outputs, y, thumbs = model_outputs(model, split_batches(bundle, split), device,
+                                       images=images)
+    report = build_report(outputs, y, bundle, split=split, run=run, step=step)
+    if images:
+        report["thumbnails"] = thumbs
     return report
 
 

@@ -17,7 +17,7 @@ from .report import (
     EvaluationError,
     evaluate_model,
     save_report,
-    split_tensors,
+    split_batches,
 )
 
 # How `--data PATH` reads a file through a run's stored preprocessing, by the prefix of the
@@ -101,7 +101,7 @@ def evaluate_run(workspace, run_ref, split: str = "val", *, data: str | Path | N
     bundle = loaded.bundle
     if data is not None:
         bundle, split = external_bundle(loaded.config, bundle, Path(data)), "val"
-    split_tensors(bundle, split)  # no such split: say so before any work
+    split_batches(bundle, split)  # no such split: say so before any work
     report = evaluate_model(loaded.model, bundle, split, run=loaded.run, step=loaded.step)
     if data is not None:
         report["split"], report["data"] = "data", str(Path(data).resolve())

@@ -13,7 +13,7 @@ from engine.evaluation.report import (
     build_report,
     evaluate_model,
     probabilities,
-    split_tensors,
+    split_batches,
 )
 
 
@@ -141,7 +141,7 @@ def test_test_split_is_evaluated_when_the_data_has_one_and_named_when_not():
     bundle = SimpleNamespace(task="classification", class_names=["a", "b", "c"],
                              input_shape=(2,), x_val=x, y_val=torch.arange(12) % 3)
     with pytest.raises(EvaluationError, match="this run has no test split"):
-        split_tensors(bundle, "test")
+        split_batches(bundle, "test")
     bundle.x_test, bundle.y_test = x[:6], torch.tensor([0, 1, 2, 0, 1, 2])
     report = evaluate_model(model, bundle, "test")
     expected = model(x[:6]).argmax(1).tolist()
@@ -158,3 +158,17 @@ def test_image_reports_keep_thumbnails_of_their_samples():
     thumbs = evaluate_model(model, bundle, "val")["thumbnails"]
     assert thumbs.dtype == np.uint8 and thumbs.shape == (5, 32, 32)
     assert thumbs.min() == 0 and thumbs.max() == 255  # each stretched to its own range
+
+
+def test_a_split_streamed_as_a_dataset_is_evaluated_in_order():
+    """Image folders larger than memory hold their splits as torch Datasets, not tensors."""
+    from torch.utils.data import TensorDataset
+
+    model = torch.nn.Linear(2, 3)
+    x, y = torch.randn(7, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    bundle = SimpleNamespace(task="classification", class_names=["a", "b", "c"],
+                             input_shape=(2,), x_val=None, y_val=None,
+                             val_dataset=TensorDataset(x, y))
+    report = evaluate_model(model, bundle, "val")
+    assert report["samples"]["true"] == y.tolist()
+    assert report["samples"]["pred"] == model(x).argmax(1).tolist()
