@@ -27,7 +27,7 @@ EXTERNAL_LOADERS: dict[str, Callable] = {}
 
 
 class EvaluateAtEnd:
-    """At the end of a completed run: evaluate on the validation split (and the test split
+    """At the end of a completed training run: evaluate on the validation split (and the test split
     when the data has one), store the reports in the run folder and say so in its log.
 
     The run has succeeded by then: a report that cannot be made is written to the log
@@ -38,7 +38,6 @@ class EvaluateAtEnd:
         self.run = run
         self.log = log
         self.trainer = None
-        self.reports: dict[str, dict] = {}
 
     def attach(self, trainer) -> EvaluateAtEnd:
         from engine.training.events import RunEnded
@@ -48,21 +47,22 @@ class EvaluateAtEnd:
         return self
 
     def _on_run_ended(self, event) -> None:
-        if event.status != "completed":
-            return
+        if event.status != "completed" or self.run.kind != "train":
+            return  # a profile capture's few steps make no model to judge
         t = self.trainer
-        splits = ["val"] + (["test"] if getattr(t.data, "x_test", None) is not None else [])
+        has_test = any(getattr(t.data, name, None) is not None
+                       for name in ("x_test", "test_dataset"))
+        splits = ["val", "test"] if has_test else ["val"]
         for split in splits:
             try:
                 report = evaluate_model(t.model, t.data, split, run=self.run, step=event.steps,
                                         device=t.device)
                 save_report(self.run.dir, report)
-            except Exception as exc:  # noqa: BLE001 - the log says it; the run stays completed
+            except Exception as exc:  # the log says it; the run stays completed
                 self._say(f"evaluation on the {SPLIT_NAMES[split]} split failed: "
                           f"{type(exc).__name__}: {exc}; retry with `torchwork evaluate "
                           f"{self.run.id} --split {split}`")
                 continue
-            self.reports[split] = report
             self._say(f"evaluation on the {SPLIT_NAMES[split]} split ({report['n']} samples): "
                       f"{summary(report)}")
 

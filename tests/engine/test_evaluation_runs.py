@@ -2,15 +2,19 @@
 `torchwork evaluate` (text, --json keys, --split test, --data)."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from engine.cli import main
 from engine.evaluation import load_report
 from engine.evaluation import runs as evaluation_runs
 from engine.monitor.recorder import record_run
 from engine.run_builder import build_trainer
+from engine.training.events import RunEnded
 from engine.workspace import Workspace
+from engine.workspace.runlog import RunLog
 from tests.conftest import tiny
 
 CLASSIFICATION_KEYS = {"accuracy", "balanced_accuracy", "per_class", "macro_f1", "weighted_f1",
@@ -167,3 +171,43 @@ def test_a_damaged_report_is_named_with_the_fix(tmp_path):
     path.write_text('{"format": "something else"}')
     with pytest.raises(EvaluationError, match="not a Torchwork evaluation report"):
         load_report(tmp_path, "val")
+
+
+class FakeTrainer:
+    """What EvaluateAtEnd reads of a Trainer: its subscriptions, model, data and device."""
+
+    def __init__(self, data):
+        self.model, self.data, self.device = torch.nn.Linear(2, 2), data, torch.device("cpu")
+        self.handlers = {}
+
+    def on(self, event_type, callback):
+        self.handlers[event_type] = callback
+
+    def end(self, status="completed"):
+        self.handlers[RunEnded](RunEnded(status, 10, 1, 1.0, 10.0, None, "val_loss", None, None))
+
+
+def two_class_data(**splits):
+    x = torch.randn(8, 2)
+    y = torch.tensor([0, 1] * 4)
+    return SimpleNamespace(task="classification", class_names=["a", "b"], input_shape=(2,),
+                           x_val=x, y_val=y, **splits)
+
+
+@pytest.mark.parametrize("kind, status, written", [
+    ("train", "completed", ["test.json", "val.json"]),
+    ("train", "stopped", []),  # it goes on later: judged when it completes, or on demand
+    ("profile", "completed", []),  # a capture's few steps make no model to judge
+])
+def test_the_end_of_a_run_evaluates_its_test_split_too(tmp_path, kind, status, written):
+    run = SimpleNamespace(id=3, name="r", dir=tmp_path, kind=kind)
+    trainer = FakeTrainer(two_class_data(x_test=torch.randn(4, 2),
+                                         y_test=torch.tensor([0, 1, 1, 0])))
+    evaluation_runs.EvaluateAtEnd(run, RunLog(tmp_path / "log.txt")).attach(trainer)
+    trainer.end(status)
+    folder = tmp_path / "evaluation"
+    assert sorted(p.name for p in folder.iterdir()) == written if written else \
+        not folder.exists()
+    if written:
+        assert load_report(tmp_path, "test")["n"] == 4
+        assert "evaluation on the test split (4 samples)" in (tmp_path / "log.txt").read_text()
