@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QEvent, QSettings, Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QSettings, Qt
 
 from app.main_window import MainWindow
 from engine.monitor import Sampler
@@ -42,9 +41,6 @@ def test_torchwork_shows_its_first_frame_before_importing_torch(tmp_path):
 
 @pytest.fixture
 def deferred_window(qtbot, tmp_path):
-    # Widgets of earlier tests are deleted later: one with a combo box closes its popup
-    # then, a close event that would build the docks before this window's first frame.
-    QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
     window = MainWindow(workspace_dir=tmp_path / "ws", settings=settings, defer_docks=True)
     window.confirm = lambda title, text: True
