@@ -194,9 +194,11 @@ def load_report(run_dir: str | Path, split: str = "val") -> dict | None:
 
 
 def load_thumbnails(run_dir: str | Path, split: str) -> np.ndarray | None:
+    """The split's sample thumbnails, read whole (a memory-mapped file could not be
+    replaced by the next evaluation on Windows); None when there are none."""
     path = thumbs_path(run_dir, split)
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except (OSError, ValueError):
         return None
 
