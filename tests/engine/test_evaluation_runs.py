@@ -211,3 +211,19 @@ def test_the_end_of_a_run_evaluates_its_test_split_too(tmp_path, kind, status, w
     if written:
         assert load_report(tmp_path, "test")["n"] == 4
         assert "evaluation on the test split (4 samples)" in (tmp_path / "log.txt").read_text()
+
+
+def test_a_run_with_a_test_split_is_judged_on_it_too(tmp_path, capsys):
+    config = tmp_path / "tiny.toml"
+    tiny(**{"data.n_samples": 400, "data.test_fraction": 0.25, "train.epochs": 1}).save(config)
+    folder = tmp_path / "ws"
+    assert main(["run", str(config), "--workspace", str(folder)]) == 0
+    run, _ = run_of(folder, 1)
+    test = load_report(run.dir, "test")
+    assert test["n"] == 100 and test["split"] == "test"  # a quarter of 400, never trained on
+    assert "evaluation on the test split (100 samples)" in (run.dir / "log.txt").read_text()
+    capsys.readouterr()
+    assert main(["evaluate", "1", "--split", "test", "--json", "--workspace", str(folder)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["accuracy"] == pytest.approx(test["metrics"]["accuracy"])
+    assert sum(map(sum, printed["confusion_matrix"])) == 100
