@@ -89,6 +89,9 @@ class MainWindow(QMainWindow):
         self.compression_dock = self._dock("Compression", "compression", placeholder(),
                                            Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.compression_dock)
+        self.evaluation_dock = self._dock("Evaluation", "evaluation", placeholder(),
+                                          Qt.RightDockWidgetArea)
+        self.tabifyDockWidget(self.training_dock, self.evaluation_dock)
         self.training_dock.raise_()
         # live plots wait while their tab is behind another, and draw when it comes forward
         self.training_dock.visibilityChanged.connect(self.plots.set_shown)
@@ -111,6 +114,7 @@ class MainWindow(QMainWindow):
     def load_docks(self) -> None:
         """The docks behind the Training tab, and the actions they serve."""
         from .panels.compression_panel import CompressionPanel
+        from .panels.evaluation_panel import EvaluationPanel
         from .panels.export_dialog import Exporter
         from .panels.hardware_panel import HardwarePanel
         from .panels.profiler_panel import ProfilerPanel
@@ -123,11 +127,13 @@ class MainWindow(QMainWindow):
         self.compression = self._set_panel(
             self.compression_dock,
             CompressionPanel(self.workspace_dir, self.bridge, log=self.log))
+        self.evaluation = self._set_panel(self.evaluation_dock,
+                                          EvaluationPanel(self.workspace_dir, log=self.log))
         self.hardware_dock.visibilityChanged.connect(self.hardware.set_shown)
         self.act_export_compressed.triggered.connect(self.compression.export_dialog)
         self.act_tensorboard.triggered.connect(self.profiler.open_tensorboard)
         self._wire_docks()
-        for panel in (self.hardware, self.profiler, self.compression):
+        for panel in (self.hardware, self.profiler, self.compression, self.evaluation):
             panel.apply_theme(self.dark)
         self._on_state(self.bridge.state)
 
@@ -227,6 +233,7 @@ class MainWindow(QMainWindow):
             view.addAction(dock.toggleViewAction())
         view.addAction(self.hardware_dock.toggleViewAction())
         view.addAction(self.compression_dock.toggleViewAction())
+        view.addAction(self.evaluation_dock.toggleViewAction())
         view.addSeparator()
         view.addAction(self.act_messages)
         themes = view.addMenu("Theme")
@@ -303,6 +310,7 @@ class MainWindow(QMainWindow):
         self.compression.studentRequested.connect(self.distil_into_configured)
         self.compression.selectionChanged.connect(self.act_export_compressed.setEnabled)
         b.runEnded.connect(self.compression.refresh_runs)
+        b.runEnded.connect(self.evaluation.on_run_ended)
 
     # --- run control -------------------------------------------------------------
     def start_run(self) -> None:
@@ -385,6 +393,7 @@ class MainWindow(QMainWindow):
         self.export_actions.current_run = info.run_id
         self.setWindowTitle(f"Torchwork — run {info.run_id} {info.name}")
         self.profiler.set_run(info.folder)
+        self.evaluation.set_run(info.run_id, info.folder, info.name)
 
     # --- files and runs ------------------------------------------------------------
     def new_run(self) -> None:
@@ -472,6 +481,7 @@ class MainWindow(QMainWindow):
         self.plots.clear()
         self.plots.load_history(steps, epochs, cfg.task, None)
         self.profiler.set_run(run.dir)
+        self.evaluation.set_run(run.id, run.dir, run.name)
         self.hardware.show_history(hardware, f"Run {run.id} {run.name}: stored samples")
         self.setWindowTitle(f"Torchwork — run {run.id} {run.name} ({run.status})")
         self.export_actions.current_run = run.id
@@ -542,6 +552,7 @@ class MainWindow(QMainWindow):
         self.hardware.apply_theme(self.dark)
         self.profiler.apply_theme(self.dark)
         self.compression.apply_theme(self.dark)
+        self.evaluation.apply_theme(self.dark)
         self.settings.setValue("theme", name)
 
     def show_messages(self) -> None:
@@ -604,6 +615,7 @@ class MainWindow(QMainWindow):
         self.profiler.tensorboard.stop()
         self.exporter.wait()
         self.compression.wait()
+        self.evaluation.wait()
         self.save_settings()
         event.accept()
 

@@ -25,7 +25,8 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_STOPPED = 0, 1, 2, 130
 # Further subcommands, one module each in engine/commands/: each has
 # register(subparsers, common) which adds its parser with set_defaults(handler=fn);
 # fn(args) returns the exit code and may raise UsageError or ConfigError.
-COMMAND_MODULES: tuple[str, ...] = ("profile", "export", "compress", "monitor", "augment")
+COMMAND_MODULES: tuple[str, ...] = ("profile", "export", "compress", "monitor", "augment",
+                                   "evaluate")
 
 
 class UsageError(Exception):

@@ -72,12 +72,15 @@ def record_run(trainer, workspace, run, *, on_sample: Callable[[Sample], None] |
                on_problem: Callable[[str], None] | None = None) -> HardwareRecorder:
     """Make ``trainer`` train as workspace run ``run``: its checkpoints in the run folder, its
     metrics and log through a WorkspaceWriter, its hardware samples through a recorder
-    (returned; stop() it when the run is over). The CLI, the window's run process and
-    compression's fine-tuning runs all record a run this way."""
+    (returned; stop() it when the run is over), and its evaluation report when it completes.
+    The CLI, the window's run process and compression's fine-tuning runs all record a run
+    this way."""
+    from engine.evaluation.runs import EvaluateAtEnd
     from engine.workspace.writer import WorkspaceWriter
 
     trainer.run_id = str(run.id)
     trainer.enable_checkpoints(run.dir / "checkpoints")
-    WorkspaceWriter(workspace, run).attach(trainer)
+    writer = WorkspaceWriter(workspace, run).attach(trainer)
+    EvaluateAtEnd(run, writer.log).attach(trainer)
     return HardwareRecorder(workspace, run.id, trainer.config.monitor.interval,
                             on_sample=on_sample, on_problem=on_problem).attach(trainer)

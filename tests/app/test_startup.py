@@ -19,7 +19,8 @@ from engine.monitor.standin import GIB
 ROOT = Path(__file__).parents[2]
 NOT_AT_FIRST_FRAME = ("torch", "torch_tb_profiler", "onnx", "onnxruntime", "sklearn",
                       "engine.compression", "engine.export", "app.panels.compression_panel",
-                      "app.panels.hardware_panel", "app.panels.profiler_panel")
+                      "app.panels.hardware_panel", "app.panels.profiler_panel",
+                      "engine.evaluation", "app.panels.evaluation_panel")
 
 
 def test_torchwork_shows_its_first_frame_before_importing_torch(tmp_path):
@@ -58,6 +59,7 @@ def test_the_docks_are_built_after_the_first_frame_and_work(qtbot, deferred_wind
     assert window.hardware_dock.widget().isAncestorOf(window.hardware)  # under its bar
     assert window.profiler_dock.widget() is window.profiler
     assert window.compression_dock.widget() is window.compression
+    assert window.evaluation_dock.widget() is window.evaluation
     assert window.act_start.isEnabled() and not window.act_stop.isEnabled()
     # the bridge and the docks' own signals are wired to them once built
     sample = Sampler(0.1, torch_memory=False).sample()
@@ -86,6 +88,9 @@ def test_a_run_from_the_deferred_window_reaches_every_dock(qtbot, deferred_windo
     assert len(window.hardware.curve_data("rss")[1]) == len(received) > 0
     assert window.act_export_model.isEnabled()  # Export offers the trained run
     assert window.compression.run_box.count() == 1
+    # the run process stored the run's evaluation before its end reached the window
+    assert window.evaluation.run_id == 1 and window.evaluation.report is not None
+    assert window.evaluation.report["n"] == 50 == window.evaluation.matrix.matrix.sum()
 
 
 def test_closing_before_the_first_frame_builds_the_docks_first(qtbot, deferred_window):
