@@ -19,7 +19,7 @@ NON_DEFAULTS = {
     "data.standardize": False, "data.num_workers": 2, "data.pin_memory": True,
     "data.target": "species", "data.features": ["bill length", "island"],
     "data.task": "classification", "data.test_fraction": 0.1, "data.test_path": "test.csv",
-    "data.oversample": True, "train.class_weights": "balanced",
+    "data.oversample": True, "train.class_weights": "balanced", "data.group_column": "site",
     "preprocess.numeric_impute": "constant", "preprocess.numeric_fill": 1.5,
     "preprocess.outliers": "clip_quantile", "preprocess.iqr_factor": 3.0,
     "preprocess.quantile_low": 0.05, "preprocess.quantile_high": 0.95,
