@@ -38,10 +38,7 @@ class ImageRows(Dataset):
                  mean: list[float], std: list[float]):
         self.file, self.cache_shape = str(file), tuple(shape)
         self.rows = np.asarray(rows, dtype=np.int64)
-        # (p / 255 - mean) / std as one multiply-add: p * scale + offset
-        std_t = torch.tensor(std, dtype=torch.float64).view(-1, 1, 1)
-        self.scale = (1.0 / (255.0 * std_t)).float()
-        self.offset = (-torch.tensor(mean, dtype=torch.float64).view(-1, 1, 1) / std_t).float()
+        self.scale, self.offset = pixel_affine(mean, std)
         self._pixels: np.memmap | None = None
 
     def __len__(self) -> int:
@@ -81,6 +78,15 @@ class ImageRows(Dataset):
         if not single:
             raw = raw[np.argsort(order)]
         return torch.from_numpy(np.ascontiguousarray(raw))
+
+
+def pixel_affine(mean: list[float], std: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, offset) of shape (C, 1, 1): ``(p / 255 - mean) / std`` as one multiply-add
+    ``p * scale + offset`` (torch.addcmul), the arithmetic of training and of predict."""
+    std_t = torch.tensor(std, dtype=torch.float64).view(-1, 1, 1)
+    scale = (1.0 / (255.0 * std_t)).float()
+    offset = (-torch.tensor(mean, dtype=torch.float64).view(-1, 1, 1) / std_t).float()
+    return scale, offset
 
 
 def load_images(cfg: RunConfig):

@@ -53,17 +53,42 @@ def load_run_model(workspace: Workspace | str | Path | None, run_ref: int | str)
     for an unknown run, a run without a checkpoint, or one that no longer builds.
     """
     run = _find_run(workspace, run_ref)
-    label = f"run {run.id} ({run.name})"
+    checkpoint = _checkpoint_of(run)
+    try:
+        bundle = load_dataset(run.config)
+    except ConfigError as exc:
+        raise ExportInputError(f"cannot rebuild run {run.id} ({run.name}): {exc}") from None
+    cfg = settle_task(run.config, bundle)
+    model, step = rebuild_trained(run, cfg, bundle.input_shape, bundle.num_classes, checkpoint)
+    outputs = num_outputs(cfg, bundle.num_classes)
+    meta = model_meta(cfg, bundle, outputs, run=run, step=step)
+    return LoadedRun(run=run, config=cfg, model=model, bundle=bundle,
+                     example=bundle.x_val[:EXAMPLE_ROWS].clone(), meta=meta, step=step)
+
+
+def find_run(workspace: Workspace | str | Path | None, run_ref: int | str) -> RunRecord:
+    """The run ``run_ref`` (id or folder name) of ``workspace``; ExportInputError when none."""
+    return _find_run(workspace, run_ref)
+
+
+def _checkpoint_of(run: RunRecord) -> Path:
     checkpoint = run_checkpoint(run)
     if checkpoint is None:
-        raise ExportInputError(f"{label} has no checkpoint yet (status {run.status}): train it "
-                               f"first, or `torchwork resume {run.id}` if it was interrupted")
+        raise ExportInputError(f"run {run.id} ({run.name}) has no checkpoint yet (status "
+                               f"{run.status}): train it first, or `torchwork resume {run.id}` "
+                               f"if it was interrupted")
+    return checkpoint
+
+
+def rebuild_trained(run: RunRecord, cfg: RunConfig, input_shape, num_classes: int | None,
+                    checkpoint: Path | None = None) -> tuple[nn.Module, int]:
+    """(model in eval mode on the CPU with the weights of the run's checkpoint, its step),
+    for ``cfg`` with its task settled and the data's input shape and class count."""
+    label = f"run {run.id} ({run.name})"
+    checkpoint = checkpoint or _checkpoint_of(run)
     try:
-        cfg = run.config
-        bundle = load_dataset(cfg)
-        cfg = settle_task(cfg, bundle)
-        outputs = num_outputs(cfg, bundle.num_classes)
-        model = build_model(cfg, tuple(bundle.input_shape), outputs)
+        outputs = num_outputs(cfg, num_classes)
+        model = build_model(cfg, tuple(input_shape), outputs)
         state = load_checkpoint(checkpoint, map_location="cpu", need=WEIGHTS)
     except (ConfigError, ModelError, CheckpointError) as exc:
         raise ExportInputError(f"cannot rebuild {label}: {exc}") from None
@@ -76,10 +101,7 @@ def load_run_model(workspace: Workspace | str | Path | None, run_ref: int | str)
                                f"configuration builds ({first}): was the model file changed "
                                f"since the run?") from None
     fold_masks(model).eval()  # a run that kept pruned weights at zero: the zeros stay
-    step = state["progress"]["step"]
-    meta = model_meta(cfg, bundle, outputs, run=run, step=step)
-    return LoadedRun(run=run, config=cfg, model=model, bundle=bundle,
-                     example=bundle.x_val[:EXAMPLE_ROWS].clone(), meta=meta, step=step)
+    return model, state["progress"]["step"]
 
 
 def run_checkpoint(run: RunRecord) -> Path | None:

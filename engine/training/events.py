@@ -28,6 +28,9 @@ class RunStarted(Event):
     start_epoch: int
     metric_names: tuple[str, ...]  # validation metrics, e.g. ("val_loss", "val_accuracy")
     notes: tuple[str, ...] = ()  # what the build did that the log should say (model.init)
+    # JSON-ready: the data's fitted preprocessing (DataBundle.preprocessing), stored with
+    # the run so that predict replays it without reading the training data again
+    preprocessing: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -237,7 +237,7 @@ class Trainer:
         self.emit(ev.RunStarted(self.run_id, self.num_params, str(self.device), self.task,
                                 self.config.train.epochs, self.steps_per_epoch, self.total_steps,
                                 self.step, self.epoch, self.metric_names,
-                                tuple(self.notes)))
+                                tuple(self.notes), self.data.preprocessing))
         self._wall_mark = self._interval_mark = time.perf_counter()
         self._interval_samples = 0
         try:

@@ -14,8 +14,10 @@ is its own transaction that is rolled back on error, so the lock is never kept.
 
 from __future__ import annotations
 
+import json
 import time
 
+from engine.files import write_text_atomic
 from engine.training.events import (
     CheckpointSaved,
     EpochEnded,
@@ -29,6 +31,9 @@ from engine.workspace.diskspace import is_disk_full
 from engine.workspace.records import RunRecord
 from engine.workspace.runlog import RunLog
 from engine.workspace.store import Workspace, WorkspaceError
+
+# The run folder's copy of the data's fitted preprocessing (written when the run starts)
+PREPROCESSING_FILE = "preprocessing.json"
 
 
 class WorkspaceWriter:
@@ -76,6 +81,8 @@ class WorkspaceWriter:
                        f"{e.steps_per_epoch} steps ({e.total_steps} steps in all)")
         for note in e.notes:
             self.log.write(note)
+        if e.preprocessing is not None:
+            write_text_atomic(self.run.dir / PREPROCESSING_FILE, json.dumps(e.preprocessing))
 
     def _on_metrics(self, e: MetricsLogged) -> None:
         self._pending.append((e.step, e.epoch, e.loss, e.lr, e.grad_norm, e.samples_per_s,
