@@ -172,6 +172,8 @@ class MainWindow(QMainWindow):
                               "Show the curves of a run from the workspace")
         self.act_export_model = a("&Export trained model…", None, "Ctrl+E",
                                   "Export a run's model as safetensors, .pt2 or ONNX, verified")
+        self.act_predict = a("&Predict…", None, None,
+                             "Run a trained model on a new table or image folder, to a CSV")
         self.act_export_compressed = a(
             "Export &compressed model…", None, None,
             "Export the candidate picked in the Compression panel's table or sweep chart")
@@ -217,6 +219,7 @@ class MainWindow(QMainWindow):
         file.addAction(self.act_open_run)
         file.addAction(self.act_export_model)
         file.addAction(self.act_export_compressed)
+        file.addAction(self.act_predict)
         file.setToolTipsVisible(True)
         file.addSeparator()
         file.addAction(self.act_quit)
@@ -254,6 +257,7 @@ class MainWindow(QMainWindow):
         icons = {self.act_new: "mdi6.file-outline", self.act_open: "mdi6.folder-open-outline",
                  self.act_save: "mdi6.content-save-outline", self.act_open_run: "mdi6.chart-line",
                  self.act_export_model: "mdi6.package-variant-closed",
+                 self.act_predict: "mdi6.table-arrow-right",
                  self.act_export_compressed: "mdi6.package-down",
                  self.act_quit: "mdi6.exit-to-app", self.act_start: ("mdi6.play", "#2da44e"),
                  self.act_pause: "mdi6.pause", self.act_resume: ("mdi6.play-pause", "#2da44e"),
@@ -289,6 +293,7 @@ class MainWindow(QMainWindow):
 
     def _wire_docks(self) -> None:
         from .panels.export_dialog import ExportActions
+        from .panels.predict_dialog import PredictActions
         from .panels.profile_actions import ProfileActions
 
         b = self.bridge
@@ -298,6 +303,9 @@ class MainWindow(QMainWindow):
             status_bar=self.statusBar(), settings=self.settings,
             confirm=lambda title, text: self.confirm(title, text), parent=self)
         b.runEnded.connect(self.export_actions.refresh)
+        self.predict_actions = PredictActions(
+            workspace_dir=self.workspace_dir, action=self.act_predict, messages=self.messages,
+            settings=self.settings, follows=self.export_actions, parent=self)
         b.hardwareSampled.connect(self.hardware.on_sample)
         self.profile_actions = ProfileActions(
             bridge=b, profiler=self.profiler, profiler_dock=self.profiler_dock,
@@ -614,6 +622,7 @@ class MainWindow(QMainWindow):
         self.hardware.stop_sampling()
         self.profiler.tensorboard.stop()
         self.exporter.wait()
+        self.predict_actions.wait()
         self.compression.wait()
         self.evaluation.wait()
         self.save_settings()

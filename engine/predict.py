@@ -250,3 +250,21 @@ def _decoded(meta: dict, outputs: torch.Tensor) -> pd.DataFrame:
     for i, name in enumerate(names):
         frame[f"prob_{name}"] = probs[:, i].astype(np.float64)
     return frame
+
+
+def predict_to_queue(workspace, run_ref, data, out, batch_size: int, queue) -> None:
+    """predict_file in a process of its own (the window's File ▸ Predict…): puts
+    ("progress", done, total) as batches finish, then ("done", report dict, notes) or
+    ("error", message) on ``queue``."""
+    def progress(done: int, total: int) -> None:
+        queue.put(("progress", done, total))
+
+    try:
+        report = predict_file(workspace, run_ref, data, out, batch_size=batch_size,
+                              progress=progress)
+    except PredictError as exc:
+        queue.put(("error", str(exc)))
+    except Exception as exc:  # a bug must reach the window as a message, not a hang
+        queue.put(("error", f"unexpected {type(exc).__name__}: {exc}"))
+    else:
+        queue.put(("done", report.to_dict(), report.notes()))

@@ -1,0 +1,95 @@
+"""File ▸ Predict…: a non-modal dialog that predicts in a process of its own, shows its
+progress and reports the result (or the engine's error) in the window's message bar."""
+
+import pandas as pd
+import pytest
+from PySide6.QtCore import QSettings
+
+from app.main_window import MainWindow
+from app.panels.predict_dialog import PredictDialog
+from engine.cli import main
+from engine.data.tables import table_path
+from tests.conftest import tiny
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[2] / "examples"
+PENGUINS = table_path("table:pkg://palmerpenguins/penguins.csv")
+
+
+@pytest.fixture(scope="module")
+def trained_ws(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("predict-app") / "ws"
+    assert main(["run", str(EXAMPLES / "penguins-table.toml"), "--workspace", str(folder),
+                 "--set", "train.epochs=1"]) == 0
+    return folder
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, trained_ws):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    w = MainWindow(tiny(), workspace_dir=trained_ws, settings=settings)
+    w.answers = []
+    w.confirm = lambda title, text: w.answers.pop(0)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.predict_actions.wait()
+
+
+def open_dialog(window) -> PredictDialog:
+    window.act_predict.trigger()
+    dialog = window.predict_actions.dialog
+    assert dialog is not None and dialog.isVisible() and not dialog.isModal()
+    return dialog
+
+
+def test_predicts_with_a_progress_bar_and_reports_in_the_message_bar(window, tmp_path, qtbot):
+    data = tmp_path / "new.csv"
+    pd.read_csv(PENGUINS).to_csv(data, index=False)
+    dialog = open_dialog(window)
+    assert "penguins-mlp" in dialog.run_label.text()
+    dialog.data.setText(str(data))
+    out = tmp_path / "pred.csv"
+    dialog.out.setText(str(out))
+    seen = []
+    dialog.progress.valueChanged.connect(seen.append)
+    with qtbot.waitSignal(window.predict_actions.finished, timeout=60000):
+        dialog.predict_button.click()
+        assert dialog.progress.isVisible() and not dialog.predict_button.isEnabled()
+    assert seen and seen[-1] == 344 and dialog.progress.maximum() == 344
+    got = pd.read_csv(out)
+    assert len(got) == 344 and list(got.columns[:3]) == ["row", "species", "predicted"]
+    text = window.messages.message()
+    assert window.messages.kind == "info" and "Predicted 344 input(s)" in text
+    assert str(out) in text
+    assert window.log.messages[-1].source == "File ▸ Predict"
+    qtbot.waitUntil(lambda: window.predict_actions.dialog is None)  # closed when done
+
+
+def test_a_missing_column_is_an_error_and_the_dialog_stays_for_a_fix(window, tmp_path, qtbot):
+    data = tmp_path / "partial.csv"
+    pd.read_csv(PENGUINS).drop(columns=["bill_length_mm"]).to_csv(data, index=False)
+    out = tmp_path / "pred.csv"
+    out.write_text("previous")
+    dialog = open_dialog(window)
+    dialog.data.setText(str(data))
+    dialog.out.setText(str(out))
+    window.answers = [True]  # replace the existing file
+    with qtbot.waitSignal(window.predict_actions.finished, timeout=60000):
+        dialog.predict_button.click()
+    assert window.answers == []
+    assert window.messages.kind == "error"
+    assert "'bill_length_mm'" in window.messages.message()
+    assert out.read_text() == "previous"  # nothing half-written
+    assert dialog.isVisible() and dialog.predict_button.isEnabled()
+    assert not dialog.progress.isVisible()
+
+
+def test_declining_to_replace_the_output_starts_nothing(window, tmp_path):
+    out = tmp_path / "pred.csv"
+    out.write_text("previous")
+    dialog = open_dialog(window)
+    dialog.data.setText(str(PENGUINS))
+    dialog.out.setText(str(out))
+    window.answers = [False]
+    dialog.predict_button.click()
+    assert not window.predict_actions.busy and out.read_text() == "previous"
