@@ -66,14 +66,22 @@ class _PredictJob(QThread):
         workspace = None if self.workspace_dir is None else str(self.workspace_dir)
         context = multiprocessing.get_context("spawn")
         messages = context.Queue()
-        child = context.Process(target=predict_to_queue, daemon=True,
-                                args=(workspace, r.run_id, str(r.data), str(r.out),
-                                      DEFAULT_BATCH, messages))
-        child.start()
+        try:
+            child = context.Process(target=predict_to_queue, daemon=True,
+                                    args=(workspace, r.run_id, str(r.data), str(r.out),
+                                          DEFAULT_BATCH, messages))
+            child.start()
+        except Exception as exc:  # must reach the window, not end the thread silently
+            self.failed.emit(f"cannot start the prediction's process: "
+                             f"{type(exc).__name__}: {exc}")
+            messages.close()
+            return
         try:
             self._follow(child, messages)
         finally:
             child.join()
+            messages.close()
+            messages.join_thread()
 
     def _follow(self, child, messages) -> None:
         while True:
