@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from .external import image_rows, table_rows
 from .report import (
     SPLIT_NAMES,
     EvaluationError,
@@ -22,8 +23,8 @@ from .report import (
 
 # How `--data PATH` reads a file through a run's stored preprocessing, by the prefix of the
 # run's data.dataset: loader(path, bundle, config) -> a DataBundle-like object whose
-# x_val/y_val hold the file's rows. The table and image-folder loaders register here.
-EXTERNAL_LOADERS: dict[str, Callable] = {}
+# x_val/y_val hold the file's rows (engine/evaluation/external.py).
+EXTERNAL_LOADERS: dict[str, Callable] = {"table:": table_rows, "images:": image_rows}
 
 
 class EvaluateAtEnd:

@@ -197,3 +197,44 @@ def test_a_run_without_stored_preprocessing_is_rebuilt_from_its_data(penguins_ws
     finally:
         aside.rename(stored)
     pd.testing.assert_frame_equal(read_out(tmp_path / "a.csv"), read_out(tmp_path / "b.csv"))
+
+
+def test_evaluate_data_judges_a_labelled_table_as_the_runs_own_validation_split(
+        penguins_ws, tmp_path, capsys):
+    """`evaluate --data`: the file's rows through the stored preprocessing give the very
+    report of the run's validation split when they are those rows."""
+    loaded = load_run_model(penguins_ws, 1)
+    data = tmp_path / "labelled.csv"
+    raw_val_rows(loaded.config, "species", True).assign(unused="x").to_csv(data, index=False)
+    capsys.readouterr()
+    assert main(["evaluate", "1", "--json", "--workspace", str(penguins_ws)]) == 0
+    own = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", "1", "--data", str(data), "--json", "--workspace",
+                 str(penguins_ws)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["confusion_matrix"] == own["confusion_matrix"]
+    assert printed["accuracy"] == pytest.approx(own["accuracy"])
+    assert printed["log_loss"] == pytest.approx(own["log_loss"], rel=1e-5)
+    unlabelled = tmp_path / "unlabelled.csv"
+    pd.read_csv(data).drop(columns=["species"]).to_csv(unlabelled, index=False)
+    assert main(["evaluate", "1", "--data", str(unlabelled), "--workspace",
+                 str(penguins_ws)]) == 2
+    assert "has no column 'species'" in capsys.readouterr().err
+
+
+def test_evaluate_data_reads_a_labelled_image_folder(tmp_path, capsys):
+    folder = make_folder(tmp_path / "pets", per_class=8)
+    config = tmp_path / "pets.toml"
+    config.write_text(f'[data]\ndataset = "images:{folder}"\nimage_size = 12\n'
+                      f'[model]\narch = "cnn"\nchannels = [4]\nhidden = [8]\n'
+                      f'[train]\nepochs = 1\n')
+    ws = tmp_path / "ws"
+    train(ws, config)
+    fresh = make_folder(tmp_path / "more", per_class=3, seed=5)
+    capsys.readouterr()
+    assert main(["evaluate", "1", "--data", str(fresh), "--json", "--workspace", str(ws)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert sum(map(sum, printed["confusion_matrix"])) == 6
+    odd = make_folder(tmp_path / "zoo", per_class=2, classes=("cat", "emu"))
+    assert main(["evaluate", "1", "--data", str(odd), "--workspace", str(ws)]) == 2
+    assert "class 'emu' is not one the run learned (cat, dog)" in capsys.readouterr().err
