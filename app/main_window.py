@@ -561,6 +561,7 @@ class MainWindow(QMainWindow):
         self.profiler.apply_theme(self.dark)
         self.compression.apply_theme(self.dark)
         self.evaluation.apply_theme(self.dark)
+        self.config_panel.apply_theme(self.dark)
         self.settings.setValue("theme", name)
 
     def show_messages(self) -> None:

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.panels.data_preview import DataPreview
 from app.widgets.config_form import ERROR_COLOR, FieldEditor, make_editor
 from engine.config import ConfigError, RunConfig, all_keys, field_meta, form_groups
 
@@ -70,6 +71,8 @@ class ConfigPanel(QWidget):
         self._validity: tuple[bool, str] | None = None
         self._read_only = False
         self._clean: tuple | None = None  # the form as last loaded, saved or started
+        self.preview = DataPreview()  # under the Data group's fields
+        self.preview.valueChosen.connect(self.set_value)
 
         content = QWidget()
         column = QVBoxLayout(content)
@@ -130,6 +133,9 @@ class ConfigPanel(QWidget):
             labels.append(label)
             self._editors[key] = editor
             self._rows[key] = form
+        if "data.dataset" in keys:
+            self.preview.setFont(normal)
+            form.addRow(self.preview)
         self._boxes[box] = keys
         return box
 
@@ -151,6 +157,17 @@ class ConfigPanel(QWidget):
             editor.set_value(cfg.get(key))
         self._refresh()
         self.mark_clean()
+
+    def set_value(self, key: str, value) -> None:
+        """Set one value as if the user had edited it (emits configChanged), e.g. the target
+        column chosen in the data preview."""
+        if self._read_only:
+            return
+        self._editors[key].set_value(value)
+        self._on_edit()
+
+    def apply_theme(self, dark: bool) -> None:
+        self.preview.apply_theme(dark)
 
     def errors(self) -> list[str]:
         """Every problem: text that does not parse, the engine's validation messages, then
@@ -193,6 +210,7 @@ class ConfigPanel(QWidget):
         self._read_only = read_only
         for editor in self._editors.values():
             editor.set_read_only(read_only)
+        self.preview.set_read_only(read_only)
 
     def is_read_only(self) -> bool:
         return self._read_only
@@ -239,6 +257,7 @@ class ConfigPanel(QWidget):
         for key, editor in self._editors.items():
             editor.set_error(marks[key], inline[key])
         self._show_relevant(cfg, marks)
+        self.preview.show_for(cfg)
         self._show_summary(messages)
         validity = (not messages, messages[0] if messages else "")
         if validity != self._validity:

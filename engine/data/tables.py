@@ -67,6 +67,57 @@ def read_table(path: Path, *, columns: list[str] | None = None) -> pd.DataFrame:
 
     Raises ConfigError naming the file and the cause for every unreadable case.
     """
+    suffix = _check_file(path)
+    table = _read_parquet(path, columns) if suffix == ".parquet" else \
+        _read_text(path, SUFFIXES[suffix], columns)
+    _check_rows(path, table)
+    # split_blocks + self_destruct: columns are handed over one by one, so the frame does
+    # not hold a second copy of the whole table while it is converted.
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
+    return frame
+
+
+def read_head(path: Path, rows: int) -> tuple[pd.DataFrame, bool]:
+    """The first ``rows`` rows of the file (a preview: a big file is not read to its end),
+    and whether the file has more. Raises ConfigError as read_table does."""
+    suffix = _check_file(path)
+    try:
+        if suffix == ".parquet":
+            file = pq.ParquetFile(path)
+            batches = file.iter_batches(batch_size=rows)
+            first = next(batches, None)
+            table = pa.Table.from_batches([first] if first is not None else [],
+                                          schema=file.schema_arrow)
+            more = file.metadata.num_rows > table.num_rows
+        else:
+            reader = pacsv.open_csv(path, parse_options=_parse(SUFFIXES[suffix]),
+                                    convert_options=_convert())
+            batches, count, more = [], 0, False
+            for batch in reader:
+                if count >= rows:
+                    more = True
+                    break
+                batches.append(batch)
+                count += batch.num_rows
+            table = pa.Table.from_batches(batches, schema=reader.schema)
+            more = more or table.num_rows > rows
+            table = table.slice(0, rows)
+    except pa.ArrowInvalid as exc:
+        if suffix == ".parquet":
+            raise ConfigError(_parquet_problem(path, exc)) from None
+        raise ConfigError(_text_problem(path, SUFFIXES[suffix], exc)) from None
+    except OSError as exc:
+        raise ConfigError(_parquet_problem(path, exc) if suffix == ".parquet"
+                          else f"cannot read {path}: {_first_line(exc)}") from None
+    if any(pa.types.is_binary(t) for t in table.schema.types):
+        raise ConfigError(_encoding_problem(path))
+    _check_rows(path, table)
+    return table.to_pandas(), more
+
+
+def _check_file(path: Path) -> str:
+    """The suffix of a table file that is there, readable and not empty."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ConfigError(f"{path}: unknown table format {suffix or '(no suffix)'!r}: give a "
@@ -85,18 +136,15 @@ def read_table(path: Path, *, columns: list[str] | None = None) -> pd.DataFrame:
                           f"path and its permissions") from None
     if size == 0:
         raise ConfigError(f"table file {path} is empty: it needs a header row and data rows")
-    table = _read_parquet(path, columns) if suffix == ".parquet" else \
-        _read_text(path, SUFFIXES[suffix], columns)
+    return suffix
+
+
+def _check_rows(path: Path, table: pa.Table) -> None:
     if table.num_columns == 0:
         raise ConfigError(f"table file {path} is empty: it needs a header row and data rows")
     if table.num_rows == 0:
         raise ConfigError(f"table file {path} has a header but no data rows: add rows below "
                           f"the header ({', '.join(table.column_names[:5])}...)")
-    # split_blocks + self_destruct: columns are handed over one by one, so the frame does
-    # not hold a second copy of the whole table while it is converted.
-    frame = table.to_pandas(split_blocks=True, self_destruct=True)
-    del table
-    return frame
 
 
 def _read_parquet(path: Path, columns: list[str] | None) -> pa.Table:
@@ -104,31 +152,45 @@ def _read_parquet(path: Path, columns: list[str] | None) -> pa.Table:
         names = pq.read_schema(path).names
         return pq.read_table(path, columns=columns if _has(names, columns) else None)
     except (pa.ArrowException, OSError) as exc:
-        raise ConfigError(f"cannot read {path} as Parquet: {_first_line(exc)}: is it a "
-                          f"Parquet file (written by pandas' to_parquet or pyarrow)?") from None
+        raise ConfigError(_parquet_problem(path, exc)) from None
+
+
+def _parquet_problem(path: Path, exc: Exception) -> str:
+    return (f"cannot read {path} as Parquet: {_first_line(exc)}: is it a Parquet file "
+            f"(written by pandas' to_parquet or pyarrow)?")
+
+
+def _parse(delimiter: str) -> pacsv.ParseOptions:
+    return pacsv.ParseOptions(delimiter=delimiter)
+
+
+def _convert() -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(strings_can_be_null=True)
 
 
 def _read_text(path: Path, delimiter: str, columns: list[str] | None) -> pa.Table:
-    parse = pacsv.ParseOptions(delimiter=delimiter)
-    convert = pacsv.ConvertOptions(strings_can_be_null=True)
+    parse, convert = _parse(delimiter), _convert()
     try:
         header = pacsv.open_csv(path, parse_options=parse).schema.names if columns else None
         if columns and _has(header, columns):
             convert.include_columns = columns
         table = pacsv.read_csv(path, parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid as exc:
-        text = str(exc)
-        if "Empty CSV file" in text:
-            raise ConfigError(f"table file {path} is empty: it needs a header row and data "
-                              f"rows") from None
-        if "UTF8" in text or "UTF-8" in text:
-            raise ConfigError(_encoding_problem(path)) from None
-        if "Expected" in text and "columns" in text:
-            raise ConfigError(_ragged_problem(path, delimiter)) from None
-        raise ConfigError(f"cannot read {path}: {_first_line(exc)}") from None
+        raise ConfigError(_text_problem(path, delimiter, exc)) from None
     if any(pa.types.is_binary(t) for t in table.schema.types):  # text that is not UTF-8
         raise ConfigError(_encoding_problem(path))
     return table
+
+
+def _text_problem(path: Path, delimiter: str, exc: Exception) -> str:
+    text = str(exc)
+    if "Empty CSV file" in text:
+        return f"table file {path} is empty: it needs a header row and data rows"
+    if "UTF8" in text or "UTF-8" in text:
+        return _encoding_problem(path)
+    if "Expected" in text and "columns" in text:
+        return _ragged_problem(path, delimiter)
+    return f"cannot read {path}: {_first_line(exc)}"
 
 
 def _has(names: list[str] | None, columns: list[str] | None) -> bool:
