@@ -213,3 +213,27 @@ def test_task_rules_are_checked_once_the_data_decided_the_task(tmp_path):
     cfg.validate()  # data.task = 'auto': the file decides, so validation cannot know yet
     msg = error_of(cfg)
     assert "early_stopping_metric='val_accuracy' is not measured for regression" in msg
+
+
+def test_read_head_reads_the_first_rows_of_csv_and_parquet(tmp_path):
+    from engine.data.tables import read_head
+
+    frame = pd.DataFrame({"a": range(1000), "b": ["x", None] * 500})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_parquet(tmp_path / "t.parquet")
+    for name in ("t.csv", "t.parquet"):
+        head, more = read_head(tmp_path / name, 10)
+        assert list(head["a"]) == list(range(10)) and more, name
+        assert head["b"].isna().sum() == 5, name
+        whole, more = read_head(tmp_path / name, 5000)
+        assert len(whole) == 1000 and not more, name
+
+
+def test_read_head_names_a_missing_or_header_only_file(tmp_path):
+    from engine.data.tables import read_head
+
+    with pytest.raises(ConfigError, match="nothere.csv not found"):
+        read_head(tmp_path / "nothere.csv", 10)
+    (tmp_path / "h.csv").write_text("a,b\n")
+    with pytest.raises(ConfigError, match="header but no data rows"):
+        read_head(tmp_path / "h.csv", 10)
