@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -148,6 +149,8 @@ class DataPreview(QWidget):
 
         self.columns = self._table(["column", "dtype", "missing", "distinct"])
         self.columns.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.columns.verticalHeader().hide()
+        self.columns.horizontalHeader().setStretchLastSection(True)
         self.columns.itemSelectionChanged.connect(self._update_buttons)
         self.columns.customContextMenuRequested.connect(self._columns_menu)
         self.rows = self._table([])
@@ -159,7 +162,7 @@ class DataPreview(QWidget):
         self.rows.setMinimumHeight(160)
 
         self.chart = pg.PlotWidget()
-        self.chart.setMinimumHeight(150)
+        self.chart.setFixedHeight(190)
         plot = self.chart.getPlotItem()
         plot.setMenuEnabled(False)
         plot.hideButtons()
@@ -288,10 +291,12 @@ class DataPreview(QWidget):
     def _show_table(self, head: TableHead) -> None:
         frame = head.frame
         rows = min(SHOWN_ROWS, len(frame))
-        read = f"the first {len(frame)} rows" if head.more else f"all {len(frame)} rows"
-        self._set_status(f"{head.path}: {len(frame.columns)} columns; showing {rows} rows; "
-                         f"dtypes, missing and distinct counts from {read}. Right-click a "
-                         f"column to use it as the target or drop it.")
+        name = Path(head.path).name
+        count = (f"the first {len(frame)} rows read (counts from those)" if head.more
+                 else f"{len(frame)} rows")
+        self._set_status(f"{name}: {count}, {len(frame.columns)} columns. Right-click a "
+                         f"column to use it as the target or to drop it.")
+        self.status.setToolTip(head.path)
         selected = self.selected_column()
         self._fill_columns(frame, selected)
         self._fill_rows(frame.head(rows))
@@ -372,6 +377,7 @@ class DataPreview(QWidget):
             counts, edges = np.histogram(values.to_numpy(dtype=float), bins=HIST_BINS)
             plot.addItem(pg.BarGraphItem(x0=edges[:-1], x1=edges[1:], height=counts,
                                          brush=brush, pen=None))
+            top = counts.max()
             axis.setTicks(None)
             plot.setTitle(f"{self._target}: histogram ({len(values)} values)",
                           **self._title_style())
@@ -382,10 +388,12 @@ class DataPreview(QWidget):
             x = np.arange(len(balance))
             plot.addItem(pg.BarGraphItem(x=x, height=balance.to_numpy(), width=0.7,
                                          brush=brush, pen=None))
+            top = balance.max()
             axis.setTicks([[(i, str(name)) for i, name in zip(x, balance.index)]])
             plot.setTitle(f"{self._target}: class balance ({len(values)} labelled rows)",
                           **self._title_style())
-        plot.enableAutoRange()
+        plot.enableAutoRange(axis="x")
+        plot.setYRange(0, max(1, top) * 1.08, padding=0)  # bars start at zero
 
     def _title_style(self) -> dict:
         return {"color": (DARK if self._dark else LIGHT)["foreground"], "size": "9pt"}
@@ -489,9 +497,9 @@ class DataPreview(QWidget):
         self.thumbnails: list[QPixmap] = []
         shown = len(images.classes)
         more = f" (the first {shown} shown)" if shown < images.class_count else ""
-        self._set_status(f"{images.source}: {images.total} images in {images.class_count} "
-                         f"classes{more}; "
-                         f"up to {THUMBS} of each class.")
+        self.status.setToolTip(images.source)
+        self._set_status(f"{Path(images.source).name}: {images.total} images in "
+                         f"{images.class_count} classes{more}; up to {THUMBS} of each class.")
         for row, (name, count, thumbs) in enumerate(images.classes):
             label = QLabel(f"<b>{name}</b><br>{count} image{'s' if count != 1 else ''}")
             label.setTextFormat(Qt.TextFormat.RichText)
