@@ -22,7 +22,7 @@ class RunRecord:
     id: int
     name: str
     dir: Path
-    status: str  # created | running | completed | stopped | failed | interrupted
+    status: str  # engine.workspace.schema.STATUSES
     created_at: str
     started_at: str | None
     ended_at: str | None
@@ -38,6 +38,10 @@ class RunRecord:
     checkpoint: str | None = None
     kind: str = "train"  # train | profile (engine.workspace.schema.RUN_KINDS)
     run_group: str | None = None  # runs trained together, e.g. the folds of a cross-validation
+    study: str | None = None  # the search study a trial run belongs to
+    trial: int | None = None  # its trial number in that study
+    notes: str | None = None
+    trashed_at: str | None = None  # in the trash since then; emptying it deletes the run
 
     @property
     def config(self) -> RunConfig:

@@ -12,8 +12,9 @@ import re
 import sqlite3
 from pathlib import Path
 
-STATUSES = ("created", "running", "completed", "stopped", "failed", "interrupted")
-FINAL_STATUSES = ("completed", "stopped", "failed", "interrupted")
+STATUSES = ("created", "running", "completed", "stopped", "failed", "interrupted", "pruned")
+# pruned: a search trial that the study's pruner ended early (engine/experiments)
+FINAL_STATUSES = ("completed", "stopped", "failed", "interrupted", "pruned")
 # What a run is for: "train" makes a model (Open run, Resume, Export and Compression list it),
 # "profile" is a short dedicated run that only records a profiler capture.
 RUN_KINDS = ("train", "profile")
@@ -21,7 +22,8 @@ RUN_KINDS = ("train", "profile")
 # Column order of a step row, as add_step_metrics accepts it in a sequence.
 STEP_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "samples_per_s", "wall_s")
 
-_STATUS_CHECK = ", ".join(f"'{s}'" for s in STATUSES)
+# The status list as version 1 wrote it; version 5 widened it (see _allow_pruned).
+_STATUS_CHECK = "'created', 'running', 'completed', 'stopped', 'failed', 'interrupted'"
 _KIND_CHECK = ", ".join(f"'{k}'" for k in RUN_KINDS)
 
 # Entry i holds the statements that move the schema from version i to i + 1.
@@ -108,6 +110,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 3 -> 4: runs trained together (the folds of a cross-validation) share a group tag
         "ALTER TABLE runs ADD COLUMN run_group TEXT",
         "CREATE INDEX runs_by_group ON runs (run_group) WHERE run_group IS NOT NULL",
+    ),
+    (  # 4 -> 5: experiments: pruned trials, a study and trial number, notes, tags, a trash
+        "_allow_pruned",
+        "ALTER TABLE runs ADD COLUMN study TEXT",  # the Optuna study a search trial belongs to
+        "ALTER TABLE runs ADD COLUMN trial INTEGER",  # its trial number in that study
+        "ALTER TABLE runs ADD COLUMN notes TEXT",
+        "ALTER TABLE runs ADD COLUMN trashed_at TEXT",  # set: in the trash, until emptied
+        "CREATE INDEX runs_by_study ON runs (study, trial) WHERE study IS NOT NULL",
+        """
+        CREATE TABLE run_tags (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            tag    TEXT NOT NULL,
+            PRIMARY KEY (run_id, tag)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX run_tags_by_tag ON run_tags (tag)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -236,13 +253,45 @@ def _identify(conn: sqlite3.Connection) -> int:
     return version
 
 
+def _allow_pruned(conn: sqlite3.Connection) -> None:
+    """Add 'pruned' to the runs table's status CHECK in place.
+
+    SQLite cannot alter a CHECK constraint, and rebuilding the table would
+    cascade-delete every metric row (foreign keys cannot be switched off inside
+    the migration's transaction). A constraint that only admits one more value
+    may be rewritten in sqlite_schema: the procedure SQLite's documentation gives
+    for it (ALTER TABLE, "other kinds of table schema changes"); existing rows
+    stay valid.
+    """
+    old = "'interrupted')"
+    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' "
+                          "AND name = 'runs'").fetchone()
+    if old not in sql:
+        raise sqlite3.DatabaseError("the runs table's status check is not the one version 4 "
+                                    "wrote")
+    version = conn.execute("PRAGMA schema_version").fetchone()[0]
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        conn.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'runs'",
+                     (sql.replace(old, "'interrupted', 'pruned')", 1),))
+        conn.execute(f"PRAGMA schema_version = {version + 1}")  # other connections re-read it
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
+
+
+_STEPS = {"_allow_pruned": _allow_pruned}
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")  # two processes opening a new workspace at once
     try:
         version = _identify(conn)  # again: another process may have migrated it meanwhile
         for statements in MIGRATIONS[version:]:
             for statement in statements:
-                conn.execute(statement)
+                if statement in _STEPS:
+                    _STEPS[statement](conn)
+                else:
+                    conn.execute(statement)
         if version != SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
