@@ -23,16 +23,44 @@ class Catalog:
     def list_runs(self, kind: str | None = None, group: str | None = None, *,
                   status: str | Sequence[str] | None = None, tag: str | None = None,
                   study: str | None = None, text: str | None = None,
-                  include_trashed: bool | str = False) -> list[RunRecord]:
+                  include_trashed: bool | str = False,
+                  with_config: bool = True) -> list[RunRecord]:
         """Runs, newest first, filtered in SQL: by ``kind`` ("train", "profile"), cross-
         validation ``group``, ``status`` (one or several), ``tag``, search ``study`` and
         ``text`` found in the name or notes (case-insensitive). Trashed runs are left out,
-        unless ``include_trashed`` is True (all) or "only" (the trash)."""
+        unless ``include_trashed`` is True (all) or "only" (the trash).
+
+        ``with_config`` False leaves each record's ``config_toml`` empty: a table of
+        thousands of runs that follows them live reads the configs of new runs only
+        (``config_tomls``)."""
         where, params = _conditions(kind=kind, group=group, status=status, tag=tag,
                                     study=study, text=text, include_trashed=include_trashed)
-        rows = self._query(f"SELECT {', '.join(self.RECORD_COLUMNS)} FROM runs {where}"
-                           f"ORDER BY id DESC", params)
+        columns = ", ".join(c if with_config or c != "config_toml" else "'' AS config_toml"
+                            for c in self.RECORD_COLUMNS)
+        rows = self._query(f"SELECT {columns} FROM runs {where}ORDER BY id DESC", params)
         return [self._record(r) for r in rows]
+
+    def table_rows(self, columns: Sequence[str], kind: str | None = None, *,
+                   include_trashed: bool | str = False) -> list[tuple]:
+        """Chosen columns of the runs' records as plain tuples, newest first: what a
+        table of thousands of runs re-reads each time the workspace changes."""
+        unknown = set(columns) - set(self.RECORD_COLUMNS)
+        if unknown:
+            raise ValueError(f"no run columns {sorted(unknown)}")
+        where, params = _conditions(kind=kind, group=None, status=None, tag=None, study=None,
+                                    text=None, include_trashed=include_trashed)
+        return [tuple(r) for r in self._query(f"SELECT {', '.join(columns)} FROM runs {where}"
+                                              f"ORDER BY id DESC", params)]
+
+    def config_tomls(self, run_ids: Sequence[int]) -> dict[int, str]:
+        """Stored configs by run id (those deleted meanwhile are left out)."""
+        out: dict[int, str] = {}
+        ids = [int(i) for i in run_ids]
+        for start in range(0, len(ids), 900):  # under SQLite's limit on parameters
+            chunk = ids[start:start + 900]
+            out.update(self._query(f"SELECT id, config_toml FROM runs WHERE id IN "
+                                   f"({', '.join('?' * len(chunk))})", chunk))
+        return out
 
     # --- tags and notes ------------------------------------------------------------
     def set_tags(self, ref: int | str, tags: Iterable[str]) -> list[str]:

@@ -26,6 +26,7 @@ import tomllib
 CACHE_FILE = Path("cache") / "config_columns.json"
 MISSING = None  # the value of a key a run's stored config does not have (an older version's)
 
+_EMPTY: dict = {}  # also the sentinel of a key a run's departures do not hold
 _lock = threading.Lock()
 _memory: dict[str, dict[int, tuple[int, dict]]] = {}  # per workspace root: id -> (crc, sparse)
 
@@ -59,23 +60,34 @@ def _defaults() -> tuple[dict[str, Any], int]:
 class ConfigColumns:
     """The flat configs of a list of runs, and the keys that differ between them."""
 
-    def __init__(self, root: Path | str, runs: Iterable):
-        defaults, fingerprint = _defaults()
+    def __init__(self, root: Path | str, runs: Iterable = ()):
+        defaults, self._fingerprint = _defaults()
         self.defaults = dict(defaults)
         self.root = Path(root)
         self._sparse: dict[int, dict] = {}
-        cached = _load(self.root, fingerprint)
+        self._cached = _load(self.root, self._fingerprint)
+        self.add((r.id, r.config_toml) for r in runs)
+
+    def add(self, configs: Iterable[tuple[int, str]]) -> None:
+        """Take in runs' stored TOML; only those not cached (or changed) are parsed."""
         fresh = 0
-        for run in runs:
-            crc = zlib.crc32(run.config_toml.encode())
-            hit = cached.get(run.id)
+        for run_id, toml in configs:
+            crc = zlib.crc32(toml.encode())
+            hit = self._cached.get(run_id)
             if hit is None or hit[0] != crc:
-                hit = (crc, self._departures(run.config_toml))
-                cached[run.id] = hit
+                hit = (crc, self._departures(toml))
+                self._cached[run_id] = hit
                 fresh += 1
-            self._sparse[run.id] = hit[1]
+            self._sparse[run_id] = hit[1]
         if fresh:
-            _save(self.root, fingerprint, cached)
+            _save(self.root, self._fingerprint, self._cached)
+
+    def __contains__(self, run_id: int) -> bool:
+        return run_id in self._sparse
+
+    def cached(self, run_id: int) -> bool:
+        """Whether a run's flat config is known without parsing (from an earlier open)."""
+        return run_id in self._cached
 
     def _departures(self, toml: str) -> dict:
         try:
@@ -87,11 +99,12 @@ class ConfigColumns:
         return sparse
 
     def value(self, run_id: int, key: str):
-        sparse = self._sparse[run_id]
-        return sparse[key] if key in sparse else self.defaults.get(key, MISSING)
+        value = self._sparse.get(run_id, _EMPTY).get(key, _EMPTY)
+        return self.defaults.get(key, MISSING) if value is _EMPTY else value
 
     def row(self, run_id: int, keys: Sequence[str]) -> list:
-        return [self.value(run_id, k) for k in keys]
+        sparse, defaults = self._sparse.get(run_id, _EMPTY), self.defaults
+        return [sparse[k] if k in sparse else defaults.get(k, MISSING) for k in keys]
 
     def known(self, key: str) -> bool:
         return key in self.defaults or any(key in s for s in self._sparse.values())
@@ -134,7 +147,8 @@ def _load(root: Path, fingerprint: int) -> dict[int, tuple[int, dict]]:
         data = orjson.loads((root / CACHE_FILE).read_bytes())
         if data.get("defaults") != fingerprint:
             return {-1: (fingerprint, {})}
-        runs = {int(i): (crc, {k: _frozen(v) for k, v in sparse.items()})
+        runs = {int(i): (crc, {k: _frozen(v) if type(v) is list else v
+                               for k, v in sparse.items()})
                 for i, (crc, sparse) in data["runs"].items()}
     except (OSError, ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError):
         runs = {}
