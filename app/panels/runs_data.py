@@ -98,12 +98,18 @@ class RunsReader:
         records = ws.table_rows(COLUMNS, kind="train", include_trashed=True)
         tags = ws.all_tags()
         new = [r[0] for r in records if r[0] not in configs]
-        if new:
-            tomls = ws.config_tomls(new)
-            if sum(not configs.cached(i) for i in new) > PARSE_LATER:
-                deliver(self._snapshot(records, tags, complete=False))
-            configs.add(tomls.items())
-        deliver(self._snapshot(records, tags))
+        if not new:
+            deliver(self._snapshot(records, tags))
+            return
+        # Cached configs first (a reopened table is complete at once), checked afterwards
+        # against the stored TOML; many unparsed ones: the rows show before their configs.
+        unparsed = configs.add_cached(new)
+        if not unparsed or len(unparsed) > PARSE_LATER:
+            deliver(self._snapshot(records, tags, complete=not unparsed))
+        if configs.add(ws.config_tomls(new).items()):
+            self._rows.clear()  # a run's stored config may have changed: rebuild every row
+            self._hp = (frozenset(), [])
+            deliver(self._snapshot(records, tags))
 
     def _snapshot(self, records: list[tuple], tags: dict[int, list[str]],
                   complete: bool = True) -> Snapshot:

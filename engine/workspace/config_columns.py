@@ -68,8 +68,21 @@ class ConfigColumns:
         self._cached = _load(self.root, self._fingerprint)
         self.add((r.id, r.config_toml) for r in runs)
 
-    def add(self, configs: Iterable[tuple[int, str]]) -> None:
-        """Take in runs' stored TOML; only those not cached (or changed) are parsed."""
+    def add_cached(self, run_ids: Iterable[int]) -> list[int]:
+        """Take in runs from the cache by id alone, without reading their TOML (``add``
+        verifies them later); return the ids the cache does not hold."""
+        missing = []
+        for run_id in run_ids:
+            hit = self._cached.get(run_id)
+            if hit is None:
+                missing.append(run_id)
+            else:
+                self._sparse[run_id] = hit[1]
+        return missing
+
+    def add(self, configs: Iterable[tuple[int, str]]) -> int:
+        """Take in runs' stored TOML; only those not cached (or changed) are parsed.
+        Return how many were."""
         fresh = 0
         for run_id, toml in configs:
             crc = zlib.crc32(toml.encode())
@@ -81,6 +94,7 @@ class ConfigColumns:
             self._sparse[run_id] = hit[1]
         if fresh:
             _save(self.root, self._fingerprint, self._cached)
+        return fresh
 
     def __contains__(self, run_id: int) -> bool:
         return run_id in self._sparse

@@ -230,3 +230,32 @@ def test_no_workspace_yet_is_an_empty_table_and_none_is_created(qtbot, tmp_path)
     qtbot.waitUntil(lambda: view.count.text() == "0 of 0 runs shown")
     assert not (tmp_path / "none").exists()
     view.close_reader()
+
+
+def test_the_reader_shows_cached_configs_at_once_and_then_what_is_stored(workspace,
+                                                                         monkeypatch):
+    from app.panels import runs_data
+    from engine.workspace import config_columns
+
+    folder, (a, b, c) = workspace
+    first = []
+    runs_data.RunsReader(folder).read(first.append)  # no cache: one delivery, complete
+    assert [s.complete for s in first] == [True]
+    with Workspace(folder) as ws:  # as `torchwork resume --set` rewrites a stored config
+        ws.update_run(a, config_toml=ws.get_run(a).config_toml.replace("0.001", "0.003"))
+    config_columns._memory.clear()
+    seen = []
+    reader = runs_data.RunsReader(folder)
+    reader.read(seen.append)
+    lr = seen[0].hp_keys.index("optim.lr")
+    assert seen[0].complete and seen[0].rows[-1].hp[lr] == 0.001  # the cache, at once
+    assert seen[-1].rows[-1].hp[lr] == 0.003 and len(seen) == 2  # then checked and fixed
+
+    # a first open of many runs nobody has parsed yet: rows first, then their configs
+    monkeypatch.setattr(runs_data, "PARSE_LATER", 1)
+    (folder / config_columns.CACHE_FILE).unlink()
+    config_columns._memory.clear()
+    seen.clear()
+    runs_data.RunsReader(folder).read(seen.append)
+    assert [s.complete for s in seen] == [False, True]
+    assert len(seen[0].rows) == 3 and seen[0].hp_keys == [] and seen[1].hp_keys
