@@ -179,8 +179,11 @@ def _save(root: Path, fingerprint: int, runs: dict[int, tuple[int, dict]]) -> No
     try:
         path.parent.mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config_columns-")
+    except OSError:
+        return  # a read-only workspace: the cache is only a speed-up
+    try:
         with os.fdopen(fd, "wb") as f:
             f.write(orjson.dumps(data))
         os.replace(tmp, path)  # atomic: a second process reads the old file or the new one
-    except OSError:
-        pass  # a read-only or full workspace: the cache is only a speed-up
+    except OSError:  # a full disk
+        Path(tmp).unlink(missing_ok=True)
