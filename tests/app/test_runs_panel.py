@@ -259,3 +259,15 @@ def test_the_reader_shows_cached_configs_at_once_and_then_what_is_stored(workspa
     runs_data.RunsReader(folder).read(seen.append)
     assert [s.complete for s in seen] == [False, True]
     assert len(seen[0].rows) == 3 and seen[0].hp_keys == [] and seen[1].hp_keys
+
+
+def test_behind_another_tab_changes_wait_until_the_dock_shows(panel, qtbot, workspace,
+                                                              tiny_config):
+    folder, _ = workspace
+    panel.set_shown(False)
+    with Workspace(folder) as ws:
+        _make(ws, tiny_config, "while-hidden")
+    qtbot.wait(2500)  # two polls: noted, not read
+    assert "while-hidden" not in shown(panel)
+    panel.set_shown(True)
+    qtbot.waitUntil(lambda: "while-hidden" in shown(panel))
