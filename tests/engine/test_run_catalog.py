@@ -189,3 +189,35 @@ def test_trash_command(workspace_dir, three, capsys):
     assert f"deleted 1 trashed run(s): {b}" in capsys.readouterr().out
     assert main(["trash"]) == 2
     assert not any(p.name.startswith(f"{b:04d}-") for p in os.scandir(workspace_dir / "runs"))
+
+
+def _whole(cols, toml):
+    return cols._departures_whole(toml)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_reading_only_the_entries_that_differ_equals_parsing_the_whole_config(
+        seed, tmp_path, tiny_config):
+    import random
+
+    rng = random.Random(seed)
+    cols = ConfigColumns(tmp_path)
+    for _ in range(40):
+        cfg = tiny_config(**{
+            "optim.lr": 10 ** rng.uniform(-5, -1),
+            "model.hidden": rng.choice([[16], [128, 64], [256, 128, 64]]),
+            "data.batch_size": rng.choice([8, 32, 256]),
+            "augment.enabled": rng.random() < 0.5,
+            "model.freeze": rng.choice([[], [0, 2]]),
+        })
+        toml = cfg.to_toml()
+        if rng.random() < 0.3:  # an older version's config: a section it did not have
+            toml = toml.replace("[distill]", "[old_section]\nkept = 1\n[distill]")
+            toml = toml.replace('teacher = ""\n', "")
+        assert cols._departures(toml) == _whole(cols, toml)
+    # text with brackets and quotes inside strings, an array of tables: still the same
+    odd = tiny_config().to_toml().replace('target = ""', 'target = "a]b[\\" = c"')
+    assert cols._departures(odd) == _whole(cols, odd)
+    assert cols._departures(odd)["data.target"] == 'a]b[" = c'
+    tables = tiny_config().to_toml() + "\n[[extra]]\nx = 1\n"
+    assert cols._departures(tables) == _whole(cols, tables)
