@@ -96,8 +96,9 @@ class RunTable:
         if any(key in m for m in self.metrics.values()):
             return
         raise QueryError(f"{what} {key!r} is not a run field, a metric of these runs or a "
-                         f"config key: use {', '.join(RECORD_FIELDS[:6])}, ..., a metric such "
-                         f"as val_accuracy or a config key such as optim.lr")
+                         f"config key: use a field such as name, status, steps, best_val, "
+                         f"duration, steps_per_s, tags, a metric such as val_accuracy or a "
+                         f"config key such as optim.lr")
 
     def value(self, run: RunRecord, key: str) -> Any:
         if key in ("group", "run_group"):
@@ -157,8 +158,9 @@ def query(ws, filters: list[str], *, sort: str | None = None, kind: str | None =
     runs = ws.list_runs(include_trashed=include_trashed, **sql)
     table = RunTable(ws, runs)
     rest = [f for f in parsed if not f.in_sql]
-    for f in rest:
-        table.check_key(f.key, "filter key")
+    for f, expr in zip(parsed, filters):
+        if not f.in_sql:
+            table.check_key(f.key, f"in filter {expr!r}, key")
     kept = [r for r in runs if all(table.matches(r, f) for f in rest)]
     if sort:
         key, descending = parse_sort(sort)

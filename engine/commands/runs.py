@@ -12,6 +12,7 @@ DEFAULT_COLUMNS = ("id", "name", "kind", "status", "epochs_completed", "steps", 
 JSON_COLUMNS = ("id", "name", "kind", "status", "created_at", "steps", "epochs_completed",
                 "best_val", "best_metric", "wall_s", "group", "study", "trial", "tags", "notes",
                 "dir")
+MAX_HP_COLUMNS = 6
 HEADERS = {"epochs_completed": "EPOCHS", "created_at": "CREATED", "best_val": "BEST"}
 
 
@@ -64,7 +65,9 @@ def cmd_runs(args) -> int:
                             include_trashed="only" if args.trash else False)
         for column in columns:
             table.check_key(column, "column")
-        columns = columns or list(JSON_COLUMNS if args.json else DEFAULT_COLUMNS)
+        more: list[str] = []
+        if not columns:
+            columns, more = _default_columns(table, runs, args.json)
         rows = [[table.value(r, c) for c in columns] for r in runs]
         groups = sorted({r.run_group for r in runs if r.run_group})
         summaries = _summaries(ws, groups) if groups and not args.json else []
@@ -87,6 +90,9 @@ def cmd_runs(args) -> int:
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     for row in cells:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    if more:
+        print(f"{len(more)} more config keys differ between these runs: --columns shows "
+              f"them ({', '.join(more[:4])}{', ...' if len(more) > 4 else ''})")
     for line in summaries:
         print(line)
     return cli.EXIT_OK
@@ -145,6 +151,16 @@ def cmd_trash(args) -> int:
         raise cli.UsageError(str(exc)) from None
     finally:
         ws.close()
+
+
+def _default_columns(table, runs, as_json: bool) -> tuple[list[str], list[str]]:
+    """The standard columns with the config keys that differ between the listed runs
+    after the status (the table shows MAX_HP_COLUMNS of them; JSON all)."""
+    fixed = list(JSON_COLUMNS if as_json else DEFAULT_COLUMNS)
+    differing = table.configs.differing([r.id for r in runs]) if len(runs) > 1 else []
+    shown = differing if as_json else differing[:MAX_HP_COLUMNS]
+    at = fixed.index("status") + 1
+    return fixed[:at] + shown + fixed[at:], differing[len(shown):]
 
 
 def _summaries(ws, groups) -> list[str]:

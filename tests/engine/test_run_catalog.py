@@ -131,6 +131,12 @@ def test_runs_filter_sort_columns_json(workspace_dir, three, capsys):
     a, b, c = three
     rows = _json(capsys, ["runs", "--json", "--filter", "status=completed"])
     assert [r["id"] for r in rows] == [c, a] and rows[1]["tags"] == "baseline,best"
+    # the config keys that differ between the listed runs come as columns by default
+    assert rows[0]["model.hidden"] == [32, 16] and "optim.lr" not in rows[0]
+    assert main(["runs"]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.split()[:6] == ["ID", "NAME", "KIND", "STATUS", "model.hidden", "optim.lr"]
+    assert lines[0].split()[4:7] == ["[32,", "16]", "0.001"]
     rows = _json(capsys, ["runs", "--json", "--filter", "val_accuracy>0.9"])
     assert [r["id"] for r in rows] == [a]  # the last value: 0.93
     rows = _json(capsys, ["runs", "--json", "--filter", "optim.lr<0.01",
@@ -153,7 +159,7 @@ def test_runs_filter_sort_columns_json(workspace_dir, three, capsys):
 
 @pytest.mark.parametrize("argv, says", [
     (["--filter", "val_accuracy"], "bad filter 'val_accuracy': use KEY=VALUE"),
-    (["--filter", "nosuch>1"], "filter key 'nosuch' is not a run field"),
+    (["--filter", "nosuch>1"], "in filter 'nosuch>1', key 'nosuch' is not a run field"),
     (["--sort", "name:up"], "bad sort 'name:up'"),
     (["--columns", "id,optim.nope"], "column 'optim.nope' is not a run field"),
 ])
