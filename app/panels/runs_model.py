@@ -174,16 +174,21 @@ class RunsModel(QAbstractTableModel):
                 del self.rows[n]
                 self.endRemoveRows()
         last = self.columnCount() - 1
+        changed = False
         for n, old in enumerate(self.rows):
             new = fresh.pop(old.id)
             if new is not old:
+                changed = True
                 self.rows[n] = new
                 self.dataChanged.emit(self.index(n, 0), self.index(n, last))
-        if fresh:  # new runs: on top (newest first), sorted in when a sort is chosen
+        if fresh:  # new runs: on top (newest first) until sorted in below
             added = sorted(fresh.values(), key=lambda r: r.id, reverse=True)
             self.beginInsertRows(QModelIndex(), 0, len(added) - 1)
             self.rows[:0] = added
             self.endInsertRows()
+        if (changed or fresh) and self._sort is not None:
+            column, descending = self._sort
+            self.sort(column, Qt.DescendingOrder if descending else Qt.AscendingOrder)
 
     def _apply_sort(self) -> None:
         if self._sort is None:

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
-from PySide6.QtGui import QAction
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -98,6 +98,13 @@ class RunsPanel(QWidget):
         self.table.setContextMenuPolicy(Qt.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.doubleClicked.connect(self._on_double_click)
+        for text, key, slot in (("Move to trash", QKeySequence.Delete, self.trash_selected),
+                                ("Rename", QKeySequence("F2"), self.rename_selected)):
+            shortcut = QAction(text, self.table)
+            shortcut.setShortcut(key)
+            shortcut.setShortcutContext(Qt.WidgetShortcut)
+            shortcut.triggered.connect(slot)
+            self.table.addAction(shortcut)
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
         self.model.modelReset.connect(self._on_reset)
 
@@ -420,7 +427,10 @@ class RunsPanel(QWidget):
         return action
 
     def rename_selected(self) -> None:
-        (row,) = self._selected_rows()
+        rows = self._selected_rows()
+        if len(rows) != 1:
+            return
+        (row,) = rows
         name = self.ask_text("Rename run", f"New name of run {row.id}:", row.name)
         if name is not None and name.strip() and name != row.name:
             self._write(lambda ws: ws.rename_run(row.id, name), "rename the run")
@@ -449,6 +459,7 @@ class RunsPanel(QWidget):
         self._write(write, "set the tags")
 
     def trash_selected(self) -> None:
+        """Move to trash… (the Delete key): asked first."""
         rows = [r for r in self._selected_rows() if not r.trashed]
         if rows and self.confirm("Move to trash", f"Move {_runs_text(rows)} to the trash? "
                                  f"They leave every list until restored; Empty trash "

@@ -271,3 +271,22 @@ def test_behind_another_tab_changes_wait_until_the_dock_shows(panel, qtbot, work
     assert "while-hidden" not in shown(panel)
     panel.set_shown(True)
     qtbot.waitUntil(lambda: "while-hidden" in shown(panel))
+
+
+def test_a_sorted_table_stays_sorted_as_runs_change_and_delete_asks_first(panel, qtbot,
+                                                                          workspace,
+                                                                          tiny_config):
+    folder, (a, b, c) = workspace
+    panel.table.horizontalHeader().setSortIndicator(panel.model.column_of("best"),
+                                                    Qt.DescendingOrder)
+    assert shown(panel) == ["alpha", "gamma", "beta"]
+    with Workspace(folder) as ws:
+        ws.update_run(b, best_val=0.9)  # beta now leads
+        _make(ws, tiny_config, "delta", best=0.1)
+    qtbot.waitUntil(lambda: shown(panel) == ["beta", "alpha", "delta", "gamma"], timeout=5000)
+    select(panel, "gamma")
+    panel.table.setFocus()
+    panel.answers = [True]
+    qtbot.keyClick(panel.table, Qt.Key_Delete)
+    assert panel.answers == []  # asked
+    qtbot.waitUntil(lambda: "gamma" not in shown(panel))
