@@ -120,7 +120,7 @@ class MainWindow(QMainWindow):
         from .panels.export_dialog import Exporter
         from .panels.hardware_panel import HardwarePanel
         from .panels.profiler_panel import ProfilerPanel
-        from .panels.runs_panel import install as install_runs
+        from .panels.runs_actions import install as install_runs
 
         self.exporter = Exporter(self.workspace_dir, self)
         self.hardware = HardwarePanel()

@@ -6,15 +6,13 @@ every second (microseconds) and, when another connection committed (a
 the runs again on a thread. Compare emits ``overlayRequested`` with the
 selected run ids (the training plots draw them) and shows the config keys that
 differ. Open run, Resume, Export and Evaluate call the window's own entry
-points through ``RunActions``.
+points through ``RunActions`` (app/panels/runs_actions.py fills it from the window).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
 
 from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
@@ -536,51 +534,3 @@ def _hashable(value):
 
 def _runs_text(rows) -> str:
     return f"run {rows[0].id} {rows[0].name}" if len(rows) == 1 else f"{len(rows)} runs"
-
-
-def install(window) -> RunsPanel:
-    """The Runs dock's panel in ``window.runs_dock``, acting through the window's own
-    entry points (File ▸ Open run, Run ▸ Resume from checkpoint, File ▸ Export trained
-    model, the Evaluation dock)."""
-    actions = RunActions(open=partial(_open, window), resume=partial(_resume, window),
-                         export=partial(_export, window), evaluate=partial(_evaluate, window))
-    panel = RunsPanel(window.workspace_dir, actions, log=window.log)
-    window.runs_dock.widget().deleteLater()
-    window.runs_dock.setWidget(panel)
-    panel.set_shown(not window.runs_dock.visibleRegion().isEmpty())
-    window.runs_dock.visibilityChanged.connect(panel.set_shown)
-    return panel
-
-
-def _open(window, run_id: int) -> None:
-    if window.open_run(run_id):
-        window.training_dock.raise_()
-
-
-def _resume(window, run_id: int) -> None:
-    if window.bridge.busy:
-        window.messages.show_message("A run is training: resume this one when it has ended.",
-                                     "info", SOURCE)
-        return
-    if window.open_run(run_id):
-        window.training_dock.raise_()
-        window.bridge.resume_run(run_id)
-
-
-def _export(window, run_id: int) -> None:
-    window.export_actions.current_run = run_id
-    window.export_actions.export_model_dialog()
-
-
-def _evaluate(window, run_id: int) -> None:
-    from engine.workspace import Workspace, WorkspaceError
-
-    try:
-        with Workspace(window.workspace_dir) as ws:
-            run = ws.get_run(run_id)
-    except (WorkspaceError, OSError) as exc:
-        window.messages.show_message(f"Cannot evaluate run {run_id}: {exc}", "error", SOURCE)
-        return
-    window.evaluation.set_run(run.id, Path(run.dir), run.name)
-    window.evaluation_dock.raise_()
-    window.evaluation.evaluate()
