@@ -222,6 +222,15 @@ def test_the_window_opens_a_run_from_the_runs_dock(qtbot, tmp_path, workspace):
         window.export_actions.current_run)
     panel.export_button.click()
     assert panel.export_actions_seen == [workspace[1][2]]
+    calls = []
+    window.evaluation.evaluate = lambda: calls.append(("evaluate", window.evaluation.run_id))
+    window.bridge.resume_run = lambda run_id: calls.append(("resume", run_id))
+    panel.evaluate_button.click()
+    select(panel, "beta")  # failed: resumable
+    panel.resume_button.click()
+    b = workspace[1][1]
+    assert calls == [("evaluate", workspace[1][2]), ("resume", b)]
+    assert f"run {b} beta" in window.windowTitle()  # resumed from its own config and curves
 
 
 def test_no_workspace_yet_is_an_empty_table_and_none_is_created(qtbot, tmp_path):
