@@ -80,6 +80,8 @@ class MainWindow(QMainWindow):
         # six training plots and eight hardware plots one above the other would each be
         # too small to read. A dock's tab can be dragged out, below the plots, say.
         # Their panels come in load_docks.
+        self.runs_dock = self._dock("Runs", "runs", placeholder(), Qt.RightDockWidgetArea)
+        self.tabifyDockWidget(self.training_dock, self.runs_dock)  # app/panels/runs_panel.py
         self.hardware_dock = self._dock("Hardware", "hardware", placeholder(),
                                         Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.hardware_dock)
@@ -118,6 +120,7 @@ class MainWindow(QMainWindow):
         from .panels.export_dialog import Exporter
         from .panels.hardware_panel import HardwarePanel
         from .panels.profiler_panel import ProfilerPanel
+        from .panels.runs_actions import install as install_runs
 
         self.exporter = Exporter(self.workspace_dir, self)
         self.hardware = HardwarePanel()
@@ -133,6 +136,7 @@ class MainWindow(QMainWindow):
         self.act_export_compressed.triggered.connect(self.compression.export_dialog)
         self.act_tensorboard.triggered.connect(self.profiler.open_tensorboard)
         self._wire_docks()
+        self.runs = install_runs(self)
         for panel in (self.hardware, self.profiler, self.compression, self.evaluation):
             panel.apply_theme(self.dark)
         self._on_state(self.bridge.state)
@@ -234,6 +238,7 @@ class MainWindow(QMainWindow):
         view = bar.addMenu("&View")
         for dock in (self.config_dock, self.training_dock, self.profiler_dock):
             view.addAction(dock.toggleViewAction())
+        view.addAction(self.runs_dock.toggleViewAction())
         view.addAction(self.hardware_dock.toggleViewAction())
         view.addAction(self.compression_dock.toggleViewAction())
         view.addAction(self.evaluation_dock.toggleViewAction())
@@ -626,6 +631,7 @@ class MainWindow(QMainWindow):
         self.predict_actions.wait()
         self.compression.wait()
         self.evaluation.wait()
+        self.runs.close_reader()
         self.save_settings()
         event.accept()
 

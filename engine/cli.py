@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import signal
 import sys
@@ -17,7 +16,6 @@ from pathlib import Path
 
 from .config import ConfigError, RunConfig
 from .run_files import resolve_beside
-from .workspace.schema import RUN_KINDS
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_STOPPED = 0, 1, 2, 130
 
@@ -26,7 +24,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_STOPPED = 0, 1, 2, 130
 # register(subparsers, common) which adds its parser with set_defaults(handler=fn);
 # fn(args) returns the exit code and may raise UsageError or ConfigError.
 COMMAND_MODULES: tuple[str, ...] = ("profile", "export", "compress", "monitor", "augment",
-                                   "evaluate", "predict")
+                                   "evaluate", "predict", "runs")
 
 
 class UsageError(Exception):
@@ -70,12 +68,6 @@ def build_parser() -> Parser:
                                         "its last checkpoint left it.")
     resume.add_argument("run_id", help="run id as shown by `torchwork runs`")
     _run_options(resume)
-
-    runs = sub.add_parser("runs", parents=[common], help="list the runs of the workspace")
-    runs.add_argument("--json", action="store_true", help="print a JSON array")
-    runs.add_argument("--kind", choices=RUN_KINDS,
-                      help="only runs of this kind: train (trained models) or profile "
-                           "(dedicated profiler captures)")
 
     options = sub.add_parser("options", parents=[common],
                              help="list every run option with default and range")
@@ -130,8 +122,7 @@ def _main(argv: list[str] | None) -> int:
             from .options_doc import markdown, plain
 
             print(markdown() if args.markdown else plain())
-            return EXIT_OK
-        return cmd_runs(args)
+        return EXIT_OK
     except (UsageError, ConfigError) as exc:
         print(f"torchwork {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
@@ -146,7 +137,7 @@ def _open_workspace(args):
         ws = Workspace(args.workspace)
     except (WorkspaceError, OSError) as exc:
         raise UsageError(f"cannot open workspace: {exc}") from None
-    if args.command == "runs":
+    if args.command in ("runs", "compare"):
         return ws  # a listing shows what can be read, even of a damaged database
     # compress only reads the workspace when it neither fine-tunes nor writes beside the run
     writes = not (args.command == "compress" and args.out and not args.finetune_epochs)
@@ -265,47 +256,6 @@ def _train(trainer, ws, run, as_json: bool) -> int:
 
 def _say_hardware(text: str) -> None:
     print(f"hardware monitor: {text}", file=sys.stderr)
-
-
-def cmd_runs(args) -> int:
-    from .workspace import WorkspaceError
-
-    ws = _open_workspace(args)
-    try:
-        runs = ws.list_runs(args.kind)
-    except WorkspaceError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        ws.close()
-    if args.json:
-        print(json.dumps([{"id": r.id, "name": r.name, "kind": r.kind, "status": r.status,
-                           "created_at": r.created_at, "steps": r.steps,
-                           "epochs_completed": r.epochs_completed, "best_val": r.best_val,
-                           "best_metric": r.best_metric, "wall_s": r.wall_s,
-                           "group": r.run_group, "dir": str(r.dir)} for r in runs], indent=1))
-        return EXIT_OK
-    if not runs:
-        if args.kind:
-            print(f"no {args.kind} runs in {ws.root}")
-        else:
-            print(f"no runs in {ws.root} yet: start one with `torchwork run CONFIG.toml`")
-        return EXIT_OK
-    rows = [("ID", "NAME", "KIND", "STATUS", "EPOCHS", "STEPS", "BEST", "GROUP", "CREATED")]
-    for r in runs:
-        best = f"{r.best_metric} {r.best_val:.4g}" if r.best_val is not None else "-"
-        rows.append((str(r.id), r.name, r.kind, r.status, str(r.epochs_completed or 0),
-                     str(r.steps or 0), best, r.run_group or "-", (r.created_at or "")[:19]))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    groups = sorted({r.run_group for r in runs if r.run_group})
-    if groups:
-        from .crossval import summarize, summary_line
-
-        with _open_workspace(args) as ws:
-            for group in groups:
-                print(summary_line(summarize(ws, group)))
-    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -79,3 +79,10 @@ def test_image_folder_bench_prints_its_tables():
 def test_table_load_bench_prints_its_table():
     out = run_bench("bench/table_load.py", "--rows", "3000", "--rounds", "1")
     assert "| **torchwork / by hand** |" in out and "| **Parquet / CSV (torchwork)** |" in out
+
+
+@pytest.mark.slow
+def test_runs_table_bench_prints_its_table():
+    out = run_bench("bench/runs_table.py", "--runs", "300", "--rounds", "1")
+    assert "| open, cache warm: model filled + first paint (bar <= 1 s) |" in out
+    assert "| live: a run committed by another connection shows (poll 1 s) |" in out

@@ -23,6 +23,7 @@ import numpy as np
 import platformdirs
 
 from engine.config import RunConfig, show
+from engine.workspace.catalog import Catalog
 from engine.workspace.errors import (
     WorkspaceError,
     damaged,
@@ -75,7 +76,7 @@ def default_workspace_dir() -> Path:
     return Path(platformdirs.user_data_dir("torchwork")) / "workspace"
 
 
-class Workspace:
+class Workspace(Catalog):
     """Runs and their metrics in one workspace folder.
 
     A workspace this process may not write (a read-only file, folder or
@@ -83,6 +84,8 @@ class Workspace:
     anything that would write raises a WorkspaceError saying so
     (``read_only_reason`` says why).
     """
+
+    RECORD_COLUMNS = _RECORD_COLUMNS
 
     def __init__(self, root: str | Path | None = None):
         root = Path(root).expanduser() if root is not None else default_workspace_dir()
@@ -207,16 +210,6 @@ class Workspace:
         if not rows:  # deleted by another process since it was resolved
             raise self._no_run(ref)
         return self._record(rows[0])
-
-    def list_runs(self, kind: str | None = None, group: str | None = None) -> list[RunRecord]:
-        """All runs, or those of one ``kind`` ("train", "profile") or ``group``, newest first."""
-        conditions = [(c, v) for c, v in (("kind = ?", kind), ("run_group = ?", group))
-                      if v is not None]
-        where = f"WHERE {' AND '.join(c for c, _ in conditions)} " if conditions else ""
-        params = tuple(v for _, v in conditions)
-        rows = self._query(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM runs {where}"
-                           f"ORDER BY id DESC", params)
-        return [self._record(r) for r in rows]
 
     def delete_run(self, ref: int | str) -> None:
         """Remove a run's rows and its folder; a run still training is refused."""
