@@ -183,8 +183,13 @@ def compare(ws, refs: list) -> dict:
                  for r in runs],
         "config": {k: [_plain(configs.value(i, k)) for i in ids] for k in keys},
         "metrics": {n: {"last": [last.get(i, {}).get(n) for i in ids],
-                        "best": [best.get(i, {}).get(n) for i in ids]} for n in names},
+                        **({"best": [best.get(i, {}).get(n) for i in ids]} if n not in UNRANKED
+                           else {})} for n in names},
     }
+
+
+# Epoch metrics that are settings, not scores: they have a last value but no best.
+UNRANKED = frozenset({"lr"})
 
 
 def show_cell(value) -> str:

@@ -120,7 +120,8 @@ def cmd_compare(args) -> int:
         rows.append(["(config)", *(["same"] * len(result["runs"]))])
     for name, values in result["metrics"].items():
         rows.append([f"{name} last", *map(show_cell, values["last"])])
-        rows.append([f"{name} best", *map(show_cell, values["best"])])
+        if "best" in values:
+            rows.append([f"{name} best", *map(show_cell, values["best"])])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

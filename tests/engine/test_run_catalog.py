@@ -37,7 +37,7 @@ def three(workspace_dir, tiny_config):
             ("alpha", "completed", {"optim.lr": 0.001}, {"val_accuracy": [0.8, 0.95, 0.93]}),
             ("beta", "failed", {"optim.lr": 0.05}, {"val_accuracy": [0.5, 0.6]}),
             ("gamma-mnist", "completed", {"optim.lr": 0.001, "model.hidden": [32, 16]},
-             {"val_accuracy": [0.7, 0.85], "val_loss": [0.9, 0.4]}),
+             {"val_accuracy": [0.7, 0.85], "val_loss": [0.9, 0.4], "lr": [0.001, 0.0005]}),
         ])
         ws.set_tags(ids[0], ["baseline", " best "])
         ws.set_notes(ids[2], "Tried a wider MLP")
@@ -175,6 +175,10 @@ def test_compare_prints_differing_keys_and_metrics(workspace_dir, three, capsys)
     assert result["config"] == {"model.hidden": [[16], [32, 16]]}
     assert result["metrics"]["val_accuracy"] == {"last": [0.93, 0.85], "best": [0.95, 0.85]}
     assert result["metrics"]["val_loss"] == {"last": [None, 0.4], "best": [None, 0.4]}
+    assert result["metrics"]["lr"] == {"last": [None, 0.0005]}  # a setting has no best
+    assert main(["compare", str(a), str(c)]) == 0
+    out = capsys.readouterr().out
+    assert "lr last" in out and "lr best" not in out and "val_loss best" in out
     assert main(["compare", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     assert "optim.lr" in out and "0.05" in out and "model.hidden" not in out
