@@ -189,8 +189,11 @@ class LivePlot(pg.PlotWidget):
     def add_curve(self, name: str, label: str, color: str | QColor, *,
                   table: GrowingColumns | None = None, y: str = "y", width: float = 1.0,
                   symbol: str | None = None, symbol_size: int = 6,
-                  capacity: int = 1024) -> pg.PlotDataItem:
-        """Create the curve's one PlotDataItem; everything after is ``setData`` on it."""
+                  capacity: int = 1024, style=None, legend: bool = True) -> pg.PlotDataItem:
+        """Create the curve's one PlotDataItem; everything after is ``setData`` on it.
+
+        ``style``: a Qt.PenStyle (solid by default); ``legend=False`` keeps the curve out
+        of the legend (the crosshair read-out still names it)."""
         if name in self._curves:
             raise ValueError(f"curve {name!r} already exists in plot {self._title!r}")
         table = GrowingSeries(capacity) if table is None else table
@@ -203,7 +206,9 @@ class LivePlot(pg.PlotWidget):
         # same envelope as pyqtgraph's default five, with 2.5 times fewer points.
         markers = {} if symbol is None else dict(symbol=symbol, symbolSize=symbol_size,
                                                  symbolBrush=color, symbolPen=color)
-        item = pg.PlotDataItem(pen=pg.mkPen(color, width=width), name=label, connect="finite",
+        pen = pg.mkPen(color, width=width) if style is None else \
+            pg.mkPen(color, width=width, style=style)
+        item = pg.PlotDataItem(pen=pen, name=label if legend else None, connect="finite",
                                autoDownsampleFactor=2.0, **markers)
         if markers:  # the legend draws markers from the scatter item, styled only with data
             item.scatter.setBrush(color)
@@ -213,6 +218,12 @@ class LivePlot(pg.PlotWidget):
         self._curves[name] = _Curve(label, item, table, y, color)
         self._fit_legend()
         return item
+
+    def remove_curve(self, name: str) -> None:
+        """Take a curve, and its legend entry, off the plot."""
+        c = self._curves.pop(name)
+        self.getPlotItem().removeItem(c.item)  # and from the legend
+        self._fit_legend()
 
     def curve_names(self) -> list[str]:
         return list(self._curves)
@@ -250,7 +261,7 @@ class LivePlot(pg.PlotWidget):
             return
         c.shown = shown
         c.item.setVisible(shown)
-        if shown:
+        if shown and c.item.name():  # a curve kept out of the legend stays out
             self.legend.addItem(c.item, c.label)
             self._style_legend()
         else:
