@@ -31,6 +31,8 @@ from app.widgets.live_plot import PALETTE, LivePlot
 
 # Seven colours that read on both themes (app.widgets.live_plot), then the same
 # seven dashed, dotted and dash-dotted: 28 runs before a colour and style repeat.
+# Lines are one pixel wide: Qt strokes a wider pen, dashed above all, some 30 times
+# slower, and 20 runs' curves took seconds a frame (bench/run_overlay.py).
 STYLES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine,
           Qt.PenStyle.DashDotLine)
 TRAIN = "train"  # the step column the train-loss curve draws: raw, or smoothed (see smoothing)
@@ -131,12 +133,13 @@ class RunOverlay:
         return smooth(loss, self._smoothing)[0] if self._smoothing > 0 else loss.copy()
 
     def _add(self, index: int, run: OverlayRun) -> _Shown:
-        h = history_rows(run.steps, run.epochs, 0.0)
+        h = history_rows(run.steps, run.epochs, self._smoothing)
         n = len(h.steps["step"]) if h.steps else 0
         steps = GrowingColumns(STEP_COLUMNS + (TRAIN,), capacity=max(n, 16))
         epochs = GrowingColumns(EPOCH_COLUMNS, capacity=16)
         if h.steps:
-            steps.append_many(**h.steps, **{TRAIN: self._train_loss(h.steps["loss"])})
+            train = h.steps["loss_ema"] if self._smoothing > 0 else h.steps["loss"]
+            steps.append_many(**h.steps, **{TRAIN: train})
         if h.epochs:
             epochs.append_many(**h.epochs)
         color, style = run_style(index)
@@ -147,7 +150,7 @@ class RunOverlay:
                 continue  # a metric the run's task has not: no empty entry in the read-out
             plot, name = self._plots[plot_key], f"overlay{index}:{column}"
             plot.add_curve(name, run.name + suffix, color, table=source, y=column,
-                           width=1.5, style=style, legend=legend,
+                           width=1.0, style=style, legend=legend,
                            symbol=marker, symbol_size=5)
             shown.curves.append((plot, name))
         return shown

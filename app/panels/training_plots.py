@@ -160,7 +160,8 @@ def history_rows(step_metrics: Mapping[str, np.ndarray], epoch_metrics: Mapping,
                         "wall_s") if name in step_metrics}
     steps, ema_state = None, (0.0, 0)
     if len(order):
-        ema, biased, count = smooth(col["loss"], smoothing)
+        ema, biased, count = (smooth(col["loss"], smoothing) if smoothing > 0 else
+                              (col["loss"].copy(), 0.0, 0))  # off: no curve shows it
         ema_state = (biased, count)
         steps = dict(step=col["step"], wall=col["wall_s"], loss=col["loss"], loss_ema=ema,
                      lr=col["lr"], grad_norm=col["grad_norm"],
