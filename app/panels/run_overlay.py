@@ -36,17 +36,19 @@ from app.widgets.live_plot import PALETTE, LivePlot
 STYLES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine,
           Qt.PenStyle.DashDotLine)
 TRAIN = "train"  # the step column the train-loss curve draws: raw, or smoothed (see smoothing)
-# curve: plot key, table ("step" or "epoch"), column, read-out suffix, in the legend, marker
+# curve: plot key, table ("step" or "epoch"), column, read-out suffix, in the legend, marker.
+# One legend, on the loss plot, names the runs: a run has one colour on every plot, and
+# the legends of 20 runs would cover the small plots (their read-outs name the curves).
 CURVES = (
     ("loss", "step", TRAIN, "", True, None),
     ("loss", "epoch", "val_loss", " val", False, "o"),
-    ("accuracy", "epoch", "val_accuracy", "", True, "o"),
-    ("error", "epoch", "val_mse", " MSE", True, "o"),
+    ("accuracy", "epoch", "val_accuracy", "", False, "o"),
+    ("error", "epoch", "val_mse", " MSE", False, "o"),
     ("error", "epoch", "val_mae", " MAE", False, "t"),
-    ("r2", "epoch", "val_r2", "", True, "o"),
-    ("lr", "step", "lr", "", True, None),
-    ("grad_norm", "step", "grad_norm", "", True, None),
-    ("throughput", "step", "samples_per_s", "", True, None),
+    ("r2", "epoch", "val_r2", "", False, "o"),
+    ("lr", "step", "lr", "", False, None),
+    ("grad_norm", "step", "grad_norm", "", False, None),
+    ("throughput", "step", "samples_per_s", "", False, None),
 )
 
 

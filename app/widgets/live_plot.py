@@ -392,15 +392,22 @@ class LivePlot(pg.PlotWidget):
 
     def _fit_legend(self) -> None:
         """The legend goes in one row beside the title where there is room, else in a
-        column in the plot's top right corner, on a translucent background."""
+        column in the plot's top right corner, on a translucent background (as many
+        columns as it takes to keep it to LEGEND_MAX_SHARE of the height: many runs
+        overlaid, say)."""
         item = self.getPlotItem()
         if self.legend is None or item is None:  # mid-setup, or closed
             return
         room = item.width() - item.titleLabel.item.boundingRect().width() - 24
-        self.legend.setColumnCount(max(1, len(self.legend.items)))
+        entries = len(self.legend.items)
+        self.legend.setColumnCount(max(1, entries))
         inside = self.legend.width() > room
         if inside:
             self.legend.setColumnCount(1)
+            row = self.legend.height() / max(1, entries)
+            rows = max(1, int(LEGEND_MAX_SHARE * item.getViewBox().height() // max(row, 1)))
+            if rows < entries:
+                self.legend.setColumnCount(-(-entries // rows))
         if inside != self._legend_inside:
             self._legend_inside = inside
             self.legend.setParentItem(item.getViewBox() if inside else item)
