@@ -5,10 +5,10 @@ What the Runs dock does with a selection: ``TrainingPlots.overlay_runs`` of
 an epoch) on the training panel at its default size (six plots: per run a
 train-loss, learning-rate, gradient-norm and throughput curve of every step,
 validation loss and accuracy of every epoch). Timed: the overlay from the
-call to the first frame rendered (``grab()``, synchronous); then redraws of
-the panel while the loss plot is zoomed to 1% of the run and panned across
-it, zoomed out again, the smoothing slider moved, and the x axis switched to
-epochs. Each plot clips to its view and peak-downsamples to its width
+call to the first frame painted; then what the window does after the loss
+plot is zoomed to 1% of the run and panned across it, zoomed out again, the
+smoothing slider moved (the loss plot repainted), and the x axis switched
+(every plot repainted). Each plot clips to its view and peak-downsamples to its width
 (``setClipToView(True)``, ``setDownsampling(auto=True, mode="peak")``), so a
 redraw draws about two points per pixel and run, not 100,000. The target is
 a frame a redraw: 33 ms (the panel redraws at most 30 times a second).
@@ -53,8 +53,10 @@ def made_run(index: int, n: int, rng: np.random.Generator) -> OverlayRun:
 
 
 def redraw_ms(app: QApplication, panel: TrainingPlots, change, painted=None) -> float:
-    """One change (a view range, a setting), then the redraw the panel's timer would do
-    and the paint of ``painted`` (a plot: what a pan or zoom repaints), else of all."""
+    """One change (a view range, a setting), then what the window does next: the
+    panel's redraw of the curves that changed and the paint of ``painted`` (the plot that
+    changed: each plot is a widget of its own), else of the whole panel, in ms. The
+    offscreen platform paints nothing by itself: ``grab()`` paints, once."""
     t0 = time.perf_counter()
     change()
     panel.refresh()
@@ -98,7 +100,8 @@ def main(app: QApplication) -> None:
     loss = panel.plots["loss"]
     vb = loss.getPlotItem().getViewBox()
     n, width = args.steps, 0.01 * args.steps
-    pans = [redraw_ms(app, panel, lambda x=x: vb.setXRange(x, x + width, padding=0), loss)
+    pans = [redraw_ms(app, panel, lambda x=x: vb.setXRange(x, x + width, padding=0),
+                      loss)
             for x in np.linspace(0.1 * n, 0.9 * n, args.redraws)]
     rows.append(("pan: loss plot zoomed to 1% of the steps, moved (that plot repainted)",
                  *summary(pans)))
@@ -106,13 +109,13 @@ def main(app: QApplication) -> None:
              for f in np.linspace(0.05, 1.0, args.redraws)]
     rows.append(("zoom: loss plot from 5% to all of the steps (that plot repainted)",
                  *summary(zooms)))
-    smoothing = [redraw_ms(app, panel, lambda w=w: panel.set_smoothing(w))
+    smoothing = [redraw_ms(app, panel, lambda w=w: panel.set_smoothing(w), loss)
                  for w in np.linspace(0.5, 0.95, max(2, args.redraws // 4))]
-    rows.append(("smoothing moved: every run's EMA recomputed, whole panel repainted",
+    rows.append(("smoothing moved: every run's EMA recomputed, loss plot repainted",
                  *summary(smoothing)))
     axis = [redraw_ms(app, panel, lambda a=a: panel.set_x_axis(a))
             for a in ("epoch", "wall", "step") * max(1, args.redraws // 6)]
-    rows.append(("x axis switched (step / epoch / wall), whole panel repainted",
+    rows.append(("x axis switched (step / epoch / wall), every plot repainted",
                  *summary(axis)))
 
     curves = sum(len(p.curve_names()) for p in panel.plots.values())

@@ -95,6 +95,7 @@ class RunOverlay:
         self._plots = plots
         self._shown: list[_Shown] = []
         self._smoothing = 0.0
+        self._stale = False  # the smoothing changed since the train-loss columns were made
         self._task = "classification"
 
     @property
@@ -113,7 +114,7 @@ class RunOverlay:
 
     def show(self, runs: list[OverlayRun], smoothing: float) -> None:
         self.clear()
-        self._smoothing = smoothing
+        self._smoothing, self._stale = smoothing, False
         self._task = ("regression" if runs and all(r.task == "regression" for r in runs)
                       else "classification")
         for index, run in enumerate(runs):
@@ -126,10 +127,17 @@ class RunOverlay:
         self._shown = []
 
     def set_smoothing(self, weight: float) -> None:
-        """The train-loss curves follow the panel's smoothing, as the live one does."""
-        self._smoothing = weight
-        for shown in self._shown:
-            shown.steps.set_column(TRAIN, self._train_loss(shown.steps.column("loss")))
+        """The train-loss curves follow the panel's smoothing, as the live one does, from
+        the next ``update`` (the panel's next draw: a dragged slider smooths 20 runs of
+        100,000 steps once a frame, not once per slider position)."""
+        if weight != self._smoothing:
+            self._smoothing, self._stale = weight, True
+
+    def update(self) -> None:
+        if self._stale:
+            self._stale = False
+            for shown in self._shown:
+                shown.steps.set_column(TRAIN, self._train_loss(shown.steps.column("loss")))
 
     def _train_loss(self, loss: np.ndarray) -> np.ndarray:
         return smooth(loss, self._smoothing)[0] if self._smoothing > 0 else loss.copy()

@@ -508,6 +508,7 @@ class TrainingPlots(QWidget):
             self._schedule()
 
     def _update_ema(self) -> None:
+        self.overlay.update()
         if self._ema_stale:
             ema, self._ema.biased, self._ema.count = smooth(self._steps.column("loss"),
                                                             self._smoothing)

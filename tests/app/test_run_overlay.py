@@ -91,11 +91,12 @@ def test_the_smoothing_slider_smooths_the_overlaid_train_losses(panel):
     panel.overlay_runs(runs)
     plot = panel.plots["loss"]
     np.testing.assert_array_equal(plot.curve_data("overlay1:train")[1], runs[1].steps["loss"])
-    panel.smooth_slider.setValue(80)
+    for value in range(50, 81, 10):  # a dragged slider
+        panel.smooth_slider.setValue(value)
+    panel.refresh()  # smoothed at the draw
     for i, run in enumerate(runs):
         np.testing.assert_allclose(plot.curve_data(f"overlay{i}:train")[1],
                                    smooth(run.steps["loss"], 0.8)[0])
-    panel.refresh()
     np.testing.assert_allclose(plot.drawn_data("overlay0:train")[1],
                                smooth(runs[0].steps["loss"], 0.8)[0])
     assert not plot.item("train_loss_ema").isVisible()  # the live run's curves stay hidden
