@@ -35,6 +35,7 @@ from app.widgets.live_plot import PALETTE, LivePlot
 # slower, and 20 runs' curves took seconds a frame (bench/run_overlay.py).
 STYLES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine,
           Qt.PenStyle.DashDotLine)
+MARKED_EPOCHS = 30  # runs of at most this many epochs get a marker at each epoch's values
 TRAIN = "train"  # the step column the train-loss curve draws: raw, or smoothed (see smoothing)
 # curve: plot key, table ("step" or "epoch"), column, read-out suffix, in the legend, marker.
 # One legend, on the loss plot, names the runs: a run has one colour on every plot, and
@@ -154,6 +155,9 @@ class RunOverlay:
             epochs.append_many(**h.epochs)
         color, style = run_style(index)
         shown = _Shown(run.name, steps, epochs, [])
+        # Markers a epoch help read a short run; on long ones they are a smear that costs
+        # more than the lines on each pan (pyqtgraph re-clips every scatter item).
+        few = len(epochs) <= MARKED_EPOCHS
         for plot_key, table, column, suffix, legend, marker in CURVES:
             source = steps if table == "step" else epochs
             if table == "epoch" and not np.isfinite(source.column(column)).any():
@@ -161,6 +165,6 @@ class RunOverlay:
             plot, name = self._plots[plot_key], f"overlay{index}:{column}"
             plot.add_curve(name, run.name + suffix, color, table=source, y=column,
                            width=1.0, style=style, legend=legend,
-                           symbol=marker, symbol_size=5)
+                           symbol=marker if few else None, symbol_size=5)
             shown.curves.append((plot, name))
         return shown

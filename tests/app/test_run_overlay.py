@@ -66,6 +66,13 @@ def test_each_run_gets_its_own_colour_then_a_dash_style_and_a_legend_entry(panel
     assert [label for label, _, _ in loss.values_at(10)][:2] == ["run-0", "run-0 val"]
 
 
+def test_epoch_markers_on_short_runs_only(panel):
+    panel.overlay_runs([made_run("short", 0, epochs=3), made_run("long", 1, epochs=40)])
+    loss = panel.plots["loss"]
+    assert loss.item("overlay0:val_loss").opts["symbol"] == "o"
+    assert loss.item("overlay1:val_loss").opts["symbol"] is None  # a smear, and slow to pan
+
+
 def test_overlaid_curves_follow_every_x_axis(panel):
     runs = [made_run("a", 0), made_run("b", 1, epochs=2)]
     panel.overlay_runs(runs)
