@@ -79,3 +79,10 @@ def test_image_folder_bench_prints_its_tables():
 def test_table_load_bench_prints_its_table():
     out = run_bench("bench/table_load.py", "--rows", "3000", "--rounds", "1")
     assert "| **torchwork / by hand** |" in out and "| **Parquet / CSV (torchwork)** |" in out
+
+
+@pytest.mark.slow
+def test_run_overlay_bench_prints_its_table():
+    out = run_bench("bench/run_overlay.py", "--runs", "3", "--steps", "3000", "--redraws", "4")
+    assert "| pan: loss plot zoomed to 1% of the steps" in out
+    assert "| x axis switched" in out
