@@ -167,7 +167,16 @@ class LivePlot(pg.PlotWidget):
             if not c.shown or len(c.table) == 0:
                 continue
             x, y = c.table.column(self._x_column), c.table.column(c.y)
-            if c.item.opts["logMode"][1]:
+            log_y = c.item.opts["logMode"][1]
+            if (c.table.all_finite(self._x_column) and c.table.all_finite(c.y)
+                    and (not log_y or c.table.all_positive(c.y))):
+                # No mask to build: a min and max of each column (20 runs of 100,000
+                # steps took 115 ms a redraw the other way; bench/run_overlay.py).
+                lo, hi = y.min(), y.max()
+                xs += [x.min(), x.max()]
+                ys += [np.log10(lo), np.log10(hi)] if log_y else [lo, hi]
+                continue
+            if log_y:
                 with np.errstate(invalid="ignore", divide="ignore"):
                     y = np.log10(np.where(y > 0, y, np.nan))
             ok = np.isfinite(x) & np.isfinite(y)
