@@ -29,6 +29,7 @@ from . import theme
 from .bridge import IDLE, PAUSED, RUNNING, STARTING, STOPPING, TrainingBridge
 from .deferred import AfterFirstPaint, placeholder
 from .dialogs import RunPicker, TextDialog, about_text, shortcut_rows, shortcuts_html
+from .panels import crossval_view
 from .panels.augment_preview import AugmentPreview
 from .panels.config_panel import ConfigPanel
 from .panels.training_plots import TrainingPlots
@@ -103,6 +104,7 @@ class MainWindow(QMainWindow):
         self._make_menus()
         self._make_toolbar()
         self._wire()
+        self.crossval = crossval_view.install(self)  # a CV group's folds and summary
         self._apply_icons()
         self.plots.apply_theme(self.dark)
         self._restore()
@@ -493,6 +495,7 @@ class MainWindow(QMainWindow):
         self.config_panel.set_config(cfg)
         self.plots.clear()
         self.plots.load_history(steps, epochs, cfg.task, None)
+        self.crossval.show_run(run.id)  # a fold: its group's folds together
         self.profiler.set_run(run.dir)
         self.evaluation.set_run(run.id, run.dir, run.name)
         self.hardware.show_history(hardware, f"Run {run.id} {run.name}: stored samples")

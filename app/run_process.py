@@ -73,16 +73,11 @@ class Outbox:
 
 
 def _train(config_toml, resume_run, workspace_dir, post, commands, name, kind) -> None:
-    from engine.config import RunConfig
-    from engine.monitor.recorder import record_run
     from engine.profiling.capture import ProfilerCapture
-    from engine.run_builder import build_trainer
-    from engine.training import events as ev
-    from engine.training.resume import prepare_resume
     from engine.workspace import Workspace
 
     stop_early = threading.Event()
-    holder: list = []
+    holder: list = []  # the trainer training now
     profiler = ProfilerCapture(on_done=lambda result: post("profileDone", result))
 
     def listen() -> None:  # commands arrive while the run is built and while it trains
@@ -109,35 +104,74 @@ def _train(config_toml, resume_run, workspace_dir, post, commands, name, kind) -
         post("buildFailed", f"cannot open the workspace: {message(exc)}")
         return
     try:
-        try:
-            if resume_run is not None:
-                resumption = prepare_resume(ws, resume_run,
-                                            build=partial(build_trainer, workspace=ws))
-                trainer, run = resumption.trainer, resumption.run
-            else:
-                config = RunConfig.from_toml(config_toml)
-                trainer = build_trainer(config, ws)
-                run = ws.create_run(trainer.config, name, kind)  # the task its data decided
-        except Exception as exc:  # a bad config, model file or checkpoint: the user can act
-            post("buildFailed", message(exc))
-            return
-        record_run(trainer, ws, run, on_sample=partial(post, "hardwareSampled"))
-        profiler.worker = f"run{run.id}"
-        profiler.attach(trainer, run.dir)  # always: steps then carry the step events it needs
-        for event_type in (ev.RunStarted, ev.EpochStarted, ev.MetricsLogged,
-                           ev.ValidationEnded, ev.EpochEnded, ev.CheckpointSaved, ev.Paused,
-                           ev.Resumed, ev.StopRequested, ev.ExceptionRaised, ev.RunEnded):
-            trainer.on(event_type, lambda e, name=SIGNALS[event_type.__name__]: post(name, e))
-        holder.append(trainer)
-        if stop_early.is_set():  # Stop pressed while the run was still being built
-            trainer.stop()
-        post("runCreated", RunInfo(run.id, run.name, str(run.dir), resume_run is not None))
-        try:
-            trainer.run()
-        except Exception as exc:  # a handler failed after the run ended (e.g. a full disk)
-            post("internalError", message(exc), traceback.format_exc())
+        for trainer, run in _runs(ws, config_toml, resume_run, name, kind, post):
+            _train_run(trainer, run, ws, post, profiler, holder, resume_run is not None,
+                       stop_early)
+            if stop_early.is_set():  # Stop ends a cross-validation group, not only its fold
+                break
     finally:
         ws.close()
+
+
+def _runs(ws, config_toml, resume_run, name, kind, post):
+    """The (trainer, workspace run) pairs to train, in order: one, or each fold of a
+    cross-validation group (train.cv_folds = K, every run created before the first
+    trains, as `torchwork run` does). A config, model file or checkpoint that cannot
+    be built is posted as buildFailed and ends the sequence."""
+    from engine.config import RunConfig
+    from engine.crossval import create_group, fold_configs
+    from engine.run_builder import build_trainer
+    from engine.training.resume import prepare_resume
+    from engine.workspace.records import default_run_name
+
+    try:
+        if resume_run is not None:
+            resumption = prepare_resume(ws, resume_run,
+                                        build=partial(build_trainer, workspace=ws))
+            yield resumption.trainer, resumption.run
+            return
+        config = RunConfig.from_toml(config_toml)
+        if not (config.train.cv_folds and not config.train.cv_fold):
+            trainer = build_trainer(config, ws)
+            yield trainer, ws.create_run(trainer.config, name, kind)  # the task its data decided
+            return
+        configs = fold_configs(config)
+        trainer = build_trainer(configs[0], ws)  # a config the data refuses fails here
+        _group, runs = create_group(ws, configs, name or default_run_name(config))
+    except Exception as exc:  # a bad config, model file or checkpoint: the user can act
+        post("buildFailed", message(exc))
+        return
+    yield trainer, runs[0]
+    for config, run in zip(configs[1:], runs[1:]):
+        try:
+            trainer = build_trainer(config, ws)
+        except Exception as exc:
+            post("buildFailed", f"fold {config.train.cv_fold} of {len(configs)}: "
+                                f"{message(exc)}")
+            return
+        yield trainer, run
+
+
+def _train_run(trainer, run, ws, post, profiler, holder: list, resumed: bool,
+               stop_early: threading.Event) -> None:
+    from engine.monitor.recorder import record_run
+    from engine.training import events as ev
+
+    record_run(trainer, ws, run, on_sample=partial(post, "hardwareSampled"))
+    profiler.worker = f"run{run.id}"
+    profiler.attach(trainer, run.dir)  # always: steps then carry the step events it needs
+    for event_type in (ev.RunStarted, ev.EpochStarted, ev.MetricsLogged,
+                       ev.ValidationEnded, ev.EpochEnded, ev.CheckpointSaved, ev.Paused,
+                       ev.Resumed, ev.StopRequested, ev.ExceptionRaised, ev.RunEnded):
+        trainer.on(event_type, lambda e, name=SIGNALS[event_type.__name__]: post(name, e))
+    holder[:] = [trainer]
+    if stop_early.is_set():  # Stop pressed while the run was still being built
+        trainer.stop()
+    post("runCreated", RunInfo(run.id, run.name, str(run.dir), resumed))
+    try:
+        trainer.run()
+    except Exception as exc:  # a handler failed after the run ended (e.g. a full disk)
+        post("internalError", message(exc), traceback.format_exc())
 
 
 SIGNALS = {"RunStarted": "runStarted", "EpochStarted": "epochStarted",

@@ -32,6 +32,19 @@ def group_tag(first_run_id: int) -> str:
     return f"cv-{first_run_id:04d}"
 
 
+def create_group(workspace, configs: list[RunConfig], base: str) -> tuple[str, list]:
+    """Every fold's run (named "<base>-fold<i>of<K>"), created before the first trains so
+    the group is whole in the runs table from the start; returns (group tag, runs).
+    `torchwork run` and the window's run process both start a group this way."""
+    k = len(configs)
+    runs = [workspace.create_run(configs[0], f"{base}-fold1of{k}")]
+    group = group_tag(runs[0].id)
+    workspace.update_run(runs[0].id, run_group=group)
+    runs += [workspace.create_run(c, f"{base}-fold{i}of{k}", group=group)
+             for i, c in enumerate(configs[1:], start=2)]
+    return group, runs
+
+
 def summarize(workspace, group: str) -> dict:
     """The group's folds and, per validation metric, mean and std over the completed folds.
 

@@ -86,3 +86,10 @@ def test_runs_table_bench_prints_its_table():
     out = run_bench("bench/runs_table.py", "--runs", "300", "--rounds", "1")
     assert "| open, cache warm: model filled + first paint (bar <= 1 s) |" in out
     assert "| live: a run committed by another connection shows (poll 1 s) |" in out
+
+
+@pytest.mark.slow
+def test_run_overlay_bench_prints_its_table():
+    out = run_bench("bench/run_overlay.py", "--runs", "3", "--steps", "3000", "--redraws", "4")
+    assert "| pan: loss plot zoomed to 1% of the steps" in out
+    assert "| x axis switched" in out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +55,23 @@ class _PredictJob(QThread):
     progressed = Signal(int, int)  # inputs done, inputs in all
     succeeded = Signal(object, object)  # report dict, notes (list of str)
     failed = Signal(str)
+    cancelled = Signal()  # the process was ended and what it had begun to write removed
 
     def __init__(self, workspace_dir, request: PredictRequest, parent=None):
         super().__init__(parent)
         self.workspace_dir, self.request = workspace_dir, request
+        self._cancel = threading.Event()
+        self._child = None
+        self._done = False  # the CSV is written
+
+    def cancel(self) -> None:
+        """End the prediction's process now (from the GUI thread): SIGTERM, no cleanup of
+        its own, so this thread then removes the temporary CSV it was writing. The output
+        file is only ever replaced whole (engine.files.atomic_path): it stays as it was."""
+        self._cancel.set()
+        child = self._child
+        if child is not None and child.is_alive():
+            child.terminate()
 
     def run(self) -> None:
         from engine.predict import DEFAULT_BATCH, predict_to_queue
@@ -66,6 +80,7 @@ class _PredictJob(QThread):
         workspace = None if self.workspace_dir is None else str(self.workspace_dir)
         context = multiprocessing.get_context("spawn")
         messages = context.Queue()
+        partial_before = set(_partial_files(r.out))
         try:
             child = context.Process(target=predict_to_queue, daemon=True,
                                     args=(workspace, r.run_id, str(r.data), str(r.out),
@@ -76,18 +91,45 @@ class _PredictJob(QThread):
                              f"{type(exc).__name__}: {exc}")
             messages.close()
             return
+        self._child = child
+        if self._cancel.is_set():  # cancelled while the process was starting
+            child.terminate()
         try:
             self._follow(child, messages)
         finally:
-            child.join()
+            child.join(5)
+            if child.is_alive():  # stuck where SIGTERM does not reach it
+                child.kill()
+                child.join()
+            if self._cancel.is_set() and not self._done:
+                self._cancelled(messages, partial_before)
             messages.close()
             messages.join_thread()
 
+    def _cancelled(self, messages, partial_before: set[Path]) -> None:
+        """The process has ended; unless it had finished first, remove what it began."""
+        while True:  # a "done" sent just before Cancel was pressed: the CSV is complete
+            try:
+                message = messages.get(timeout=0.1)
+            except Exception:  # empty, or a message the kill cut short
+                break
+            if message[0] == "done":
+                self._done = True
+                self.succeeded.emit(message[1], message[2])
+                return
+        for path in set(_partial_files(self.request.out)) - partial_before:
+            path.unlink(missing_ok=True)
+        self.cancelled.emit()
+
     def _follow(self, child, messages) -> None:
         while True:
+            if self._cancel.is_set():
+                return
             try:
                 message = messages.get(timeout=0.2)
             except queue.Empty:
+                if self._cancel.is_set():
+                    return
                 if not child.is_alive():
                     self.failed.emit(f"the prediction's process ended unexpectedly (exit code "
                                      f"{child.exitcode})")
@@ -96,11 +138,18 @@ class _PredictJob(QThread):
             if message[0] == "progress":
                 self.progressed.emit(message[1], message[2])
             elif message[0] == "done":
+                self._done = True  # the CSV is in place: too late to cancel
                 self.succeeded.emit(message[1], message[2])
                 return
             else:
                 self.failed.emit(message[1])
                 return
+
+
+def _partial_files(out: Path) -> list[Path]:
+    """The temporary files engine.files.atomic_path writes beside ``out`` before it
+    replaces it."""
+    return list(out.parent.glob(f".{out.name}.*.tmp"))
 
 
 class PredictDialog(QDialog):
@@ -109,6 +158,7 @@ class PredictDialog(QDialog):
     """
 
     requested = Signal(object)  # PredictRequest
+    cancelRequested = Signal()
 
     def __init__(self, runs: list[RunRecord], current: int | None, folder: str,
                  confirm: Callable[[str, str], bool], parent: QWidget | None = None):
@@ -152,15 +202,22 @@ class PredictDialog(QDialog):
         self.progress = QProgressBar()
         self.progress.setFormat("%v of %m inputs")
         self.progress.hide()
+        self.status = QLabel()  # how the last prediction ended, when the dialog stays
+        self.status.hide()
         buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Close)
         self.predict_button = buttons.button(QDialogButtonBox.Ok)
         self.predict_button.setText("Predict")
+        self.cancel_button = buttons.addButton("Cancel", QDialogButtonBox.ActionRole)
+        self.cancel_button.setToolTip("Stop the prediction; no output file is written")
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(self.cancel)
         buttons.accepted.connect(self.submit)
         buttons.rejected.connect(self.close)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(note)
         layout.addWidget(self.progress)
+        layout.addWidget(self.status)
         layout.addWidget(buttons)
         self.data.textChanged.connect(self._changed)
         self.out.textChanged.connect(self._changed)
@@ -224,9 +281,23 @@ class PredictDialog(QDialog):
 
     def set_running(self, running: bool) -> None:
         self.progress.setVisible(running)
+        self.cancel_button.setVisible(running)
+        self.cancel_button.setEnabled(running)
         if running:
             self.progress.setRange(0, 0)  # busy until the first batch reports its total
+            self.status.hide()
         self._changed()
+
+    def cancel(self) -> None:
+        self.cancel_button.setEnabled(False)  # once; the process ends in a moment
+        self.cancelRequested.emit()
+
+    def show_cancelled(self, out: Path) -> None:
+        self.set_running(False)
+        self.status.setText(f"Prediction cancelled: {out.name} was not written."
+                            if not out.exists() else
+                            f"Prediction cancelled: {out.name} was left as it was.")
+        self.status.show()
 
     def on_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, total)
@@ -275,6 +346,7 @@ class PredictActions(QObject):
                                self._window)
         dialog.setAttribute(Qt.WA_DeleteOnClose)
         dialog.requested.connect(self.start)
+        dialog.cancelRequested.connect(self.cancel)
         dialog.destroyed.connect(self._dialog_gone)
         self.dialog = dialog
         dialog.show()
@@ -295,6 +367,7 @@ class PredictActions(QObject):
         job.progressed.connect(self._on_progress)
         job.succeeded.connect(self._on_done)
         job.failed.connect(self._on_failed)
+        job.cancelled.connect(self._on_cancelled)
         self._job, self._request = job, request
         job.start()
 
@@ -316,6 +389,20 @@ class PredictActions(QObject):
                                    "error", PREDICT_SOURCE, everywhere=True)
         if self.dialog is not None:
             self.dialog.set_running(False)
+        self.finished.emit()
+
+    def cancel(self) -> None:
+        """Stop the running prediction; the dialog then says it was cancelled."""
+        if self.busy:
+            self._job.cancel()
+
+    def _on_cancelled(self) -> None:
+        r = self._request
+        self.messages.show_message(f"Prediction with {r.run_label} cancelled: no "
+                                   f"predictions written to {r.out}", "info", PREDICT_SOURCE,
+                                   everywhere=True)
+        if self.dialog is not None:
+            self.dialog.show_cancelled(r.out)
         self.finished.emit()
 
     def wait(self) -> None:

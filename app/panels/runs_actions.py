@@ -19,7 +19,25 @@ def install(window) -> RunsPanel:
     window.runs_dock.setWidget(panel)
     panel.set_shown(not window.runs_dock.visibleRegion().isEmpty())
     window.runs_dock.visibilityChanged.connect(panel.set_shown)
+    panel.overlayRequested.connect(partial(_overlay, window))
     return panel
+
+
+def _overlay(window, run_ids: list[int]) -> None:
+    """Compare: the selected runs' curves together on the Training plots."""
+    from engine.workspace import Workspace, WorkspaceError
+
+    from .run_overlay import load_overlay
+
+    try:
+        with Workspace(window.workspace_dir) as ws:
+            runs = load_overlay(ws, run_ids)
+    except (WorkspaceError, OSError) as exc:
+        window.messages.show_message(f"Cannot compare runs {', '.join(map(str, run_ids))}: "
+                                     f"{exc}", "error", SOURCE)
+        return
+    window.plots.overlay_runs(runs, caption=f"{len(runs)} runs compared")
+    window.training_dock.raise_()
 
 
 def _open(window, run_id: int) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,6 +38,7 @@ from app.widgets.live_plot import PALETTE, LivePlot
 from app.widgets.redraw_pacing import RedrawPacing, on_screen
 
 if TYPE_CHECKING:  # engine.training imports torch, which the window's first paint does not need
+    from app.panels.run_overlay import OverlayRun
     from engine.training.events import EpochEnded, MetricsLogged, RunEnded, RunStarted
 
 REFRESH_MS = 33  # <= 30 redraws a second
@@ -82,16 +84,120 @@ def smooth(values: np.ndarray, weight: float) -> tuple[np.ndarray, float, int]:
     Returns the smoothed array and the state (last biased value, count of
     finite values) an ``_Ema`` continues from.
     """
-    out = np.full(len(values), np.nan)
     finite = np.isfinite(values)
-    v = values[finite]
+    every = bool(finite.all())
+    v = values if every else values[finite]
     if len(v) == 0:
-        return out, 0.0, 0
+        return np.full(len(values), np.nan), 0.0, 0
     from scipy.signal import lfilter  # scipy: not needed at the window's start
 
     biased = lfilter([1.0 - weight], [1.0, -weight], v)
-    out[finite] = biased / (1.0 - weight ** np.arange(1, len(v) + 1))
+    # 1 - weight**k is exactly 1.0 in float64 once weight**k < 1e-17: raise to the power
+    # only before that (~3,900 values at 0.99), not 100,000 times for a long run.
+    debias = np.ones(len(v))
+    if weight > 0:
+        k = min(len(v), math.ceil(math.log(1e-17) / math.log(weight)))
+        debias[:k] = 1.0 - weight ** np.arange(1, k + 1)
+    if every:
+        return biased / debias, float(biased[-1]), len(v)
+    out = np.full(len(values), np.nan)
+    out[finite] = biased / debias
     return out, float(biased[-1]), len(v)
+
+
+def epoch_positions(steps: np.ndarray, epochs: np.ndarray, ends: Mapping[int, int],
+                    steps_per_epoch: int | None = None) -> np.ndarray:
+    """Where each step row lies on the "epoch" axis: epoch e spans (e-1, e], and a step's
+    position is e-1 plus the fraction of e done (``ends``: epoch -> the step it ended at).
+
+    One span per distinct epoch, taken from the epochs seen to end, else from
+    ``steps_per_epoch``, else from the length of the last epoch that ended; a row of an
+    epoch whose span is unknown sits at its end.
+    """
+    distinct, which = np.unique(np.asarray(epochs, dtype=np.int64), return_inverse=True)
+    spans = [_epoch_span(int(e), ends, steps_per_epoch) for e in distinct]
+    starts = np.array([s[0] if s else np.nan for s in spans])[which]
+    lengths = np.array([s[1] if s else np.nan for s in spans])[which]
+    with np.errstate(invalid="ignore"):
+        fraction = np.where(np.isnan(lengths), 1.0,
+                            np.clip((np.asarray(steps) - starts) / lengths, 0.0, 1.0))
+    return distinct[which] - 1 + fraction
+
+
+def _epoch_span(epoch: int, ends: Mapping[int, int],
+                steps_per_epoch: int | None) -> tuple[float, float] | None:
+    """(first step before the epoch, its length in steps), or None if unknown."""
+    start = 0 if epoch == 1 else ends.get(epoch - 1)
+    if start is not None and epoch in ends:
+        length = ends[epoch] - start
+    else:
+        length = steps_per_epoch or _last_epoch_length(ends)
+    if not length:
+        return None
+    return (epoch - 1) * length if start is None else start, length
+
+
+def _last_epoch_length(ends: Mapping[int, int]) -> int | None:
+    if not ends:
+        return None
+    last = max(ends)
+    start = 0 if last == 1 else ends.get(last - 1)
+    return None if start is None else ends[last] - start
+
+
+@dataclass
+class History:
+    """A stored run's rows as the plots' tables take them (see ``history_rows``)."""
+    steps: dict[str, np.ndarray] | None  # STEP_COLUMNS, or None without step rows
+    epochs: dict[str, np.ndarray] | None  # EPOCH_COLUMNS, or None without epoch rows
+    ends: dict[int, int]  # epoch -> the step it ended at
+    ema_state: tuple[float, int]  # where the smoothed loss goes on from (see ``smooth``)
+
+
+def history_rows(step_metrics: Mapping[str, np.ndarray], epoch_metrics: Mapping,
+                 smoothing: float, steps_per_epoch: int | None = None) -> History:
+    """``Workspace.step_metrics`` and ``epoch_metrics`` of one run as rows of the plots'
+    step and epoch tables: steps in order with their epoch positions and smoothed loss,
+    epochs with the wall time read off the step rows at each epoch's end."""
+    ends: dict[int, int] = {}
+    for series in epoch_metrics.values():
+        ends.update(zip(series.epoch.tolist(), series.step.tolist()))
+    order = np.argsort(np.asarray(step_metrics.get("step", ()), dtype=np.float64),
+                       kind="stable")
+    col = {name: np.asarray(step_metrics[name], dtype=np.float64)[order]
+           for name in ("step", "epoch", "loss", "lr", "grad_norm", "samples_per_s",
+                        "wall_s") if name in step_metrics}
+    steps, ema_state = None, (0.0, 0)
+    if len(order):
+        ema, biased, count = (smooth(col["loss"], smoothing) if smoothing > 0 else
+                              (col["loss"].copy(), 0.0, 0))  # off: no curve shows it
+        ema_state = (biased, count)
+        steps = dict(step=col["step"], wall=col["wall_s"], loss=col["loss"], loss_ema=ema,
+                     lr=col["lr"], grad_norm=col["grad_norm"],
+                     samples_per_s=col["samples_per_s"],
+                     epoch=epoch_positions(col["step"], col["epoch"].astype(np.int64), ends,
+                                           steps_per_epoch))
+    return History(steps, _epoch_rows(epoch_metrics, ends, col), ends, ema_state)
+
+
+def _epoch_rows(epoch_metrics: Mapping, ends: Mapping[int, int],
+                step_col: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    epochs = sorted({int(e) for s in epoch_metrics.values() for e in s.epoch})
+    if not epochs:
+        return None
+    index = {e: i for i, e in enumerate(epochs)}
+    at = np.array([ends[e] for e in epochs], dtype=np.float64)
+    rows: dict[str, np.ndarray] = {"epoch": np.array(epochs, dtype=np.float64), "step": at}
+    # Epoch rows have no wall time of their own: read it off the step rows at the epoch end.
+    rows["wall"] = (np.interp(at, step_col["step"], step_col["wall_s"])
+                    if len(step_col.get("step", ())) else np.full(len(epochs), np.nan))
+    for name in EPOCH_COLUMNS[3:]:
+        values = np.full(len(epochs), np.nan)
+        if name in epoch_metrics:
+            s = epoch_metrics[name]
+            values[[index[int(e)] for e in s.epoch]] = s.value
+        rows[name] = 100.0 * values if name == "val_accuracy" else values
+    return rows
 
 
 class _Ema:
@@ -182,9 +288,18 @@ class TrainingPlots(QWidget):
             self._grid.setColumnStretch(column, 1)
         for row in range(2):
             self._grid.setRowStretch(row, 1)
+        # Above the plots while an overlay is shown: what it is (a CV group's summary).
+        self.caption = QLabel()
+        self.caption.setTextFormat(Qt.TextFormat.RichText)
+        self.caption.setWordWrap(True)
+        self.caption.hide()
+        from app.panels.run_overlay import RunOverlay  # it builds on this module
+
+        self.overlay = RunOverlay(self.plots)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(controls)
+        layout.addWidget(self.caption)
         layout.addLayout(self._grid, 1)
         self._arrange()
 
@@ -246,6 +361,8 @@ class TrainingPlots(QWidget):
         self.refresh()
 
     def clear(self) -> None:
+        """Empty the plots for another run; an overlay goes too."""
+        self.clear_overlay()
         self._steps.clear()
         self._epochs.clear()
         self._epoch_ends.clear()
@@ -266,40 +383,41 @@ class TrainingPlots(QWidget):
         self.clear()
         self.steps_per_epoch = steps_per_epoch or None
         self._set_task(task)
-        for series in epoch_metrics.values():
-            self._epoch_ends.update(zip(series.epoch.tolist(), series.step.tolist()))
-        steps = np.asarray(step_metrics.get("step", ()), dtype=np.float64)
-        order = np.argsort(steps, kind="stable")
-        col = {name: np.asarray(step_metrics[name], dtype=np.float64)[order]
-               for name in ("step", "epoch", "loss", "lr", "grad_norm", "samples_per_s",
-                            "wall_s") if name in step_metrics}
-        if len(order):
-            positions = self._epoch_positions(col["step"], col["epoch"].astype(np.int64))
-            ema, self._ema.biased, self._ema.count = smooth(col["loss"], self._smoothing)
-            self._steps.append_many(step=col["step"], epoch=positions, wall=col["wall_s"],
-                                    loss=col["loss"], loss_ema=ema, lr=col["lr"],
-                                    grad_norm=col["grad_norm"],
-                                    samples_per_s=col["samples_per_s"])
-        self._load_epochs(epoch_metrics, col)
+        h = history_rows(step_metrics, epoch_metrics, self._smoothing, self.steps_per_epoch)
+        self._epoch_ends.update(h.ends)
+        self._ema.biased, self._ema.count = h.ema_state
+        if h.steps:
+            self._steps.append_many(**h.steps)
+        if h.epochs:
+            self._epochs.append_many(**h.epochs)
         self._schedule()
 
-    def _load_epochs(self, epoch_metrics: Mapping, step_col: Mapping[str, np.ndarray]) -> None:
-        epochs = sorted({int(e) for s in epoch_metrics.values() for e in s.epoch})
-        if not epochs:
+    # --- several runs at once ---------------------------------------------------------
+    def overlay_runs(self, runs: list[OverlayRun], caption: str = "") -> None:
+        """Draw ``runs`` (see app.panels.run_overlay) together, one colour per run, in place
+        of the run shown; ``caption`` (rich text) goes above the plots."""
+        self.overlay.show(runs, self._smoothing)
+        for name, plot in self._plot_of.items():
+            plot.set_curve_shown(name, False)
+        self._overlay_changed(caption)
+
+    def clear_overlay(self) -> None:
+        """Back to the run shown before (a live one has gone on filling its curves)."""
+        if not self.overlay.active:
             return
-        index = {e: i for i, e in enumerate(epochs)}
-        ends = np.array([self._epoch_ends[e] for e in epochs], dtype=np.float64)
-        rows: dict[str, np.ndarray] = {"epoch": np.array(epochs, dtype=np.float64), "step": ends}
-        # Epoch rows have no wall time of their own: read it off the step rows at the epoch end.
-        rows["wall"] = (np.interp(ends, step_col["step"], step_col["wall_s"])
-                        if len(step_col.get("step", ())) else np.full(len(epochs), np.nan))
-        for name in EPOCH_COLUMNS[3:]:
-            values = np.full(len(epochs), np.nan)
-            if name in epoch_metrics:
-                s = epoch_metrics[name]
-                values[[index[int(e)] for e in s.epoch]] = s.value
-            rows[name] = 100.0 * values if name == "val_accuracy" else values
-        self._epochs.append_many(**rows)
+        self.overlay.clear()
+        for name, plot in self._plot_of.items():
+            plot.set_curve_shown(name, name != "train_loss_ema" or self._smoothing > 0)
+        self._overlay_changed("")
+
+    def _overlay_changed(self, caption: str) -> None:
+        self.caption.setText(caption)
+        self.caption.setVisible(bool(caption))
+        self._arrange()
+        for plot in self.plots.values():
+            plot.follow_data()
+            plot.hide_crosshair()
+        self._schedule()
 
     # --- what the panel shows ----------------------------------------------------------
     @property
@@ -329,6 +447,7 @@ class TrainingPlots(QWidget):
             return
         self._smoothing = weight
         self._ema_stale = True
+        self.overlay.set_smoothing(weight)
         self._sync_smoothing_controls()
         self._style_loss_curves()
         self._schedule()
@@ -398,6 +517,7 @@ class TrainingPlots(QWidget):
             self._schedule()
 
     def _update_ema(self) -> None:
+        self.overlay.update()
         if self._ema_stale:
             ema, self._ema.biased, self._ema.count = smooth(self._steps.column("loss"),
                                                             self._smoothing)
@@ -406,47 +526,11 @@ class TrainingPlots(QWidget):
             self._ema_stale = False
 
     def _epoch_position(self, step: float, epoch: int) -> float:
-        """Epoch e spans (e-1, e]: a step's position is e-1 plus the fraction of e done."""
-        span = self._epoch_span(epoch)
-        if span is None:
-            return float(epoch)
-        start, length = span
-        return epoch - 1 + min(max((step - start) / length, 0.0), 1.0)
+        return float(self._epoch_positions(np.array([step], dtype=np.float64),
+                                           np.array([epoch]))[0])
 
     def _epoch_positions(self, steps: np.ndarray, epochs: np.ndarray) -> np.ndarray:
-        """``_epoch_position`` of many rows at once, one span per distinct epoch."""
-        distinct, which = np.unique(epochs, return_inverse=True)
-        spans = [self._epoch_span(int(e)) for e in distinct]
-        starts = np.array([s[0] if s else np.nan for s in spans])[which]
-        lengths = np.array([s[1] if s else np.nan for s in spans])[which]
-        fraction = np.where(np.isnan(lengths), 1.0,
-                            np.clip((steps - starts) / lengths, 0.0, 1.0))
-        return epochs - 1 + fraction
-
-    def _epoch_span(self, epoch: int) -> tuple[float, float] | None:
-        """(first step before the epoch, its length in steps), or None if unknown.
-
-        Taken from the epochs seen to end, else from steps_per_epoch, else from
-        the length of the last epoch that ended.
-        """
-        start = self._epoch_start(epoch)
-        if start is not None and epoch in self._epoch_ends:
-            length = self._epoch_ends[epoch] - start
-        else:
-            length = self.steps_per_epoch or self._last_epoch_length()
-        if not length:
-            return None
-        return (epoch - 1) * length if start is None else start, length
-
-    def _epoch_start(self, epoch: int) -> int | None:
-        return 0 if epoch == 1 else self._epoch_ends.get(epoch - 1)
-
-    def _last_epoch_length(self) -> int | None:
-        if not self._epoch_ends:
-            return None
-        last = max(self._epoch_ends)
-        start = self._epoch_start(last)
-        return None if start is None else self._epoch_ends[last] - start
+        return epoch_positions(steps, epochs, self._epoch_ends, self.steps_per_epoch)
 
     def _truncate_after(self, step: int) -> None:
         keep = int(np.searchsorted(self._steps.column("step"), step, side="right"))
@@ -464,7 +548,7 @@ class TrainingPlots(QWidget):
 
     def _arrange(self) -> None:
         """Classification: a wide loss plot and accuracy; regression: loss, error and R²."""
-        regression = self.task == "regression"
+        regression = (self.overlay.task or self.task) == "regression"
         for plot in self.plots.values():
             self._grid.removeWidget(plot)
         top = (("loss", 1), ("error", 1), ("r2", 1)) if regression else \
@@ -499,5 +583,5 @@ class TrainingPlots(QWidget):
         faint = plot.item("train_loss").opts["pen"].color()
         faint.setAlpha(80 if on else 255)
         plot.set_curve_pen("train_loss", faint)
-        plot.set_curve_shown("train_loss_ema", on)
+        plot.set_curve_shown("train_loss_ema", on and not self.overlay.active)
 

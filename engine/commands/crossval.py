@@ -15,7 +15,7 @@ from engine.config import RunConfig
 
 def run_folds(args, cfg: RunConfig) -> int:
     from engine import cli
-    from engine.crossval import fold_configs, group_tag, summarize, summary_line
+    from engine.crossval import create_group, fold_configs, summarize, summary_line
     from engine.workspace.records import default_run_name
 
     configs = fold_configs(cfg)
@@ -24,11 +24,7 @@ def run_folds(args, cfg: RunConfig) -> int:
     ws = cli._open_workspace(args)
     try:
         trainer = cli._build_trainer(configs[0], ws)  # a config the data refuses fails here
-        runs = [ws.create_run(configs[0], f"{base}-fold1of{k}")]
-        group = group_tag(runs[0].id)
-        ws.update_run(runs[0].id, run_group=group)
-        runs += [ws.create_run(c, f"{base}-fold{i}of{k}", group=group)
-                 for i, c in enumerate(configs[1:], start=2)]
+        group, runs = create_group(ws, configs, base)
     finally:
         ws.close()
     for index, run in enumerate(runs):

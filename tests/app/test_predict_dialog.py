@@ -3,7 +3,7 @@ progress and reports the result (or the engine's error) in the window's message 
 
 import pandas as pd
 import pytest
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 
 from app.main_window import MainWindow
 from app.panels.predict_dialog import PredictDialog
@@ -93,3 +93,58 @@ def test_declining_to_replace_the_output_starts_nothing(window, tmp_path):
     window.answers = [False]
     dialog.predict_button.click()
     assert not window.predict_actions.busy and out.read_text() == "previous"
+
+
+@pytest.fixture(scope="module")
+def big_table(tmp_path_factory):
+    """Penguins 1,500 times over (516,000 rows): its CSV takes seconds to write."""
+    path = tmp_path_factory.mktemp("predict-big") / "many.csv"
+    pd.concat([pd.read_csv(PENGUINS)] * 1500, ignore_index=True).to_csv(path, index=False)
+    return path
+
+
+def partial_files(folder):
+    return sorted(folder.glob(".pred.csv.*.tmp"))
+
+
+def cancel_and_wait(window, dialog, qtbot):
+    with qtbot.waitSignal(window.predict_actions.finished, timeout=30000):
+        qtbot.mouseClick(dialog.cancel_button, Qt.LeftButton)
+    assert not window.predict_actions.busy
+
+
+@pytest.mark.slow
+def test_cancel_while_the_csv_is_written_leaves_the_old_file_and_no_partial_one(
+        window, tmp_path, qtbot, big_table):
+    out = tmp_path / "pred.csv"
+    out.write_text("previous")
+    dialog = open_dialog(window)
+    dialog.data.setText(str(big_table))
+    dialog.out.setText(str(out))
+    window.answers = [True]  # replace the existing file
+    assert not dialog.cancel_button.isVisible()
+    dialog.predict_button.click()
+    assert dialog.cancel_button.isVisible() and dialog.cancel_button.isEnabled()
+    # the process is writing the predictions into a temporary file beside the output
+    qtbot.waitUntil(lambda: any(p.stat().st_size > 0 for p in partial_files(tmp_path)),
+                    timeout=120000)
+    cancel_and_wait(window, dialog, qtbot)
+    assert out.read_text() == "previous" and partial_files(tmp_path) == []
+    assert dialog.isVisible() and "cancelled" in dialog.status.text()
+    assert dialog.status.isVisible() and not dialog.cancel_button.isVisible()
+    assert dialog.predict_button.isEnabled() and not dialog.progress.isVisible()
+    assert window.messages.kind == "info" and "cancelled" in window.messages.message()
+
+
+@pytest.mark.slow
+def test_cancel_during_inference_writes_nothing(window, tmp_path, qtbot, big_table):
+    out = tmp_path / "pred.csv"
+    dialog = open_dialog(window)
+    dialog.data.setText(str(big_table))
+    dialog.out.setText(str(out))
+    with qtbot.waitSignal(dialog.progress.valueChanged, timeout=120000):
+        dialog.predict_button.click()  # the first batches are predicted
+    cancel_and_wait(window, dialog, qtbot)
+    assert not out.exists() and partial_files(tmp_path) == []
+    assert dialog.status.text() == "Prediction cancelled: pred.csv was not written."
+    assert window.predict_actions.dialog is dialog  # it stays, for another try

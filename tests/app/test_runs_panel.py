@@ -231,6 +231,10 @@ def test_the_window_opens_a_run_from_the_runs_dock(qtbot, tmp_path, workspace):
     b = workspace[1][1]
     assert calls == [("evaluate", workspace[1][2]), ("resume", b)]
     assert f"run {b} beta" in window.windowTitle()  # resumed from its own config and curves
+    c = workspace[1][2]
+    select(panel, "alpha", "gamma")
+    panel.compare_button.click()  # their curves together on the training plots
+    assert sorted(window.plots.overlay.names) == sorted([f"{a} alpha", f"{c} gamma"])
 
 
 def test_no_workspace_yet_is_an_empty_table_and_none_is_created(qtbot, tmp_path):
