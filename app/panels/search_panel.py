@@ -32,7 +32,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QScrollArea,
-    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -129,19 +128,17 @@ class SearchPanel(QWidget):
         self.views = (self.history, self.parallel, self.importance, self.slice,
                       self.intermediate)
         self.tabs = QTabWidget()
-        for widget, label in ((self.trials, "Trials"), (self.history, "History"),
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.form)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        for widget, label in ((scroll, "Search space"), (self.trials, "Trials"),
+                              (self.history, "History"),
                               (self.parallel, "Parallel coordinates"),
                               (self.importance, "Importances"), (self.slice, "Slice"),
                               (self.intermediate, "Intermediate values")):
             self.tabs.addTab(widget, label)
 
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(self.form)
-        split = QSplitter(Qt.Horizontal)
-        split.addWidget(scroll)
-        split.addWidget(self.tabs)
-        split.setSizes([430, 800])
         buttons = QHBoxLayout()
         for button in (self.start_button, self.stop_button, self.open_button, self.load_button,
                        self.save_button):
@@ -154,7 +151,7 @@ class SearchPanel(QWidget):
         layout.addWidget(self.messages)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
-        layout.addWidget(split, 1)
+        layout.addWidget(self.tabs, 1)
         self._update_buttons()
         self.apply_theme(False)
 
@@ -224,6 +221,7 @@ class SearchPanel(QWidget):
                               f"({spec.sampler} sampler, {spec.pruner} pruner).")
         self.progress.setToolTip(" ".join(self.command))
         self.poll.start()
+        self.tabs.setCurrentWidget(self.history)
         self._update_buttons()
 
     def stop(self) -> None:
@@ -278,6 +276,7 @@ class SearchPanel(QWidget):
         self.study = (storage, name)
         self.snapshot = None
         self.search_ended = False
+        self.tabs.setCurrentWidget(self.trials)
         self.refresh()
 
     def refresh(self) -> None:
@@ -312,10 +311,12 @@ class SearchPanel(QWidget):
     def _on_read(self, snapshot: StudySnapshot) -> None:
         if self.study != (snapshot.storage, snapshot.name):
             return  # a read of a study no longer on show
-        self.snapshot = snapshot
-        self._fill_trials(snapshot)
-        for view in self.views:
-            view.show_study(snapshot)
+        previous, self.snapshot = self.snapshot, snapshot
+        if previous is None or previous.trials != snapshot.trials \
+                or previous.importances != snapshot.importances:  # else nothing to redraw
+            self._fill_trials(snapshot)
+            for view in self.views:
+                view.show_study(snapshot)
         if not self.running and not self.search_ended:
             best = snapshot.best
             self.progress.setText(

@@ -22,7 +22,9 @@ LINE_BINS = 8  # parallel coordinates: lines drawn in this many colours, one ite
 class _Plot(pg.PlotWidget):
     """A themed plot of the dock, with a legend and a title."""
 
-    def __init__(self, title: str, x: str, y: str):
+    def __init__(self, title: str, x: str, y: str, legend=(-8, -8)):
+        """``legend``: its offset from a corner (pyqtgraph's: negative from the right or
+        bottom); bottom right by default, below the curves that rise towards the best."""
         super().__init__()
         item = self.getPlotItem()
         item.setMenuEnabled(False)
@@ -32,7 +34,7 @@ class _Plot(pg.PlotWidget):
         for axis in ("left", "bottom"):
             item.getAxis(axis).enableAutoSIPrefix(False)
         self.title = title
-        self.legend = item.addLegend(offset=(-8, 8), labelTextSize="8pt")
+        self.legend = item.addLegend(offset=legend, labelTextSize="8pt")
         self.dark = False
 
     def apply_theme(self, dark: bool) -> None:
@@ -48,6 +50,9 @@ class _Plot(pg.PlotWidget):
 
     def foreground(self) -> str:
         return (DARK if self.dark else LIGHT)["foreground"]
+
+    def background(self) -> str:
+        return (DARK if self.dark else LIGHT)["background"]
 
 
 def objective_label(snapshot: StudySnapshot | None) -> str:
@@ -87,14 +92,12 @@ class ParallelPlot(_Plot):
         item.showGrid(x=False, y=False)
         item.hideAxis("left")
         item.setMouseEnabled(x=False, y=False)
-        cmap = pg.colormap.get("viridis")
-        self.colours = [cmap.map(0.15 + 0.75 * i / (LINE_BINS - 1), mode="qcolor")
-                        for i in range(LINE_BINS)]
         self.lines = []
-        for colour in self.colours:
-            line = pg.PlotDataItem(pen=pg.mkPen(colour, width=1.5), connect="finite")
+        for _ in range(LINE_BINS):
+            line = pg.PlotDataItem(connect="finite")
             self.addItem(line)
             self.lines.append(line)
+        self.axis_lines: list[pg.InfiniteLine] = []
         self.labels: list[pg.TextItem] = []
         self.axes: list[str] = []
         self.rows = np.zeros((0, 0))  # trials x axes, each in [0, 1]
@@ -127,14 +130,21 @@ class ParallelPlot(_Plot):
         self._label_axes(ends)
 
     def _label_axes(self, ends) -> None:
-        for label in self.labels:
+        for label in [*self.labels, *self.axis_lines]:
             self.removeItem(label)
         self.labels = []
+        self.axis_lines = []
+        for i in range(len(ends)):
+            line = pg.InfiniteLine(i, angle=90, pen=pg.mkPen(self.foreground(), width=1))
+            line.setZValue(-1)
+            self.addItem(line)
+            self.axis_lines.append(line)
         item = self.getPlotItem()
         item.getAxis("bottom").setTicks([[(i, name) for i, name in enumerate(self.axes)]])
         for i, (low, high) in enumerate(ends):
             for y, text, anchor in ((0.0, low, (0.5, 0)), (1.0, high, (0.5, 1))):
-                label = pg.TextItem(text, color=self.foreground(), anchor=anchor)
+                label = pg.TextItem(text, color=self.foreground(), anchor=anchor,
+                                    fill=self.background())
                 label.setPos(i, y)
                 self.addItem(label)
                 self.labels.append(label)
@@ -142,9 +152,22 @@ class ParallelPlot(_Plot):
         item.setYRange(-0.12, 1.12, padding=0)
 
     def apply_theme(self, dark: bool) -> None:
+        """Viridis from its dark end on a light background, from its light end on a dark
+        one: every line stands out from the background, the best the most."""
         super().apply_theme(dark)
+        cmap = pg.colormap.get("viridis")
+        start, stop = (0.25, 1.0) if dark else (0.85, 0.0)  # the worst bin, the best
+        for i, line in enumerate(self.lines):
+            colour = cmap.map(start + (stop - start) * i / (LINE_BINS - 1), mode="qcolor")
+            line.setPen(pg.mkPen(colour, width=1.5))
         for label in self.labels:
             label.setColor(self.foreground())
+            label.fill = pg.mkBrush(self.background())
+            label.update()
+        self.getPlotItem().setTitle(f"{self.title} ({'brighter' if dark else 'darker'}: "
+                                    f"better objective)", color=self.foreground(), size="10pt")
+        for line in self.axis_lines:
+            line.setPen(pg.mkPen(self.foreground(), width=1))
 
 
 def _scaled(values: list, info: ParamInfo) -> tuple[np.ndarray, str, str]:
@@ -202,7 +225,9 @@ class SlicePlot(QWidget):
         self.param.setToolTip("The parameter on the x axis")
         self.param.currentIndexChanged.connect(self._redraw)
         self.plot = _Plot("Slice", "Parameter", "Objective")
-        self.points = pg.ScatterPlotItem(size=7, pen=None, brush=PALETTE[0])
+        # a PlotDataItem of symbols, not a ScatterPlotItem: it follows the axis's log mode
+        self.points = pg.PlotDataItem(pen=None, symbol="o", symbolSize=7, symbolPen=None,
+                                      symbolBrush=PALETTE[0])
         self.plot.addItem(self.points)
         self.snapshot: StudySnapshot | None = None
         top = QHBoxLayout()
@@ -232,7 +257,7 @@ class SlicePlot(QWidget):
             if snapshot else None
         item = self.plot.getPlotItem()
         if info is None:
-            self.points.setData(x=[], y=[])
+            self.points.setData([], [])
             return
         done = [t for t in snapshot.complete() if info.name in t.params]
         values = [t.params[info.name] for t in done]
@@ -244,14 +269,24 @@ class SlicePlot(QWidget):
             item.setLogMode(x=False)
         else:
             x = np.array(values, dtype=float)
-            axis.setTicks(None)
-            item.setLogMode(x=info.log)
-        self.points.setData(x=x, y=np.array([t.value for t in done], dtype=float))
+            log = info.log and len(x) > 0 and bool(np.all(x > 0))
+            axis.setTicks(_decades(x) if log else None)
+            item.setLogMode(x=log)
+        self.points.setData(x, np.array([t.value for t in done], dtype=float))
         item.setLabel("bottom", info.name)
         item.setLabel("left", objective_label(snapshot))
 
     def apply_theme(self, dark: bool) -> None:
         self.plot.apply_theme(dark)
+
+
+def _decades(x: np.ndarray) -> list[list[tuple[float, str]]]:
+    """Ticks of a log axis: a label at each power of ten, unlabelled lines at 2..9 times
+    it (pyqtgraph labels those too, and on a narrow axis they overlap)."""
+    low, high = math.floor(np.log10(x.min())), math.ceil(np.log10(x.max()))
+    major = [(float(k), f"{10.0 ** k:g}") for k in range(low, high + 1)]
+    minor = [(math.log10(m * 10.0 ** k), "") for k in range(low, high) for m in range(2, 10)]
+    return [major, minor]
 
 
 class IntermediatePlot(_Plot):

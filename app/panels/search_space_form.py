@@ -120,8 +120,9 @@ class SearchSpaceForm(QWidget):
         header.setSectionResizeMode(QHeaderView.Interactive)
         header.setSectionResizeMode(CHOICES, QHeaderView.Stretch)
         self.table.setColumnWidth(KEY, 170)
-        for column, width in ((KIND, 70), (LOW, 70), (HIGH, 70), (STEP, 50), (LOG, 36)):
+        for column, width in ((KIND, 72), (LOW, 80), (HIGH, 80), (STEP, 56), (LOG, 36)):
             self.table.setColumnWidth(column, width)
+        header.setMinimumSectionSize(30)
         add = QPushButton("Add row")
         add.setToolTip("Search over another config key")
         add.clicked.connect(self.add_row)
@@ -132,11 +133,16 @@ class SearchSpaceForm(QWidget):
         buttons.addStretch(1)
         buttons.addWidget(add)
         buttons.addWidget(remove)
-        layout = QVBoxLayout(self)
+        settings_box = QWidget()
+        settings_box.setLayout(settings)
+        settings_box.setMaximumWidth(380)
+        space = QVBoxLayout()
+        space.addLayout(buttons)
+        space.addWidget(self.table, 1)
+        layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(settings)
-        layout.addLayout(buttons)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(settings_box, 2)
+        layout.addLayout(space, 5)
 
     def _combo(self, items, tip: str) -> QComboBox:
         combo = QComboBox()
@@ -171,8 +177,6 @@ class SearchSpaceForm(QWidget):
             edit = QLineEdit()
             edit.textChanged.connect(self.changed)
             self.table.setCellWidget(row, column, edit)
-        self.cell(row, STEP).setPlaceholderText("any")
-        self.cell(row, CHOICES).setPlaceholderText("32, 64, 128  or  [64], [128, 64]")
         self.table.setCellWidget(row, LOG, log)
         if param is None and key:
             param = suggested_param(self._config(), key)
@@ -216,6 +220,10 @@ class SearchSpaceForm(QWidget):
         for column in (LOW, HIGH, STEP, LOG):
             self.cell(row, column).setEnabled(not choice)
         self.cell(row, CHOICES).setEnabled(choice)
+        # hints in the fields that apply only: a greyed hint read as a value to fill in
+        self.cell(row, STEP).setPlaceholderText("" if choice else "any")
+        self.cell(row, CHOICES).setPlaceholderText("32, 64, 128  or  [64], [128, 64]"
+                                                   if choice else "")
 
     # --- the spec ----------------------------------------------------------------------
     def spec(self) -> SearchSpec:
