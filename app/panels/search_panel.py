@@ -12,6 +12,7 @@ configuration in the form; Export best opens File ▸ Export for its run.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 import tempfile
@@ -84,6 +85,7 @@ class SearchPanel(QWidget):
         self.command: list[str] = []
         self.finished_trials = 0
         self.search_ended = False  # the progress line then tells how the search ended
+        self._adopted: dict | None = None  # the configuration's [search] last shown
 
         self.messages = MessageBar(log, scope="search", source=SOURCE)
         self.search = SearchProcess(self)
@@ -241,7 +243,17 @@ class SearchPanel(QWidget):
 
     def _on_event(self, event: dict) -> None:
         kind = event.get("event")
-        if kind == "trial_finished":
+        if kind == "worker_error":
+            self.messages.show_message(f"A search worker failed: {event.get('error')}",
+                                       "warning")
+        elif kind == "trial_finished":
+            if event.get("state") == "FAIL" and event.get("error"):
+                if self.search.stopping:  # ended by Stop, not by a fault of its own
+                    self.messages.show_message(f"Trial {event.get('number')}: "
+                                               f"{event['error']}", "info")
+                else:
+                    self.messages.show_message(f"Trial {event.get('number')} failed (the "
+                                               f"search goes on): {event['error']}", "warning")
             self.finished_trials += 1
             value = event.get("value")
             shown = f" = {value:.4g}" if isinstance(value, int | float) else ""
@@ -269,6 +281,26 @@ class SearchPanel(QWidget):
         self._update_buttons()
         if self.study is not None:
             self.refresh()
+
+    def adopt(self, cfg: RunConfig) -> None:
+        """Show the [search] section a configuration brings (a file opened in the window),
+        once per section: the form's later edits are the user's."""
+        section = getattr(cfg, "search", None)
+        if section is None or self.running:
+            return
+        data = section if isinstance(section, dict) else dataclasses.asdict(section)
+        if data == self._adopted:
+            return
+        self._adopted = data
+        try:
+            self.form.set_spec(SearchSpec.from_dict(data))
+        except (SpecError, TypeError) as exc:
+            self.messages.show_message(f"The configuration's [search] section cannot be shown "
+                                       f"here: {exc}", "warning")
+
+    def follow_config(self, *_args) -> None:
+        """The window's form may have a new configuration: adopt its [search] section."""
+        self.adopt(self._config())
 
     # --- the study ------------------------------------------------------------------------
     def open_study(self, storage: str, name: str) -> None:
@@ -533,6 +565,11 @@ def install(window) -> SearchPanel:
     old.deleteLater()
     panel.messages.historyRequested.connect(window.show_messages)
     panel.trainRequested.connect(window.open_run)
+    # a configuration opened in the window shows its [search] section here (set_config
+    # signals only a change of validity; the dock coming forward catches the rest)
+    window.config_panel.validityChanged.connect(panel.follow_config)
+    window.search_dock.visibilityChanged.connect(panel.follow_config)
+    panel.adopt(window.config_panel.config())
     panel.exporter = _ExportRun(window.export_actions, panel)
     panel.exportRequested.connect(panel.exporter.export)
     panel.apply_theme(window.dark)

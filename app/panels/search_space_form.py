@@ -60,6 +60,7 @@ class SearchSpaceForm(QWidget):
     def __init__(self, config: Callable[[], RunConfig], parent=None):
         super().__init__(parent)
         self._config = config
+        self._heartbeat: int | None = None
         self.objective = QComboBox()
         self.objective.setEditable(True)
         self.objective.addItems(MONITORED)
@@ -75,18 +76,17 @@ class SearchSpaceForm(QWidget):
         self.pruner = self._combo(PRUNERS, "Optuna's pruner: stops trials whose epochs fall "
                                            "behind the others'")
         self.n_trials = QSpinBox()
-        self.n_trials.setRange(0, 1_000_000)
+        self.n_trials.setRange(1, 1_000_000)
         self.n_trials.setValue(20)
-        self.n_trials.setSpecialValueText("until the timeout")
-        self.n_trials.setToolTip("How many trials the search runs (0: as many as the "
-                                 "timeout allows)")
+        self.n_trials.setToolTip("Trials of the whole study, across every worker (and every "
+                                 "machine joined to it)")
         self.timeout = QDoubleSpinBox()
         self.timeout.setRange(0, 1e7)
         self.timeout.setDecimals(0)
         self.timeout.setSuffix(" s")
         self.timeout.setSpecialValueText("none")
-        self.timeout.setToolTip("Stop starting trials after this many seconds (none: run "
-                                "all the trials)")
+        self.timeout.setToolTip("Start no trial after this many seconds (none: run all the "
+                                "trials)")
         self.workers = QSpinBox()
         self.workers.setRange(1, max(os.cpu_count() or 1, 1) * 4)
         self.workers.setToolTip("Trial processes on this machine, each training one trial")
@@ -251,7 +251,7 @@ class SearchSpaceForm(QWidget):
                           workers=self.workers.value(),
                           seed=None if self.seed.value() == NO_SEED else self.seed.value(),
                           storage=self.storage.text().strip(), study=self.study.text().strip(),
-                          space=space)
+                          heartbeat=self._heartbeat, space=space)
 
     def _param(self, row: int, key: str) -> Param:
         kind = self.cell(row, KIND).currentText()
@@ -273,6 +273,7 @@ class SearchSpaceForm(QWidget):
                      values["step"])
 
     def set_spec(self, spec: SearchSpec) -> None:
+        self._heartbeat = spec.heartbeat  # not in the form; kept for the file
         self.objective.setCurrentText(spec.objective)
         self.direction.setCurrentText(spec.direction)
         self.sampler.setCurrentText(spec.sampler)

@@ -89,6 +89,7 @@ class SearchSpec:
     seed: int | None = None
     storage: str = ""  # "": the workspace's search.sqlite
     study: str = ""
+    heartbeat: int | None = None  # seconds; None: the search's default
     space: dict[str, Param] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +104,8 @@ class SearchSpec:
             out["storage"] = self.storage
         if self.study:
             out["study"] = self.study
+        if self.heartbeat is not None:
+            out["heartbeat"] = int(self.heartbeat)
         out["space"] = {key: param.to_dict() for key, param in self.space.items()}
         return out
 
@@ -111,7 +114,7 @@ class SearchSpec:
         if not isinstance(data, dict):
             raise SpecError([f"[search] must be a table of options (got {data!r})"])
         known = {"objective", "direction", "sampler", "pruner", "n_trials", "timeout",
-                 "workers", "seed", "storage", "study", "space"}
+                 "workers", "seed", "storage", "study", "heartbeat", "space"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise SpecError([f"search.{unknown[0]} is not a search option; the options are "
@@ -143,8 +146,8 @@ class SearchSpec:
         if not self.objective.startswith("val_"):
             out.append(f"search.objective must be a validation metric such as val_accuracy "
                        f"(got {self.objective!r})")
-        if self.n_trials < 1 and not self.timeout:
-            out.append("search.n_trials must be >= 1, or set search.timeout to stop by time")
+        if self.n_trials < 1:
+            out.append(f"search.n_trials must be >= 1 (got {self.n_trials})")
         if self.workers < 1:
             out.append(f"search.workers must be >= 1 (got {self.workers})")
         if not self.space:

@@ -264,3 +264,39 @@ def test_theme_switch_reaches_every_view(shown):
     assert shown.parallel.labels[0].textItem.defaultTextColor().name() == DARK["foreground"]
     shown.apply_theme(False)
     assert shown.history.backgroundBrush().color().name() == LIGHT["background"]
+
+
+def test_a_configurations_search_section_is_shown_in_the_form(panel, tiny_config):
+    cfg = tiny_config()
+    cfg.search = SPEC.to_dict()  # as RunConfig keeps a [search] section read from a file
+    panel.adopt(cfg)
+    assert panel.form.spec() == SPEC
+    panel.form.n_trials.setValue(5)  # the user's edit stays while the section is the same
+    panel.adopt(cfg)
+    assert panel.form.spec().n_trials == 5
+
+
+def test_failed_trials_and_workers_are_reported_and_the_search_goes_on(panel):
+    panel._on_event({"event": "trial_finished", "number": 3, "state": "FAIL", "value": None,
+                     "run_id": 13, "error": "CUDA out of memory at batch size 512"})
+    panel._on_event({"event": "worker_error", "error": "worker 2 exited with code -9"})
+    warnings = [m.text for m in panel.log.messages if m.level == "warning"]
+    assert warnings == ["Trial 3 failed (the search goes on): CUDA out of memory at batch "
+                        "size 512", "A search worker failed: worker 2 exited with code -9"]
+    assert panel.progress.text() == "Trial 3 FAIL; 1 trials finished."
+
+
+def test_a_trial_ended_by_stop_is_not_reported_as_a_fault(panel, tmp_path, qtbot, monkeypatch):
+    monkeypatch.setenv("FAKE_OUT", str(tmp_path))
+    monkeypatch.setenv("FAKE_MODE", "wait")
+    panel.launcher = fake_launcher(tmp_path)
+    panel.form.set_spec(SPEC)
+    with qtbot.waitSignal(panel.search.event, timeout=20000):
+        panel.start()
+    panel.stop()
+    panel._on_event({"event": "trial_finished", "number": 1, "state": "FAIL", "value": None,
+                     "run_id": 2, "error": "stopped with the search: `torchwork resume 2` "
+                                           "continues its run"})
+    assert [(m.level, m.text) for m in panel.log.messages] == [
+        ("info", "Trial 1: stopped with the search: `torchwork resume 2` continues its run")]
+    qtbot.waitUntil(lambda: not panel.running, timeout=20000)
