@@ -236,8 +236,7 @@ class SearchPanel(QWidget):
         """The window closes: stop a running search and wait for it a while."""
         self.poll.stop()
         if self.running:
-            self.search.stop()
-            self.search.wait(wait_ms)
+            self.search.end(wait_ms)
         if self._reader is not None:
             self._reader.wait()
 

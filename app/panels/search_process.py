@@ -19,6 +19,7 @@ from collections import deque
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
+KILL = getattr(signal, "SIGKILL", signal.SIGTERM)  # Windows has no SIGKILL
 STOP_GRACE_MS = 15_000  # after Ctrl+C, before SIGTERM; as long again before SIGKILL
 STDERR_LINES = 40
 
@@ -74,10 +75,22 @@ class SearchProcess(QObject):
     def wait(self, ms: int) -> bool:
         return self.process is None or self.process.waitForFinished(ms)
 
+    def end(self, grace_ms: int) -> None:
+        """Stop, and wait for it here (the window is closing: no event loop runs the
+        timers that would force it): terminated after ``grace_ms``, killed soon after, so
+        no search of its own session outlives the window unseen."""
+        self.stop()
+        for sig, ms in ((signal.SIGTERM, grace_ms), (KILL, 5000)):
+            if self.wait(ms):
+                return
+            self.stopping = 2
+            self._signal(sig)
+        self.wait(2000)
+
     def _signal(self, sig) -> None:
         pid = self.process.processId()
         if sys.platform == "win32" or not pid:
-            self.process.terminate()
+            self.process.kill() if sig == KILL else self.process.terminate()
             return
         try:
             os.killpg(pid, sig)
@@ -88,7 +101,7 @@ class SearchProcess(QObject):
         if not self.running:
             return
         if self.stopping == 2:
-            self._signal(signal.SIGKILL)
+            self._signal(KILL)
             return
         self.stopping = 2
         self._signal(signal.SIGTERM)

@@ -66,6 +66,12 @@ FAKE_SEARCH = textwrap.dedent('''\
         print("  File x", file=sys.stderr)
         print('torchwork: search.space."optim.lr": low must be below high', file=sys.stderr)
         sys.exit(2)
+    elif mode == "stubborn":  # ignores Ctrl+C
+        import signal
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print(json.dumps({"event": "trial_finished", "number": 0, "state": "COMPLETE",
+                          "value": 0.5, "run_id": 1}), flush=True)
+        time.sleep(60)
     else:
         try:
             print(json.dumps({"event": "trial_finished", "number": 0, "state": "COMPLETE",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 
 import numpy as np
@@ -300,3 +301,17 @@ def test_a_trial_ended_by_stop_is_not_reported_as_a_fault(panel, tmp_path, qtbot
     assert [(m.level, m.text) for m in panel.log.messages] == [
         ("info", "Trial 1: stopped with the search: `torchwork resume 2` continues its run")]
     qtbot.waitUntil(lambda: not panel.running, timeout=20000)
+
+
+def test_closing_ends_a_search_that_ignores_ctrl_c(panel, tmp_path, qtbot, monkeypatch):
+    monkeypatch.setenv("FAKE_OUT", str(tmp_path))
+    monkeypatch.setenv("FAKE_MODE", "stubborn")
+    panel.launcher = fake_launcher(tmp_path)
+    panel.form.set_spec(SPEC)
+    with qtbot.waitSignal(panel.search.event, timeout=20000):
+        panel.start()
+    pid = panel.search.process.processId()
+    panel.shutdown(wait_ms=500)
+    assert not panel.running
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
