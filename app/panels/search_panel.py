@@ -19,22 +19,13 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtCore import QObject, QSettings, QTimer, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QComboBox,
-    QDialog,
-    QDialogButtonBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QScrollArea,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -48,19 +39,11 @@ from .search_plots import HistoryPlot, ImportancePlot, IntermediatePlot, Paralle
 from .search_process import SearchProcess
 from .search_space_form import SearchSpaceForm
 from .search_spec import SearchSpec, SpecError, search_toml, spec_from_toml
-from .search_study import (
-    COMPLETE,
-    PRUNED,
-    StudyReader,
-    StudySnapshot,
-    default_storage,
-    study_names,
-)
+from .search_study import StudyReader, StudySnapshot, default_storage
+from .search_trials import OpenStudyDialog, TrialsTable
 
 SOURCE = "Search"
 POLL_MS = 3000  # while a search runs, the study is read again this often
-STATE_COLOURS = {COMPLETE: "#2ca02c", PRUNED: "#d95f02", "FAIL": "#d1242f"}
-FIXED_COLUMNS = ("Trial", "State", "Value", "Duration (s)", "Run")
 
 
 class SearchPanel(QWidget):
@@ -114,20 +97,14 @@ class SearchPanel(QWidget):
         self.progress = QLabel("No study yet: set a space and press Start, or open a study.")
         self.progress.setWordWrap(True)
 
-        self.trials = QTableWidget(0, len(FIXED_COLUMNS))
-        self.trials.setHorizontalHeaderLabels(FIXED_COLUMNS)
-        self.trials.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.trials.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.trials.verticalHeader().hide()
-        self.trials.horizontalHeader().setSortIndicator(0, Qt.AscendingOrder)
-        self.trials.setToolTip("Double-click a trial to put its configuration in the form")
-        self.trials.cellDoubleClicked.connect(self._trial_double_clicked)
+        self.trials = TrialsTable()
+        self.trials.runRequested.connect(self.trainRequested)
         self.history = HistoryPlot()
         self.parallel = ParallelPlot()
         self.importance = ImportancePlot()
         self.slice = SlicePlot()
         self.intermediate = IntermediatePlot()
-        self.views = (self.history, self.parallel, self.importance, self.slice,
+        self.views = (self.trials, self.history, self.parallel, self.importance, self.slice,
                       self.intermediate)
         self.tabs = QTabWidget()
         scroll = QScrollArea()
@@ -345,7 +322,6 @@ class SearchPanel(QWidget):
         previous, self.snapshot = self.snapshot, snapshot
         if previous is None or previous.trials != snapshot.trials \
                 or previous.importances != snapshot.importances:  # else nothing to redraw
-            self._fill_trials(snapshot)
             for view in self.views:
                 view.show_study(snapshot)
         if not self.running and not self.search_ended:
@@ -356,31 +332,6 @@ class SearchPanel(QWidget):
                    ", none completed yet") + ".")
         self._update_buttons()
         self.studyShown.emit()
-
-    def _fill_trials(self, snapshot: StudySnapshot) -> None:
-        table = self.trials
-        names = [p.name for p in snapshot.params]
-        table.setSortingEnabled(False)
-        table.setColumnCount(len(FIXED_COLUMNS) + len(names))
-        table.setHorizontalHeaderLabels([*FIXED_COLUMNS, *names])
-        table.setRowCount(len(snapshot.trials))
-        best = snapshot.best.number if snapshot.best else None
-        bold = QFont()
-        bold.setBold(True)
-        for row, trial in enumerate(snapshot.trials):
-            cells = [trial.number, trial.state, trial.value,
-                     None if trial.duration_s is None else round(trial.duration_s, 1),
-                     trial.run_id, *(trial.params.get(n) for n in names)]
-            for column, value in enumerate(cells):
-                item = _Item(value)
-                if column == 1 and trial.state in STATE_COLOURS:
-                    item.setForeground(QColor(STATE_COLOURS[trial.state]))
-                if trial.number == best:
-                    item.setFont(bold)
-                    item.setToolTip("The best trial")
-                table.setItem(row, column, item)
-        table.setSortingEnabled(True)
-        table.resizeColumnsToContents()
 
     # --- acting on the best trial -------------------------------------------------------
     def best_run(self) -> int | None:
@@ -410,12 +361,6 @@ class SearchPanel(QWidget):
                                        f"search`?", "warning")
             return None
         return self.snapshot.best.run_id
-
-    def _trial_double_clicked(self, row: int, _column: int) -> None:
-        item = self.trials.item(row, FIXED_COLUMNS.index("Run"))
-        run = item.value if isinstance(item, _Item) else None
-        if isinstance(run, int):
-            self.trainRequested.emit(run)
 
     def _update_buttons(self) -> None:
         running = self.running
@@ -479,67 +424,6 @@ class SearchPanel(QWidget):
     def apply_theme(self, dark: bool) -> None:
         for view in self.views:
             view.apply_theme(dark)
-
-
-class OpenStudyDialog(QDialog):
-    """A storage URL and a study name; List fills the names from the storage."""
-
-    def __init__(self, storage: str, name: str, parent=None):
-        super().__init__(parent)
-        self.setWindowTitle("Open study")
-        self.setMinimumWidth(560)
-        self.url = QLineEdit(storage)
-        self.url.setToolTip("sqlite:///path/to/search.sqlite, postgresql://user@host/db, …")
-        self.names = QComboBox()
-        self.names.setEditable(True)
-        self.names.setCurrentText(name)
-        listing = QPushButton("List")
-        listing.setToolTip("Read the studies the storage holds")
-        listing.clicked.connect(self.list_studies)
-        row = QHBoxLayout()
-        row.addWidget(self.names, 1)
-        row.addWidget(listing)
-        form = QFormLayout()
-        form.addRow("Storage", self.url)
-        form.addRow("Study", row)
-        buttons = QDialogButtonBox(QDialogButtonBox.Open | QDialogButtonBox.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(buttons)
-        self.list_studies()
-
-    def list_studies(self) -> None:
-        current = self.names.currentText()
-        self.names.clear()
-        self.names.addItems(study_names(self.storage()))
-        if current:
-            self.names.setCurrentText(current)
-
-    def storage(self) -> str:
-        return self.url.text().strip()
-
-    def name(self) -> str:
-        return self.names.currentText().strip()
-
-
-class _Item(QTableWidgetItem):
-    """A cell that sorts by its value (numbers as numbers), shown as text."""
-
-    def __init__(self, value):
-        text = "" if value is None else (f"{value:.6g}" if isinstance(value, float) else
-                                         str(value))
-        super().__init__(text)
-        self.value = value
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            self.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
-
-    def __lt__(self, other):
-        a, b = self.value, getattr(other, "value", None)
-        if isinstance(a, int | float) and isinstance(b, int | float):
-            return a < b
-        return (a is None, str(a)) < (b is None, str(b))
 
 
 def _trials_text(spec: SearchSpec) -> str:

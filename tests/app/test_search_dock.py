@@ -89,3 +89,13 @@ def test_closing_the_window_stops_a_running_search(qtbot, window, tmp_path, monk
     window.close()
     assert not panel.running
     assert (tmp_path / "interrupted").read_text() == "yes"
+
+
+def test_a_double_clicked_trial_puts_its_configuration_in_the_form(qtbot, window, trial_runs):
+    storage, runs = trial_runs
+    show_study(qtbot, window, storage)
+    table = window.search.trials
+    row = next(r for r in range(table.rowCount()) if table.item(r, 0).text() == "0")
+    table.cellDoubleClicked.emit(row, 1)
+    assert window.config_panel.config().optim.lr == 0.03
+    assert f"run {runs[0]} trial-0" in window.windowTitle()
