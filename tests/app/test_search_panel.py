@@ -315,3 +315,18 @@ def test_closing_ends_a_search_that_ignores_ctrl_c(panel, tmp_path, qtbot, monke
     assert not panel.running
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_the_open_study_dialog_lists_the_storages_studies(qtbot, tmp_path):
+    from app.panels.search_trials import OpenStudyDialog
+
+    storage = f"sqlite:///{tmp_path / 'study.sqlite'}"
+    make_study(storage, "b-study")
+    make_study(storage, "a-study")
+    dialog = OpenStudyDialog(storage, "")
+    qtbot.addWidget(dialog)
+    assert [dialog.names.itemText(i) for i in range(dialog.names.count())] == \
+        ["a-study", "b-study"]
+    dialog.url.setText(f"sqlite:///{tmp_path / 'none.sqlite'}")
+    dialog.list_studies()
+    assert dialog.names.count() == 0 and not (tmp_path / "none.sqlite").exists()
