@@ -95,6 +95,8 @@ class MainWindow(QMainWindow):
         self.evaluation_dock = self._dock("Evaluation", "evaluation", placeholder(),
                                           Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.evaluation_dock)
+        self.search_dock = self._dock("Search", "search", placeholder(), Qt.RightDockWidgetArea)
+        self.tabifyDockWidget(self.training_dock, self.search_dock)
         self.training_dock.raise_()
         # live plots wait while their tab is behind another, and draw when it comes forward
         self.training_dock.visibilityChanged.connect(self.plots.set_shown)
@@ -123,6 +125,7 @@ class MainWindow(QMainWindow):
         from .panels.hardware_panel import HardwarePanel
         from .panels.profiler_panel import ProfilerPanel
         from .panels.runs_actions import install as install_runs
+        from .panels.search_panel import install as install_search
 
         self.exporter = Exporter(self.workspace_dir, self)
         self.hardware = HardwarePanel()
@@ -139,6 +142,7 @@ class MainWindow(QMainWindow):
         self.act_tensorboard.triggered.connect(self.profiler.open_tensorboard)
         self._wire_docks()
         self.runs = install_runs(self)
+        self.search = install_search(self)
         for panel in (self.hardware, self.profiler, self.compression, self.evaluation):
             panel.apply_theme(self.dark)
         self._on_state(self.bridge.state)
@@ -244,6 +248,7 @@ class MainWindow(QMainWindow):
         view.addAction(self.hardware_dock.toggleViewAction())
         view.addAction(self.compression_dock.toggleViewAction())
         view.addAction(self.evaluation_dock.toggleViewAction())
+        view.addAction(self.search_dock.toggleViewAction())
         view.addSeparator()
         view.addAction(self.act_messages)
         themes = view.addMenu("Theme")
@@ -569,6 +574,7 @@ class MainWindow(QMainWindow):
         self.profiler.apply_theme(self.dark)
         self.compression.apply_theme(self.dark)
         self.evaluation.apply_theme(self.dark)
+        self.search.apply_theme(self.dark)
         self.config_panel.apply_theme(self.dark)
         self.settings.setValue("theme", name)
 
@@ -635,6 +641,7 @@ class MainWindow(QMainWindow):
         self.compression.wait()
         self.evaluation.wait()
         self.runs.close_reader()
+        self.search.shutdown()
         self.save_settings()
         event.accept()
 

@@ -268,9 +268,9 @@ def test_the_first_launch_has_the_docks_as_tabs_beside_training(qtbot, make_wind
     qtbot.waitExposed(window)
     tabbed = window.tabifiedDockWidgets(window.training_dock)
     assert set(tabbed) == {window.runs_dock, window.hardware_dock, window.profiler_dock,
-                           window.compression_dock, window.evaluation_dock}
-    bar = next(b for b in window.findChildren(QTabBar) if b.count() == 6)
-    assert [bar.tabText(i) for i in range(6)] == ["Training", "Runs", "Hardware", "Profiler",
-                                                  "Compression", "Evaluation"]
+                           window.compression_dock, window.evaluation_dock, window.search_dock}
+    bar = next(b for b in window.findChildren(QTabBar) if b.count() == 7)
+    assert [bar.tabText(i) for i in range(7)] == ["Training", "Runs", "Hardware", "Profiler",
+                                                  "Compression", "Evaluation", "Search"]
     assert bar.tabText(bar.currentIndex()) == "Training"
     assert window.dockWidgetArea(window.config_dock) == Qt.LeftDockWidgetArea
