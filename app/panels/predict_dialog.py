@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import gc_guard
 from engine.workspace import RunRecord
 
 from ..dialogs import RunPicker
@@ -73,6 +74,7 @@ class _PredictJob(QThread):
         if child is not None and child.is_alive():
             child.terminate()
 
+    @gc_guard.guarded
     def run(self) -> None:
         from engine.predict import DEFAULT_BATCH, predict_to_queue
 

@@ -20,6 +20,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor
 
+from app import gc_guard
 from engine.workspace.config_columns import MISSING, show_value
 
 from .runs_data import RunRow, RunsReader, Snapshot
@@ -251,6 +252,7 @@ class LoadJob(QThread):
         super().__init__(parent)
         self.reader = reader
 
+    @gc_guard.guarded
     def run(self) -> None:
         from engine.workspace import WorkspaceError
 

@@ -12,6 +12,7 @@ from PySide6.QtGui import QColor
 
 from engine.profiling.report import CATEGORIES, MemoryCurve, ProfileReport
 
+from . import legend as legends
 from .live_plot import style_plot
 
 # One colour per category, the same in the summary, the legend and the bars.
@@ -59,7 +60,7 @@ class StepBreakdownPlot(_ThemedPlot):
         for bar in self.bars.values():
             item.removeItem(bar)
         self.bars.clear()
-        self.legend.clear()
+        legends.clear(self.legend)
         if report is None:
             return
         steps = (*report.steps, report.average)
@@ -96,7 +97,7 @@ class MemoryCurvePlot(_ThemedPlot):
         for curve in self.curves:
             item.removeItem(curve)
         self.curves.clear()
-        self.legend.clear()
+        legends.clear(self.legend)
         for i, mem in enumerate(curves):
             colour = self.DEVICE_COLOURS[i % len(self.DEVICE_COLOURS)]
             t = np.asarray(mem.time_ms)
