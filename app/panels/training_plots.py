@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QPushButton,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -292,14 +293,22 @@ class TrainingPlots(QWidget):
         self.caption = QLabel()
         self.caption.setTextFormat(Qt.TextFormat.RichText)
         self.caption.setWordWrap(True)
-        self.caption.hide()
+        self.close_overlay = QPushButton("Close comparison")
+        self.close_overlay.setToolTip("Back to the run shown before the comparison")
+        self.close_overlay.clicked.connect(self.clear_overlay)
+        self.caption_row = QWidget()
+        row = QHBoxLayout(self.caption_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.caption, 1)
+        row.addWidget(self.close_overlay, 0, Qt.AlignmentFlag.AlignTop)
+        self.caption_row.hide()
         from app.panels.run_overlay import RunOverlay  # it builds on this module
 
         self.overlay = RunOverlay(self.plots)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(controls)
-        layout.addWidget(self.caption)
+        layout.addWidget(self.caption_row)
         layout.addLayout(self._grid, 1)
         self._arrange()
 
@@ -412,7 +421,7 @@ class TrainingPlots(QWidget):
 
     def _overlay_changed(self, caption: str) -> None:
         self.caption.setText(caption)
-        self.caption.setVisible(bool(caption))
+        self.caption_row.setVisible(self.overlay.active)
         self._arrange()
         for plot in self.plots.values():
             plot.follow_data()

@@ -76,7 +76,7 @@ def test_opening_a_run_of_no_group_shows_that_run_alone(make_window, cv_ws):
     window = make_window(cv_ws)
     assert window.open_run(2) and window.plots.overlay.active
     assert window.open_run(4)
-    assert not window.plots.overlay.active and window.plots.caption.isHidden()
+    assert not window.plots.overlay.active and window.plots.caption_row.isHidden()
     assert window.plots.plots["loss"].item("train_loss").isVisible()
     assert len(window.plots.curve_data("train_loss")[0]) > 0
 

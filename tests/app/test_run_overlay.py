@@ -131,20 +131,21 @@ def test_a_live_run_shows_whole_again_when_the_overlay_is_cleared(panel):
     loss = panel.plots["loss"]
     assert not loss.item("train_loss").isVisible() and loss.item("overlay0:train").isVisible()
     assert len(loss.drawn_data("train_loss")[0]) == 4  # not redrawn while hidden
-    panel.clear_overlay()
+    assert panel.close_overlay.isVisibleTo(panel)
+    panel.close_overlay.click()  # the user leaves the comparison
     panel.refresh()
     assert loss.item("train_loss").isVisible() and loss.item("train_loss_ema").isVisible()
     assert not [n for n in loss.curve_names() if n.startswith("overlay")]
     assert [label.text for _, label in loss.legend.items][:2] == ["train", "smoothed"]
     np.testing.assert_array_equal(loss.drawn_data("train_loss")[0], np.arange(1, 9))
-    assert panel.caption.isHidden()
+    assert panel.caption_row.isHidden()
 
 
 def test_a_new_run_replaces_the_overlay(panel):
     panel.overlay_runs([made_run("a", 0)], caption="<b>group</b>")
     assert panel.caption.isVisible() and "group" in panel.caption.text()
     panel.on_run_started(started())
-    assert not panel.overlay.active and panel.caption.isHidden()
+    assert not panel.overlay.active and panel.caption_row.isHidden()
     assert panel.plots["loss"].item("train_loss").isVisible()
 
 
