@@ -1,0 +1,130 @@
+"""LR range test: an exponential learning-rate sweep on a copy of the run, and a suggestion.
+
+Leslie Smith's range test as PyTorch Lightning's Tuner and fastai's
+``lr_find`` run it: the rate grows geometrically from ``start_lr`` to
+``end_lr`` over ``steps`` optimizer steps, one training batch each, on copies
+of the model and optimizer (engine.experiments.probe); the sweep stops early
+when the loss diverges.
+
+The suggestion rule (``RULE``): smooth the recorded losses without lag (a
+running median over 5 steps drops single spikes, then a centred mean over 9),
+find the minimum of the smoothed curve, and take the rate where the smoothed
+loss falls fastest per decade of rate between the first tenth of the sweep
+(early noise) and that minimum (beyond it lies the divergence tail). The
+minimum's rate / 10 (fastai's older rule) is reported beside it as a cross-check.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..config import ConfigError
+from .probe import StepProbe, batches, untouched
+
+RULE = "steepest descent of the smoothed loss before its minimum"
+DIVERGE = 4.0  # the sweep stops once the running loss exceeds 4x its lowest value
+MEDIAN, MEAN = 5, 9
+
+
+@dataclass
+class LrSweep:
+    """The sweep and its suggestion, as plain data (``as_json`` is the CLI's --json object)."""
+
+    suggested_lr: float | None
+    rule: str
+    reason: str
+    min_loss_lr: float | None  # the cross-check: rate at the smoothed minimum / 10
+    stopped: str  # "end" (all steps) or "diverged"
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    smoothed: list[float] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+def lr_range_test(trainer, *, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100,
+                  diverge: float = DIVERGE, on_step=None) -> LrSweep:
+    """Sweep ``trainer``'s run from ``start_lr`` to ``end_lr``; its own state is left as it was.
+
+    ``on_step(i, lr, loss)`` is called after each step (progress for a caller).
+    """
+    if not 0 < start_lr < end_lr:
+        raise ConfigError(f"the sweep needs 0 < start lr < end lr (got {start_lr:g} to "
+                          f"{end_lr:g})")
+    if steps < 20:
+        raise ConfigError(f"an LR sweep needs at least 20 steps to smooth its curve "
+                          f"(got {steps})")
+    factor = (end_lr / start_lr) ** (1 / (steps - 1))
+    lrs, losses = [], []
+    stopped, running, best, beta = "end", 0.0, math.inf, 0.9
+    with untouched():
+        probe = StepProbe(trainer)
+        try:
+            stream = batches(trainer.train_loader)
+            for i in range(steps):
+                lr = start_lr * factor ** i
+                probe.set_lr(lr)
+                x, y = next(stream)
+                loss = float(probe.step(x, y))  # one read per step: the sweep is its curve
+                if not math.isfinite(loss):
+                    stopped = "diverged"
+                    break
+                lrs.append(lr)
+                losses.append(loss)
+                if on_step is not None:
+                    on_step(i, lr, loss)
+                running = beta * running + (1 - beta) * loss
+                debiased = running / (1 - beta ** (i + 1))
+                best = min(best, debiased)
+                if i >= 10 and debiased > diverge * best:
+                    stopped = "diverged"
+                    break
+        finally:
+            probe.close()
+    return suggest(lrs, losses, stopped)
+
+
+def smooth(losses) -> np.ndarray:
+    """A running median (single spikes gone), then a centred running mean (no lag)."""
+    from scipy.ndimage import median_filter, uniform_filter1d
+
+    values = np.asarray(losses, dtype=float)
+    if len(values) < MEAN:
+        return values
+    return uniform_filter1d(median_filter(values, MEDIAN, mode="nearest"), MEAN,
+                            mode="nearest")
+
+
+def suggest(lrs, losses, stopped: str = "end") -> LrSweep:
+    """The suggestion for a recorded sweep by ``RULE``, with the reason in words."""
+    lrs, losses = list(map(float, lrs)), list(map(float, losses))
+    smoothed = smooth(losses)
+    curve = dict(lrs=lrs, losses=losses, smoothed=[float(v) for v in smoothed])
+    if len(lrs) < 2 * MEAN:
+        return LrSweep(None, RULE, f"the loss diverged after {len(lrs)} steps, before a curve "
+                       f"could be drawn: start the sweep at a lower rate", None, stopped,
+                       **curve)
+    logs = np.log10(lrs)
+    lowest = int(np.argmin(smoothed))
+    min_lr = lrs[lowest] / 10
+    skip = max(1, len(lrs) // 10)
+    if lowest <= skip + 1:
+        return LrSweep(min_lr, RULE, f"the smoothed loss never fell: it is lowest at the "
+                       f"sweep's start ({lrs[lowest]:.2g}), so no descent can be found; "
+                       f"suggesting that rate / 10. Try a lower start rate", min_lr,
+                       stopped, **curve)
+    slope = np.gradient(smoothed, logs)
+    steepest = skip + int(np.argmin(slope[skip:lowest + 1]))
+    lr = lrs[steepest]
+    drop = -slope[steepest]
+    agree = "agrees with" if 1 / 10 <= lr / min_lr <= 10 else "differs by over 10x from"
+    tail = (f"; the sweep stopped at {lrs[-1]:.2g} where the loss diverged"
+            if stopped == "diverged" else "")
+    reason = (f"the smoothed loss falls fastest at lr={lr:.2g} ({drop:.3g} per decade), "
+              f"before its minimum {smoothed[lowest]:.3g} at lr={lrs[lowest]:.2g}{tail}. "
+              f"Cross-check: minimum / 10 = {min_lr:.2g}, which {agree} the suggestion")
+    return LrSweep(lr, RULE, reason, min_lr, stopped, **curve)
