@@ -1,1 +1,1 @@
-"""Experiments over runs: hyperparameter search, LR range test, batch-size finder, memory forecast."""
+"""Experiments over runs: search, LR range test, batch-size finder, memory forecast."""
