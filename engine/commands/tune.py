@@ -23,8 +23,8 @@ def register(subparsers, common) -> None:
                           description="Exponential learning-rate sweep on a copy of the run "
                                       "and the suggested optim.lr, with its rule and reason.")
     _common(lr)
-    lr.add_argument("--steps", type=int, default=100, metavar="N",
-                    help="optimizer steps in the sweep (default 100)")
+    lr.add_argument("--steps", type=int, default=300, metavar="N",
+                    help="optimizer steps in the sweep (default 300)")
     lr.add_argument("--start-lr", type=float, default=1e-7, help="first rate (default 1e-7)")
     lr.add_argument("--end-lr", type=float, default=10.0, help="last rate (default 10)")
     lr.set_defaults(handler=cmd_tune_lr)
@@ -72,7 +72,7 @@ def cmd_tune_lr(args) -> int:
     trainer = _trainer(args)
 
     def step(i, lr, loss):
-        if i % 10 == 0:
+        if i % 25 == 0:
             _progress(args, f"step {i + 1}/{args.steps}: lr {lr:.2g}, loss {loss:.4g}")
 
     sweep = lr_range_test(trainer, start_lr=args.start_lr, end_lr=args.end_lr,
