@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.panels.data_preview import DataPreview
+from app.panels.tuning import TuningAids
 from app.widgets.config_form import ERROR_COLOR, FieldEditor, make_editor
 from engine.config import ConfigError, RunConfig, all_keys, field_meta, form_groups
 
@@ -82,6 +83,7 @@ class ConfigPanel(QWidget):
         for group, keys in form_groups().items():
             column.addWidget(self._group_box(group, keys, labels))
         column.addStretch(1)
+        self.tuning = TuningAids(self)  # Find LR…, Find batch size… beside their fields
         # One label width for all groups, so every field column starts at the same x.
         width = max(label.sizeHint().width() for label in labels)
         for label in labels:
@@ -107,6 +109,7 @@ class ConfigPanel(QWidget):
         layout.setSpacing(0)
         layout.addWidget(self._scroll, 1)
         layout.addWidget(self._summary)
+        layout.insertWidget(1, self.tuning.label)  # the memory forecast, under the form
 
         self.set_config(config if config is not None else RunConfig())
 
@@ -157,6 +160,7 @@ class ConfigPanel(QWidget):
             editor.set_value(cfg.get(key))
         self._refresh()
         self.mark_clean()
+        self.tuning.refresh()
 
     def set_value(self, key: str, value) -> None:
         """Set one value as if the user had edited it (emits configChanged), e.g. the target

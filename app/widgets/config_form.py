@@ -316,6 +316,11 @@ class FieldEditor(QWidget):
         self.browse.clicked.connect(self._browse)
         self._row.addWidget(self.browse)
 
+    def add_extra(self, widget: QWidget) -> None:
+        """A widget beside the control (a button that finds a value for it), enabled and
+        disabled with the field."""
+        self._row.addWidget(widget)
+
     def _browse(self) -> None:
         prefix, file_filter, _tip = FILE_PICKERS[self.key]
         path, _ = QFileDialog.getOpenFileName(self, self.meta["label"], "", file_filter)

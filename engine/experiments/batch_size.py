@@ -130,11 +130,11 @@ def summarize(trials: list[SizeTrial], stopped: str, why: str) -> BatchSizeSearc
     """The knee: the smallest size reaching KNEE of the best throughput, and why."""
     ran = [t for t in trials if t.samples_per_s]
     if not ran:
-        return BatchSizeSearch(None, None, stopped, f"no batch size could train: {why}", trials)
+        return BatchSizeSearch(None, None, stopped, f"No batch size could train: {why}", trials)
     best = max(ran, key=lambda t: t.samples_per_s)
     knee = next(t for t in ran if t.samples_per_s >= KNEE * best.samples_per_s)
     largest = ran[-1].batch_size
-    reason = (f"batch {knee.batch_size} reaches {knee.samples_per_s / best.samples_per_s:.0%} "
+    reason = (f"Batch {knee.batch_size} reaches {knee.samples_per_s / best.samples_per_s:.0%} "
               f"of the best throughput ({best.samples_per_s:.0f} samples/s at batch "
               f"{best.batch_size}); the largest that fits is {largest}; the search stopped "
               f"because {why}")

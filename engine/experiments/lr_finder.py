@@ -128,14 +128,14 @@ def suggest(lrs, losses, stopped: str = "end") -> LrSweep:
     smoothed = smooth(losses)
     curve = dict(lrs=lrs, losses=losses, smoothed=[float(v) for v in smoothed])
     if len(lrs) < 2 * MEAN:
-        return LrSweep(None, RULE, f"the loss diverged after {len(lrs)} steps, before a curve "
+        return LrSweep(None, RULE, f"The loss diverged after {len(lrs)} steps, before a curve "
                        f"could be drawn: start the sweep at a lower rate", None, stopped,
                        **curve)
     lowest = int(np.argmin(smoothed))
     min_lr = lrs[lowest] / 10
     first, last = valley(smoothed)
     if last - first < max(5, len(lrs) // 20):
-        return LrSweep(min_lr, RULE, f"the smoothed loss never fell for long: it is lowest "
+        return LrSweep(min_lr, RULE, f"The smoothed loss never fell for long: it is lowest "
                        f"at lr={lrs[lowest]:.2g}, so no valley can be found; suggesting that "
                        f"rate / 10. Try a wider sweep or more steps", min_lr, stopped, **curve)
     pick = (first + last) // 2
@@ -144,7 +144,7 @@ def suggest(lrs, losses, stopped: str = "end") -> LrSweep:
     steep = first + int(np.argmin(slope[first:last + 1]))
     tail = (f"; the sweep stopped at lr={lrs[-1]:.2g} where the loss diverged"
             if stopped == "diverged" else "")
-    reason = (f"the longest descent of the smoothed loss runs from lr={lrs[first]:.2g} "
+    reason = (f"The longest descent of the smoothed loss runs from lr={lrs[first]:.2g} "
               f"({smoothed[first]:.3g}) to lr={lrs[last]:.2g} ({smoothed[last]:.3g}); its "
               f"middle is lr={lr:.2g}{tail}. Cross-checks: steepest descent at "
               f"lr={lrs[steep]:.2g}, minimum / 10 = {min_lr:.2g}")

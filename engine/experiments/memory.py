@@ -43,7 +43,7 @@ class MemoryForecast:
     train_samples: int = 0
 
     def as_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "summary": self.summary()}
 
     def summary(self) -> str:
         """One line for the form: the peak, its biggest parts and the largest batch."""
@@ -52,13 +52,13 @@ class MemoryForecast:
         if not self.largest_batch:
             fits = "not even one sample fits"
         elif self.largest_batch >= self.train_samples:
-            fits = f"a batch of all {self.train_samples} training samples fits"
+            fits = f"all {self.train_samples} training samples fit"
         else:
-            fits = f"largest batch that fits: {self.largest_batch}"
+            fits = f"up to {self.largest_batch} fit"
         where = "free RAM" if self.device == "cpu" else f"free {self.device.upper()} memory"
-        return (f"Forecast peak {size_text(self.peak_bytes)} per step at batch "
-                f"{self.batch_size} on {self.device} ({parts}); {fits} in "
-                f"{size_text(self.budget_bytes)} of {where}")
+        return (f"Memory forecast: {size_text(self.peak_bytes)} peak per step at batch "
+                f"{self.batch_size} on {self.device} ({parts}). Largest batch in "
+                f"{size_text(self.budget_bytes)} of {where}: {fits}")
 
 
 def forecast(cfg: RunConfig, data=None, *, budget: int | None = None) -> MemoryForecast:
@@ -173,7 +173,7 @@ def _data_bytes(data) -> int:
 def _role_word(role: str) -> str:
     return {"Parameter": "parameters", "Buffer": "buffers", "Gradient": "gradients",
             "Optstate": "optimizer state", "Activation": "activations",
-            "Temp": "backward temporaries"}.get(role, role.lower())
+            "Temp": "temporaries"}.get(role, role.lower())
 
 
 def size_text(n: int) -> str:
