@@ -70,8 +70,7 @@ class TuneDialog(QDialog):
             plot.setLogMode(x=True, y=False)
             plot.setLabel("bottom", "learning rate")
             plot.setLabel("left", "training loss")
-        else:
-            plot.setLogMode(x=True, y=False)
+        else:  # powers of two, evenly spaced and labelled as sizes
             plot.setLabel("bottom", "batch size")
             plot.setLabel("left", "samples / s")
         plot.addLegend(offset=(-10, 10))
@@ -170,7 +169,9 @@ class TuneDialog(QDialog):
             self.value = result.get("suggested")
             trials = [t for t in result.get("trials", []) if t.get("samples_per_s")]
             if trials:
-                plot.plot([t["batch_size"] for t in trials],
+                sizes = [t["batch_size"] for t in trials]
+                plot.getAxis("bottom").setTicks([[(float(np.log2(b)), str(b)) for b in sizes]])
+                plot.plot(np.log2(sizes),
                           [t["samples_per_s"] for t in trials],
                           pen=pg.mkPen("#2f6fba", width=2.5), symbol="o", symbolSize=7,
                           symbolBrush="#2f6fba", name="throughput")
@@ -178,7 +179,7 @@ class TuneDialog(QDialog):
                         "No batch size could be suggested.")
             reason = f"{result.get('reason', '')}."
         if self.value:
-            x = float(np.log10(self.value))
+            x = float(np.log10(self.value) if self.kind == "lr" else np.log2(self.value))
             plot.addItem(pg.InfiniteLine(x, angle=90, pen=pg.mkPen("#d9822b", width=2),
                                          label="suggested",
                                          labelOpts={"color": "#d9822b", "position": 0.08}))

@@ -15,7 +15,6 @@ beyond it a larger batch buys little speed and costs generalisation.
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -27,6 +26,7 @@ from ..training.loader import BatchLoader
 from .probe import StepProbe, untouched
 
 KNEE = 0.9
+MIN_SECONDS = 0.3  # timed steps per size go on until they add up to this (small batches)
 
 
 @dataclass
@@ -52,9 +52,10 @@ def find_batch_size(trainer, *, start: int = 8, limit: int = 65536, steps: int =
                     on_size=None) -> BatchSizeSearch:
     """Try powers of two from ``start`` to ``limit``; ``trainer``'s own state is untouched.
 
-    ``steps`` timed steps per size follow one untimed warm-up step; a size's throughput
-    is its batch over the median step time, which a busy machine's odd slow step
-    does not move.
+    At least ``steps`` timed steps, and MIN_SECONDS of them, follow one untimed
+    warm-up step per size; a size's throughput
+    is its batch over the fastest step's time: other work on a busy machine only
+    ever slows a step down, so the fastest is the one it disturbed least.
     ``on_size(trial)`` is called after each size (progress for a caller).
     """
     if start < 1 or limit < start:
@@ -101,17 +102,19 @@ def _try_size(trainer, size: int, steps: int) -> SizeTrial | None:
         if cuda:
             torch.cuda.reset_peak_memory_stats(trainer.device)
         stream = _cycle(loader)
-        times = []
-        for i in range(steps + 1):
+        times: list[float] = []
+        warm = False  # the first step warms up kernels and allocates optimizer state
+        while len(times) < steps or sum(times) < MIN_SECONDS:
             x, y = next(stream)
             started = time.perf_counter()
             loss = probe.step(x, y)
             float(loss)  # the step has finished on the device
-            if i:  # the first step warms up kernels and allocates optimizer state
+            if warm:
                 times.append(time.perf_counter() - started)
-        median = statistics.median(times)
+            warm = True
+        fastest = min(times)
         peak = int(torch.cuda.max_memory_allocated(trainer.device)) if cuda else None
-        return SizeTrial(size, len(y) / median if median > 0 else None, peak)
+        return SizeTrial(size, len(y) / fastest if fastest > 0 else None, peak)
     except torch.OutOfMemoryError:
         return None
     finally:
