@@ -93,3 +93,18 @@ def test_run_overlay_bench_prints_its_table():
     out = run_bench("bench/run_overlay.py", "--runs", "3", "--steps", "3000", "--redraws", "4")
     assert "| pan: loss plot zoomed to 1% of the steps" in out
     assert "| x axis switched" in out
+
+
+def test_lr_finder_bench_prints_its_table():
+    out = run_bench("bench/lr_finder.py", "--problems", "1", "--epochs-scale", "0.25",
+                    "--seeds", "1")
+    row = out.strip().splitlines()[-1].split("|")
+    assert row[1].strip() == "digits MLP" and float(row[2]) > 0
+
+
+@pytest.mark.slow
+def test_memory_forecast_bench_prints_its_tables():
+    out = run_bench("bench/memory_forecast.py", "--budget-mib", "16")
+    errors = [float(line.split("|")[5].strip().rstrip("%")) for line in out.splitlines()
+              if line.startswith("| digits CNN |")]
+    assert errors and abs(errors[0]) < 5  # the forecast is within 5% of the measured peak
