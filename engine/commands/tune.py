@@ -8,6 +8,7 @@ goes to stderr.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 
@@ -55,6 +56,28 @@ def _common(p) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
+def _one_line(handler):
+    """A failure of the model or the tuner itself ends the command with one line (exit 1),
+    not a traceback; configuration errors go to the CLI's own handling (exit 2)."""
+    @functools.wraps(handler)
+    def run(args) -> int:
+        from engine.cli import UsageError
+        from engine.config import ConfigError
+
+        try:
+            return handler(args)
+        except (UsageError, ConfigError):
+            raise
+        except Exception as exc:
+            from engine.experiments.memory import ForecastError
+
+            first = (str(exc).strip().splitlines() or [""])[0]
+            kind = "" if isinstance(exc, ForecastError) else f"{type(exc).__name__}: "
+            print(f"torchwork tune {args.tuner}: {kind}{first}", file=sys.stderr)
+            return 1
+    return run
+
+
 def _trainer(args):
     from engine import cli
 
@@ -66,6 +89,7 @@ def _progress(args, text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+@_one_line
 def cmd_tune_lr(args) -> int:
     from engine.experiments.lr_finder import lr_range_test
 
@@ -87,6 +111,7 @@ def cmd_tune_lr(args) -> int:
     return 0
 
 
+@_one_line
 def cmd_tune_batch_size(args) -> int:
     from engine.experiments.batch_size import find_batch_size
 
@@ -108,6 +133,7 @@ def cmd_tune_batch_size(args) -> int:
     return 0
 
 
+@_one_line
 def cmd_tune_memory(args) -> int:
     from engine import cli
     from engine.experiments.memory import forecast

@@ -40,7 +40,7 @@ class SizeTrial:
 class BatchSizeSearch:
     suggested: int | None  # the knee
     largest_fitting: int | None
-    stopped: str  # "oom" | "ram" | "data" | "limit"
+    stopped: str  # "oom" | "ram" | "data" | "limit" | "error"
     reason: str
     trials: list[SizeTrial] = field(default_factory=list)
 
@@ -78,7 +78,11 @@ def find_batch_size(trainer, *, start: int = 8, limit: int = 65536, steps: int =
                 except ConfigError as exc:
                     stopped, why = "ram", f"batch {size} would not fit in free RAM ({exc})"
                     break
-            trial = _try_size(trainer, size, steps)
+            try:
+                trial = _try_size(trainer, size, steps)
+            except Exception as exc:  # the model's own failure at this size, said as such
+                stopped, why = "error", f"batch {size} failed: {type(exc).__name__}: {exc}"
+                break
             if trial is None:
                 stopped, why = "oom", f"batch {size} ran out of {device.type.upper()} memory"
                 trials.append(SizeTrial(size, None, None))

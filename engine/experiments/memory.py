@@ -27,6 +27,11 @@ from ..config import ConfigError, RunConfig
 from ..training.footprint import available_bytes
 from ..training.setup import Precision, build_loss, build_optimizer, num_outputs, resolve_device
 
+
+class ForecastError(Exception):
+    """A model whose training step cannot run on fake tensors (its message says which)."""
+
+
 ROLES = ("Parameter", "Buffer", "Gradient", "Optstate", "Activation", "Temp")
 
 
@@ -84,7 +89,15 @@ def forecast(cfg: RunConfig, data=None, *, budget: int | None = None) -> MemoryF
 
     def peak(size: int) -> int:
         if size not in cache:
-            cache[size] = step_memory(cfg, data, device, size)
+            try:
+                cache[size] = step_memory(cfg, data, device, size)
+            except (ConfigError, ModelError):
+                raise
+            except Exception as exc:
+                first = (str(exc).strip().splitlines() or [""])[0]
+                raise ForecastError(f"a training step at batch {size} could not run on fake "
+                                    f"tensors ({type(exc).__name__}: {first}): no forecast "
+                                    f"for this model") from None
         return cache[size]["Total"] + data_bytes
 
     try:

@@ -188,3 +188,17 @@ def test_tune_bad_input_is_one_line(tiny_config, tmp_path, capsys):
     assert main(["tune", "lr", str(path), "--steps", "5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "optim.lr" in err[0] and "at least 20 steps" in err[1]
+
+
+def test_a_model_failing_at_some_size_ends_the_search_and_the_forecast_in_one_line(
+        tiny_config, faulty_model, tmp_path, capsys):
+    arch = faulty_model("if x.shape[0] >= 64: raise RuntimeError('too big for me')")
+    found = find_batch_size(Trainer(tiny_config(**{"model.arch": arch})), steps=1)
+    assert found.stopped == "error" and found.largest_fitting == 32
+    assert "batch 64 failed: RuntimeError: too big for me" in found.reason
+    path = tmp_path / "run.toml"
+    tiny_config(**{"model.arch": arch}).save(path)
+    assert main(["tune", "memory", str(path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "could not run on fake tensors" in err[0]
+    assert "too big for me" in err[0]
