@@ -642,6 +642,7 @@ class MainWindow(QMainWindow):
         self.evaluation.wait()
         self.runs.close_reader()
         self.search.shutdown()
+        self.config_panel.tuning.shutdown()
         self.save_settings()
         event.accept()
 

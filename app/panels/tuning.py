@@ -91,6 +91,14 @@ class Forecaster(QObject):
             f"{result['batch_size']}; the largest batch is solved from the peak's growth per "
             f"sample ({result['per_sample_bytes']} bytes)\n\nat the peak:\n{parts}"))
 
+    def shutdown(self) -> None:
+        """End a forecast under way (the window closes): no process outlives its QProcess."""
+        self._timer.stop()
+        if self.process.state() != QProcess.ProcessState.NotRunning:
+            self.process.finished.disconnect(self._finished)
+            self.process.kill()
+            self.process.waitForFinished(2000)
+
     def is_idle(self) -> bool:
         """Whether no forecast is pending or running."""
         return (not self._timer.isActive()
@@ -125,6 +133,12 @@ class TuningAids(QObject):
     def _show(self, text: str, tip: str) -> None:
         self.label.setText(text)
         self.label.setToolTip(tip)
+
+    def shutdown(self) -> None:
+        """The window closes: end the forecast and a finder still running."""
+        self.forecaster.shutdown()
+        if self.dialog is not None:
+            self.dialog.close()
 
     def refresh(self) -> None:
         """Forecast again (after the form was filled from a file)."""

@@ -42,6 +42,22 @@ def test_no_forecast_while_the_form_has_problems(panel, qtbot):
     assert panel.tuning.forecaster.is_idle()  # no process was started for it
 
 
+def test_closing_ends_a_forecast_under_way(panel, qtbot):
+    """The window's close calls shutdown: no forecast process outlives the window."""
+    from PySide6.QtCore import QProcess
+
+    forecaster = panel.tuning.forecaster
+    forecaster._timer.setInterval(0)
+    panel.set_value("data.batch_size", 64)
+    qtbot.waitUntil(lambda: forecaster.process.state() != QProcess.ProcessState.NotRunning,
+                    timeout=5000)
+    shown = forecast_text(panel)
+    panel.tuning.shutdown()
+    assert forecaster.process.state() == QProcess.ProcessState.NotRunning
+    qtbot.wait(200)
+    assert forecast_text(panel) == shown  # the killed forecast reports nothing
+
+
 def test_finder_buttons_sit_beside_their_fields(panel):
     for key, text in (("optim.lr", "Find LR…"), ("data.batch_size", "Find batch size…")):
         buttons = panel.editor(key).findChildren(QPushButton)
