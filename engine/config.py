@@ -50,6 +50,7 @@ from engine.run_options import (
     PreprocessConfig,
     RegularizationConfig,
     ScheduleConfig,
+    SearchConfig,
     TrainConfig,
 )
 from engine.show import show
@@ -116,10 +117,15 @@ class RunConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    # [search] and [search.space]: read by `torchwork search` alone (engine.experiments).
+    search: SearchConfig | None = None
 
     # --- conversion -------------------------------------------------------
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if data["search"] is None:
+            del data["search"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict, *, validate: bool = True) -> RunConfig:
@@ -129,8 +135,16 @@ class RunConfig:
             raise ConfigError("a run configuration must be a table of sections")
         sections = {}
         for name, value in data.items():
+            if name == "search":
+                from engine.experiments.space import parse_search
+
+                try:
+                    sections[name] = parse_search(value)
+                except ConfigError as exc:
+                    errors.extend(exc.messages)
+                continue
             if name not in SECTIONS:
-                errors.append(_unknown(name, SECTIONS))
+                errors.append(_unknown(name, [*SECTIONS, "search"]))
                 continue
             if not isinstance(value, dict):
                 errors.append(f"{name} must be a table of options (got {show(value)})")
@@ -161,6 +175,10 @@ class RunConfig:
         sections = [f"[{section}]\n" + "".join(f"{name} = {_literal(value)}\n"
                                                for name, value in values.items())
                     for section, values in self.changes().items()]
+        if self.search is not None:
+            from engine.experiments.space import search_toml
+
+            sections.append(search_toml(self.search))
         return SAVED_HEADER + "\n".join(sections)
 
     def changes(self) -> dict[str, dict[str, Any]]:
@@ -249,6 +267,10 @@ class RunConfig:
             check = check_value if self.applies(key) else check_sane
             errors.extend(check(key, self.get(key)))
         errors.extend(config_rules.cross_checks(self))
+        if self.search is not None:
+            from engine.experiments.space import search_errors
+
+            errors.extend(search_errors(self))
         if errors:
             raise ConfigError(errors)
 
@@ -300,13 +322,22 @@ def all_keys() -> list[str]:
 
 
 def field_meta(key: str) -> dict:
-    section, name = _split_key(key)
-    return _fields(SECTIONS[section])[name].metadata
+    """The metadata of a run option, or of a [search] option ("search.sampler")."""
+    cls, name = _declared(key)
+    return _fields(cls)[name].metadata
 
 
 def field_type(key: str) -> type:
+    cls, name = _declared(key)
+    return _type_hints(cls)[name]
+
+
+def _declared(key: str) -> tuple[type, str]:
+    section, _, name = key.partition(".")
+    if section == "search" and name in _fields(SearchConfig) and name != "space":
+        return SearchConfig, name
     section, name = _split_key(key)
-    return _type_hints(SECTIONS[section])[name]
+    return SECTIONS[section], name
 
 
 @functools.cache

@@ -433,6 +433,45 @@ class PreprocessConfig:
                           "the split.", choices=("keep", "drop"), relevant_when=TABLE)
 
 
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc")
+PRUNERS = ("median", "hyperband", "successive_halving", "none")
+
+
+@dataclass
+class SearchConfig:
+    """A hyperparameter search over the run options (`torchwork search`; `torchwork run`
+    ignores it). Its space, ``[search.space]``, is read by engine.experiments.space."""
+
+    objective: str = opt("val_accuracy", "Objective", "The validation metric each trial reports "
+                         "per epoch to the pruner; a trial's value is its last epoch's.",
+                         choices=MONITORED)
+    direction: str = opt("maximize", "Direction", "Whether a higher or a lower objective is "
+                         "better.", choices=("maximize", "minimize"))
+    sampler: str = opt("tpe", "Sampler", "Optuna's sampler: tpe (Bayesian), random, grid (every "
+                       "combination of choices; int ranges and ranges with a step), cmaes, gp "
+                       "(Gaussian process), qmc (quasi-random).", choices=SAMPLERS)
+    pruner: str = opt("median", "Pruner", "Optuna's pruner, which stops a trial whose "
+                      "per-epoch objective is behind: median, hyperband, successive_halving "
+                      "or none.", choices=PRUNERS)
+    n_trials: int = opt(20, "Trials", "Trials of the whole study, across every worker and "
+                        "machine joined to it.", min=1, max=1_000_000)
+    timeout: float = opt(0.0, "Timeout (s)", "Each worker starts no trial after this many "
+                         "seconds; 0: no limit.", min=0.0, max=1e9)
+    workers: int = opt(1, "Workers", "Trial processes on this machine, each on one CPU thread, "
+                       "all joined to the one study.", min=1, max=256)
+    seed: int = opt(0, "Sampler seed", "Seeds the sampler (worker k of this machine uses "
+                    "seed + k); each trial trains with the config's train.seed.",
+                    min=0, max=2**31 - 1)
+    storage: str = opt("", "Storage", "Where the study lives: any SQLAlchemy URL, e.g. "
+                       "postgresql://user:pass@host/db for workers on many machines. Empty: "
+                       "search.sqlite in the workspace.")
+    study: str = opt("", "Study name", "Empty: the config file's name without .toml.")
+    heartbeat: int = opt(10, "Heartbeat (s)", "Each running trial writes a heartbeat this "
+                           "often; a trial whose worker missed two is marked failed, so a "
+                           "killed worker leaves the study usable.", min=1, max=3600)
+    space: dict = field(default_factory=dict)  # "optim.lr" -> {low, high, log} | {choices}
+
+
 SECTIONS = {
     "data": DataConfig,
     "model": ModelConfig,

@@ -1,0 +1,57 @@
+"""Where a study lives: Optuna's own RDB schema behind any SQLAlchemy URL.
+
+By default an SQLite file in the workspace (optuna-dashboard opens it as it is);
+PostgreSQL or MySQL let workers on many machines join one study. Each running
+trial writes a heartbeat: a worker that dies mid-trial stops writing it, and the
+next worker to start a trial marks that trial failed (Optuna's fail_stale_trials),
+so a killed worker never leaves the study waiting on a trial forever.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+DEFAULT_FILE = "search.sqlite"
+
+
+class SearchError(Exception):
+    """A search that cannot start or go on: the message says what to change."""
+
+
+def default_storage(workspace_root: str | Path) -> str:
+    return f"sqlite:///{Path(workspace_root) / DEFAULT_FILE}"
+
+
+def shown_url(url: str) -> str:
+    """The URL as messages show it: without its password."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: the caller's message says so
+        return url
+
+
+def open_storage(url: str, heartbeat: int):
+    """An RDBStorage of ``url`` with heartbeats every ``heartbeat`` seconds; SearchError
+    when the URL is not one SQLAlchemy reads or its database cannot be reached."""
+    import optuna
+
+    kwargs = ({"connect_args": {"timeout": 60}} if url.startswith("sqlite")
+              else {"pool_pre_ping": True})
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs,
+                                              heartbeat_interval=heartbeat,
+                                              heartbeat_stale_trial_callback=_lost_worker)
+    except Exception as exc:  # SQLAlchemy's and the drivers' errors share no base class
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SearchError(f"cannot open search storage {shown_url(url)}: {reason}") from None
+
+
+def _lost_worker(study, trial) -> None:
+    print(f"trial {trial.number} of study {study.study_name} failed: its worker stopped "
+          f"sending heartbeats (killed or cut off)", file=sys.stderr)
