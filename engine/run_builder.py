@@ -33,6 +33,9 @@ def build_trainer(config: RunConfig, workspace=None, **options):
         raise ConfigError(f"train.cv_folds={config.train.cv_folds} trains a group of runs, one "
                           f"per fold: start it with `torchwork run CONFIG.toml`, or set "
                           f"train.cv_fold to train one fold here")
+    if config.search is not None:  # a run trains the config's own values: [search] is
+        config = config.copy()      # for `torchwork search`, and is not stored with the run
+        config.search = None
     init = config.model.init
     if init and not init.endswith(".safetensors"):
         options["init"] = run_weights(workspace, init)
