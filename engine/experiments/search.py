@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import queue
 import signal
+import socket
 import threading
 import time
 import warnings
@@ -212,6 +214,7 @@ class Worker:
         ws.update_run(run.id, study=self.plan.study, trial=trial.number)
         trial.set_user_attr("run_id", run.id)
         trial.set_user_attr("run_dir", str(run.dir))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         handler = PruningHandler(trial, self.search.objective).attach(trainer)
         recorder = record_run(trainer, ws, run)
         with self._lock:
