@@ -8,6 +8,14 @@ from __future__ import annotations
 from typing import get_args, get_origin
 
 from .config import SECTIONS, all_keys, describe_rule, field_default, field_meta, field_type
+from .run_options import SearchConfig
+
+SEARCH_KEYS = [f"search.{name}" for name in SearchConfig.__dataclass_fields__ if name != "space"]
+SPACE_NOTE = ("`[search.space]`: each key is a quoted dotted run option, searched over a range "
+              "(int and float options: `{ low = 1e-5, high = 0.1, log = true }`, ints with "
+              "`step`) or a list of `{ choices = [...] }` (any option, lists included: "
+              "`\"model.hidden\" = { choices = [[64], [128, 64]] }`). `torchwork run` ignores "
+              "[search]; `torchwork search` uses it.")
 
 INTRO = ("Every option of a run, generated from `engine/config.py` by "
          "`torchwork options --markdown`. Set them in the run's TOML file under their "
@@ -47,7 +55,8 @@ def _num(value: float) -> str:
 
 
 def _default(key: str) -> str:
-    value = field_default(key)
+    value = getattr(SearchConfig(), key[len("search."):]) if key.startswith("search.") \
+        else field_default(key)
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, str):
@@ -64,12 +73,18 @@ def applies_when(key: str) -> str:
     return f"Applies when {rule}." if rule else ""
 
 
+def _section_keys(section: str) -> list[str]:
+    if section == "search":
+        return SEARCH_KEYS
+    return [k for k in all_keys() if k.startswith(section + ".")]
+
+
 def markdown() -> str:
     lines = ["# Run options", "", INTRO, ""]
-    for section in SECTIONS:
-        lines += [f"## [{section}]", "", "| key | default | allowed | meaning |",
-                  "|---|---|---|---|"]
-        for key in (k for k in all_keys() if k.startswith(section + ".")):
+    for section in [*SECTIONS, "search"]:
+        lines += [f"## [{section}]", ""] + ([SPACE_NOTE, ""] if section == "search" else [])
+        lines += ["| key | default | allowed | meaning |", "|---|---|---|---|"]
+        for key in _section_keys(section):
             meta = field_meta(key)
             when = applies_when(key)
             text = f"**{meta['label']}.** {meta['help']}" + (f" *{when}*" if when else "")
@@ -81,13 +96,15 @@ def markdown() -> str:
 
 def plain() -> str:
     lines = []
-    for section in SECTIONS:
+    for section in [*SECTIONS, "search"]:
         lines.append(f"[{section}]")
-        for key in (k for k in all_keys() if k.startswith(section + ".")):
+        for key in _section_keys(section):
             meta = field_meta(key)
             lines.append(f"  {key} = {_default(key)}    ({allowed(key).replace('`', '')})")
             lines.append(f"      {meta['label']}: {meta['help']}")
             if applies_when(key):
                 lines.append(f"      {applies_when(key)}")
+        if section == "search":
+            lines.append(f"  {SPACE_NOTE.replace('`', '')}")
         lines.append("")
     return "\n".join(lines)

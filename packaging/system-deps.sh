@@ -1,6 +1,8 @@
 #!/usr/bin/env sh
 # System libraries Qt needs, from Debian packages: `offscreen` for the headless
-# tests, `gui` for a real window on X11 (the xcb platform plugin).
+# tests, `gui` for a real window on X11 (the xcb platform plugin). The tests
+# (`offscreen`) also want PostgreSQL's server programs: the search test starts a
+# throwaway server of its own (no service), and is skipped without them.
 # Installs what is missing when run as root with apt-get; otherwise says what to install.
 set -eu
 kind=${1:-offscreen}
@@ -17,10 +19,18 @@ for pair in $wanted; do
   lib=${pair%%:*}; pkg=${pair##*:}
   ldconfig -p 2>/dev/null | grep -q "$lib" || missing="$missing $pkg"
 done
-[ -z "$missing" ] && exit 0
+postgres=""
+if [ "$kind" = offscreen ] && ! command -v initdb >/dev/null 2>&1 \
+    && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  postgres="postgresql"
+fi
+[ -z "$missing$postgres" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing Qt's system libraries:$missing"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  echo "installing system packages:$missing $postgres"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing $postgres \
+    >/dev/null
+elif [ -z "$missing" ]; then
+  echo "the PostgreSQL search test is skipped without: sudo apt-get install postgresql" >&2
 else
   echo "Qt needs these system packages (Debian/Ubuntu names):$missing" >&2
   echo "install them with: sudo apt-get install$missing" >&2
