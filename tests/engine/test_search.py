@@ -171,3 +171,47 @@ def test_an_unreachable_storage_is_one_line(tmp_path, capsys):
     assert code == 1 and len(err.splitlines()) == 1
     assert "cannot open search storage postgresql://u:***@127.0.0.1:1/x" in err
     assert "secret" not in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_running_trial_as_a_resumable_run(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    path = tmp_path / "long.toml"
+    path.write_text(TINY.replace("epochs = 3", "epochs = 500") + '[search]\nn_trials = 5\n'
+                    '[search.space]\n"optim.lr" = { low = 1e-3, high = 1e-1, log = true }\n')
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "app", "search", str(path), "--json",
+                             "--workspace", str(tmp_path / "ws")], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'ws' / 'search.sqlite'}")
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            try:
+                running = [t for t in optuna.load_study(study_name="long", storage=storage).trials
+                           if t.state.name == "RUNNING" and "run_id" in t.user_attrs]
+            except KeyError:
+                running = []
+            if running:
+                break
+            time.sleep(0.2)
+        assert running, "no trial started"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "stopping: the running trials end at their next step" in err
+    (trial,) = optuna.load_study(study_name="long", storage=storage).trials
+    assert trial.state.name == "FAIL" and "torchwork resume" in trial.user_attrs["error"]
+    with Workspace(tmp_path / "ws") as ws:
+        run = ws.get_run(trial.user_attrs["run_id"])
+    assert run.status == "stopped" and run.checkpoint  # resumable
+    assert json.loads(out.splitlines()[-1])["event"] == "search_finished"
