@@ -56,6 +56,12 @@ class TrialStopped(Exception):
 def make_sampler(search, seed: int | None):
     import optuna
 
+    with warnings.catch_warnings():  # qmc and gp are "experimental" in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _sampler(optuna, search, seed)
+
+
+def _sampler(optuna, search, seed: int | None):
     name = search.sampler
     if name == "tpe":
         # constant_liar: parallel workers do not all sample around the same running best

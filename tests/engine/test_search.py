@@ -102,6 +102,20 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path, one_thread)
     assert sorted(e["state"] for e in events) == ["COMPLETE", "FAIL", "FAIL", "FAIL"]
 
 
+@pytest.mark.parametrize("sampler, pruner", [
+    ("tpe", "hyperband"), ("random", "successive_halving"), ("grid", "median"),
+    ("cmaes", "none"), ("gp", "median"), ("qmc", "none")])
+def test_every_sampler_and_pruner_runs_trials(tmp_path, one_thread, sampler, pruner):
+    step = ", step = 0.01" if sampler == "grid" else ""
+    cfg = config(f'[search]\nsampler = "{sampler}"\npruner = "{pruner}"\n[search.space]\n'
+                 f'"optim.lr" = {{ low = 0.01, high = 0.05{step} }}\n'
+                 '"train.epochs" = { low = 1, high = 2 }\n')
+    events, study = run_worker(tmp_path, cfg, 3)
+    states = [t.state.name for t in study.trials]
+    assert len(states) == 3 and states[0] == "COMPLETE" and set(states) <= {"COMPLETE", "PRUNED"}
+    assert all(0.01 <= t.params["optim.lr"] <= 0.05 for t in study.trials)
+
+
 @pytest.mark.slow
 def test_search_command_runs_trials_as_workspace_runs(tmp_path, capsys):
     path = tmp_path / "tiny.toml"
