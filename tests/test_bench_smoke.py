@@ -108,3 +108,11 @@ def test_memory_forecast_bench_prints_its_tables():
     errors = [float(line.split("|")[5].strip().rstrip("%")) for line in out.splitlines()
               if line.startswith("| digits CNN |")]
     assert errors and abs(errors[0]) < 5  # the forecast is within 5% of the measured peak
+
+
+@pytest.mark.slow
+@pytest.mark.slow
+def test_search_bench_prints_its_table():
+    out = run_bench("bench/search.py", "--trials", "2", "--epochs", "1", "--skip-workers")
+    assert "| pruned | median | 1 |" in out and "| unpruned | none | 1 |" in out
+    assert "epochs saved by pruning:" in out
