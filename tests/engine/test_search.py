@@ -196,6 +196,8 @@ def test_ctrl_c_stops_the_running_trial_as_a_resumable_run(tmp_path):
     import time
     from pathlib import Path
 
+    from sqlalchemy.exc import OperationalError
+
     path = tmp_path / "long.toml"
     path.write_text(TINY.replace("epochs = 3", "epochs = 500") + '[search]\nn_trials = 5\n'
                     '[search.space]\n"optim.lr" = { low = 1e-3, high = 1e-1, log = true }\n')
@@ -203,18 +205,21 @@ def test_ctrl_c_stops_the_running_trial_as_a_resumable_run(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "app", "search", str(path), "--json",
                              "--workspace", str(tmp_path / "ws")], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'ws' / 'search.sqlite'}")
-    deadline = time.monotonic() + 120
+    db = tmp_path / "ws" / "search.sqlite"
+    storage = f"sqlite:///{db}"
+    deadline, running = time.monotonic() + 120, []
     try:
         while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if not db.exists():
+                continue
             try:
                 running = [t for t in optuna.load_study(study_name="long", storage=storage).trials
                            if t.state.name == "RUNNING" and "run_id" in t.user_attrs]
-            except KeyError:
+            except (KeyError, OperationalError):  # the command is still making the study
                 running = []
             if running:
                 break
-            time.sleep(0.2)
         assert running, "no trial started"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
