@@ -39,6 +39,8 @@ def register(sub, common) -> None:
 
 
 def cmd_search(args) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from engine import cli
     from engine.config import ConfigError
     from engine.experiments.search import Plan, joined_config, run_search, start_study, summary
@@ -86,6 +88,10 @@ def cmd_search(args) -> int:
         result = summary(storage, study, search.heartbeat)
     except SearchError as exc:
         print(f"torchwork search: {exc}", file=sys.stderr)
+        return cli.EXIT_FAILED
+    except SQLAlchemyError as exc:  # the database went away or refused a write mid-search
+        reason = str(exc).strip().splitlines()[0]
+        print(f"torchwork search: the study's storage failed: {reason}", file=sys.stderr)
         return cli.EXIT_FAILED
     print_event(result)
     if stop.is_set():

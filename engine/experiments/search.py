@@ -261,11 +261,16 @@ def work(plan: Plan, events, stop) -> None:
 
     Ctrl-C in a terminal reaches every process of the group: the parent alone handles
     it and sets ``stop``, so a trial is never cut inside Optuna's bookkeeping."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         Worker(plan, events.put, stop).run()
     except (SearchError, ConfigError) as exc:
         events.put({"event": "worker_error", "error": str(exc)})
+    except SQLAlchemyError as exc:  # the database went away mid-search
+        events.put({"event": "worker_error",
+                    "error": f"the study's storage failed: {str(exc).strip().splitlines()[0]}"})
 
 
 # --- the search -------------------------------------------------------------
