@@ -175,6 +175,7 @@ def _build_trainer(cfg: RunConfig, workspace=None):
 
 def cmd_run(args) -> int:
     cfg = _config_for_run(args)
+    cfg.search = None  # `torchwork search` reads [search]; a run neither uses nor stores it
     if cfg.train.cv_folds and not cfg.train.cv_fold:
         from .commands.crossval import run_folds
 

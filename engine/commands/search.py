@@ -44,6 +44,7 @@ def cmd_search(args) -> int:
     from engine import cli
     from engine.config import ConfigError
     from engine.experiments.search import Plan, joined_config, run_search, start_study, summary
+    from engine.experiments.space import search_only_errors
     from engine.experiments.storage import SearchError, default_storage
 
     if bool(args.config) == bool(args.join):
@@ -71,6 +72,8 @@ def cmd_search(args) -> int:
                                   f"high = 0.1, log = true }}")
             storage = args.storage or cfg.search.storage or default_storage(root)
             study = args.study or cfg.search.study or Path(args.config).stem
+        if search_only_errors(cfg):
+            raise ConfigError(search_only_errors(cfg))
         search = cfg.search
         workers = args.workers or search.workers
         if not args.join:

@@ -229,9 +229,6 @@ def search_errors(cfg: RunConfig) -> list[str]:
     if task in TASK_METRICS and search.objective not in TASK_METRICS[task]:
         errors.append(f"search.objective={show(search.objective)} is not measured for "
                       f"{task}: use one of {', '.join(TASK_METRICS[task])}")
-    if "train.cv_folds" in search.space or cfg.train.cv_folds:
-        errors.append("search: each trial is one run, so train.cv_folds must be 0 and not "
-                      "searched")
     if search.sampler == "grid":
         continuous = [p.key for p in params(search) if p.grid() is None]
         if continuous:
@@ -239,6 +236,14 @@ def search_errors(cfg: RunConfig) -> list[str]:
                           f"{', '.join(_where(k) for k in continuous)} is a continuous "
                           f"range: give it a step or choices")
     return errors
+
+
+def search_only_errors(cfg: RunConfig) -> list[str]:
+    """What `torchwork search` refuses though `torchwork run` of the config is fine."""
+    if "train.cv_folds" in cfg.search.space or cfg.train.cv_folds:
+        return ["search: each trial is one run, so train.cv_folds must be 0 and not searched "
+                "(`torchwork run` trains the cross-validation)"]
+    return []
 
 
 def trial_config(base: RunConfig, values: dict[str, Any]) -> RunConfig:

@@ -124,3 +124,17 @@ def test_a_run_trains_the_configs_own_values_and_stores_no_search(tmp_path):
         run = ws.get_run(1)
     assert run.config.search is None and run.config.optim.lr == 0.02
     assert run.config.train.epochs == 1 and run.status == "completed"
+
+
+def test_a_run_of_a_search_config_may_cross_validate(tmp_path, capsys):
+    from engine.cli import main
+    from engine.workspace import Workspace
+
+    path = tmp_path / "cv.toml"
+    path.write_text(BASE + '[train]\nepochs = 1\ncv_folds = 2\n' + SPACE)
+    assert main(["run", str(path), "--workspace", str(tmp_path / "ws")]) == 0
+    with Workspace(tmp_path / "ws") as ws:
+        folds = ws.list_runs()
+    assert len(folds) == 2 and all(r.config.search is None for r in folds)
+    assert main(["search", str(path), "--workspace", str(tmp_path / "ws")]) == 2
+    assert "train.cv_folds must be 0" in capsys.readouterr().err
