@@ -111,7 +111,6 @@ def test_memory_forecast_bench_prints_its_tables():
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_search_bench_prints_its_table():
     out = run_bench("bench/search.py", "--trials", "2", "--epochs", "1", "--skip-workers")
     assert "| pruned | median | 1 |" in out and "| unpruned | none | 1 |" in out
