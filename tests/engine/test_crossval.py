@@ -99,7 +99,7 @@ def test_torchwork_run_trains_the_folds_as_a_group_and_reports_mean_and_std(
 
     assert main(["runs"]) == 0
     header, *listed = capsys.readouterr().out.splitlines()
-    assert header.split()[7] == "GROUP" and all(summary["group"] in row for row in listed[:3])
+    assert "GROUP" in header.split() and all(summary["group"] in row for row in listed[:3])
     assert listed[-1].startswith(f"group {summary['group']}: 3 of 3 folds completed; "
                                  f"val_accuracy {np.mean(final):.4g} ± ")
     assert main(["runs", "--json"]) == 0

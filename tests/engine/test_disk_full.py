@@ -6,6 +6,7 @@ Mounting needs root and a kernel that allows it; the tests skip otherwise.
 """
 
 import json
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -35,15 +36,20 @@ def small_disk(tmp_path):
 
 
 def fill(folder: Path) -> Path:
-    """Take every free byte of the file system holding ``folder``."""
+    """Take every free byte of the file system holding ``folder``.
+
+    Unbuffered: a buffered file kept the tail of its last short write and raised
+    ENOSPC again when closed, out of this function (the run then stopped on the
+    test's own error, and the test lost track of its filler)."""
     filler = folder / f"filler-{uuid.uuid4().hex}"
-    with open(filler, "wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * (1 << 16))
-                fh.flush()
-        except OSError:
-            pass
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * (1 << 16))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
     return filler
 
 
