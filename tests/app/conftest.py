@@ -1,5 +1,3 @@
-import gc
-
 import pytest
 
 
@@ -14,7 +12,3 @@ def _delete_test_widgets_now(qapp):
     from PySide6.QtWidgets import QApplication
 
     QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
-    # Their Python wrappers (often in reference cycles) are collected here, once their
-    # Qt objects are gone, not by a collection in the middle of a later test, where
-    # tearing a half-deleted widget tree down crashed (docs/status.md, the open segfault).
-    gc.collect()
