@@ -14,7 +14,6 @@ that allocates most, does the collecting again.
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import threading
 
@@ -59,13 +58,3 @@ def _release() -> None:
         _jobs -= 1
         if _jobs == 0 and _was_enabled:
             gc.enable()
-
-
-def guarded(work):
-    """``work`` (a thread's target or a QThread's run) inside ``paused()``: every thread the
-    window starts runs its Python this way, so a collection never lands on it."""
-    @functools.wraps(work)
-    def run(*args, **kwargs):
-        with paused():
-            return work(*args, **kwargs)
-    return run

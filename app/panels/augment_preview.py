@@ -15,7 +15,6 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QVBoxLayout, QWidget
 
-from app import gc_guard
 from engine.config import ConfigError, RunConfig
 
 SOURCE = "Run ▸ Preview augmentation"
@@ -81,7 +80,6 @@ class AugmentPreview(QObject):
         threading.Thread(target=self._work, args=(cfg, self._draws), daemon=True,
                          name="augment-preview").start()
 
-    @gc_guard.guarded
     def _work(self, cfg: RunConfig, seed: int) -> None:
         from engine.data.augment import preview_grid
 

@@ -39,7 +39,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import gc_guard
 from app.widgets.config_form import ERROR_COLOR
 from app.widgets.live_plot import DARK, LIGHT
 from engine.config import ConfigError, RunConfig
@@ -255,7 +254,6 @@ class DataPreview(QWidget):
         threading.Thread(target=self._work, args=(self._dataset, self._generation),
                          daemon=True, name="data-preview").start()
 
-    @gc_guard.guarded
     def _work(self, dataset: str, generation: int) -> None:
         try:
             result = load_preview(dataset)

@@ -34,11 +34,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import gc_guard
 from engine.evaluation import EvaluationError, load_report, load_thumbnails
 from engine.evaluation.runs import evaluate_run, summary
 
-from ..widgets import legend as legends
 from ..widgets.confusion_matrix import ConfusionMatrixView
 from ..widgets.live_plot import DARK, LIGHT
 from ..widgets.message_bar import MessageBar, MessageLog
@@ -62,7 +60,6 @@ class _EvaluateJob(QThread):
         super().__init__(parent)
         self.workspace_dir, self.run_id, self.split = workspace_dir, run_id, split
 
-    @gc_guard.guarded
     def run(self) -> None:
         workspace = None if self.workspace_dir is None else str(self.workspace_dir)
         try:
@@ -105,7 +102,7 @@ class _Plot(pg.PlotWidget):
 
     def reset(self) -> None:
         self.getPlotItem().clear()
-        legends.clear(self.legend)
+        self.legend.clear()
 
 
 class EvaluationPanel(QWidget):

@@ -35,7 +35,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import gc_guard
 from engine.export import (
     FORMATS,
     SUFFIXES,
@@ -198,7 +197,6 @@ class _ExportJob(QThread):
         super().__init__(parent)
         self.workspace_dir, self.request = workspace_dir, request
 
-    @gc_guard.guarded
     def run(self) -> None:
         r = self.request
         workspace = None if self.workspace_dir is None else str(self.workspace_dir)

@@ -34,7 +34,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import gc_guard
 from app.pacing import NORMAL, pace_for
 from app.widgets.growing import GrowingColumns
 from app.widgets.live_plot import PALETTE, LivePlot
@@ -207,7 +206,7 @@ class HardwarePanel(QWidget):
         if self._sampler is not None:
             return
         self._sampler = Sampler(self._interval, on_sample=self._inbox.append, nvml=self._nvml,
-                                torch_memory=False, guard=gc_guard.paused).start()
+                                torch_memory=False).start()
         self._poll.start(max(100, int(self._interval * 1000)))
 
     def stop_sampling(self) -> None:

@@ -34,7 +34,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import gc_guard
 from engine.workspace import RunRecord
 
 from ..dialogs import RunPicker
@@ -74,7 +73,6 @@ class _PredictJob(QThread):
         if child is not None and child.is_alive():
             child.terminate()
 
-    @gc_guard.guarded
     def run(self) -> None:
         from engine.predict import DEFAULT_BATCH, predict_to_queue
 

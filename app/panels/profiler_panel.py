@@ -317,8 +317,7 @@ class ProfilerPanel(QWidget):
                 signals.exported.emit("", f"Cannot export {trace.name} to {dest}: "
                                           f"{exc.strerror or exc}")
 
-        threading.Thread(target=gc_guard.guarded(work), name="trace-export",
-                         daemon=True).start()
+        threading.Thread(target=work, name="trace-export", daemon=True).start()
 
     def _on_exported(self, path: str, error: str) -> None:
         """Shown in every dock: Profile ▸ Export trace may be chosen from any of them."""

@@ -20,7 +20,6 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor
 
-from app import gc_guard
 from engine.workspace.config_columns import MISSING, show_value
 
 from .runs_data import RunRow, RunsReader, Snapshot
@@ -252,7 +251,6 @@ class LoadJob(QThread):
         super().__init__(parent)
         self.reader = reader
 
-    @gc_guard.guarded
     def run(self) -> None:
         from engine.workspace import WorkspaceError
 

@@ -18,8 +18,6 @@ from typing import Any
 
 from PySide6.QtCore import QThread, Signal
 
-from app import gc_guard
-
 COMPLETE, PRUNED, FAIL, RUNNING = "COMPLETE", "PRUNED", "FAIL", "RUNNING"
 
 
@@ -179,7 +177,6 @@ class StudyReader(QThread):
         super().__init__(parent)
         self.storage, self.name, self.previous = storage, name, previous
 
-    @gc_guard.guarded
     def run(self) -> None:
         try:
             snapshot = read_study(self.storage, self.name, previous=self.previous)

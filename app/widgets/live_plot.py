@@ -20,7 +20,6 @@ from PySide6.QtCore import QPointF, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsItem
 
-from app.widgets import legend as legends
 from app.widgets.growing import GrowingColumns, GrowingSeries
 
 # Mid-luminance colours: at least 3:1 contrast on white and on near-black alike.
@@ -232,8 +231,7 @@ class LivePlot(pg.PlotWidget):
     def remove_curve(self, name: str) -> None:
         """Take a curve, and its legend entry, off the plot."""
         c = self._curves.pop(name)
-        legends.remove_entry(self.legend, c.item)
-        self.getPlotItem().removeItem(c.item)
+        self.getPlotItem().removeItem(c.item)  # and from the legend
         self._fit_legend()
 
     def curve_names(self) -> list[str]:
@@ -276,7 +274,7 @@ class LivePlot(pg.PlotWidget):
             self.legend.addItem(c.item, c.label)
             self._style_legend()
         else:
-            legends.remove_entry(self.legend, c.item)
+            self.legend.removeItem(c.item)
         self._fit_legend()
 
     def set_curve_pen(self, name: str, color: str | QColor, width: float = 1.0) -> None:

@@ -12,7 +12,6 @@ from PySide6.QtGui import QColor
 
 from engine.profiling.report import CATEGORIES, MemoryCurve, ProfileReport
 
-from . import legend as legends
 from .live_plot import style_plot
 
 # One colour per category, the same in the summary, the legend and the bars.
@@ -60,7 +59,7 @@ class StepBreakdownPlot(_ThemedPlot):
         for bar in self.bars.values():
             item.removeItem(bar)
         self.bars.clear()
-        legends.clear(self.legend)
+        self.legend.clear()
         if report is None:
             return
         steps = (*report.steps, report.average)
@@ -97,7 +96,7 @@ class MemoryCurvePlot(_ThemedPlot):
         for curve in self.curves:
             item.removeItem(curve)
         self.curves.clear()
-        legends.clear(self.legend)
+        self.legend.clear()
         for i, mem in enumerate(curves):
             colour = self.DEVICE_COLOURS[i % len(self.DEVICE_COLOURS)]
             t = np.asarray(mem.time_ms)

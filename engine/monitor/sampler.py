@@ -9,11 +9,9 @@ them, and the sampler passes each distinct problem on once.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from .backends import (
@@ -103,13 +101,8 @@ class Sampler:
                  step: Callable[[], int | None] | None = None,
                  on_sample: Callable[[Sample], None] | None = None,
                  on_problem: Callable[[str], None] | None = None,
-                 nvml=None, pids=None, torch_memory: bool = True,
-                 guard: Callable[[], AbstractContextManager] = contextlib.nullcontext):
-        """``guard``: the context each reading of the thread runs in; the window passes
-        app.gc_guard.paused, so no garbage collection lands on this thread (it would
-        destroy Qt objects off the GUI thread)."""
+                 nvml=None, pids=None, torch_memory: bool = True):
         self.interval = check_interval(interval)
-        self._guard = guard
         self._step = step
         self._on_sample = on_sample
         self._on_problem = on_problem
@@ -200,10 +193,9 @@ class Sampler:
         deadline = time.monotonic()
         while not self._stop.is_set():
             try:
-                with self._guard():
-                    sample = self.sample()
-                    if self._on_sample is not None:
-                        self._on_sample(sample)
+                sample = self.sample()
+                if self._on_sample is not None:
+                    self._on_sample(sample)
             except Exception as exc:  # never let the thread die silently: say it, go on
                 self.report(f"hardware sampling failed ({type(exc).__name__}: {exc})")
             # fixed rate, not fixed gap: a slow reading does not shift the next ones

@@ -250,27 +250,3 @@ def test_a_run_from_the_window_sends_its_samples_and_open_run_shows_them(qtbot, 
     assert window.hardware.live_button.isVisible()
     assert len(window.hardware.curve_data("ram_used")[1]) == len(stored["time"])
     window.bridge.wait()
-
-
-def test_the_docks_own_readings_run_with_garbage_collection_paused(qtbot, make_panel,
-                                                                   monkeypatch):
-    """A collection on the sampler thread would destroy Qt objects off the GUI thread
-    (app/gc_guard.py): each reading of the dock's own sampler holds collection off."""
-    import gc
-    import threading
-
-    seen = []
-    original = Sampler.sample
-
-    def sample(self):
-        seen.append((threading.current_thread() is not threading.main_thread(),
-                     gc.isenabled()))
-        return original(self)
-
-    monkeypatch.setattr(Sampler, "sample", sample)
-    panel = make_panel(interval=0.1, nvml=StandInNvml())
-    panel.show()
-    qtbot.waitUntil(lambda: len(seen) >= 2, timeout=10000)
-    panel.hide()
-    assert seen[0] == (True, False)  # on the sampler thread, collection off
-    assert gc.isenabled()  # and back on for the GUI thread

@@ -274,31 +274,3 @@ def test_the_first_launch_has_the_docks_as_tabs_beside_training(qtbot, make_wind
                                                   "Compression", "Evaluation", "Search"]
     assert bar.tabText(bar.currentIndex()) == "Training"
     assert window.dockWidgetArea(window.config_dock) == Qt.LeftDockWidgetArea
-
-
-def test_every_thread_the_window_starts_runs_with_collection_paused():
-    """The window's threads (readers, jobs) are wrapped in gc_guard.guarded."""
-    import gc
-    import threading
-
-    from app import gc_guard
-    from app.panels import (
-        augment_preview,
-        data_preview,
-        evaluation_panel,
-        export_dialog,
-        predict_dialog,
-        runs_model,
-        search_study,
-    )
-
-    seen = []
-    worker = threading.Thread(target=gc_guard.guarded(lambda: seen.append(gc.isenabled())))
-    worker.start()
-    worker.join()
-    assert seen == [False] and gc.isenabled()
-    for run in (augment_preview.AugmentPreview._work, data_preview.DataPreview._work,
-                evaluation_panel._EvaluateJob.run, export_dialog._ExportJob.run,
-                predict_dialog._PredictJob.run, runs_model.LoadJob.run,
-                search_study.StudyReader.run):
-        assert run.__wrapped__, run  # functools.wraps of gc_guard.guarded

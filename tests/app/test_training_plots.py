@@ -469,25 +469,3 @@ def test_a_legend_with_no_room_in_a_small_plot_is_left_out_not_cut_off(qtbot):
 
     plot.resize(700, 400)  # and back when the plot grows again
     qtbot.waitUntil(lambda: plot.legend.isVisible())
-
-
-def test_a_hidden_curves_legend_entry_is_deleted_not_left_to_the_collector(qtbot):
-    """pyqtgraph drops a removed entry's widgets; left to the cyclic collector they are
-    deleted on whatever thread allocates then (app/widgets/legend.py)."""
-    import shiboken6
-
-    from app.widgets.live_plot import LivePlot
-
-    plot = LivePlot("Loss", y_label="loss")
-    qtbot.addWidget(plot)
-    plot.add_curve("a", "train", "#2f6fd6")
-    plot.add_curve("b", "val", "#e0a33a")
-    (sample, label), _ = plot.legend.items
-    plot.set_curve_shown("a", False)
-    assert not shiboken6.isValid(sample) and not shiboken6.isValid(label)
-    assert [lbl.text for _, lbl in plot.legend.items] == ["val"]
-    plot.set_curve_shown("a", True)  # shown again: a new entry
-    assert sorted(lbl.text for _, lbl in plot.legend.items) == ["train", "val"]
-    (_, kept), = [e for e in plot.legend.items if e[1].text == "val"]
-    plot.remove_curve("b")
-    assert not shiboken6.isValid(kept)
