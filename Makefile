@@ -27,13 +27,7 @@ test: $(STAMP)
 	sh packaging/system-deps.sh offscreen
 	$(VENV)/bin/ruff check engine app tests bench packaging
 	$(VENV)/bin/lint-imports
-	# One process per app test file: an open pyqtgraph/PySide lifetime crash builds up
-	# across many windows in one process (docs/status.md, "OPEN, first thing").
-	for f in tests/app/test_*.py; do \
-		QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider $$f; rc=$$?; \
-		[ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc; \
-	done
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --ignore=tests/app
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not package"
