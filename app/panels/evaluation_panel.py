@@ -244,13 +244,13 @@ class EvaluationPanel(QWidget):
     # --- evaluate on demand ----------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return self._job is not None and self._job.isRunning()
+        # Until the job's last signal has been handled (not merely until its thread
+        # returned): its result and the button's state are in place once this is False.
+        return self._job is not None
 
     def evaluate(self) -> None:
         if self.run_id is None or self.busy:
             return
-        if self._job is not None:
-            self._job.deleteLater()
         self._job = _EvaluateJob(self.workspace_dir, self.run_id, self.current_split, self)
         self._job.succeeded.connect(self._on_evaluated)
         self._job.failed.connect(self._on_failed)
@@ -277,6 +277,8 @@ class EvaluationPanel(QWidget):
         self.messages.show_message(text, "error")
 
     def _on_job_finished(self) -> None:
+        self._job.deleteLater()
+        self._job = None
         self.evaluate_button.setText("Evaluate")
         self.evaluate_button.setEnabled(self.run_id is not None)
 

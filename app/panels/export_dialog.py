@@ -226,18 +226,23 @@ class Exporter(QObject):
 
     @property
     def busy(self) -> bool:
-        return self._job is not None and self._job.isRunning()
+        # Until the job's last signal has been handled, not merely until its thread
+        # returned: once this is False its report is on screen.
+        return self._job is not None
 
     def start(self, request: ExportRequest) -> None:
         if self.busy:
             raise RuntimeError("an export is already running")
-        if self._job is not None:
-            self._job.deleteLater()
         job = _ExportJob(self.workspace_dir, request, self)
         job.succeeded.connect(self.succeeded)
         job.failed.connect(self.failed)
+        job.finished.connect(self._on_job_finished)
         self._job = job
         job.start()
+
+    def _on_job_finished(self) -> None:
+        self._job.deleteLater()
+        self._job = None
 
     def wait(self) -> None:
         """Block until the running export ends (on closing the window: a thread is never

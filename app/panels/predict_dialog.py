@@ -326,7 +326,9 @@ class PredictActions(QObject):
 
     @property
     def busy(self) -> bool:
-        return self._job is not None and self._job.isRunning()
+        # Until the job's last signal has been handled, not merely until its thread
+        # returned: once this is False its outcome is on screen.
+        return self._job is not None
 
     def open_dialog(self) -> None:
         if self.dialog is not None:  # one at a time: bring it back
@@ -361,15 +363,19 @@ class PredictActions(QObject):
         if self.busy:
             return
         self.settings.setValue("predict_dir", str(request.out.parent))
-        if self._job is not None:
-            self._job.deleteLater()
         job = _PredictJob(self.workspace_dir, request, self)
         job.progressed.connect(self._on_progress)
         job.succeeded.connect(self._on_done)
         job.failed.connect(self._on_failed)
         job.cancelled.connect(self._on_cancelled)
+        job.finished.connect(self._on_job_finished)
         self._job, self._request = job, request
         job.start()
+
+    def _on_job_finished(self) -> None:
+        self._job.deleteLater()
+        self._job = None
+        self.finished.emit()  # after its outcome (done, failed or cancelled) is shown
 
     def _on_progress(self, done: int, total: int) -> None:
         if self.dialog is not None:
@@ -382,14 +388,12 @@ class PredictActions(QObject):
         self.messages.show_message(text, "info", PREDICT_SOURCE, everywhere=True)
         if self.dialog is not None:
             self.dialog.close()
-        self.finished.emit()
 
     def _on_failed(self, text: str) -> None:
         self.messages.show_message(f"Prediction with {self._request.run_label} failed: {text}",
                                    "error", PREDICT_SOURCE, everywhere=True)
         if self.dialog is not None:
             self.dialog.set_running(False)
-        self.finished.emit()
 
     def cancel(self) -> None:
         """Stop the running prediction; the dialog then says it was cancelled."""
@@ -403,7 +407,6 @@ class PredictActions(QObject):
                                    everywhere=True)
         if self.dialog is not None:
             self.dialog.show_cancelled(r.out)
-        self.finished.emit()
 
     def wait(self) -> None:
         """Block until a running prediction ends (on closing the window)."""
