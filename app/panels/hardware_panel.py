@@ -178,7 +178,7 @@ class HardwarePanel(QWidget):
         self.plots: dict[str, LivePlot] = {}
         for key, (title, y_label, units, _gpu) in PLOTS.items():
             plot = LivePlot(title, y_label=y_label, y_units=units, x_label="time",
-                            x_units="s", x_column="t", dark=dark)
+                            x_units="s", x_column="t", dark=dark, parent=self)
             plot.setMinimumSize(200, 140)
             plot.getPlotItem().getViewBox().setAutoVisible(y=True)
             self._pacing.watch(plot)

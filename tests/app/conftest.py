@@ -1,4 +1,23 @@
 import pytest
+from pytestqt.qtbot import QtBot
+
+# Widgets a test hands to qtbot.addWidget, held strongly until they are deleted (see
+# _delete_test_widgets_now). pytest-qt keeps only a weak reference: a test's window that
+# sits in a reference cycle could be taken by the garbage collector after the test
+# returns but before pytest-qt closes it, while it is still on screen. The collector then
+# clears its pyqtgraph items' Python halves in any order while Qt still paints their C++
+# halves, and the first paint segfaults inside shiboken (the 'Internal C++ object
+# already deleted' error of a plot curve's boundingRect, reported from a virtual call).
+_KEPT: list = []
+_add_widget = QtBot.addWidget
+
+
+def _add_widget_and_keep(self, widget, *, before_close_func=None):
+    _KEPT.append(widget)
+    _add_widget(self, widget, before_close_func=before_close_func)
+
+
+QtBot.addWidget = _add_widget_and_keep
 
 
 @pytest.fixture(autouse=True)
@@ -6,9 +25,11 @@ def _delete_test_widgets_now(qapp):
     """Widgets a test leaves (qtbot closes them and deletes them later) are deleted at its
     end, not during the next test's event loop: a window destroyed then closes its combo
     boxes' popups, a close event that reached the next test's window (its deferred docks
-    were built before its first frame, a sweep chart's hover went unseen)."""
+    were built before its first frame, a sweep chart's hover went unseen). Only then are
+    their Python objects let go (_KEPT), so Qt, not the garbage collector, ends them."""
     yield
     from PySide6.QtCore import QEvent
     from PySide6.QtWidgets import QApplication
 
     QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    _KEPT.clear()
