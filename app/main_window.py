@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.config import ConfigError, RunConfig
+from engine.files import write_text_atomic
 from engine.run_files import dataset_name, resolve_beside
 
 from . import theme
@@ -466,15 +467,21 @@ class MainWindow(QMainWindow):
     def save_config(self, path: str) -> bool:
         """Write the options that apply and differ from the defaults (the dataset and model
         always), so the file reads as the choices made and loads back to the same run."""
+        cfg = self.config_panel.config()
+        text, note = self.search.config_text(cfg)  # the Search dock's space goes with it
         try:
-            self.config_panel.config().save(path, changes_only=True)
+            if text is None:
+                cfg.save(path, changes_only=True)
+            else:
+                write_text_atomic(Path(path), text)
         except OSError as exc:
             self.messages.show_message(f"Cannot save {path}: {exc}", "error")
             return False
         self.config_panel.mark_clean()
         self._remember(path)
         self.settings.setValue("last_dir", str(Path(path).resolve().parent))
-        self.messages.show_message(f"Saved the configuration to {Path(path).resolve()}", "info")
+        self.messages.show_message(f"Saved the configuration to {Path(path).resolve()}{note}",
+                                   "warning" if note.startswith(";") else "info")
         return True
 
     def open_run_dialog(self) -> None:

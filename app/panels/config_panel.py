@@ -57,11 +57,13 @@ class ConfigPanel(QWidget):
 
     Signals: ``configChanged(RunConfig)`` after each edit by the user (not while
     ``set_config`` fills the form); ``validityChanged(valid, reason)`` whenever
-    validity or the first problem changes, ``reason`` being that problem or "".
+    validity or the first problem changes, ``reason`` being that problem or "";
+    ``configSet(RunConfig)`` after ``set_config`` (a file opened, a run shown).
     """
 
     configChanged = Signal(object)
     validityChanged = Signal(bool, str)
+    configSet = Signal(object)  # a whole configuration was put in the form (set_config)
 
     def __init__(self, config: RunConfig | None = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -161,6 +163,7 @@ class ConfigPanel(QWidget):
         self._refresh()
         self.mark_clean()
         self.tuning.refresh()
+        self.configSet.emit(cfg)
 
     def set_value(self, key: str, value) -> None:
         """Set one value as if the user had edited it (emits configChanged), e.g. the target

@@ -274,6 +274,12 @@ class SearchPanel(QWidget):
             self.messages.show_message(f"The configuration's [search] section cannot be shown "
                                        f"here: {exc}", "warning")
 
+    def show_opened(self, cfg: RunConfig) -> None:
+        """A configuration was put in the window's form (File ▸ Open, a run): its [search]
+        section shows, even one shown before and edited since; none leaves the dock as is."""
+        self._adopted = None
+        self.adopt(cfg)
+
     def follow_config(self, *_args) -> None:
         """The window's form may have a new configuration: adopt its [search] section."""
         self.adopt(self._config())
@@ -400,6 +406,20 @@ class SearchPanel(QWidget):
                                    f"it with `torchwork search {path}`", "info")
         return True
 
+    def config_text(self, cfg: RunConfig) -> tuple[str | None, str]:
+        """What File ▸ Save writes while the dock holds a space: ``cfg`` with the dock's
+        [search] section, and a note for the message. (None, "") when the dock's space is
+        empty (the configuration is saved as it is); (None, why) when the space cannot be
+        read, so the configuration is saved without it and the user is told."""
+        if self.form.table.rowCount() == 0:
+            return None, ""
+        try:
+            spec = self.form.spec()
+        except SpecError as exc:
+            return None, (f"; the Search dock's space was left out ({exc.messages[0]}): fix "
+                          f"it and save again")
+        return search_toml(cfg, spec), ", with the Search dock's search space"
+
     def load_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load a search", _last_dir(),
                                               "Run configurations (*.toml)")
@@ -451,6 +471,7 @@ def install(window) -> SearchPanel:
     # a configuration opened in the window shows its [search] section here (set_config
     # signals only a change of validity; the dock coming forward catches the rest)
     window.config_panel.validityChanged.connect(panel.follow_config)
+    window.config_panel.configSet.connect(panel.show_opened)
     window.search_dock.visibilityChanged.connect(panel.follow_config)
     panel.adopt(window.config_panel.config())
     panel.exporter = _ExportRun(window.export_actions, panel)

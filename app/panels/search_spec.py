@@ -17,7 +17,8 @@ from typing import Any
 import tomli_w
 import tomllib
 
-from engine.config import ConfigError, RunConfig, all_keys, check_value, coerce, field_type
+from engine.config import ConfigError, RunConfig, all_keys, field_type
+from engine.experiments.space import parse_search, spec_errors
 
 OBJECTIVES = ("val_accuracy", "val_loss", "val_mse", "val_mae", "val_r2")
 DIRECTIONS = ("maximize", "minimize")
@@ -136,20 +137,12 @@ class SearchSpec:
 
     def errors(self) -> list[str]:
         """Every problem of the section, each naming its key, the cause and what is allowed."""
-        out = []
-        for name, value, allowed in (("objective", self.objective, None),
-                                     ("direction", self.direction, DIRECTIONS),
-                                     ("sampler", self.sampler, SAMPLERS),
-                                     ("pruner", self.pruner, PRUNERS)):
-            if allowed and value not in allowed:
-                out.append(f"search.{name} must be one of {', '.join(allowed)} (got {value!r})")
-        if not self.objective.startswith("val_"):
-            out.append(f"search.objective must be a validation metric such as val_accuracy "
-                       f"(got {self.objective!r})")
-        if self.n_trials < 1:
-            out.append(f"search.n_trials must be >= 1 (got {self.n_trials})")
-        if self.workers < 1:
-            out.append(f"search.workers must be >= 1 (got {self.workers})")
+        settings = {k: v for k, v in self.to_dict().items() if k != "space"}
+        try:
+            parse_search(settings)  # each setting as `torchwork search` checks it
+            out = []
+        except ConfigError as exc:
+            out = list(exc.messages)
         if not self.space:
             out.append("search.space is empty: add a row (a config key and its range or "
                        "choices) to search over")
@@ -159,47 +152,17 @@ class SearchSpec:
 
 
 def param_errors(key: str, param: Param) -> list[str]:
-    """What is wrong with one dimension: an unknown key, a range the wrong way round, a log
-    range through zero, or a bound or choice the key itself refuses."""
+    """What is wrong with one dimension, by the engine's own checks of [search.space]
+    (engine.experiments.space: the messages `torchwork search` gives), after what only the
+    form can get wrong: a row without both bounds, or a fractional range of a whole-number
+    option."""
     where = f'search.space."{key}"'
-    if key not in all_keys():
-        try:
-            RunConfig().get(key)
-        except ConfigError as exc:
-            return [f"{where}: {exc.messages[0]}"]
-    if param.kind == "choice":
-        if not param.choices:
-            return [f"{where}: choices is empty; list at least one value, e.g. [32, 64]"]
-        return [f"{where}: {m}" for v in param.choices for m in _value_errors(key, v)]
-    if param.low is None or param.high is None:
-        return [f"{where}: a range needs both low and high"]
-    if field_type(key) not in (int, float):
-        return [f"{where}: {key} is not a number; search it with choices = [...] instead"]
-    out = []
-    if not param.low < param.high:
-        out.append(f"{where}: low must be below high (got low = {param.low}, "
-                   f"high = {param.high})")
-    if param.log and param.low <= 0:
-        out.append(f"{where}: a log range needs low > 0 (got {param.low})")
-    if param.log and param.step is not None:
-        out.append(f"{where}: log and step cannot both be set (Optuna samples one or the "
-                   f"other)")
-    if param.step is not None and not param.step > 0:
-        out.append(f"{where}: step must be > 0 (got {param.step})")
-    if param.kind == "int" and field_type(key) is float:
-        pass  # an int range of a float option is fine: 1, 2, 3 are floats too
-    elif param.kind == "float" and field_type(key) is int:
-        out.append(f"{where}: {key} takes whole numbers; make the range int")
-    for bound in (param.low, param.high):
-        out.extend(f"{where}: {m}" for m in _value_errors(key, bound))
-    return out
-
-
-def _value_errors(key: str, value: Any) -> list[str]:
-    try:
-        return check_value(key, coerce(key, value))
-    except ConfigError as exc:
-        return exc.messages
+    if param.kind != "choice":
+        if param.low is None or param.high is None:
+            return [f"{where}: a range needs both low and high"]
+        if param.kind == "float" and key in all_keys() and field_type(key) is int:
+            return [f"{where}: {key} takes whole numbers; make the range int"]
+    return spec_errors(key, param.to_dict())
 
 
 def suggested_param(cfg: RunConfig, key: str) -> Param:

@@ -136,6 +136,12 @@ def params(search: SearchConfig) -> list[Param]:
     return [_param(key, spec)[0] for key, spec in search.space.items()]
 
 
+def spec_errors(key: str, spec: Any) -> list[str]:
+    """What is wrong with one entry of [search.space] (``spec`` as TOML gives it), each
+    message naming the key; [] when it is a searchable range or list of choices."""
+    return _param(key, spec)[1]
+
+
 def _param(key: str, spec: Any) -> tuple[Param | None, list[str]]:
     where = _where(key)
     if key not in all_keys():

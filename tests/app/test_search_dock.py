@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QMenu
 
 from app.main_window import MainWindow
 from app.widgets.live_plot import DARK
+from engine.config import RunConfig
 from engine.workspace import Workspace
 
 from .search_fixtures import fake_launcher, make_study
@@ -99,3 +100,35 @@ def test_a_double_clicked_trial_puts_its_configuration_in_the_form(qtbot, window
     table.cellDoubleClicked.emit(row, 1)
     assert window.config_panel.config().optim.lr == 0.03
     assert f"run {runs[0]} trial-0" in window.windowTitle()
+
+
+def test_file_save_keeps_the_search_docks_space_and_it_opens_again(window, tmp_path):
+    from app.panels.search_spec import Param, SearchSpec
+
+    spec = SearchSpec(objective="val_accuracy", n_trials=12,
+                      space={"optim.lr": Param("float", 1e-4, 1e-1, log=True),
+                             "data.batch_size": Param("choice", choices=[32, 64])})
+    window.search.form.set_spec(spec)
+    path = tmp_path / "with-search.toml"
+    assert window.save_config(str(path))
+    assert "Search dock's search space" in window.messages.message()
+    cfg = RunConfig.load(path)  # a file `torchwork search` reads, and `torchwork run` too
+    assert cfg.search.n_trials == 12
+    assert cfg.search.space["optim.lr"] == {"low": 1e-4, "high": 1e-1, "log": True}
+    assert cfg.search.space["data.batch_size"] == {"choices": [32, 64]}
+    window.search.form.set_spec(SearchSpec())  # the dock emptied; File ▸ Open brings it back
+    assert window.open_config(str(path))
+    assert window.search.form.spec().space == spec.space
+
+
+def test_file_save_says_when_the_docks_space_cannot_go_with_it(window, tmp_path):
+    from app.panels.search_spec import Param, SearchSpec
+
+    window.search.form.set_spec(SearchSpec(space={"optim.lr": Param("float", 1e-4, 1e-1)}))
+    window.search.form.cell(0, 0).setCurrentText("")  # a row without its key
+    path = tmp_path / "plain.toml"
+    assert window.save_config(str(path))  # the configuration itself is never held back
+    assert window.messages.kind == "warning"
+    assert "space was left out" in window.messages.message()
+    assert "row 1 of the space has no config key" in window.messages.message()
+    assert RunConfig.load(path).data.dataset == window.config_panel.config().data.dataset

@@ -75,10 +75,13 @@ def test_picking_a_key_fills_its_row_from_the_configuration(panel):
 
 
 @pytest.mark.parametrize("key, param, expected", [
-    ("optim.lr", Param("float", 0.0, 0.1, log=True), 'search.space."optim.lr": a log range'),
-    ("optim.lrr", Param("float", 0.1, 0.2), "unknown key 'optim.lrr'"),
+    ("optim.lr", Param("float", 0.0, 0.1, log=True),
+     'search.space."optim.lr": low: optim.lr must be > 0'),
+    ("model.dropout", Param("float", 0.0, 0.5, log=True),
+     'search.space."model.dropout": log = true needs low > 0'),
+    ("optim.lrr", Param("float", 0.1, 0.2), "unknown run option 'optim.lrr'"),
     ("data.batch_size", Param("choice", choices=[0, 64]), "data.batch_size must be >= 1"),
-    ("train.epochs", Param("int", 9, 3), "low must be below high"),
+    ("train.epochs", Param("int", 9, 3), "low (9) must be < high (3)"),
 ])
 def test_a_bad_space_is_refused_naming_the_key(panel, tmp_path, key, param, expected):
     panel.launcher = fake_launcher(tmp_path)
