@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.profiling.timeline import TraceError, read_events
+from engine.training.trainer import LOG_ANNOTATION
 
 # Calls that make the host wait for the device: reading a value back (``.item()``,
 # ``bool(t)``, ``.tolist()`` all end in ``_local_scalar_dense``) and the runtime's waits
@@ -27,9 +28,11 @@ SYNC_NAMES = frozenset({
     "cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy",
     "hipStreamSynchronize", "hipDeviceSynchronize", "hipEventSynchronize", "hipMemcpy",
 })
-# torch.optim's annotations: a for-loop Adam reads its step counters (CPU scalars) with
-# .item(), which waits for nothing, so syncs inside these do not count.
+# Syncs inside these do not count: torch.optim's annotations (a for-loop Adam reads its
+# step counters, CPU scalars, with .item(), which waits for nothing) and the trainer's
+# once-per-interval read of the loss.
 OPTIMIZER_PREFIXES = ("Optimizer.step#", "Optimizer.zero_grad#")
+EXEMPT_PREFIXES = (*OPTIMIZER_PREFIXES, LOG_ANNOTATION)
 HOST_CATEGORIES = frozenset({"cpu_op", "user_annotation", "cuda_runtime", "cuda_driver",
                              "runtime", "hip_runtime", "python_function"})
 _FRAME = re.compile(r"^(?P<file>.+?\.py)\((?P<line>\d+)\): (?P<func>.+)$")
@@ -63,9 +66,10 @@ def facts_from_events(events: list[dict]) -> TraceFacts:
     steps = sorted((e for e in host if str(e.get("name", "")).startswith("ProfilerStep#")
                     and e.get("cat") in ("user_annotation", "cpu_op")), key=_start)
     optim = [e for e in host if str(e.get("name", "")).startswith(OPTIMIZER_PREFIXES)]
+    exempt = [e for e in host if str(e.get("name", "")).startswith(EXEMPT_PREFIXES)]
     frames = [e for e in host if e.get("cat") == "python_function"]
     syncs = _outermost([e for e in host if e.get("name") in SYNC_NAMES
-                        and not any(_inside(e, o) for o in optim)])
+                        and not any(_inside(e, o) for o in exempt)])
     per_step = tuple(sum(1 for s in syncs if _inside(s, step)) for step in steps)
     in_steps = [s for s in syncs if any(_inside(s, step) for step in steps)] if steps else syncs
     threads = _by_thread(frames)

@@ -48,6 +48,10 @@ from .setup import (
 )
 from .validation import evaluate, is_better
 
+# Names the interval's deliberate sync (the loss read back once per train.log_every
+# steps) in profiler traces, so the advisor does not count it as the step's own.
+LOG_ANNOTATION = "Trainer.log"
+
 LossHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -438,6 +442,10 @@ class Trainer:
     def _log(self) -> None:
         if not self._pending:
             return
+        with torch.profiler.record_function(LOG_ANNOTATION):
+            self._log_interval()
+
+    def _log_interval(self) -> None:
         losses = torch.stack(self._pending).float().cpu()  # the one sync of the interval
         steps = self._pending_steps
         self._pending, self._pending_steps = [], []
