@@ -128,3 +128,23 @@ def test_an_efficient_run_has_no_sync_finding(tmp_path):
     assert e.steps == 4 and e.ops_per_step > 0 and e.mean_op_us > 0
     assert e.syncs_per_step == 0
     assert "host-sync" not in [f.id for f in advise(e)]
+
+
+def test_evidence_from_a_gpu_trace(tmp_path):
+    """No GPU here: a trace shaped as torch writes one on an H100, and the machine's facts
+    as ``machine_facts`` reads them there."""
+    from tests.engine.test_profiling import cuda_shaped_trace
+
+    report, facts = read_capture(cuda_shaped_trace(tmp_path / "gpu.1.pt.trace.json"))
+    machine = {"device": "cuda", "torch_threads": 8, "physical_cores": 8, "logical_cores": 16,
+               "capability": (9, 0)}
+    e = build_evidence(tiny(**{"train.device": "cpu"}), report=report, facts=facts,
+                       machine=machine,
+                       hardware={"gpus": {0: {"utilization": [40.0], "step": [1]}}})
+    assert e.on_gpu and e.steps == 2
+    assert e.kernels_per_step == 1 and e.mean_kernel_us == pytest.approx(40.0)
+    assert e.share("Kernel") == pytest.approx(0.4) and e.gpu_busy_share == pytest.approx(0.4)
+    assert e.gpu_utilization == 40.0
+    found = {f.id: f for f in advise(e)}
+    assert found["precision"].changes == {"precision.amp": "bf16"}
+    assert e.as_dict()["capability"] == [9, 0]
