@@ -190,10 +190,14 @@ def build_evidence(cfg, *, report=None, facts=None, hardware: dict | None = None
 
 
 def read_capture(trace: str | Path):
-    """(ProfileReport, TraceFacts) of one trace file; raises TraceReadError or TraceError,
-    whose messages name the file."""
-    from engine.profiling.report import read_trace
+    """(ProfileReport, TraceFacts) of one trace file; raises TraceReadError (one type for
+    both readers), whose message names the file, the cause and what to do."""
+    from engine.profiling.report import TraceReadError, read_trace
 
-    from .trace_facts import read_facts
+    from .trace_facts import TraceError, read_facts
 
-    return read_trace(trace), read_facts(trace)
+    report = read_trace(trace)
+    try:
+        return report, read_facts(trace)
+    except TraceError as exc:
+        raise TraceReadError(str(exc)) from None

@@ -148,3 +148,27 @@ def test_evidence_from_a_gpu_trace(tmp_path):
     found = {f.id: f for f in advise(e)}
     assert found["precision"].changes == {"precision.amp": "bf16"}
     assert e.as_dict()["capability"] == [9, 0]
+
+
+def test_the_memory_forecast_feeds_the_batch_rules():
+    from engine.experiments.memory import MemoryForecast
+
+    forecast = MemoryForecast("cpu", 8, 1 << 20, largest_batch=4096, train_samples=10_000)
+    config = tiny(**{"data.batch_size": 8, "train.grad_accum_steps": 4})
+    e = build_evidence(config, forecast=forecast, machine={"device": "cpu"})
+    assert e.largest_batch == 4096 and e.train_samples == 10_000
+    changes = [f.changes for f in advise(e)]
+    assert {"data.batch_size": 64} in changes  # small-batch: 8x
+    assert {"data.batch_size": 32, "train.grad_accum_steps": 1} in changes
+
+
+@pytest.mark.parametrize("content, words", [(None, "does not exist"), (b"{", "truncated")])
+def test_a_bad_trace_is_one_error_naming_the_file(tmp_path, content, words):
+    from engine.profiling.report import TraceReadError
+
+    path = tmp_path / "bad.pt.trace.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(TraceReadError) as err:
+        read_capture(path)
+    assert str(path) in str(err.value) and words in str(err.value)
