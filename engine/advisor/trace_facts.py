@@ -17,8 +17,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.profiling.options import LOG_ANNOTATION
 from engine.profiling.timeline import TraceError, read_events
-from engine.training.trainer import LOG_ANNOTATION
 
 # Calls that make the host wait for the device: reading a value back (``.item()``,
 # ``bool(t)``, ``.tolist()`` all end in ``_local_scalar_dense``) and the runtime's waits

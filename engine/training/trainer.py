@@ -26,6 +26,7 @@ from ..data.augment import build_augment
 from ..models import build_model
 from ..models.fit import InitSource, start_from
 from ..models.transfer import freeze
+from ..profiling.options import LOG_ANNOTATION
 from ..workspace.diskspace import disk_full_message, is_disk_full
 from ..workspace.diskspace import stated as stated_disk_full
 from . import events as ev
@@ -47,10 +48,6 @@ from .setup import (
     steps_per_epoch,
 )
 from .validation import evaluate, is_better
-
-# Names the interval's deliberate sync (the loss read back once per train.log_every
-# steps) in profiler traces, so the advisor does not count it as the step's own.
-LOG_ANNOTATION = "Trainer.log"
 
 LossHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 

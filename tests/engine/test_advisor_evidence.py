@@ -9,9 +9,8 @@ from engine.advisor.evidence import build_evidence, config_facts, gpu_utilizatio
 from engine.advisor.rules import advise
 from engine.advisor.trace_facts import facts_from_events
 from engine.profiling.capture import ProfilerCapture
-from engine.profiling.options import CaptureOptions, profiling_config
+from engine.profiling.options import LOG_ANNOTATION, CaptureOptions, profiling_config
 from engine.training import Trainer
-from engine.training.trainer import LOG_ANNOTATION
 from tests.conftest import tiny
 
 

@@ -169,3 +169,13 @@ def test_every_proposed_change_is_a_valid_run_option():
     for rule in rules.RULES:
         finding = rule(e)
         assert finding is None or not set(finding.missing_keys) & keys
+
+
+def test_the_rules_load_without_torch():
+    """The window's view and the command import the rules before any run: no torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, engine.advisor.rules, engine.advisor.trace_facts; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
