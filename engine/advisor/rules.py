@@ -170,7 +170,7 @@ def launch_bound(e: Evidence) -> Finding | None:
     text = f"{e.kernels_per_step:.0f} kernels per step averaging {e.mean_kernel_us:.1f} µs"
     if busy is not None:
         text += f"; the GPU is busy {busy:.0%} of the step"
-    bigger = _larger_batch(e, LAUNCH_BATCH_FACTOR, need_forecast=True)
+    bigger = _larger_batch(e, LAUNCH_BATCH_FACTOR)
     if bigger:
         changes = {"data.batch_size": bigger}
         effect = (f"A batch of {bigger} gives each kernel {bigger / e.batch_size:g}x the work "
@@ -191,7 +191,7 @@ def small_batch(e: Evidence) -> Finding | None:
     if (e.largest_batch is None or e.batch_size >= SMALL_BATCH_MAX
             or e.largest_batch < SMALL_BATCH_HEADROOM * e.batch_size):
         return None
-    bigger = _larger_batch(e, SMALL_BATCH_HEADROOM, need_forecast=True)
+    bigger = _larger_batch(e, SMALL_BATCH_HEADROOM)
     if not bigger:
         return None
     return Finding(
@@ -204,14 +204,13 @@ def small_batch(e: Evidence) -> Finding | None:
         {"data.batch_size": bigger}, gain=0.3)
 
 
-def _larger_batch(e: Evidence, factor: int, need_forecast: bool) -> int | None:
+def _larger_batch(e: Evidence, factor: int) -> int | None:
     """``factor`` times the batch, capped by the forecast's largest batch and a quarter of
-    the training samples (at least four steps per epoch); None where it would not grow."""
-    if e.largest_batch is None and need_forecast:
+    the training samples (at least four steps per epoch); None without a forecast (a
+    guess could run out of memory) or where the batch would not at least double."""
+    if e.largest_batch is None:
         return None
-    target = e.batch_size * factor
-    if e.largest_batch is not None:
-        target = min(target, e.largest_batch)
+    target = min(e.batch_size * factor, e.largest_batch)
     if e.train_samples:
         target = min(target, max(e.train_samples // 4, 1))
     return target if target >= 2 * e.batch_size else None
