@@ -32,6 +32,7 @@ class Evidence:
     compile: bool = False  # precision.compile
     batch_size: int = 64
     grad_accum_steps: int = 1
+    log_every: int = 10  # train.log_every
     num_workers: int = 0
     pin_memory: bool = False
     image_loading: str | None = None  # data.image_loading; None: not an image folder
@@ -52,6 +53,7 @@ class Evidence:
     syncs_per_step: float = 0.0  # median over steps of host-device sync points
     sync_ops: dict[str, int] = field(default_factory=dict)  # the syncs' ops, counted
     sync_sources: tuple[str, ...] = ()  # Python lines that asked for them (with stacks)
+    log_syncs_per_step: float = 0.0  # median over steps of the trainer's reads of the loss
     has_stacks: bool = False
     optimizer_impl: str | None = None  # "fused", "foreach", "for-loop"
     optimizer_share: float | None = None  # of the step, in Optimizer.step
@@ -96,6 +98,7 @@ def config_facts(cfg) -> dict:
         "compile": bool(cfg.precision.compile),
         "batch_size": int(cfg.data.batch_size),
         "grad_accum_steps": int(cfg.train.grad_accum_steps),
+        "log_every": int(cfg.train.log_every),
         "num_workers": int(cfg.data.num_workers),
         "pin_memory": bool(cfg.data.pin_memory),
         "image_loading": cfg.data.image_loading if cfg.applies("data.image_loading") else None,
@@ -138,6 +141,7 @@ def capture_facts(report, facts) -> dict:
         "syncs_per_step": facts.median_syncs,
         "sync_ops": dict(facts.sync_ops),
         "sync_sources": tuple(facts.sync_sources),
+        "log_syncs_per_step": facts.median_log_syncs,
         "has_stacks": facts.has_stacks,
         "optimizer_impl": facts.optimizer_impl,
         "optimizer_share": facts.optimizer_share,

@@ -23,6 +23,7 @@ INPUT_IDLE_MIN_SHARE = 0.05  # ...when the DataLoader takes at least this share 
 MAX_SUGGESTED_WORKERS = 8
 # host-device synchronisation
 SYNC_PER_STEP = 0.5  # median sync points per step above this: a sync in most steps
+LOG_EVERY = 10  # the train.log_every proposed where the trainer's own read syncs each step
 # precision (CUDA compute capability)
 TENSOR_CORES = (7, 0)  # Volta: fp16 Tensor Cores
 BF16 = (8, 0)  # Ampere: bf16 and TF32
@@ -121,6 +122,24 @@ def host_sync(e: Evidence) -> Finding | None:
                    {"syncs_per_step": e.syncs_per_step, "sync_ops": dict(e.sync_ops),
                     "sources": list(e.sync_sources)},
                    effect, None, hint, gain)
+
+
+def logging_sync(e: Evidence) -> Finding | None:
+    """The trainer reads the loss back once per train.log_every steps, by design; at a
+    small interval on a GPU that read is a sync in most steps."""
+    if not e.on_gpu or e.log_syncs_per_step <= SYNC_PER_STEP or e.log_every >= LOG_EVERY:
+        return None
+    busy = e.gpu_busy_share
+    return Finding(
+        "log-interval", "Logging reads the loss back every step",
+        f"train.log_every={e.log_every}: the trainer's read of the loss makes "
+        f"{e.log_syncs_per_step:g} host-device synchronisations per step (median over "
+        f"{e.steps} steps)",
+        {"log_every": e.log_every, "log_syncs_per_step": e.log_syncs_per_step},
+        f"Reading the loss once every {LOG_EVERY} steps lets the CPU queue the next steps' "
+        f"kernels while the GPU works; the curves get a point per {LOG_EVERY} steps.",
+        {"train.log_every": LOG_EVERY},
+        gain=min(0.5, 1 - busy) if busy is not None else 0.2)
 
 
 def mixed_precision(e: Evidence) -> Finding | None:
@@ -274,8 +293,8 @@ def cpu_threads(e: Evidence) -> Finding | None:
 
 
 RULES: tuple[Callable[[Evidence], Finding | None], ...] = (
-    input_bound, host_sync, mixed_precision, channels_last, launch_bound, small_batch,
-    optimizer_impl, grad_accumulation, cpu_threads)
+    input_bound, host_sync, logging_sync, mixed_precision, channels_last, launch_bound,
+    small_batch, optimizer_impl, grad_accumulation, cpu_threads)
 
 
 def advise(e: Evidence) -> list[Finding]:

@@ -48,10 +48,16 @@ class TraceFacts:
     optimizer_impl: str | None = None  # "fused", "foreach", "for-loop"; None: no step seen
     optimizer_share: float | None = None  # of the profiled steps' host time
     has_stacks: bool = False
+    log_syncs_per_step: tuple[int, ...] = ()  # the trainer's own reads of the loss
 
     @property
     def median_syncs(self) -> float:
         return float(statistics.median(self.syncs_per_step)) if self.syncs_per_step else 0.0
+
+    @property
+    def median_log_syncs(self) -> float:
+        return (float(statistics.median(self.log_syncs_per_step)) if self.log_syncs_per_step
+                else 0.0)
 
 
 def read_facts(path: str | Path) -> TraceFacts:
@@ -71,6 +77,10 @@ def facts_from_events(events: list[dict]) -> TraceFacts:
     syncs = _outermost([e for e in host if e.get("name") in SYNC_NAMES
                         and not any(_inside(e, o) for o in exempt)])
     per_step = tuple(sum(1 for s in syncs if _inside(s, step)) for step in steps)
+    logs = [e for e in host if e.get("name") == LOG_ANNOTATION]
+    log_syncs = _outermost([e for e in host if e.get("name") in SYNC_NAMES
+                            and any(_inside(e, lg) for lg in logs)])
+    log_per_step = tuple(sum(1 for s in log_syncs if _inside(s, step)) for step in steps)
     in_steps = [s for s in syncs if any(_inside(s, step) for step in steps)] if steps else syncs
     threads = _by_thread(frames)
     sources = Counter(src for src in (_source(s, threads) for s in in_steps[:MAX_SOURCES])
@@ -83,7 +93,7 @@ def facts_from_events(events: list[dict]) -> TraceFacts:
         optimizer_impl=_optimizer_impl(host, optim),
         optimizer_share=_share([o for o in optim if o["name"].startswith("Optimizer.step#")],
                                steps),
-        has_stacks=bool(frames))
+        has_stacks=bool(frames), log_syncs_per_step=log_per_step)
 
 
 def _start(e: dict) -> float:

@@ -50,6 +50,7 @@ def test_syncs_of_the_optimizer_and_the_trainers_log_are_left_out():
               *item(15), op(LOG_ANNOTATION, 60, 30, "user_annotation"), *item(65)]
     facts = facts_from_events(events)
     assert facts.syncs_per_step == (0,)
+    assert facts.log_syncs_per_step == (1,)  # counted on their own
     assert facts.optimizer_impl == "for-loop"
     assert facts.optimizer_share == pytest.approx(0.4)
 
@@ -125,7 +126,7 @@ def test_an_efficient_run_has_no_sync_finding(tmp_path):
     report, facts = read_capture(capture(tmp_path / "plain", config))
     e = build_evidence(config, report=report, facts=facts)
     assert e.steps == 4 and e.ops_per_step > 0 and e.mean_op_us > 0
-    assert e.syncs_per_step == 0
+    assert e.syncs_per_step == 0 and e.log_syncs_per_step >= 1 and e.log_every == 1
     assert "host-sync" not in [f.id for f in advise(e)]
 
 

@@ -58,6 +58,17 @@ def test_host_sync_names_the_op_and_the_line():
     assert "--with-stack" in blind.hint and "costs little" in blind.effect
 
 
+def test_logging_every_step_on_a_gpu():
+    chatty = replace(GPU, log_every=1, log_syncs_per_step=1.0,
+                     shares={"Kernel": 0.4, "CPU Exec": 0.6})
+    found = rules.logging_sync(chatty)
+    assert found.changes == {"train.log_every": rules.LOG_EVERY}
+    assert found.gain == pytest.approx(0.5)
+    assert rules.logging_sync(replace(chatty, log_syncs_per_step=rules.SYNC_PER_STEP)) is None
+    assert rules.logging_sync(replace(chatty, log_every=rules.LOG_EVERY)) is None
+    assert rules.logging_sync(replace(chatty, device="cpu")) is None  # costs little there
+
+
 def test_precision_by_compute_capability():
     fp32 = replace(GPU, amp="off")
     assert rules.mixed_precision(replace(fp32, capability=(6, 1))) is None  # no Tensor Cores
@@ -153,11 +164,12 @@ def test_advise_orders_by_gain_and_drops_repeated_changes():
 
 def test_every_proposed_change_is_a_valid_run_option():
     e = replace(GPU, amp="off", conv_model=True, channels_last=False, batch_size=8,
-                grad_accum_steps=2, largest_batch=10_000, train_samples=50_000,
+                grad_accum_steps=2, log_every=1, log_syncs_per_step=3.0,
+                largest_batch=10_000, train_samples=50_000,
                 kernels_per_step=500, mean_kernel_us=5.0, pin_memory=False,
                 shares={"Kernel": 0.3, "DataLoader": 0.5, "CPU Exec": 0.2})
     proposed = [f.changes for rule in rules.RULES if (f := rule(e)) and f.changes]
-    assert len(proposed) >= 5
+    assert len(proposed) >= 6
     keys = set(all_keys())
     for changes in proposed:
         cfg = RunConfig()
