@@ -10,6 +10,9 @@ import time
 from dataclasses import dataclass
 
 PROFILE_DIR = "profile"
+# The trainer's annotation around its once-per-train.log_every read of the loss: a
+# deliberate sync, which the advisor does not count as the step's own.
+LOG_ANNOTATION = "Trainer.log"
 
 
 @dataclass(frozen=True)

@@ -352,6 +352,13 @@ def load_trace(path, progress: Callable[[float], None] | None = None,
     return index
 
 
+def read_events(path) -> list:
+    """A trace file's raw events (gzip or not), with the same errors as ``load_trace``:
+    for readers that need what the timeline's index leaves out (the advisor's facts)."""
+    path = Path(path)
+    return _parse(path, _read_bytes(path))[0]
+
+
 def _read_bytes(path: Path) -> bytes:
     try:
         data = path.read_bytes()

@@ -26,6 +26,7 @@ from ..data.augment import build_augment
 from ..models import build_model
 from ..models.fit import InitSource, start_from
 from ..models.transfer import freeze
+from ..profiling.options import LOG_ANNOTATION
 from ..workspace.diskspace import disk_full_message, is_disk_full
 from ..workspace.diskspace import stated as stated_disk_full
 from . import events as ev
@@ -438,6 +439,10 @@ class Trainer:
     def _log(self) -> None:
         if not self._pending:
             return
+        with torch.profiler.record_function(LOG_ANNOTATION):
+            self._log_interval()
+
+    def _log_interval(self) -> None:
         losses = torch.stack(self._pending).float().cpu()  # the one sync of the interval
         steps = self._pending_steps
         self._pending, self._pending_steps = [], []
