@@ -295,6 +295,10 @@ def shape_text(shape) -> str:
     return " × ".join(str(d) for d in shape)
 
 
+def method_text(method: str) -> str:
+    return "fake tensors" if method == "fake" else "a real pass on the CPU"
+
+
 def layer_label(row: dict) -> str:
     """A row's name as the table shows it: the model itself is "(model)"."""
     return row["name"] or "(model)"
@@ -335,6 +339,6 @@ def table_text(d: dict) -> str:
 
     rule = "-" * len(line(head))
     title = (f"Model summary: model.arch={d['arch']!r}, input {shape_text(d['input_shape'])} "
-             f"per sample, batch {d['batch_size']}")
+             f"per sample, batch {d['batch_size']}, measured on {method_text(d['method'])}")
     return "\n".join([title, rule, line(head), rule, *map(line, rows), rule,
                       *totals_lines(d)])

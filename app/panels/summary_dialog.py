@@ -31,7 +31,14 @@ from PySide6.QtWidgets import (
 )
 
 from engine.config import RunConfig
-from engine.summary import bytes_text, flops_text, layer_label, shape_text, totals_lines
+from engine.summary import (
+    bytes_text,
+    flops_text,
+    layer_label,
+    method_text,
+    shape_text,
+    totals_lines,
+)
 
 from ..widgets.json_command import JsonCommand
 from ..widgets.message_bar import MessageBar, MessageLog
@@ -142,12 +149,11 @@ class SummaryDialog(QDialog):
         for column in range(len(COLUMNS)):
             self.tree.resizeColumnToContents(column)
             self.tree.setColumnWidth(column, self.tree.columnWidth(column) + GAP)
-        method = ("fake tensors" if result["method"] == "fake" else
-                  "a real pass on the CPU")
         self.heading.setText(
             f"model.arch={result['arch']!r}: input {shape_text(result['input_shape'])} per "
-            f"sample, batch {result['batch_size']}; measured on {method}. Parameters and FLOPs "
-            f"are each layer's own; activations are its outputs at this batch.")
+            f"sample, batch {result['batch_size']}; measured on "
+            f"{method_text(result['method'])}. Parameters and FLOPs are each layer's own; "
+            f"activations are its outputs at this batch.")
         while self.totals.rowCount():
             self.totals.removeRow(0)
         for line in totals_lines(result):

@@ -102,3 +102,22 @@ def test_the_summary_is_measured_in_its_own_process_and_a_failure_is_one_line(qt
     assert "previous configuration" in dialog.heading.text()
     action.shutdown()
     assert action.dialog is None or not action.dialog.busy()
+
+
+def test_the_windows_run_menu_opens_it_for_the_forms_configuration(qtbot, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from app.main_window import MainWindow
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    window = MainWindow(tiny(), workspace_dir=tmp_path / "ws", settings=settings)
+    qtbot.addWidget(window)
+    window.show()
+    assert window.act_model_summary in window.menuBar().actions()[1].menu().actions()
+    window.config_panel.set_value("optim.lr", -1.0)
+    window.act_model_summary.trigger()
+    dialog = window.model_summary.dialog
+    assert dialog.isVisible() and not dialog.isModal()
+    assert "optim.lr" in dialog.messages.message()
+    window.close()
+    assert window.model_summary.dialog is None or not window.model_summary.dialog.isVisible()
