@@ -309,7 +309,7 @@ class MainWindow(QMainWindow):
         self.augment_preview = AugmentPreview(self.config_panel.config, self.messages, self)
         self.act_preview_augment.triggered.connect(self.augment_preview.preview)
         self.model_summary = ModelSummaryAction(self.config_panel.config, self.config_panel.check,
-                                                self.log, self)
+                                                self.log, self, self.workspace_dir)
         self.act_model_summary.triggered.connect(self.model_summary.show)
 
     def _wire_docks(self) -> None:

@@ -102,15 +102,17 @@ class SummaryDialog(QDialog):
         self.command.finished.connect(self.show_result)
         self.command.failed.connect(self._fail)
 
-    def measure(self, config: RunConfig) -> None:
-        """Summarize ``config`` in a `torchwork summary` process (one still running ends)."""
+    def measure(self, config: RunConfig, workspace=None) -> None:
+        """Summarize ``config`` in a `torchwork summary` process (one still running ends);
+        ``workspace`` holds the run that model.init may name (default: the user's)."""
         path = Path(self._folder.name) / "run.toml"
         config.save(path)
         self.messages.clear_own()
         self.heading.setText(f"Measuring model.arch={config.model.arch!r} at batch "
                              f"{config.data.batch_size}…")
         self._set_busy(True)
-        self.command.start(["summary", str(path), "--json"])
+        where = ["--workspace", str(workspace)] if workspace is not None else []
+        self.command.start(["summary", str(path), "--json", *where])
 
     def busy(self) -> bool:
         return self.command.running()
@@ -192,13 +194,15 @@ class ModelSummaryAction(QObject):
     """Run ▸ Model summary…: one dialog, measuring the form's configuration when asked.
 
     ``config`` gives the form's configuration and ``check`` its problems (the
-    first one is shown instead of measuring a configuration the run would refuse).
+    first one is shown instead of measuring a configuration the run would refuse);
+    ``workspace`` is the window's (model.init may name one of its runs).
     """
 
     def __init__(self, config: Callable[[], RunConfig], check: Callable[[], list[str]],
-                 log: MessageLog | None, parent: QWidget):
+                 log: MessageLog | None, parent: QWidget, workspace=None):
         super().__init__(parent)
         self._config, self._check, self._log, self._parent = config, check, log, parent
+        self._workspace = workspace
         self.dialog: SummaryDialog | None = None
 
     def show(self) -> None:
@@ -216,7 +220,7 @@ class ModelSummaryAction(QObject):
         if problems:
             self.dialog.show_error(f"Cannot summarize this configuration: {problems[0]}")
             return
-        self.dialog.measure(self._config())
+        self.dialog.measure(self._config(), self._workspace)
 
     def shutdown(self) -> None:
         if self.dialog is not None:

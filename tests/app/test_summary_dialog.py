@@ -121,3 +121,16 @@ def test_the_windows_run_menu_opens_it_for_the_forms_configuration(qtbot, tmp_pa
     assert "optim.lr" in dialog.messages.message()
     window.close()
     assert window.model_summary.dialog is None or not window.model_summary.dialog.isVisible()
+
+
+def test_the_windows_workspace_goes_to_the_command(qtbot, tmp_path):
+    from PySide6.QtWidgets import QWidget
+
+    window = QWidget()
+    qtbot.addWidget(window)
+    action = ModelSummaryAction(tiny, list, MessageLog(), window, tmp_path / "ws")
+    action.show()
+    arguments = action.dialog.command.process.arguments()
+    assert arguments[-2:] == ["--workspace", str(tmp_path / "ws")]
+    assert arguments[arguments.index("summary") + 2] == "--json"
+    action.shutdown()

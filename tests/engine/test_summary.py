@@ -195,3 +195,20 @@ def test_cli_bad_model_is_one_clear_line(tmp_path, capsys, case):
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("torchwork summary: model.arch=")
     assert message in lines[0] and captured.out == ""
+
+
+def test_model_init_naming_a_run_is_found_in_the_workspace_given(tmp_path, workspace_dir,
+                                                                  capsys):
+    from engine.workspace import Workspace
+
+    trained = write(tmp_path, tiny(**{"train.max_steps": 2}))
+    assert main(["run", trained, "--json"]) == 0
+    with Workspace(workspace_dir) as ws:
+        run = ws.list_runs()[0].id
+    capsys.readouterr()
+    path = write(tmp_path, tiny(**{"model.init": str(run), "model.freeze": ["0"]}))
+    assert main(["summary", path, "--json", "--workspace", str(workspace_dir)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["method"] == "real" and result["frozen_params"] == 2 * 16 + 16
+    assert main(["summary", path, "--workspace", str(tmp_path / "empty")]) == 2
+    assert "model.init=" in capsys.readouterr().err
