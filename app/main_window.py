@@ -33,6 +33,7 @@ from .dialogs import RunPicker, TextDialog, about_text, shortcut_rows, shortcuts
 from .panels import crossval_view
 from .panels.augment_preview import AugmentPreview
 from .panels.config_panel import ConfigPanel
+from .panels.summary_dialog import ModelSummaryAction
 from .panels.training_plots import TrainingPlots
 from .widgets.message_bar import MessageBar, MessageLog, with_bar
 from .widgets.message_history import MessageHistory
@@ -200,6 +201,9 @@ class MainWindow(QMainWindow):
         self.act_preview_augment = a("Preview &augmentation…", None, None,
                                      "A grid of this configuration's augmented training "
                                      "samples")
+        self.act_model_summary = a("&Model summary…", None, None,
+                                   "Per layer: output shape, parameters, FLOPs and activation "
+                                   "memory of this configuration's model")
         self.act_capture = a("&Capture…", None, "Ctrl+Shift+P",
                              "Profile steps of the current run or a short run of this config")
         self.act_export_trace = a("&Export trace…", None, None,
@@ -240,6 +244,7 @@ class MainWindow(QMainWindow):
         run.addAction(self.act_resume_ckpt)
         run.addSeparator()
         run.addAction(self.act_preview_augment)
+        run.addAction(self.act_model_summary)
         profile = bar.addMenu("&Profile")
         profile.addActions([self.act_capture, self.act_export_trace, self.act_tensorboard])
         view = bar.addMenu("&View")
@@ -303,6 +308,9 @@ class MainWindow(QMainWindow):
         self.config_panel.validityChanged.connect(self._on_validity)
         self.augment_preview = AugmentPreview(self.config_panel.config, self.messages, self)
         self.act_preview_augment.triggered.connect(self.augment_preview.preview)
+        self.model_summary = ModelSummaryAction(self.config_panel.config, self.config_panel.check,
+                                                self.log, self, self.workspace_dir)
+        self.act_model_summary.triggered.connect(self.model_summary.show)
 
     def _wire_docks(self) -> None:
         from .panels.export_dialog import ExportActions
@@ -650,6 +658,7 @@ class MainWindow(QMainWindow):
         self.runs.close_reader()
         self.search.shutdown()
         self.config_panel.tuning.shutdown()
+        self.model_summary.shutdown()
         self.save_settings()
         event.accept()
 

@@ -105,6 +105,13 @@ class _Style(QProxyStyle):
             option.palette.setColor(QPalette.ColorRole.Window, self.window_for_ring)
         super().drawPrimitive(element, option, painter, widget)
 
+    def styleHint(self, hint, option=None, widget=None, returnData=None):
+        """No icons on dialog buttons (Close, Cancel, OK), as on Windows and macOS: the
+        platform's are drawn for a light window and were a dark glyph on a dark button."""
+        if hint == QStyle.StyleHint.SH_DialogButtonBox_ButtonsHaveIcons:
+            return 0
+        return super().styleHint(hint, option, widget, returnData)
+
     def polish(self, target):
         """Qt polishes every widget through the application's style: the one place where each
         table, list and combo box gets tooltips for its cut-off texts (app.widgets.elision)."""

@@ -1,22 +1,20 @@
 """The "Find LR…" and "Find batch size…" dialog: `torchwork tune … --json` in its own
 process, its curve, its suggestion and reason, and Apply.
 
-The tuner trains (a few hundred steps), so it runs in a QProcess, as the
-window's runs do: the window stays responsive and Cancel ends it at once. Its
-progress lines (stderr) show as they come; its one JSON object (stdout) is
-the result.
+The tuner trains (a few hundred steps), so it runs in its own process
+(app.widgets.json_command), as the window's runs do: the window stays
+responsive and Cancel ends it at once. Its progress lines (stderr) show as
+they come; its one JSON object (stdout) is the result.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QProcess, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -26,18 +24,11 @@ from PySide6.QtWidgets import (
 )
 
 from app.widgets.config_form import ERROR_COLOR
+from app.widgets.json_command import JsonCommand
 from app.widgets.live_plot import DARK, LIGHT
 
 TITLES = {"lr": "Find learning rate", "batch-size": "Find batch size"}
 KEYS = {"lr": "optim.lr", "batch-size": "data.batch_size"}
-
-
-def torchwork_command(args: list[str]) -> tuple[str, list[str]]:
-    """(program, arguments) that run `torchwork ARGS`: the bundle's own program when frozen
-    (it is the command line too), else this interpreter with ``-m app``."""
-    if getattr(sys, "frozen", False):
-        return sys.executable, args
-    return sys.executable, ["-m", "app", *args]
 
 
 class TuneDialog(QDialog):
@@ -55,8 +46,6 @@ class TuneDialog(QDialog):
         self.resize(620, 460)
         self.result: dict | None = None
         self.value = None
-        self._stdout = b""
-        self._stderr_tail: list[str] = []
         self._folder = tempfile.TemporaryDirectory(prefix="torchwork-tune-")
         self._config_path = Path(self._folder.name) / "run.toml"
         config.save(self._config_path)
@@ -91,11 +80,10 @@ class TuneDialog(QDialog):
         layout.addWidget(self.buttons)
         self.apply_theme(self.palette().window().color().lightness() < 128)  # the app's theme
 
-        self.process = QProcess(self)
-        self.process.readyReadStandardOutput.connect(self._read_stdout)
-        self.process.readyReadStandardError.connect(self._read_stderr)
-        self.process.finished.connect(self._finished)
-        self.process.errorOccurred.connect(self._error)
+        self.command = JsonCommand(self)
+        self.command.progress.connect(self.status.setText)
+        self.command.finished.connect(self._finished)
+        self.command.failed.connect(self._fail)
 
     def apply_theme(self, dark: bool) -> None:
         colours = DARK if dark else LIGHT
@@ -108,40 +96,12 @@ class TuneDialog(QDialog):
 
     # --- the process ------------------------------------------------------------
     def start(self) -> None:
-        program, args = torchwork_command(["tune", self.kind, str(self._config_path), "--json"])
         self.status.setText(f"Running `torchwork tune {self.kind}` on a copy of this run…")
-        self.process.start(program, args)
+        self.command.start(["tune", self.kind, str(self._config_path), "--json"])
 
-    def _read_stdout(self) -> None:
-        self._stdout += bytes(self.process.readAllStandardOutput())
-
-    def _read_stderr(self) -> None:
-        text = bytes(self.process.readAllStandardError()).decode("utf-8", "replace")
-        lines = [line for line in text.splitlines() if line.strip()]
-        if lines:
-            self._stderr_tail = (self._stderr_tail + lines)[-20:]
-            self.status.setText(lines[-1])
-
-    def _error(self, error) -> None:
-        if error == QProcess.ProcessError.FailedToStart:
-            self._fail(f"could not start {self.process.program()}: {self.process.errorString()}")
-
-    def _finished(self, code: int, status) -> None:
-        self._read_stdout()
-        self._read_stderr()
-        if status != QProcess.ExitStatus.NormalExit:
-            if self.result is None and self.isVisible():
-                self._fail("the tuner stopped before it finished")
-            return
-        if code != 0:
-            self._fail(self._stderr_tail[-1] if self._stderr_tail else f"exit code {code}")
-            return
-        try:
-            self.result = json.loads(self._stdout.decode("utf-8").strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            self._fail("the tuner printed no result")
-            return
-        self.show_result(self.result)
+    def _finished(self, result: dict) -> None:
+        self.result = result
+        self.show_result(result)
 
     def _fail(self, text: str) -> None:
         self.status.setText("The tuner could not finish.")
@@ -196,8 +156,6 @@ class TuneDialog(QDialog):
 
     def done(self, result: int) -> None:
         """Closing ends a tuner still running and removes its config copy."""
-        if self.process.state() != QProcess.ProcessState.NotRunning:
-            self.process.kill()
-            self.process.waitForFinished(3000)
+        self.command.cancel()
         self._folder.cleanup()
         super().done(result)

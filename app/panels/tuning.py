@@ -16,7 +16,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QPushButton
 
-from app.panels.tune_dialog import TuneDialog, torchwork_command
+from app.panels.tune_dialog import TuneDialog
+from app.widgets.json_command import torchwork_command
 
 DEBOUNCE_MS = 600
 BUTTONS = {"optim.lr": ("lr", "Find LR…", "Sweep the learning rate on a copy of this run "
