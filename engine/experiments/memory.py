@@ -156,6 +156,7 @@ def step_memory(cfg: RunConfig, data, device: torch.device, batch: int) -> dict[
     with FakeTensorMode(), torch.device(device):
         model = build_model(cfg, shape, num_outputs(cfg, data.num_classes))
         freeze(model, cfg.model.freeze)
+        _frozen_as_buffers(model)
         optimizer = build_optimizer(cfg, model, set())
         loss_fn = build_loss(cfg).to(device)
         x = torch.empty((batch, *shape), device=device)
@@ -175,6 +176,18 @@ def step_memory(cfg: RunConfig, data, device: torch.device, batch: int) -> dict[
     at = next((v for k, v in snapshot.items() if k.type == device.type), {})
     return {str(getattr(k, "value", k)): int(v) for k, v in at.items()
             if str(getattr(k, "value", k)) in (*ROLES, "Total")}
+
+
+def _frozen_as_buffers(model: torch.nn.Module) -> None:
+    """Frozen weights held as buffers (the same bytes, counted as buffers): MemTracker hooks
+    the gradient of every parameter, and a tensor without one refuses the hook (the
+    forecast of a model whose first layers are frozen failed with "cannot register a hook
+    on a tensor that doesn't require gradient")."""
+    for module in model.modules():
+        for name, param in list(module._parameters.items()):
+            if param is not None and not param.requires_grad:
+                del module._parameters[name]
+                module.register_buffer(name, param.detach())
 
 
 def _data_bytes(data) -> int:

@@ -147,6 +147,17 @@ def test_forecast_counts_parameters_and_optimizer_state_exactly(tiny_config):
     assert result.peak_bytes > params * 4  # params, grads, two moments, activations
 
 
+def test_forecast_of_a_model_with_frozen_layers_leaves_out_their_grads_and_state(tiny_config):
+    cfg = tiny_config(**{"model.hidden": [64, 64], "optim.name": "adamw"})
+    whole = forecast(cfg, Trainer(cfg).data)
+    cfg.model.freeze = ["0"]  # the first layer frozen: its weights stay, no grads or moments
+    trainer = Trainer(cfg)
+    frozen = sum(p.numel() * 4 for p in trainer.model.parameters() if not p.requires_grad)
+    result = forecast(cfg, trainer.data)  # MemTracker refused the frozen weights' hooks
+    assert frozen > 0 and result.peak_bytes < whole.peak_bytes
+    assert result.parts["Optstate"] <= whole.parts["Optstate"] - 2 * frozen
+
+
 def test_forecast_peak_grows_with_the_batch_and_largest_batch_fits_the_budget(tiny_config):
     cfg = tiny_config(**{"model.hidden": [512, 512]})
     trainer = Trainer(cfg)
