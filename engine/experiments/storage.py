@@ -10,6 +10,7 @@ so a killed worker never leaves the study waiting on a trial forever.
 from __future__ import annotations
 
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -41,12 +42,24 @@ def open_storage(url: str, heartbeat: int):
 
     kwargs = ({"connect_args": {"timeout": 60}} if url.startswith("sqlite")
               else {"pool_pre_ping": True})
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs,
-                                              heartbeat_interval=heartbeat,
-                                              heartbeat_stale_trial_callback=_lost_worker)
+            for attempt in range(3):
+                try:
+                    return optuna.storages.RDBStorage(
+                        url, engine_kwargs=kwargs, heartbeat_interval=heartbeat,
+                        heartbeat_stale_trial_callback=_lost_worker)
+                except (IntegrityError, OperationalError):
+                    # Two processes made a new database's tables at once (two searches
+                    # started together): the loser's table or version row is refused, and
+                    # the tables are there now, so opening again reads them. (A server
+                    # that cannot be reached is tried three times, 0.6 s in all.)
+                    if attempt == 2:
+                        raise
+                    time.sleep(0.2 * (attempt + 1))
     except Exception as exc:  # SQLAlchemy's and the drivers' errors share no base class
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SearchError(f"cannot open search storage {shown_url(url)}: {reason}") from None

@@ -196,7 +196,7 @@ def test_ctrl_c_stops_the_running_trial_as_a_resumable_run(tmp_path):
     import time
     from pathlib import Path
 
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     path = tmp_path / "long.toml"
     path.write_text(TINY.replace("epochs = 3", "epochs = 500") + '[search]\nn_trials = 5\n'
@@ -216,7 +216,9 @@ def test_ctrl_c_stops_the_running_trial_as_a_resumable_run(tmp_path):
             try:
                 running = [t for t in optuna.load_study(study_name="long", storage=storage).trials
                            if t.state.name == "RUNNING" and "run_id" in t.user_attrs]
-            except (KeyError, OperationalError):  # the command is still making the study
+            # The command is still making the study (this poll may even race it to create
+            # Optuna's tables: the loser's row of alembic_version is refused).
+            except (KeyError, OperationalError, IntegrityError):
                 running = []
             if running:
                 break
@@ -234,3 +236,34 @@ def test_ctrl_c_stops_the_running_trial_as_a_resumable_run(tmp_path):
         run = ws.get_run(trial.user_attrs["run_id"])
     assert run.status == "stopped" and run.checkpoint  # resumable
     assert json.loads(out.splitlines()[-1])["event"] == "search_finished"
+
+
+def _open_storage_in_a_process(url, results):
+    from engine.experiments.storage import open_storage
+
+    try:
+        open_storage(url, 60)
+        results.put("ok")
+    except Exception as exc:  # the message the command would print
+        results.put(str(exc))
+
+
+@pytest.mark.slow  # a dozen processes, each importing Optuna: tens of seconds
+def test_searches_started_together_on_a_new_storage_all_open_it(tmp_path):
+    """Two `torchwork search` commands started at once on a new workspace both create
+    Optuna's tables: the loser was refused ('table studies already exists', or a UNIQUE
+    alembic_version row) and its search ended before its first trial."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    for round_ in range(4):
+        url = f"sqlite:///{tmp_path / f'new{round_}.sqlite'}"
+        results = ctx.Queue()
+        procs = [ctx.Process(target=_open_storage_in_a_process, args=(url, results))
+                 for _ in range(3)]
+        for p in procs:
+            p.start()
+        got = [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        assert got == ["ok"] * 3
