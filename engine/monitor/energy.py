@@ -262,9 +262,10 @@ def energy_text(e) -> str:
              if e.per_1k_samples_j is not None else ""]
     shown = ", ".join(r for r in rates if r)
     return (f"energy: {e.joules:.4g} J" + (f" ({shown})" if shown else "")
-            + f", measured by {_SOURCE_TEXT.get(e.source, e.source)}")
+            + f", measured by {SOURCE_TEXT.get(e.source, e.source)}")
 
 
-_SOURCE_TEXT = {"nvml": "NVML's GPU energy counter",
+# How the summary, the log and the Runs dock name each source.
+SOURCE_TEXT = {"nvml": "NVML's GPU energy counter",
                 "nvml-power": "integrating NVML's GPU power readings",
                 "rapl": "the CPU's RAPL counters"}
