@@ -39,6 +39,10 @@ class EnergyUnavailable(Exception):
     """Nothing can be measured here; the text is the reason, as a person reads it."""
 
 
+class NoReadingYet(EnergyUnavailable):
+    """Power integration has had no power reading yet; a later sample may bring one."""
+
+
 @dataclass(frozen=True)
 class Energy:
     """The energy measured so far: ``joules`` None means not available, ``note`` says why."""
@@ -149,6 +153,9 @@ class NvmlEnergy:
         state[1], state[2] = when, watts
 
     def poll(self) -> float:
+        if any(s[1] is None for s in self.integrated.values()):
+            raise NoReadingYet("the GPU has no energy counter and the hardware monitor has "
+                               "given no power reading of it to integrate")
         total = sum(s[0] for s in self.integrated.values())
         for handle, start in self.counters.values():
             total += (self.nvml.nvmlDeviceGetTotalEnergyConsumption(handle) - start) / 1000
@@ -181,6 +188,7 @@ class EnergyMeter:
         self._reader: NvmlEnergy | RaplReader | None = None
         self._note = "not started"
         self._last = 0.0
+        self._pending = ""  # why there is no figure yet (NoReadingYet)
         self._closed = False
 
     def start(self) -> None:
@@ -224,8 +232,8 @@ class EnergyMeter:
     def read(self) -> Energy:
         with self._lock:
             self._poll()
-            if self._reader is None:
-                return Energy(None, None, f"not available: {self._note}")
+            if self._reader is None or self._pending:
+                return Energy(None, None, f"not available: {self._note or self._pending}")
             return Energy(self._last, self.source)
 
     def _poll(self) -> None:
@@ -233,6 +241,9 @@ class EnergyMeter:
             return
         try:
             self._last = self._reader.poll()
+            self._pending = ""
+        except NoReadingYet as exc:
+            self._pending = str(exc)
         except EnergyUnavailable as exc:
             self._stop(f"{exc}, part-way through the run")
         except Exception as exc:  # an NVMLError (GPU lost) or a vanished sysfs file

@@ -131,6 +131,16 @@ def test_a_gpu_without_the_counter_integrates_its_power_samples():
     assert (energy.joules, energy.source) == (pytest.approx(150 + 400), "nvml-power")
 
 
+def test_power_integration_without_power_readings_is_not_available():
+    nvml = StandInNvml()
+    nvml.fail["nvmlDeviceGetTotalEnergyConsumption"] = nvml.NVMLError_NotSupported()
+    meter = EnergyMeter(gpus=[uuid_of(nvml, 0)], nvml=nvml)
+    meter.start()
+    meter.add_sample(gpu_sample(100.0, float("nan")))  # the power draw NVML could not read
+    energy = meter.read()
+    assert energy.joules is None and "no power reading" in energy.note
+
+
 def test_a_gpu_lost_mid_run_leaves_the_run_without_a_partial_figure():
     nvml = StandInNvml()
     meter = EnergyMeter(gpus=[uuid_of(nvml, 0)], nvml=nvml)
