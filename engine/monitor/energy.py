@@ -130,13 +130,13 @@ class NvmlEnergy:
                 try:
                     self.counters[index] = (handle,
                                             nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
-                except nvml.NVMLError_NotSupported:
-                    self.integrated[index] = [0.0, None, None]
-        except nvml.NVMLError as exc:
+                except (nvml.NVMLError_NotSupported,
+                        getattr(nvml, "NVMLError_FunctionNotFound", nvml.NVMLError_NotSupported)):
+                    self.integrated[index] = [0.0, None, None]  # before Volta, or old driver
+        except BaseException as exc:
             self.close()
-            raise EnergyUnavailable(f"NVML could not read the GPUs ({exc})") from None
-        except EnergyUnavailable:
-            self.close()
+            if isinstance(exc, nvml.NVMLError):
+                raise EnergyUnavailable(f"NVML could not read the GPUs ({exc})") from None
             raise
 
     @property
@@ -211,6 +211,9 @@ class EnergyMeter:
                 self._note = ""
             except EnergyUnavailable as exc:
                 self._reader, self._note = None, str(exc)
+            except Exception as exc:  # never into the training: the run goes on unmeasured
+                self._reader = None
+                self._note = f"the energy meter failed to start ({type(exc).__name__}: {exc})"
 
     @property
     def source(self) -> str | None:

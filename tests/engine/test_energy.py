@@ -131,6 +131,26 @@ def test_a_gpu_without_the_counter_integrates_its_power_samples():
     assert (energy.joules, energy.source) == (pytest.approx(150 + 400), "nvml-power")
 
 
+def test_an_old_driver_without_the_energy_function_integrates_power_too():
+    nvml = StandInNvml()
+    nvml.fail["nvmlDeviceGetTotalEnergyConsumption"] = nvml.NVMLError_FunctionNotFound()
+    meter = EnergyMeter(gpus=[uuid_of(nvml, 0)], nvml=nvml)
+    meter.start()
+    meter.add_sample(gpu_sample(10.0, 300.0))
+    meter.add_sample(gpu_sample(12.0, 300.0))
+    assert (meter.read().joules, meter.source) == (pytest.approx(600.0), "nvml-power")
+
+
+def test_a_meter_that_fails_to_start_leaves_the_run_unmeasured_not_failed():
+    nvml = StandInNvml()
+    nvml.nvmlDeviceGetCount = None  # a broken binding: calling it raises TypeError
+    meter = EnergyMeter(gpus=[uuid_of(nvml, 0)], nvml=nvml)
+    meter.start()
+    assert meter.read().note.startswith("not available: the energy meter failed to start "
+                                        "(TypeError")
+    assert not nvml.initialised  # NVML released again
+
+
 def test_power_integration_without_power_readings_is_not_available():
     nvml = StandInNvml()
     nvml.fail["nvmlDeviceGetTotalEnergyConsumption"] = nvml.NVMLError_NotSupported()
