@@ -320,3 +320,19 @@ def test_a_schema_5_workspace_gains_the_energy_columns(tmp_path, tiny_config):
         assert ws.get_run(run.id).energy_j == 12.5
     with closing(sqlite3.connect(folder / "workspace.sqlite")) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+
+
+def test_a_cuda_run_is_measured_on_its_own_gpu_by_nvml_uuid(monkeypatch):
+    """torch names the device by index (CUDA_VISIBLE_DEVICES renumbers), NVML by UUID: the
+    run's GPU is found by the UUID torch gives, as the hardware sampler matches them."""
+    import types
+
+    import torch
+
+    from engine.monitor.recorder import run_gpus
+
+    props = types.SimpleNamespace(uuid="5f1e8a9c-0000-1111-2222-333344445555")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props if i == 1 else None)
+    trainer = types.SimpleNamespace(device=torch.device("cuda", 1))
+    assert run_gpus(trainer) == ("GPU-5f1e8a9c-0000-1111-2222-333344445555",)
+    assert run_gpus(types.SimpleNamespace(device=torch.device("cpu"))) is None
