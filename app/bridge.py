@@ -52,6 +52,7 @@ class TrainingBridge(QObject):
     stopRequested = Signal(object)
     exceptionRaised = Signal(object)  # ev.ExceptionRaised: NaN, OOM, errors in the loop
     runEnded = Signal(object)  # ev.RunEnded
+    energyMeasured = Signal(object)  # ev.EnergyMeasured: at epoch ends, and final before runEnded
     hardwareSampled = Signal(object)  # engine.monitor.Sample, from the run's process
     profileDone = Signal(object)  # engine.profiling.options.CaptureResult
 

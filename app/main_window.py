@@ -301,6 +301,7 @@ class MainWindow(QMainWindow):
         b.metricsBatch.connect(self.status.on_metrics_batch)
         b.epochEnded.connect(self.plots.on_epoch)
         b.runEnded.connect(self.plots.on_run_ended)
+        b.energyMeasured.connect(self.status.on_energy)
         b.runEnded.connect(self.status.on_run_ended)
         b.exceptionRaised.connect(self._on_exception)
         b.buildFailed.connect(self._on_build_failed)

@@ -162,7 +162,8 @@ def _train_run(trainer, run, ws, post, profiler, holder: list, resumed: bool,
     profiler.attach(trainer, run.dir)  # always: steps then carry the step events it needs
     for event_type in (ev.RunStarted, ev.EpochStarted, ev.MetricsLogged,
                        ev.ValidationEnded, ev.EpochEnded, ev.CheckpointSaved, ev.Paused,
-                       ev.Resumed, ev.StopRequested, ev.ExceptionRaised, ev.RunEnded):
+                       ev.Resumed, ev.StopRequested, ev.ExceptionRaised, ev.EnergyMeasured,
+                       ev.RunEnded):
         trainer.on(event_type, lambda e, name=SIGNALS[event_type.__name__]: post(name, e))
     holder[:] = [trainer]
     if stop_early.is_set():  # Stop pressed while the run was still being built
@@ -178,4 +179,5 @@ SIGNALS = {"RunStarted": "runStarted", "EpochStarted": "epochStarted",
            "MetricsLogged": "metricsLogged", "ValidationEnded": "validationEnded",
            "EpochEnded": "epochEnded", "CheckpointSaved": "checkpointSaved",
            "Paused": "paused", "Resumed": "resumed", "StopRequested": "stopRequested",
-           "ExceptionRaised": "exceptionRaised", "RunEnded": "runEnded"}
+           "ExceptionRaised": "exceptionRaised", "EnergyMeasured": "energyMeasured",
+           "RunEnded": "runEnded"}

@@ -9,6 +9,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from .monitor.energy import energy_text
 from .training import events as ev
 
 
@@ -30,11 +31,13 @@ class JsonLines:
 
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stdout
+        self.energy: ev.EnergyMeasured | None = None
 
     def attach(self, trainer) -> None:
         trainer.on(ev.RunStarted, self._started)
         trainer.on(ev.MetricsLogged, self._step)
         trainer.on(ev.EpochEnded, self._epoch)
+        trainer.on(ev.EnergyMeasured, self._energy)
         trainer.on(ev.RunEnded, self._finished)
 
     def _write(self, kind: str, **fields) -> None:
@@ -55,12 +58,25 @@ class JsonLines:
         self._write("epoch", epoch=e.epoch, step=e.step, train_loss=e.train_loss, lr=e.lr,
                     wall_s=e.wall_s, **e.metrics)
 
+    def _energy(self, e: ev.EnergyMeasured) -> None:
+        self.energy = e
+
     def _finished(self, e: ev.RunEnded) -> None:
         self._write("run_finished", status=e.status, best_val=e.best_val,
                     best_metric=e.best_metric, steps=e.steps,
                     epochs_completed=e.epochs_completed, wall_s=e.wall_s,
                     steps_per_s=e.steps_per_s, error=e.error, failed_at=e.failed_at,
-                    checkpoint=e.checkpoint)
+                    checkpoint=e.checkpoint, **energy_fields(self.energy))
+
+
+def energy_fields(e: ev.EnergyMeasured | None) -> dict:
+    """A run's energy as `run_finished` carries it; ``e`` None: the run was not measured."""
+    if e is None:
+        return dict(energy_j=None, energy_per_epoch_j=None, energy_per_1k_samples_j=None,
+                    energy_source=None, energy_note="not available: the run was not measured")
+    return dict(energy_j=e.joules, energy_per_epoch_j=e.per_epoch_j,
+                energy_per_1k_samples_j=e.per_1k_samples_j, energy_source=e.source,
+                energy_note=e.note or None)
 
 
 class ProgressBar:
@@ -70,6 +86,7 @@ class ProgressBar:
         self.stream = stream or sys.stderr
         self.bar: tqdm | None = None
         self.val = ""
+        self.energy: ev.EnergyMeasured | None = None
 
     def attach(self, trainer) -> None:
         trainer.on(ev.RunStarted, self._started)
@@ -78,6 +95,7 @@ class ProgressBar:
         trainer.on(ev.CheckpointSaved, self._checkpoint)
         trainer.on(ev.Paused, lambda e: self._say(f"paused at step {e.step}"))
         trainer.on(ev.StopRequested, self._stop)
+        trainer.on(ev.EnergyMeasured, self._energy)
         trainer.on(ev.RunEnded, self._finished)
 
     def _say(self, text: str) -> None:
@@ -121,6 +139,9 @@ class ProgressBar:
                }.get(e.reason, e.reason)
         self._say(f"{why} at step {e.step}")
 
+    def _energy(self, e: ev.EnergyMeasured) -> None:
+        self.energy = e
+
     def _finished(self, e: ev.RunEnded) -> None:
         if self.bar is not None:
             self.bar.update(e.steps - self.bar.n)
@@ -129,5 +150,7 @@ class ProgressBar:
         line = (f"{e.status}: {e.epochs_completed} epochs, {e.steps} steps in {e.wall_s:.1f} s "
                 f"({e.steps_per_s:.1f} steps/s){best}")
         print(line, file=self.stream)
+        if self.energy is not None:
+            print(energy_text(self.energy), file=self.stream)
         if e.error:
             print(f"error: {e.error}", file=self.stream)

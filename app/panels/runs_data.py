@@ -22,7 +22,8 @@ from engine.workspace.store import DB_NAME, default_workspace_dir
 OWN_COLUMNS = ("data.dataset", "model.arch")
 # The record columns a row is made of, in RunsReader._row's order.
 COLUMNS = ("id", "name", "status", "created_at", "steps", "wall_s", "best_val", "best_metric",
-           "notes", "trashed_at", "study", "trial", "run_group", "dir")
+           "notes", "trashed_at", "study", "trial", "run_group", "dir", "energy_j",
+           "energy_per_epoch_j", "energy_per_1k_samples_j", "energy_source", "energy_note")
 _TRASHED = COLUMNS.index("trashed_at")
 # More runs than this to parse (a first open of a big workspace): rows show before configs.
 PARSE_LATER = 200
@@ -50,6 +51,11 @@ class RunRow:
     trashed: bool
     steps: int
     dir: str
+    energy_j: float | None = None  # engine.monitor.energy; None: energy_note says why
+    energy_per_epoch_j: float | None = None
+    energy_per_1k_samples_j: float | None = None
+    energy_source: str | None = None
+    energy_note: str | None = None
 
     @cached_property
     def search_text(self) -> str:
@@ -141,7 +147,7 @@ class RunsReader:
 
     def _row(self, record: tuple, tags: tuple, known: bool, hp_keys) -> RunRow:
         (run_id, name, status, created, steps, wall_s, best_val, best_metric, notes, trashed,
-         study, trial, group, folder) = record
+         study, trial, group, folder, *energy) = record
         configs = self._configs
         return RunRow(
             id=run_id, name=name, status=status,
@@ -152,7 +158,7 @@ class RunsReader:
             steps_per_s=steps / wall_s if wall_s and steps else None,
             created=(created or "")[:19].replace("T", " "), tags=tags, notes=notes or "",
             study=study, trial=trial, group=group, trashed=trashed is not None,
-            steps=steps or 0, dir=folder)
+            steps=steps or 0, dir=folder, **dict(zip(COLUMNS[-len(energy):], energy)))
 
     @property
     def root(self) -> Path | None:

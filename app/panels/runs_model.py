@@ -20,6 +20,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor
 
+from engine.monitor.energy import SOURCE_TEXT
 from engine.workspace.config_columns import MISSING, show_value
 
 from .runs_data import RunRow, RunsReader, Snapshot
@@ -30,12 +31,13 @@ ID_ROLE = int(Qt.UserRole) + 1
 _DISPLAY, _TOOLTIP, _ALIGN, _FOREGROUND = (int(r) for r in (
     Qt.DisplayRole, Qt.ToolTipRole, Qt.TextAlignmentRole, Qt.ForegroundRole))
 _RIGHT = int(Qt.AlignRight | Qt.AlignVCenter)
-_NUMERIC = frozenset(("id", "best", "duration", "steps_per_s"))
+_NUMERIC = frozenset(("id", "best", "duration", "steps_per_s", "energy_j"))
 # (key, header): the fixed columns; the hyperparameter columns go after "model".
 BEFORE_HP = (("id", "ID"), ("name", "Name"), ("status", "Status"), ("dataset", "Dataset"),
              ("model", "Model"))
 AFTER_HP = (("best", "Best metric"), ("duration", "Duration"), ("steps_per_s", "Steps/s"),
-            ("created", "Created"), ("tags", "Tags"), ("notes", "Notes"))
+            ("energy_j", "Energy (J)"), ("created", "Created"), ("tags", "Tags"),
+            ("notes", "Notes"))
 STATUS_COLOURS = {"running": "#2e86de", "failed": "#d64545", "interrupted": "#d68a00",
                   "pruned": "#8e8e8e", "stopped": "#b07d00"}
 
@@ -47,6 +49,19 @@ def duration_text(seconds: float | None) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def energy_tooltip(row: RunRow) -> str | None:
+    """What the Energy cell stands for: its rates and source, or why it is not available."""
+    if row.energy_j is None:
+        return row.energy_note
+    lines = [f"{row.energy_j:.4g} J in all"]
+    if row.energy_per_epoch_j is not None:
+        lines.append(f"{row.energy_per_epoch_j:.4g} J per epoch")
+    if row.energy_per_1k_samples_j is not None:
+        lines.append(f"{row.energy_per_1k_samples_j:.4g} J per 1,000 samples")
+    lines.append(f"measured by {SOURCE_TEXT.get(row.energy_source, row.energy_source)}")
+    return "\n".join(lines)
 
 
 class RunsModel(QAbstractTableModel):
@@ -124,6 +139,9 @@ class RunsModel(QAbstractTableModel):
             return duration_text(value)
         if key == "steps_per_s":
             return "" if value is None else f"{value:.3g}"
+        if key == "energy_j":
+            return "n/a" if value is None and row.energy_note else (
+                "" if value is None else f"{value:.4g}")
         if key == "status" and row.trashed:
             return f"{value} (trash)"
         if key.startswith("hp:"):
@@ -137,6 +155,8 @@ class RunsModel(QAbstractTableModel):
             return f"best {row.best_metric}: {row.best_val}"
         if key == "notes" and row.notes:
             return row.notes
+        if key == "energy_j":
+            return energy_tooltip(row)
         if key == "name":
             extra = [f"study {row.study}, trial {row.trial}" if row.study else "",
                      f"group {row.group}" if row.group else "", row.dir]

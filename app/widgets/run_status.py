@@ -8,6 +8,7 @@ import time
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
 from app.pacing import NORMAL, pace_for
+from engine.monitor.energy import energy_text
 
 
 def _eta(seconds: float) -> str:
@@ -55,6 +56,7 @@ class RunStatus(QWidget):
         self._shown_at = 0.0
         self._every_s = NORMAL.status_s
         self._outcome = None
+        self._energy = None  # the run's final EnergyMeasured
         self.state.setToolTip("")
         for bar in (self.epoch_bar, self.run_bar):
             bar.setRange(0, 1)
@@ -71,7 +73,12 @@ class RunStatus(QWidget):
         self.state.setToolTip("")
         self.state.setText(text)
 
+    def on_energy(self, e) -> None:
+        if e.final:
+            self._energy = e
+
     def on_run_started(self, e) -> None:
+        self._energy = None
         self.steps_per_epoch, self.total = max(1, e.steps_per_epoch), max(1, e.total_steps)
         self.start_step, self.epochs = e.start_step, e.epochs
         self._t0 = time.monotonic()
@@ -138,8 +145,12 @@ class RunStatus(QWidget):
                 text += f": {_short(e.error)}"
             if e.checkpoint and e.status == "stopped":
                 text += "; Run ▸ Resume from checkpoint continues it"
+        energy = self._energy
+        if energy is not None and energy.joules is not None:
+            text += f"; {energy.joules:.4g} J"
         self.state.setText(text)
-        self.state.setToolTip(e.error or "")
+        tips = [e.error or "", energy_text(energy) if energy is not None else ""]
+        self.state.setToolTip("\n".join(t for t in tips if t))
         self._outcome = text
 
     def _rate(self, step: int) -> float:

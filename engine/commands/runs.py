@@ -8,12 +8,14 @@ import math
 from engine.workspace.schema import RUN_KINDS
 
 DEFAULT_COLUMNS = ("id", "name", "kind", "status", "epochs_completed", "steps", "best",
-                   "group", "created_at")
+                   "energy_j", "group", "created_at")
 JSON_COLUMNS = ("id", "name", "kind", "status", "created_at", "steps", "epochs_completed",
-                "best_val", "best_metric", "wall_s", "group", "study", "trial", "tags", "notes",
-                "dir")
+                "best_val", "best_metric", "wall_s", "energy_j", "energy_per_epoch_j",
+                "energy_per_1k_samples_j", "energy_source", "energy_note", "group", "study",
+                "trial", "tags", "notes", "dir")
 MAX_HP_COLUMNS = 6
-HEADERS = {"epochs_completed": "EPOCHS", "created_at": "CREATED", "best_val": "BEST"}
+HEADERS = {"epochs_completed": "EPOCHS", "created_at": "CREATED", "best_val": "BEST",
+           "energy_j": "ENERGY_J"}
 
 
 def register(sub, common) -> None:

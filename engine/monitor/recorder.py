@@ -9,11 +9,13 @@ training loop.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
 from engine.training import events as ev
 
+from .energy import RAPL_ROOT, EnergyMeter
 from .sampler import DEFAULT_INTERVAL_S, Sample, Sampler
 
 FLUSH_EVERY_S = 2.0
@@ -68,13 +70,100 @@ class HardwareRecorder:
             self._forward(sample)
 
 
+class EnergyRecorder:
+    """Measures a Trainer's run with an EnergyMeter: started when the run starts, read after
+    each epoch end and when the loop has left, each reading emitted as ``EnergyMeasured``
+    for the sinks (the workspace writer, the CLI's summary and JSON, the window).
+
+    ``before`` is what the run's record holds from earlier sessions (a resumed run):
+    ``(energy_j, energy_per_1k_samples_j, energy_source, energy_note)``; the run's
+    figure is the sum over its sessions, or not available when one of them was not
+    measured or was measured by another source (a GPU's and a CPU's energy are not
+    one quantity).
+    """
+
+    def __init__(self, meter: EnergyMeter, before: tuple = (None, None, None, None)):
+        self.meter = meter
+        self._before_j, per_1k, self._before_source, note = before
+        self._before_samples = (round(self._before_j * 1000 / per_1k)
+                                if self._before_j and per_1k else 0)
+        self._before_note = note or ""
+        self._resumed = False
+        self._trainer = None
+
+    def attach(self, trainer) -> EnergyRecorder:
+        self._trainer = trainer
+        trainer.on(ev.RunStarted, self._on_started)
+        trainer.on(ev.EpochEnded, self._on_epoch_ended)
+        trainer.on(ev.LoopEnded, self._on_loop_ended)
+        trainer.on(ev.RunEnded, self._on_run_ended)
+        return self
+
+    def add_sample(self, sample: Sample) -> None:
+        self.meter.add_sample(sample)
+
+    def _on_started(self, e) -> None:
+        self._resumed = e.start_step > 0
+        self.meter.start()
+
+    def _on_epoch_ended(self, e) -> None:
+        self._emit(e.step, e.epoch, final=False)
+
+    def _on_loop_ended(self, e) -> None:
+        self._emit(e.step, self._trainer.epoch - 1, final=True)
+        self.meter.close()
+
+    def _on_run_ended(self, _e) -> None:
+        self.meter.close()  # a failure before the loop ended
+
+    def _emit(self, step: int, epoch: int, *, final: bool) -> None:
+        trainer = self._trainer
+        energy = self.meter.read()
+        joules, source, note = energy.joules, energy.source, energy.note
+        samples = trainer.samples_trained
+        if self._resumed and joules is not None:
+            if self._before_j is None:
+                joules, source = None, None
+                note = ("not available: an earlier session of this run was not measured"
+                        + (f" ({self._before_note.removeprefix('not available: ')})"
+                           if self._before_note else ""))
+            elif self._before_source not in (None, source):
+                joules, source = None, None
+                note = (f"not available: earlier sessions of this run were measured by "
+                        f"{self._before_source}, this one by {energy.source}")
+            else:
+                joules += self._before_j
+                samples += self._before_samples
+        per_1k = joules * 1000 / samples if joules is not None and samples else None
+        per_epoch = (per_1k * trainer.train_loader.n / 1000 if per_1k is not None
+                     else None)
+        trainer.emit(ev.EnergyMeasured(step, epoch, joules, per_epoch, per_1k, samples, source,
+                                       note, final))
+
+
+def run_gpus(trainer) -> tuple[str, ...] | None:
+    """The NVML UUIDs of the GPUs the run trains on; None for a run on the CPU."""
+    if trainer.device.type != "cuda":
+        return None
+    import torch
+
+    index = trainer.device.index
+    if index is None:
+        index = torch.cuda.current_device()
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", "")
+    return (f"GPU-{uuid}",) if uuid else ()
+
+
 def record_run(trainer, workspace, run, *, on_sample: Callable[[Sample], None] | None = None,
                on_problem: Callable[[str], None] | None = None) -> HardwareRecorder:
     """Make ``trainer`` train as workspace run ``run``: its checkpoints in the run folder, its
     metrics and log through a WorkspaceWriter, its hardware samples through a recorder
-    (returned; stop() it when the run is over), and its evaluation report when it completes.
-    The CLI, the window's run process and compression's fine-tuning runs all record a run
-    this way."""
+    (returned; stop() it when the run is over), its energy (engine.monitor.energy) and its
+    evaluation report when it completes. The CLI, the window's run process and
+    compression's fine-tuning runs all record a run this way.
+
+    ``TORCHWORK_RAPL_ROOT`` names the powercap folder to read RAPL from, for a container
+    that mounts the host's /sys/class/powercap elsewhere."""
     from engine.evaluation.runs import EvaluateAtEnd
     from engine.workspace.writer import WorkspaceWriter
 
@@ -82,5 +171,20 @@ def record_run(trainer, workspace, run, *, on_sample: Callable[[Sample], None] |
     trainer.enable_checkpoints(run.dir / "checkpoints")
     writer = WorkspaceWriter(workspace, run).attach(trainer)
     EvaluateAtEnd(run, writer.log).attach(trainer)
+    meter = EnergyMeter(gpus=run_gpus(trainer),
+                        rapl_root=os.environ.get("TORCHWORK_RAPL_ROOT") or RAPL_ROOT)
+    energy = EnergyRecorder(meter, (run.energy_j, run.energy_per_1k_samples_j,
+                                    run.energy_source, run.energy_note)).attach(trainer)
     return HardwareRecorder(workspace, run.id, trainer.config.monitor.interval,
-                            on_sample=on_sample, on_problem=on_problem).attach(trainer)
+                            on_sample=_both(energy.add_sample, on_sample),
+                            on_problem=on_problem).attach(trainer)
+
+
+def _both(first: Callable[[Sample], None], then: Callable[[Sample], None] | None):
+    if then is None:
+        return first
+
+    def both(sample: Sample) -> None:
+        first(sample)
+        then(sample)
+    return both

@@ -43,8 +43,8 @@ class StandInNvml:
     """Looks like the pynvml module to engine.monitor.backends.NvmlBackend.
 
     ``fail[name] = exc`` makes the call ``name`` raise ``exc`` (an NVMLError
-    instance) from then on; ``memory_used``, ``utilization`` and
-    ``throttle_reasons`` per GPU set what it answers. As a real driver does,
+    instance) from then on; ``memory_used``, ``utilization``,
+    ``throttle_reasons`` and ``energy_mj`` per GPU set what it answers. As a real driver does,
     memory info v1 counts the driver's own ``memory_reserved`` as used and v2
     (``nvmlDeviceGetMemoryInfo_v2``, what nvidia-smi shows) leaves it out.
     """
@@ -73,6 +73,7 @@ class StandInNvml:
         self.memory_reserved = 480 * 2 ** 20  # about what an H100's driver keeps
         self.utilization = [87] * count
         self.throttle_reasons = [0] * count
+        self.energy_mj = [123_456_789] * count  # since the driver loaded
         self.fail: dict[str, Exception] = {}
         self.calls: dict[str, int] = {}
         self.initialised = False
@@ -149,3 +150,7 @@ class StandInNvml:
     def nvmlDeviceGetCurrentClocksEventReasons(self, h: int) -> int:
         self._enter("nvmlDeviceGetCurrentClocksEventReasons")
         return self.throttle_reasons[h]
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h: int) -> int:
+        self._enter("nvmlDeviceGetTotalEnergyConsumption")
+        return self.energy_mj[h]  # mJ

@@ -82,6 +82,22 @@ class EpochEnded(Event):
 
 
 @dataclass(frozen=True)
+class EnergyMeasured(Event):
+    """The energy the run has used so far (engine.monitor.energy): after each epoch end and
+    once when the loop has left (``final``). ``joules`` None: not available, ``note`` says why.
+    A resumed run's figures include its earlier sessions'."""
+    step: int
+    epoch: int  # epochs completed
+    joules: float | None
+    per_epoch_j: float | None  # per epoch's worth of training samples
+    per_1k_samples_j: float | None
+    samples: int  # training samples the figure covers
+    source: str | None  # "nvml" | "nvml-power" | "rapl"
+    note: str = ""
+    final: bool = False
+
+
+@dataclass(frozen=True)
 class CheckpointSaved(Event):
     path: str
     epoch: int

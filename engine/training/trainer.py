@@ -165,6 +165,7 @@ class Trainer:
         self.epoch = 1
         self.batch_in_epoch = 0
         self.wall_s = 0.0
+        self.samples_trained = 0
         self.best_val: float | None = None
         self.last_checkpoint: str | None = None
         self.checkpoint_reason: str | None = None  # why the loaded checkpoint was written
@@ -241,6 +242,7 @@ class Trainer:
                                 tuple(self.notes), self.data.preprocessing))
         self._wall_mark = self._interval_mark = time.perf_counter()
         self._interval_samples = 0
+        self.samples_trained = 0  # in this call of run(): what energy per sample divides by
         try:
             self._loop()
             self._log()
@@ -348,6 +350,7 @@ class Trainer:
             self._in_step = False
             self.batch_in_epoch = b
             self._interval_samples += group_total
+            self.samples_trained += group_total
             if step_ended:
                 self.emit(ev.StepEnded(self.step, self.epoch, group_total))
             if log_now and b < n_batches:

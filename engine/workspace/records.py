@@ -42,6 +42,12 @@ class RunRecord:
     trial: int | None = None  # its trial number in that study
     notes: str | None = None
     trashed_at: str | None = None  # in the trash since then; emptying it deletes the run
+    # the energy it used (engine.monitor.energy), all its sessions; None: see energy_note
+    energy_j: float | None = None
+    energy_per_epoch_j: float | None = None
+    energy_per_1k_samples_j: float | None = None
+    energy_source: str | None = None  # nvml | nvml-power | rapl
+    energy_note: str | None = None  # why it is not available
 
     @property
     def config(self) -> RunConfig:

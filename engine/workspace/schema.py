@@ -126,6 +126,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID""",
         "CREATE INDEX run_tags_by_tag ON run_tags (tag)",
     ),
+    (  # 5 -> 6: the energy a run used (engine.monitor.energy); NULL with a note: not measured
+        "ALTER TABLE runs ADD COLUMN energy_j REAL",
+        "ALTER TABLE runs ADD COLUMN energy_per_epoch_j REAL",
+        "ALTER TABLE runs ADD COLUMN energy_per_1k_samples_j REAL",
+        "ALTER TABLE runs ADD COLUMN energy_source TEXT",  # nvml | nvml-power | rapl
+        "ALTER TABLE runs ADD COLUMN energy_note TEXT",  # why it is not available
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

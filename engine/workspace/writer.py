@@ -18,8 +18,10 @@ import json
 import time
 
 from engine.files import write_text_atomic
+from engine.monitor.energy import energy_text
 from engine.training.events import (
     CheckpointSaved,
+    EnergyMeasured,
     EpochEnded,
     ExceptionRaised,
     LoopEnded,
@@ -54,6 +56,7 @@ class WorkspaceWriter:
                                    (EpochEnded, self._on_epoch_ended),
                                    (LoopEnded, self._on_loop_ended),
                                    (CheckpointSaved, self._on_checkpoint),
+                                   (EnergyMeasured, self._on_energy),
                                    (ExceptionRaised, self._on_exception),
                                    (RunEnded, self._on_run_ended)):
             trainer.on(event_cls, handler)
@@ -112,6 +115,16 @@ class WorkspaceWriter:
     def _on_loop_ended(self, _e: LoopEnded) -> None:
         """The last steps are stored before the end's checkpoint is written (it runs last)."""
         self.flush()
+
+    def _on_energy(self, e: EnergyMeasured) -> None:
+        """The run's energy so far, kept current at each epoch end: a run killed later keeps
+        what it had used by then."""
+        self.workspace.update_run(self.run.id, energy_j=e.joules,
+                                  energy_per_epoch_j=e.per_epoch_j,
+                                  energy_per_1k_samples_j=e.per_1k_samples_j,
+                                  energy_source=e.source, energy_note=e.note or None)
+        if e.final:
+            self.log.write(energy_text(e))
 
     def _on_checkpoint(self, e: CheckpointSaved) -> None:
         self.workspace.update_run(self.run.id, checkpoint=e.path)
@@ -220,3 +233,4 @@ def _end_line(e: RunEnded) -> str:
     if e.error:
         line += f"\n{e.error}"
     return line
+

@@ -15,9 +15,16 @@ def test_a_run_reports_on_the_gui_thread_and_lands_in_the_workspace(qtbot, tiny_
     bridge.metricsLogged.connect(lambda e: threads.add(threading.current_thread().name))
     bridge.epochEnded.connect(epochs.append)
     bridge.epochEnded.connect(lambda e: paces.append(bridge.delivery_ms))
+    energy = []
+    bridge.energyMeasured.connect(energy.append)
     with qtbot.waitSignal(bridge.runEnded, timeout=30000) as ended:
         bridge.start(tiny_config())
     assert ended.args[0].status == "completed"
+    # each epoch's reading, then the run's final one, before runEnded (this VM has no RAPL:
+    # each says why)
+    assert [(e.epoch, e.final) for e in energy] == [(1, False), (2, False), (3, False),
+                                                    (3, True)]
+    assert energy[-1].note.startswith("not available: ") or energy[-1].source == "rapl"
     assert threads == {threading.main_thread().name}
     assert [e.epoch for e in epochs] == [1, 2, 3]
     assert paces == [pacing.FRUGAL.delivery_ms] * 3  # the run has the cores: 4 a second

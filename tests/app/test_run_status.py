@@ -119,3 +119,25 @@ def test_the_window_shows_the_outcome_after_the_bridge_goes_idle(qtbot, tmp_path
     assert window.status.state.text() == ("Completed: step 460/460, epoch 10/10 in 3.0 s, "
                                           "best val_loss 0.25")
     assert window.status.run_bar.format() == "step 460/460"
+
+
+def energy(joules, note="", final=True) -> ev.EnergyMeasured:
+    return ev.EnergyMeasured(step=460, epoch=10, joules=joules,
+                             per_epoch_j=None if joules is None else joules / 10,
+                             per_1k_samples_j=None if joules is None else 2.5, samples=1000,
+                             source=None if joules is None else "rapl", note=note, final=final)
+
+
+def test_the_run_status_ends_with_the_energy_the_run_used_or_why_it_has_none(status):
+    status.on_energy(energy(99.0, final=False))  # an epoch's reading: the run goes on
+    status.on_energy(energy(1234.0))
+    status.on_run_ended(ended("completed", 460, 10))
+    assert status.state.text().endswith("best val_loss 0.25; 1234 J")
+    assert status.state.toolTip() == ("energy: 1234 J (123.4 J per epoch, 2.5 J per 1,000 "
+                                      "samples), measured by the CPU's RAPL counters")
+    status.on_run_started(STARTED)
+    status.on_energy(energy(None, "not available: this machine exposes no RAPL package "
+                                  "counters (none under /sys/class/powercap/intel-rapl:*)"))
+    status.on_run_ended(ended("completed", 460, 10))
+    assert status.state.text().endswith("best val_loss 0.25")
+    assert status.state.toolTip().startswith("energy: not available: this machine exposes")

@@ -303,3 +303,24 @@ def test_a_sorted_table_stays_sorted_as_runs_change_and_delete_asks_first(panel,
     qtbot.keyClick(panel.table, Qt.Key_Delete)
     assert panel.answers == []  # asked
     qtbot.waitUntil(lambda: "gamma" not in shown(panel))
+
+
+def test_the_energy_column_shows_each_runs_joules_or_why_there_are_none(panel, qtbot,
+                                                                        workspace):
+    folder, (a, b, _) = workspace
+    with Workspace(folder) as ws:  # as the run's writer stores them (engine.monitor.energy)
+        ws.update_run(a, energy_j=1234.0, energy_per_epoch_j=411.5,
+                      energy_per_1k_samples_j=2.06, energy_source="rapl")
+        ws.update_run(b, energy_note="not available: RAPL counters are not readable by this "
+                                     "user (/sys/class/powercap/intel-rapl:0/energy_uj: "
+                                     "permission denied)")
+    qtbot.waitUntil(lambda: shown(panel, "energy_j") == ["", "n/a", "1234"], timeout=5000)
+    col = panel.model.column_of("energy_j")
+    assert panel.model.headers[col] == "Energy (J)"
+    tips = [panel.proxy.index(r, col).data(Qt.ToolTipRole) for r in range(3)]
+    assert tips[0] is None
+    assert tips[1].startswith("not available: RAPL counters are not readable by this user")
+    assert tips[2] == ("1234 J in all\n411.5 J per epoch\n2.06 J per 1,000 samples\n"
+                       "measured by the CPU's RAPL counters")
+    panel.table.horizontalHeader().setSortIndicator(col, Qt.DescendingOrder)
+    assert shown(panel)[0] == "alpha"  # numbers sort as numbers, runs without one last
