@@ -298,8 +298,8 @@ def _train(trainer, ws, run, as_json: bool) -> int:
             ws.close()
         if distributed:
             leave_group()
-    if ws is None:
-        return {"failed": EXIT_FAILED, "stopped": EXIT_STOPPED}.get(result.status, EXIT_OK)
+    if ws is None:  # rank 0 says how the run ended: a non-zero exit here would make
+        return EXIT_OK  # torchrun's agent end rank 0 while it writes the run's end
     if result.status == "failed":
         if as_json:
             print(f"torchwork: run {run.id} failed: {result.error}", file=sys.stderr)

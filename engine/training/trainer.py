@@ -534,7 +534,9 @@ class Trainer:
         """Honour pause and stop between optimizer steps; True when the run must stop.
         Under DDP a stop asked on any rank (Ctrl-C, the command channel) stops them all at
         this same boundary."""
-        if self.dist is not None and self.dist.any_true(self._stop_reason is not None):
+        if self.dist is not None:  # one answer on all ranks (a stop asked meanwhile: next)
+            if not self.dist.any_true(self._stop_reason is not None):
+                return False
             self.stop("user")
         if self._paused and self._stop_reason is None:
             self._tick_wall()
