@@ -66,6 +66,14 @@ class DataParallel:
         self.ddp = DistributedDataParallel(model, device_ids=ids)
         return self.ddp
 
+    def loader_share(self, cfg, notes: list[str]) -> dict:
+        """The training loader's options for this rank's share of each batch (and the note
+        that says what data.batch_size now means)."""
+        b = cfg.data.batch_size
+        notes.append(f"ddp: {self.world} processes ({dist.get_backend()}), each training on "
+                     f"data.batch_size={b} of every batch of {b * self.world}")
+        return {"rank": self.rank, "world": self.world}
+
     def no_sync(self):
         """Skip the gradient all-reduce (a non-final micro-batch of gradient accumulation)."""
         return self.ddp.no_sync()

@@ -147,7 +147,8 @@ class Trainer:
                                         num_workers=cfg.data.num_workers,
                                         pin_memory=cfg.data.pin_memory, device=self.device,
                                 weights=sample_weights(cfg, self.data),
-                                        **self._shard_of_batches())
+                                        **(self.dist.loader_share(cfg, self.notes)
+                                           if self.dist is not None else {}))
         val_x, val_y = self.data.x_val, self.data.y_val
         if self.dist is not None:  # each rank validates its share; rank 0 reduces
             val_x, val_y = self.dist.shard(val_x, val_y)
@@ -521,9 +522,7 @@ class Trainer:
 
     def validate(self) -> dict[str, float]:
         """Loss and task metrics on the validation split (metrics in the data's own units)."""
-        dist = self.dist
-        # The model itself under DDP: ranks hold shares of different sizes, and DDP's
-        # forward would start a collective per batch.
+        dist = self.dist  # under DDP the model itself: DDP's forward is a collective
         return evaluate(self.forward if dist is None else self.model, self.model,
                         self.val_loader, self.loss_fn, self.precision, self.data,
                         channels_last=self.channels_last, device=self.device,
@@ -553,14 +552,6 @@ class Trainer:
             self.emit(ev.StopRequested(self.step, self._stop_reason))
             return True
         return False
-
-    def _shard_of_batches(self) -> dict:
-        if self.dist is None:
-            return {}
-        self.notes.append(f"ddp: {self.dist.world} processes, each training on "
-                          f"data.batch_size={self.config.data.batch_size} of every batch of "
-                          f"{self.config.data.batch_size * self.dist.world}")
-        return {"rank": self.dist.rank, "world": self.dist.world}
 
     def _disk_full_message(self, exc: BaseException) -> str:
         """One line for a full disk, whichever write hit it (checkpoint, database, log)."""
