@@ -37,9 +37,9 @@ def small_config(**changes) -> RunConfig:
     return cfg
 
 
-def torchwork(args, workspace, **popen):
+def torchwork(args, workspace, env_extra=None, **popen):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TORCHWORK_WORKSPACE": str(workspace),
-           "TORCHWORK_COLLECTIVE_TIMEOUT_S": "60", "OMP_NUM_THREADS": "1"}
+           "TORCHWORK_COLLECTIVE_TIMEOUT_S": "60", "OMP_NUM_THREADS": "1", **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "app", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
@@ -231,3 +231,20 @@ def test_the_launch_exit_code_is_rank_0s():
     assert exit_code({1: Failure(130), 0: Failure(130)}) == 130
     assert exit_code({1: Failure(1), 0: Failure(2)}) == 2
     assert exit_code({1: Failure(-9)}) == 1
+
+
+@pytest.mark.slow
+def test_a_rank_that_stops_answering_ends_the_run_instead_of_hanging_it(tmp_path):
+    path = tmp_path / "run.toml"
+    small_config(**{"train.epochs": 100000, "train.log_every": 1}).save(path)
+    proc = torchwork(["run", str(path), "--nproc-per-node", "2", "--json"], tmp_path / "ws",
+                     env_extra={"TORCHWORK_COLLECTIVE_TIMEOUT_S": "5"})
+    line = proc.stdout.readline()
+    while '"event": "step"' not in line:
+        assert line, proc.stderr.read()
+        line = proc.stdout.readline()
+    rank_process(proc, "1").send_signal(signal.SIGSTOP)  # alive, but never answers again
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    finished = events(out)[-1]
+    assert finished["status"] == "failed" and "Timed out" in finished["error"]
