@@ -48,10 +48,10 @@ def events(text):
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def one_process_weights(cfg: RunConfig) -> dict:
+def one_process(cfg: RunConfig) -> Trainer:
     trainer = Trainer(cfg)
     assert trainer.run().status == "completed"
-    return trainer.model.state_dict()
+    return trainer
 
 
 def two_process_run(tmp_path, cfg: RunConfig):
@@ -79,16 +79,14 @@ def assert_same_weights(ws, expected: dict):
 
 def test_two_processes_of_batch_b_train_as_one_process_of_batch_2b(tmp_path):
     ws, out = two_process_run(tmp_path, small_config())
-    expected = one_process_weights(small_config(**{"data.batch_size": 64}))
-    run, rows = assert_same_weights(ws, expected)
+    single = one_process(small_config(**{"data.batch_size": 64}))
+    run, rows = assert_same_weights(ws, single.model.state_dict())
     # one JSON stream (rank 0's) and one set of rows, with the whole batch's figures
     assert [e["event"] for e in out].count("run_started") == 1
     assert out[0]["total_steps"] == 2 * 13 and out[-1]["steps"] == 26
     assert list(rows["step"]) == sorted(set(rows["step"]))
     assert len(list((run.dir / "tb").glob("events.out.tfevents.*"))) == 1
     # validation is sharded, and its metrics are those of the whole split
-    single = Trainer(small_config(**{"data.batch_size": 64}))
-    single.run()
     epochs = [e for e in out if e["event"] == "epoch"]
     assert epochs[-1]["val_accuracy"] == pytest.approx(single.validate()["val_accuracy"])
     assert epochs[-1]["val_loss"] == pytest.approx(single.validate()["val_loss"], rel=1e-4)
@@ -97,9 +95,8 @@ def test_two_processes_of_batch_b_train_as_one_process_of_batch_2b(tmp_path):
 @pytest.mark.slow
 def test_gradient_accumulation_under_ddp_matches_one_process(tmp_path):
     ws, _ = two_process_run(tmp_path, small_config(**{"train.grad_accum_steps": 3}))
-    expected = one_process_weights(small_config(**{"data.batch_size": 64,
-                                                   "train.grad_accum_steps": 3}))
-    assert_same_weights(ws, expected)
+    single = one_process(small_config(**{"data.batch_size": 64, "train.grad_accum_steps": 3}))
+    assert_same_weights(ws, single.model.state_dict())
 
 
 NAN_ON_RANK_1 = '''
