@@ -180,6 +180,10 @@ def cmd_run(args) -> int:
     cfg.search = None  # `torchwork search` reads [search]; a run neither uses nor stores it
     if args.nproc_per_node is not None:
         return _launch(args, cfg)
+    from .distributed import strategy_of
+
+    if cfg.train.cv_folds and not cfg.train.cv_fold and strategy_of(cfg) == "ddp":
+        raise UsageError(ONE_RUN_ONLY)
     if cfg.train.cv_folds and not cfg.train.cv_fold:
         from .commands.crossval import run_folds
 
@@ -229,8 +233,7 @@ def _launch(args, cfg: RunConfig) -> int:
         raise UsageError("--nproc-per-node trains on several processes, but train.strategy="
                          "'none' trains in one: set train.strategy='ddp' (or 'auto')")
     if cfg.train.cv_folds and not cfg.train.cv_fold:
-        raise UsageError("--nproc-per-node trains one run: a cross-validation group "
-                         "(train.cv_folds) runs its folds one after another in one process")
+        raise UsageError(ONE_RUN_ONLY)
     cfg.validate()  # a bad option is one line here, before any process starts
     argv = ["run", args.config, *[f"--set={o}" for o in args.overrides]]
     for flag, value in (("--max-steps", args.max_steps), ("--name", args.name),
@@ -238,6 +241,11 @@ def _launch(args, cfg: RunConfig) -> int:
         if value is not None:
             argv.append(f"{flag}={value}")
     return launch_local(args.nproc_per_node, argv + (["--json"] if args.json else []))
+
+
+ONE_RUN_ONLY = ("several processes train one run: a cross-validation group (train.cv_folds) "
+                "trains its folds one after another in one process; set train.cv_fold to "
+                "train one fold on several")
 
 
 def _writes_workspace(cfg: RunConfig) -> bool:

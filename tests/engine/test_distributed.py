@@ -245,3 +245,14 @@ def test_a_rank_that_stops_answering_ends_the_run_instead_of_hanging_it(tmp_path
     assert proc.returncode == 1, err
     finished = events(out)[-1]
     assert finished["status"] == "failed" and "Timed out" in finished["error"]
+
+
+def test_a_cross_validation_group_is_refused_on_several_processes(tmp_path, capsys,
+                                                                   monkeypatch):
+    path = tmp_path / "run.toml"
+    small_config(**{"train.cv_folds": 3}).save(path)
+    assert main(["run", str(path), "--nproc-per-node", "2"]) == 2
+    monkeypatch.setenv("WORLD_SIZE", "2")  # started by torchrun itself: no group per rank
+    assert main(["run", str(path), "--workspace", str(tmp_path / "ws")]) == 2
+    assert capsys.readouterr().err.count("set train.cv_fold to train one fold") == 2
+    assert not (tmp_path / "ws" / "runs").exists() or not any((tmp_path / "ws" / "runs").iterdir())
