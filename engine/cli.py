@@ -180,8 +180,12 @@ def cmd_run(args) -> int:
     cfg.search = None  # `torchwork search` reads [search]; a run neither uses nor stores it
     if args.nproc_per_node is not None:
         return _launch(args, cfg)
-    from .distributed import strategy_of
+    from .distributed import launched_world, strategy_of
 
+    if launched_world() > 1 and strategy_of(cfg) == "none":
+        raise UsageError(f"torchrun started {launched_world()} processes, but train.strategy="
+                         f"'none' trains in one: each would train the whole run; set "
+                         f"train.strategy='ddp' (or 'auto')")
     if cfg.train.cv_folds and not cfg.train.cv_fold and strategy_of(cfg) == "ddp":
         raise UsageError(ONE_RUN_ONLY)
     if cfg.train.cv_folds and not cfg.train.cv_fold:
@@ -202,8 +206,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
+    from .distributed import launched_world
     from .training.resume import ResumeError, prepare_resume
 
+    if launched_world() > 1:
+        raise UsageError("resuming on several processes is not available yet: resume the run "
+                         "in one process (`torchwork resume RUN_ID`, at its per-process batch)")
     overrides = list(args.overrides)
     if args.max_steps is not None:
         overrides.append(f"train.max_steps={args.max_steps}")

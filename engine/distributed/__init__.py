@@ -8,6 +8,6 @@ averages the gradients. This package is the glue: which strategy a run uses
 be the same on every rank (the data shard, validation metrics, a stop).
 """
 
-from .group import DataParallel, data_parallel, leave_group, strategy_of
+from .group import DataParallel, data_parallel, launched_world, leave_group, strategy_of
 
-__all__ = ["DataParallel", "data_parallel", "leave_group", "strategy_of"]
+__all__ = ["DataParallel", "data_parallel", "launched_world", "leave_group", "strategy_of"]
