@@ -62,6 +62,8 @@ def build_parser() -> Parser:
     run.add_argument("config", help="path to a run configuration (.toml)")
     _run_options(run)
     run.add_argument("--name", help="run name (default: dataset-arch)")
+    run.add_argument("--nproc-per-node", type=int, metavar="N",
+                     help="train on N local processes (torchrun's agent, train.strategy ddp)")
 
     resume = sub.add_parser("resume", parents=[common], help="continue a run from its checkpoint",
                             description="Continue a stopped or interrupted run exactly where "
@@ -176,10 +178,23 @@ def _build_trainer(cfg: RunConfig, workspace=None):
 def cmd_run(args) -> int:
     cfg = _config_for_run(args)
     cfg.search = None  # `torchwork search` reads [search]; a run neither uses nor stores it
+    if args.nproc_per_node is not None:
+        return _launch(args, cfg)
+    from .distributed import launched_world, strategy_of
+
+    if launched_world() > 1 and strategy_of(cfg) == "none":
+        raise UsageError(f"torchrun started {launched_world()} processes, but train.strategy="
+                         f"'none' trains in one: each would train the whole run; set "
+                         f"train.strategy='ddp' (or 'auto')")
+    if cfg.train.cv_folds and not cfg.train.cv_fold and strategy_of(cfg) == "ddp":
+        raise UsageError(ONE_RUN_ONLY)
     if cfg.train.cv_folds and not cfg.train.cv_fold:
         from .commands.crossval import run_folds
 
         return run_folds(args, cfg)
+    if not _writes_workspace(cfg):  # a rank other than 0 of a torchrun launch
+        return _train(_build_trainer(cfg, _open_workspace(args) if _reads_runs(cfg) else None),
+                      None, None, args.json)
     ws = _open_workspace(args)
     try:
         trainer = _build_trainer(cfg, ws)
@@ -191,8 +206,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
+    from .distributed import launched_world
     from .training.resume import ResumeError, prepare_resume
 
+    if launched_world() > 1:
+        raise UsageError("resuming on several processes is not available yet: resume the run "
+                         "in one process (`torchwork resume RUN_ID`, at its per-process batch)")
     overrides = list(args.overrides)
     if args.max_steps is not None:
         overrides.append(f"train.max_steps={args.max_steps}")
@@ -212,22 +231,71 @@ def cmd_resume(args) -> int:
     return _train(resumption.trainer, ws, resumption.run, args.json)
 
 
+def _launch(args, cfg: RunConfig) -> int:
+    """`torchwork run --nproc-per-node N`: the same command on N processes under torchrun."""
+    from .distributed.launch import launch_local
+
+    if args.nproc_per_node < 1:
+        raise UsageError(f"--nproc-per-node must be >= 1 (got {args.nproc_per_node})")
+    if cfg.train.strategy == "none" and args.nproc_per_node > 1:
+        raise UsageError("--nproc-per-node trains on several processes, but train.strategy="
+                         "'none' trains in one: set train.strategy='ddp' (or 'auto')")
+    if cfg.train.cv_folds and not cfg.train.cv_fold:
+        raise UsageError(ONE_RUN_ONLY)
+    cfg.validate()  # a bad option is one line here, before any process starts
+    argv = ["run", args.config, *[f"--set={o}" for o in args.overrides]]
+    for flag, value in (("--max-steps", args.max_steps), ("--name", args.name),
+                        ("--workspace", args.workspace)):
+        if value is not None:
+            argv.append(f"{flag}={value}")
+    return launch_local(args.nproc_per_node, argv + (["--json"] if args.json else []))
+
+
+ONE_RUN_ONLY = ("several processes train one run: a cross-validation group (train.cv_folds) "
+                "trains its folds one after another in one process; set train.cv_fold to "
+                "train one fold on several")
+
+
+def _writes_workspace(cfg: RunConfig) -> bool:
+    """Only rank 0 of a distributed run writes the workspace, the console and checkpoints."""
+    from .distributed import strategy_of
+
+    return strategy_of(cfg) == "none" or os.environ.get("RANK", "0") == "0"
+
+
+def _reads_runs(cfg: RunConfig) -> bool:
+    """A rank other than 0 opens the workspace only to read a run the config names."""
+    init = cfg.model.init
+    return bool(cfg.distill.teacher) or bool(init and not init.endswith(".safetensors"))
+
+
 def _train(trainer, ws, run, as_json: bool) -> int:
+    """Train ``trainer`` as workspace run ``run``; ``ws`` None: a rank other than 0 of a
+    distributed run, which trains its share silently and writes nothing."""
+    from .distributed import leave_group
     from .monitor.recorder import record_run
     from .reporting import JsonLines, ProgressBar
 
     # What the hardware monitor cannot read matters on a GPU run only ("No NVIDIA GPU found").
     on_gpu = trainer.device.type == "cuda"
-    recorder = record_run(trainer, ws, run, on_problem=_say_hardware if on_gpu else None)
-    (JsonLines() if as_json else ProgressBar()).attach(trainer)
+    recorder = None
+    if ws is not None:
+        recorder = record_run(trainer, ws, run, on_problem=_say_hardware if on_gpu else None)
+        (JsonLines() if as_json else ProgressBar()).attach(trainer)
     interrupted = []
+    # Under torchrun a Ctrl-C reaches each rank twice (the terminal, then the agent): the
+    # stop is agreed between the ranks, and the agent ends a rank that does not answer.
+    distributed = trainer.dist is not None
 
     def on_signal(signum, frame):
+        if interrupted and distributed:
+            return
         if interrupted:  # a second Ctrl-C: leave now; the run is marked interrupted
             raise KeyboardInterrupt
         interrupted.append(signum)
-        print("\nstopping after this step and writing a checkpoint (Ctrl-C again to abort)",
-              file=sys.stderr)
+        if ws is not None:
+            print("\nstopping after this step and writing a checkpoint"
+                  + ("" if distributed else " (Ctrl-C again to abort)"), file=sys.stderr)
         trainer.stop("user")
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -241,8 +309,13 @@ def _train(trainer, ws, run, as_json: bool) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        recorder.stop()
-        ws.close()
+        if ws is not None:
+            recorder.stop()
+            ws.close()
+        if distributed:
+            leave_group()
+    if ws is None:  # rank 0 says how the run ended: a non-zero exit here would make
+        return EXIT_OK  # torchrun's agent end rank 0 while it writes the run's end
     if result.status == "failed":
         if as_json:
             print(f"torchwork: run {run.id} failed: {result.error}", file=sys.stderr)

@@ -50,6 +50,8 @@ def cross_checks(cfg) -> list[str]:
     o, s, t, d, m = cfg.optim, cfg.schedule, cfg.train, cfg.data, cfg.model
     if o.name == "sgd" and o.nesterov and o.momentum <= 0:
         errs.append(f"optim.nesterov=true needs optim.momentum > 0 (got {o.momentum})")
+    if t.strategy == "fsdp":
+        errs.append("train.strategy='fsdp' is not available yet: use ddp (or auto)")
     if o.name == "lbfgs":
         if t.grad_accum_steps != 1:
             errs.append(f"train.grad_accum_steps must be 1 with optim.name='lbfgs' (got "

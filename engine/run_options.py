@@ -318,6 +318,17 @@ class TrainConfig:
                        "each run of a cross-validation group; set it yourself to train one "
                        "fold alone. 0: every fold, as a group.", min=0, max=100,
                        relevant_when={"train.cv_folds": {">": 1}})
+    strategy: str = opt("auto", "Distributed strategy", "How the processes of a torchrun "
+                        "launch share the work: ddp replicates the model and averages "
+                        "gradients (DistributedDataParallel), each process training on its "
+                        "own shard of every batch, so data.batch_size is per process; none "
+                        "trains in one process; auto picks ddp when started by torchrun with "
+                        "WORLD_SIZE > 1, else none. fsdp is not available yet.",
+                        choices=("auto", "none", "ddp", "fsdp"))
+    backend: str = opt("auto", "Distributed backend", "The torch.distributed backend of a "
+                       "distributed run: auto picks nccl on CUDA and gloo on the CPU.",
+                       choices=("auto", "nccl", "gloo"),
+                       relevant_when={"train.strategy": ["auto", "ddp", "fsdp"]})
 
 
 @dataclass

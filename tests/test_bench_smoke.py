@@ -115,3 +115,10 @@ def test_search_bench_prints_its_table():
     out = run_bench("bench/search.py", "--trials", "2", "--epochs", "1", "--skip-workers")
     assert "| pruned | median | 1 |" in out and "| unpruned | none | 1 |" in out
     assert "epochs saved by pruning:" in out
+
+
+@pytest.mark.slow
+def test_distributed_bench_prints_its_table():
+    out = run_bench("bench/distributed.py", "--rounds", "1", "--steps", "11", "--batch", "128",
+                    "--hidden", "32")
+    assert "| 2 processes (DDP, gloo) |" in out and "bar >= 1.6:" in out

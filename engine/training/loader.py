@@ -65,10 +65,18 @@ class BatchLoader:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool,
                  seed: int = 0, num_workers: int = 0, pin_memory: bool = False,
-                 device: torch.device | None = None, weights: torch.Tensor | None = None):
+                 device: torch.device | None = None, weights: torch.Tensor | None = None,
+                 rank: int = 0, world: int = 1):
         """``weights`` (one per sample): draw each epoch's samples with replacement in
-        proportion to them (data.oversample) instead of a permutation."""
+        proportion to them (data.oversample) instead of a permutation.
+
+        ``world`` > 1 (a data-parallel run): each batch of the epoch order holds
+        ``batch_size * world`` samples, and this loader yields part ``rank`` of each, so the
+        ranks see disjoint shards whose union is the batch one process would train on with
+        ``batch_size * world``. ``len`` and ``samples_in`` count those whole batches. A last
+        batch too small to give every rank a sample is left out of the epoch."""
         self.x, self.y = x, y
+        self.rank, self.world = rank, world
         self.weights = weights
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -76,6 +84,9 @@ class BatchLoader:
         self.num_workers = num_workers
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.n = len(x)
+        whole = batch_size * world
+        if world > 1 and 0 < self.n % whole < world:
+            self.n -= self.n % whole
         self.streamed = not isinstance(x, torch.Tensor)
         # Small in-memory sets on an accelerator: keep them there, no per-batch copy at all.
         if device is not None and device.type != "cpu" and num_workers == 0 and \
@@ -85,37 +96,58 @@ class BatchLoader:
         self._order: tuple[int, torch.Tensor] | None = None
 
     def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
+        return math.ceil(self.n / (self.batch_size * self.world))
 
     def samples_in(self, first_batch: int, end_batch: int) -> int:
-        """Samples in batches ``first_batch`` up to (not including) ``end_batch`` of an epoch."""
-        return min(end_batch * self.batch_size, self.n) - first_batch * self.batch_size
+        """Samples in batches ``first_batch`` up to (not including) ``end_batch`` of an epoch
+        (on all ranks together)."""
+        whole = self.batch_size * self.world
+        return min(end_batch * whole, self.n) - first_batch * whole
 
     def epoch(self, epoch: int, start_batch: int = 0):
         """Yield the batches of ``epoch`` from batch index ``start_batch`` on."""
+        if self.world > 1:
+            yield from self._shard(epoch, start_batch)
+            return
         first = start_batch * self.batch_size
         if not self.shuffle and not self.streamed:
             yield from zip(self.x[first:].split(self.batch_size),
                            self.y[first:].split(self.batch_size))
             return
-        if not self.shuffle:
-            order = torch.arange(self.n)
-        else:
-            if self._order is None or self._order[0] != epoch:  # kept for a resume in the epoch
-                self._order = (epoch, epoch_order(self.n, self.seed, epoch, self.weights)
-                              .to(self.on_device))
-            order = self._order[1]
+        order = self._order_of(epoch)
         bs, n = self.batch_size, self.n
         if self.num_workers == 0 and not self.streamed:
-            x, y, pin = self.x, self.y, self.pin_memory
-            for lo in range(first, n, bs):
-                idx = order[lo:lo + bs]  # index_select: a third of the time of x[idx]
-                if pin:
-                    yield x.index_select(0, idx).pin_memory(), y.index_select(0, idx).pin_memory()
-                else:
-                    yield x.index_select(0, idx), y.index_select(0, idx)
+            yield from self._gather(order[lo:lo + bs] for lo in range(first, n, bs))
             return
-        batches = [order[lo:lo + bs].tolist() for lo in range(first, n, bs)]
+        yield from self._load([order[lo:lo + bs].tolist() for lo in range(first, n, bs)], epoch)
+
+    def _order_of(self, epoch: int) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(len(self.x))
+        if self._order is None or self._order[0] != epoch:  # kept for a resume in the epoch
+            self._order = (epoch, epoch_order(len(self.x), self.seed, epoch, self.weights)
+                           .to(self.on_device))
+        return self._order[1]
+
+    def _shard(self, epoch: int, start_batch: int):
+        """This rank's part of each whole batch (see __init__)."""
+        order, whole = self._order_of(epoch), self.batch_size * self.world
+        parts = (order[lo:lo + whole].tensor_split(self.world)[self.rank]
+                 for lo in range(start_batch * whole, self.n, whole))
+        if self.num_workers == 0 and not self.streamed:
+            yield from self._gather(parts)
+        else:
+            yield from self._load([idx.tolist() for idx in parts], epoch)
+
+    def _gather(self, indices):
+        x, y, pin = self.x, self.y, self.pin_memory
+        for idx in indices:  # index_select: a third of the time of x[idx]
+            if pin:
+                yield x.index_select(0, idx).pin_memory(), y.index_select(0, idx).pin_memory()
+            else:
+                yield x.index_select(0, idx), y.index_select(0, idx)
+
+    def _load(self, batches: list[list[int]], epoch: int):
         loader = DataLoader(_BatchedTensors(self.x, self.y),
                             sampler=_BatchIndices(batches),
                             batch_size=None, num_workers=self.num_workers,

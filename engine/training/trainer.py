@@ -23,6 +23,7 @@ import torch
 from ..config import RunConfig
 from ..data import load_dataset, settle_task
 from ..data.augment import build_augment
+from ..distributed import data_parallel
 from ..models import build_model
 from ..models.fit import InitSource, start_from
 from ..models.transfer import freeze
@@ -103,6 +104,9 @@ class Trainer:
         self._stop_reason: str | None = None
 
         self.device = resolve_device(cfg.train.device)
+        self.dist = data_parallel(cfg, self.device)  # None in one process
+        if self.dist is not None:
+            self.device = self.dist.device  # cuda: this rank's own GPU
         self.precision = Precision(cfg.precision.amp, self.device)
         seed_everything(cfg.train.seed)
         check_data_fits(cfg)
@@ -130,7 +134,8 @@ class Trainer:
         self.channels_last = cfg.precision.channels_last and len(self.data.input_shape) == 3
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(self.model) if cfg.precision.compile else self.model
+        net = self.dist.wrap(self.model) if self.dist is not None else self.model
+        self.forward = torch.compile(net) if cfg.precision.compile else net
         self.loss_fn = build_loss(cfg, class_weights(cfg, self.data)).to(self.device)
         self.optimizer = build_optimizer(cfg, self.model, backbone)
         self.penalized, _ = decay_split(self.model)
@@ -141,8 +146,13 @@ class Trainer:
                                         shuffle=True, seed=cfg.train.seed,
                                         num_workers=cfg.data.num_workers,
                                         pin_memory=cfg.data.pin_memory, device=self.device,
-                                weights=sample_weights(cfg, self.data))
-        self.val_loader = BatchLoader(self.data.x_val, self.data.y_val,
+                                weights=sample_weights(cfg, self.data),
+                                        **(self.dist.loader_share(cfg, self.notes)
+                                           if self.dist is not None else {}))
+        val_x, val_y = self.data.x_val, self.data.y_val
+        if self.dist is not None:  # each rank validates its share; rank 0 reduces
+            val_x, val_y = self.dist.shard(val_x, val_y)
+        self.val_loader = BatchLoader(val_x, val_y,
                                       max(cfg.data.batch_size, 512), shuffle=False,
                                       device=self.device,
                                       num_workers=cfg.data.num_workers
@@ -297,7 +307,7 @@ class Trainer:
         while self.epoch <= cfg.train.epochs:
             if max_steps and self.step >= max_steps:
                 self.stop("max_steps")
-            if self._flagged and self._check_control():
+            if (self._flagged or self.dist is not None) and self._check_control():
                 return
             self.emit(ev.EpochStarted(self.epoch, self.step))
             if self.batch_in_epoch == 0:
@@ -321,9 +331,13 @@ class Trainer:
         augment = self.augment
         b = self.batch_in_epoch
         group_end, group_total = b, 0
+        dist = self.dist is not None  # ranks agree on a stop at every step boundary
+        no_sync = self.dist.no_sync if dist and k > 1 else None
+        weigh = k > 1 or dist  # by sample count: a last batch may be smaller
+        world = self.dist.world if dist else 1
         for x, y in loader.epoch(self.epoch, b):
             if b == group_end:  # first micro-batch of an optimizer step
-                if self._flagged and self._check_control():
+                if (self._flagged or dist) and self._check_control():
                     return False
                 self._in_step = True
                 if step_started:
@@ -339,8 +353,11 @@ class Trainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             if lbfgs:
                 self._lbfgs_step(x, y)
+            elif no_sync is not None and b + 1 < group_end:  # all-reduce on the last one only
+                with no_sync():
+                    self._backward(x, y, len(x) * world / group_total)
             else:
-                self._backward(x, y, 1.0 if k == 1 else len(x) / group_total)
+                self._backward(x, y, len(x) * world / group_total if weigh else 1.0)
             b += 1
             if b < group_end:
                 continue
@@ -446,7 +463,10 @@ class Trainer:
             self._log_interval()
 
     def _log_interval(self) -> None:
-        losses = torch.stack(self._pending).float().cpu()  # the one sync of the interval
+        losses = torch.stack(self._pending).float()
+        if self.dist is not None:  # every rank then reads the same losses, NaN included
+            losses = self.dist.mean(losses)
+        losses = losses.cpu()  # the one sync of the interval
         steps = self._pending_steps
         self._pending, self._pending_steps = [], []
         finite = torch.isfinite(losses)
@@ -502,12 +522,21 @@ class Trainer:
 
     def validate(self) -> dict[str, float]:
         """Loss and task metrics on the validation split (metrics in the data's own units)."""
-        return evaluate(self.forward, self.model, self.val_loader, self.loss_fn, self.precision,
-                        self.data, channels_last=self.channels_last, device=self.device)
+        dist = self.dist  # under DDP the model itself: DDP's forward is a collective
+        return evaluate(self.forward if dist is None else self.model, self.model,
+                        self.val_loader, self.loss_fn, self.precision, self.data,
+                        channels_last=self.channels_last, device=self.device,
+                        reduce=None if dist is None else dist.metrics)
 
     # --- control at step boundaries ------------------------------------------
     def _check_control(self) -> bool:
-        """Honour pause and stop between optimizer steps; True when the run must stop."""
+        """Honour pause and stop between optimizer steps; True when the run must stop.
+        Under DDP a stop asked on any rank (Ctrl-C, the command channel) stops them all at
+        this same boundary."""
+        if self.dist is not None:  # one answer on all ranks (a stop asked meanwhile: next)
+            if not self.dist.any_true(self._stop_reason is not None):
+                return False
+            self.stop("user")
         if self._paused and self._stop_reason is None:
             self._tick_wall()
             self.emit(ev.Paused(self.step))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import torch
@@ -19,8 +20,12 @@ def is_better(metric: str, value: float, best: float, min_delta: float = 0.0) ->
 
 @torch.no_grad()
 def evaluate(forward, model, loader, loss_fn, precision, data, *, channels_last: bool,
-             device: torch.device) -> dict[str, float]:
-    """val_loss plus accuracy, or MSE/MAE/R2 in the target's own units for regression."""
+             device: torch.device, reduce=None) -> dict[str, float]:
+    """val_loss plus accuracy, or MSE/MAE/R2 in the target's own units for regression.
+
+    ``reduce(parts, compute)`` (a data-parallel run, each rank holding a share of the
+    split): combines every rank's ``(loss_sum, count, predictions, targets)`` and returns
+    the metrics ``compute`` gives for the whole split."""
     was_training = model.training
     model.eval()
     losses, preds, targets = [], [], []
@@ -36,9 +41,16 @@ def evaluate(forward, model, loader, loss_fn, precision, data, *, channels_last:
             targets.append(y)
     model.train(was_training)
     n = sum(len(t) for t in targets)
-    result = {"val_loss": float(torch.stack(losses).sum()) / n}
-    p = torch.cat(preds).float().cpu().numpy()
-    t = torch.cat(targets).float().cpu().numpy()
+    loss_sum = float(torch.stack(losses).sum()) if losses else 0.0
+    p = torch.cat(preds).float().cpu().numpy() if preds else np.zeros(0, np.float32)
+    t = torch.cat(targets).float().cpu().numpy() if targets else np.zeros(0, np.float32)
+    if reduce is not None:
+        return reduce((loss_sum, n, p, t), partial(_metrics, data))
+    return _metrics(data, loss_sum, n, p, t)
+
+
+def _metrics(data, loss_sum: float, n: int, p: np.ndarray, t: np.ndarray) -> dict[str, float]:
+    result = {"val_loss": loss_sum / n}
     if data.task == "classification":
         result["val_accuracy"] = float(skm.accuracy_score(t, p))
         return result

@@ -1,0 +1,169 @@
+"""The process group of a torchrun launch, and what every rank must agree on.
+
+torchrun puts RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT in each
+process's environment; ``data_parallel`` joins the group from there (the ``env://``
+rendezvous). Every collective has a timeout, so a rank that stops answering ends
+the others' run with an error instead of hanging them forever.
+
+Decisions stay the same on every rank by construction: the training losses are
+all-reduced before the NaN check reads them, validation metrics are computed once
+on rank 0 from every rank's predictions and broadcast, and a stop asked on any rank
+is agreed at each step boundary. No rank is then left waiting in a collective the
+others never reach. Control collectives run on a gloo group (the CPU), so agreeing
+on a stop never synchronizes an accelerator.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from ..config import ConfigError
+
+# How long a collective waits for a rank that stopped answering; then the run ends.
+TIMEOUT = timedelta(seconds=float(os.environ.get("TORCHWORK_COLLECTIVE_TIMEOUT_S", "300")))
+
+
+def launched_world() -> int:
+    """The number of processes torchrun started (1 when not started by torchrun)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def strategy_of(cfg) -> str:
+    """The strategy this process trains with: 'none' or 'ddp' (auto: ddp under torchrun with
+    more than one process). ddp in a single process trains as one process: the same file
+    trains anywhere."""
+    strategy = cfg.train.strategy
+    if strategy in ("auto", "ddp"):
+        return "ddp" if launched_world() > 1 else "none"
+    return strategy
+
+
+class DataParallel:
+    """One rank of a DistributedDataParallel run: its place, the wrapped model, and the
+    collectives the Trainer calls at the few points where ranks must agree."""
+
+    def __init__(self, rank: int, world: int, device: torch.device, control):
+        self.rank, self.world, self.device = rank, world, device
+        self.control = control  # a gloo group: flags and small objects, never the device
+        self.ddp: DistributedDataParallel | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, model: torch.nn.Module) -> DistributedDataParallel:
+        """DDP over ``model`` (which keeps its own state dict: checkpoints stay plain)."""
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.ddp = DistributedDataParallel(model, device_ids=ids)
+        return self.ddp
+
+    def loader_share(self, cfg, notes: list[str]) -> dict:
+        """The training loader's options for this rank's share of each batch (and the note
+        that says what data.batch_size now means)."""
+        b = cfg.data.batch_size
+        notes.append(f"ddp: {self.world} processes ({dist.get_backend()}), each training on "
+                     f"data.batch_size={b} of every batch of {b * self.world}")
+        return {"rank": self.rank, "world": self.world}
+
+    def no_sync(self):
+        """Skip the gradient all-reduce (a non-final micro-batch of gradient accumulation)."""
+        return self.ddp.no_sync()
+
+    def shard(self, x, y):
+        """This rank's contiguous share of ``(x, y)``; in rank order the shares are the whole."""
+        n = len(x)
+        lo, hi = n * self.rank // self.world, n * (self.rank + 1) // self.world
+        if isinstance(x, torch.Tensor):
+            return x[lo:hi], y[lo:hi]
+        return _Rows(x, lo, hi), y[lo:hi]
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """The mean over ranks of each element (the losses of a logging interval)."""
+        dist.all_reduce(values)
+        return values / self.world
+
+    def any_true(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on any."""
+        t = torch.tensor([int(flag)], dtype=torch.int32)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control)
+        return bool(t.item())
+
+    def metrics(self, parts: tuple, compute) -> dict[str, float]:
+        """Validation metrics of the whole split: every rank's ``(loss_sum, count, predictions,
+        targets)`` goes to rank 0, which computes them once and broadcasts the result."""
+        gathered = [None] * self.world if self.main else None
+        dist.gather_object(parts, gathered, dst=0, group=self.control)
+        result = [None]
+        if self.main:
+            loss_sum = sum(p[0] for p in gathered)
+            count = sum(p[1] for p in gathered)
+            result[0] = compute(loss_sum, count, np.concatenate([p[2] for p in gathered]),
+                                np.concatenate([p[3] for p in gathered]))
+        dist.broadcast_object_list(result, src=0, group=self.control)
+        return result[0]
+
+
+class _Rows:
+    """Rows ``lo`` to ``hi`` of streamed data (read batch by batch, never all at once)."""
+
+    def __init__(self, x, lo: int, hi: int):
+        self.x, self.lo, self.hi = x, lo, hi
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def __getitem__(self, idx):
+        return self.x[torch.as_tensor(idx) + self.lo]
+
+
+def data_parallel(cfg, device: torch.device) -> DataParallel | None:
+    """Join the process group torchrun set up, for a run whose strategy is ddp; None for a
+    run in one process. Raises ConfigError for a backend or optimizer that cannot work."""
+    if strategy_of(cfg) != "ddp":
+        return None
+    if cfg.optim.name == "lbfgs":
+        raise ConfigError("optim.name='lbfgs' cannot train under train.strategy='ddp' (its "
+                          "line search evaluates the loss a varying number of times per step, "
+                          "so ranks would fall out of step): use another optimizer, or "
+                          "train.strategy='none'")
+    backend = cfg.train.backend
+    if backend == "auto":
+        backend = "nccl" if device.type == "cuda" else "gloo"
+    if backend == "nccl" and device.type != "cuda":
+        raise ConfigError(f"train.backend='nccl' needs CUDA devices (this run trains on "
+                          f"{device.type}): use train.backend='gloo' or 'auto'")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=TIMEOUT,
+                                device_id=device if backend == "nccl" else None)
+    control = (dist.new_group(backend="gloo", timeout=TIMEOUT)
+               if dist.get_backend() != "gloo" else dist.group.WORLD)
+    return DataParallel(dist.get_rank(), dist.get_world_size(), device, control)
+
+
+def leave_group() -> None:
+    """Wait for every rank to finish (rank 0 writes last), then leave the process group."""
+    if not dist.is_initialized():
+        return
+    try:
+        dist.barrier(group=_control_of_world())
+    except RuntimeError:  # a rank that failed is gone: its error is the run's message
+        pass
+    finally:
+        dist.destroy_process_group()
+
+
+def _control_of_world():
+    return dist.group.WORLD if dist.get_backend() == "gloo" else None

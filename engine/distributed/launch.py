@@ -1,0 +1,41 @@
+"""`torchwork run CONFIG --nproc-per-node N`: N local processes through torchrun's agent.
+
+The agent is torch.distributed.run's own (its argument parser and config, then
+``elastic_launch``, as `torchrun --standalone` does), each process running
+Torchwork's entry point (``python -m app run ...``) with the same arguments. The
+command's exit code is the run's: rank 0's, which speaks for it.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+EXIT_FAILED, EXIT_STOPPED = 1, 130
+
+
+def launch_local(nproc: int, worker_argv: list[str]) -> int:
+    """Run ``python -m app *worker_argv`` on ``nproc`` local processes; the run's exit code."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import elastic_launch
+    from torch.distributed.run import config_from_args, get_args_parser
+
+    args = get_args_parser().parse_args(
+        ["--standalone", f"--nproc-per-node={nproc}", "--module", "app", *worker_argv])
+    # what torchrun does for --standalone: a c10d store of its own on a free port
+    args.rdzv_backend, args.rdzv_endpoint, args.rdzv_id = "c10d", "localhost:0", str(uuid.uuid4())
+    config, cmd, cmd_args = config_from_args(args)
+    try:
+        elastic_launch(config, cmd)(*cmd_args)
+    except ChildFailedError as exc:
+        return exit_code(exc.failures)
+    except SignalException:  # Ctrl-C: the agent passed it on; the ranks stopped together
+        return EXIT_STOPPED
+    return 0
+
+
+def exit_code(failures: dict) -> int:
+    """The run's exit code from the failed processes (rank -> ProcessFailure): rank 0's, or
+    the first failure's; a process killed by a signal counts as a failed run."""
+    failure = failures.get(0) or failures[min(failures)]
+    return failure.exitcode if failure.exitcode > 0 else EXIT_FAILED
