@@ -206,6 +206,7 @@ def _measure_turns(cfg, changed, pairs, window, warmup, workspace, on_progress):
     budget = (warmup + pairs + 1) * (window or MAX_WINDOW) + 2 * MAX_WINDOW
     a, b = _Side(cfg, workspace, budget), _Side(changed, workspace, budget)
     if window is None:  # calibrate on the current side, doubling its turn (also a warm-up)
+        a.turn(MIN_WINDOW)  # the first turn pays for lazy set-up: not a rate to go by
         steps = MIN_WINDOW
         while True:
             rate, _ = a.turn(steps)

@@ -25,6 +25,10 @@ def register(subparsers, common) -> None:
                    help="override one option of the diagnosed config (repeatable)")
     p.add_argument("--try", dest="try_id", metavar="ID|all",
                    help="measure the change of finding ID (or of every finding with a change)")
+    p.add_argument("--change", dest="changes", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="with --try ID: measure this change for finding ID as it was proposed "
+                        "before, without diagnosing again (repeatable; the window's Try it)")
     p.add_argument("--pairs", type=int, default=10, metavar="N",
                    help="measured pairs of windows per A/B (default 10)")
     p.add_argument("--json", action="store_true",
@@ -48,16 +52,19 @@ class _Out:
 
 def cmd_advise(args) -> int:
     from engine import cli
-    from engine.advisor.ab import ABError, measure
     from engine.advisor.diagnose import DiagnoseError
     from engine.models import ModelError
     from engine.profiling.report import TraceReadError
 
     if args.pairs < 2:
         raise cli.UsageError(f"--pairs must be at least 2 (got {args.pairs})")
+    if args.changes and (not args.try_id or args.try_id == "all"):
+        raise cli.UsageError("--change needs --try ID: the finding whose change it is")
     out = _Out(args.json)
     ws = cli._open_workspace(args)
     try:
+        if args.changes:
+            return _try_given(args, ws, out)
         try:
             diagnosis = _diagnose(args, ws)
         except (DiagnoseError, TraceReadError, ModelError) as exc:
@@ -78,27 +85,60 @@ def cmd_advise(args) -> int:
             _print_finding(out, f)
         status = cli.EXIT_OK
         for f in chosen:
-            out.say(f"\nA/B of {f.id}: {_changes_text(f.changes)}")
-
-            def progress(done, total, fid=f.id):
-                out.event("ab_progress", finding=fid, done=done, total=total)
-                if not args.json:
-                    print(f"  pair {done}/{total}", file=sys.stderr, flush=True)
-
-            try:
-                result = measure(diagnosis.config, f.changes, pairs=args.pairs, workspace=ws,
-                                 on_progress=progress)
-            except ABError as exc:
-                out.event("ab_result", finding=f.id, error=str(exc))
-                print(f"torchwork advise: the A/B of {f.id} failed: {exc}", file=sys.stderr)
-                status = cli.EXIT_FAILED
-                continue
-            out.event("ab_result", finding=f.id, **result.as_dict())
-            out.say(f"  {result.summary()}")
+            status = max(status, _measure(args, ws, out, diagnosis.config, f.id, f.changes))
         out.event("advice_done", findings=len(findings), tried=[f.id for f in chosen])
         return status
     finally:
         ws.close()
+
+
+def _try_given(args, ws, out) -> int:
+    """``--try ID --change K=V...``: the A/B of a change proposed before."""
+    from engine import cli
+    from engine.workspace import WorkspaceError
+
+    changes = {}
+    for item in args.changes:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise cli.UsageError(f"--change {item!r} must look like key=value")
+        changes[key.strip()] = value.strip()
+    path = Path(args.target)
+    if path.suffix == ".toml" or path.is_file():
+        args.config, args.max_steps = args.target, None
+        cfg = cli._config_for_run(args)
+    else:
+        try:
+            cfg = ws.get_run(args.target).config.with_overrides(args.overrides)
+        except WorkspaceError as exc:
+            raise cli.UsageError(str(exc)) from None
+    status = _measure(args, ws, out, cfg, args.try_id, changes)
+    out.event("advice_done", findings=0, tried=[args.try_id])
+    return status
+
+
+def _measure(args, ws, out, cfg, finding: str, changes: dict) -> int:
+    """The A/B of one change, told as it goes; the exit code."""
+    from engine import cli
+    from engine.advisor.ab import ABError, measure
+    from engine.models import ModelError
+
+    out.say(f"\nA/B of {finding}: {_changes_text(changes)}")
+
+    def progress(done, total):
+        out.event("ab_progress", finding=finding, done=done, total=total)
+        if not args.json:
+            print(f"  pair {done}/{total}", file=sys.stderr, flush=True)
+
+    try:
+        result = measure(cfg, changes, pairs=args.pairs, workspace=ws, on_progress=progress)
+    except (ABError, ModelError) as exc:
+        out.event("ab_result", finding=finding, error=str(exc))
+        print(f"torchwork advise: the A/B of {finding} failed: {exc}", file=sys.stderr)
+        return cli.EXIT_FAILED
+    out.event("ab_result", finding=finding, **result.as_dict())
+    out.say(f"  {result.summary()}")
+    return cli.EXIT_OK
 
 
 def _diagnose(args, ws):
