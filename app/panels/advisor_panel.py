@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -95,6 +95,7 @@ class AdvisorPanel(QWidget):
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setWordWrap(True)
+        self.table.setTextElideMode(Qt.ElideNone)  # long keys wrap instead of losing text
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.verticalHeader().hide()
@@ -104,7 +105,7 @@ class AdvisorPanel(QWidget):
                                     QHeaderView.ResizeToContents,
                                     QHeaderView.ResizeToContents)):
             header.setSectionResizeMode(col, mode)
-        self.table.setColumnWidth(0, 200)
+        self.table.setColumnWidth(0, 170)
 
         top = QHBoxLayout()
         top.addWidget(QLabel("Diagnose"))
@@ -309,6 +310,7 @@ class AdvisorPanel(QWidget):
         item = QTableWidgetItem(text)
         item.setToolTip(tip or text)
         self.table.setItem(row, col, item)
+        self.table.resizeRowsToContents()  # the column widths changed with the text
 
     def _update_buttons(self) -> None:
         busy = self.running
