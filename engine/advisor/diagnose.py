@@ -64,12 +64,14 @@ def capture(cfg, workspace=None, options: CaptureOptions = ADVISE_CAPTURE):
 def memory_forecast(cfg, data, notes: list[str]):
     """The memory forecast (its largest batch feeds small-batch and grad-accumulation),
     or None with a note where the model cannot be forecast."""
+    from engine.config import ConfigError
     from engine.experiments.memory import ForecastError, forecast
+    from engine.models import ModelError
 
     try:
         return forecast(cfg, data)
-    except ForecastError as exc:
-        notes.append(f"no memory forecast: {exc}")
+    except (ForecastError, ConfigError, ModelError) as exc:  # e.g. a data-dependent model
+        notes.append(f"no memory forecast (the rules that need one stay silent): {exc}")
         return None
 
 
