@@ -37,6 +37,7 @@ from engine.training import events as ev
 RUNS_KEYS = frozenset({"data.num_workers", "data.pin_memory"})
 TURN_SECONDS = 0.25  # a turn lasts about this long on the current side...
 MIN_WINDOW, MAX_WINDOW = 3, 200  # ...in this many steps
+RUNS_WARMUP, RUNS_WINDOW = 3, 20  # "runs" mode: untimed steps (workers start), timed steps
 BOOTSTRAP = 2000
 CONFIDENCE = 0.95
 
@@ -191,10 +192,9 @@ def measure(cfg, changes: dict, *, pairs: int = 10, window: int | None = None,
     changed = changed_config(cfg, changes)
     mode = mode or mode_for(changes)
     if mode == "runs":
-        window = window or MIN_WINDOW * 3
-        rows = _measure_runs(cfg, changed, pairs, window, max(warmup, 1), workspace,
-                             on_progress)
-        warm = max(warmup, 1)
+        window = window or RUNS_WINDOW
+        warm = max(warmup, RUNS_WARMUP)
+        rows = _measure_runs(cfg, changed, pairs, window, warm, workspace, on_progress)
     else:
         rows, window = _measure_turns(cfg, changed, pairs, window, warmup, workspace,
                                       on_progress)
