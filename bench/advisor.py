@@ -7,7 +7,7 @@ median ratio of samples/s, bootstrap 95% interval). The bars (issue 19): the pla
 finding is found, each proposed change measures >= 1.2x, and on the efficient
 configuration nothing is proposed that its A/B then fails to confirm.
 
-    python bench/advisor.py [--pairs 8] [--cases tiny-batch,item-sync,...]
+    python bench/advisor.py [--pairs 10] [--cases tiny-batch,item-sync,...]
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def main() -> None:
     from engine.advisor.diagnose import diagnose_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument("--cases", default=",".join(c[0] for c in CASES))
     args = parser.parse_args()
     wanted = args.cases.split(",")
@@ -107,7 +107,7 @@ def main() -> None:
                 bars.append((f"{name}: {f.id} >= {BAR}x", r.confirmed and r.speedup >= BAR))
         took = time.perf_counter() - start
         rows.append(f"| {name} | {note} | {', '.join(ids) or 'none'} | "
-                    f"{'yes' if found else 'NO'} | {'<br>'.join(measured) or '-'} | "
+                    f"{'-' if planted is None else 'yes' if found else 'NO'} | {'<br>'.join(measured) or '-'} | "
                     f"{took:.0f} s |")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "

@@ -35,7 +35,7 @@ from engine.training import events as ev
 
 # Changes measured as alternating whole short runs (see the module's docstring).
 RUNS_KEYS = frozenset({"data.num_workers", "data.pin_memory"})
-TURN_SECONDS = 0.25  # a turn lasts about this long on the current side...
+TURN_SECONDS = 0.5  # a turn lasts about this long on the current side...
 MIN_WINDOW, MAX_WINDOW = 3, 200  # ...in this many steps
 RUNS_WARMUP, RUNS_WINDOW = 3, 20  # "runs" mode: untimed steps (workers start), timed steps
 BOOTSTRAP = 2000
@@ -207,13 +207,14 @@ def _measure_turns(cfg, changed, pairs, window, warmup, workspace, on_progress):
     a, b = _Side(cfg, workspace, budget), _Side(changed, workspace, budget)
     if window is None:  # calibrate on the current side, doubling its turn (also a warm-up)
         a.turn(MIN_WINDOW)  # the first turn pays for lazy set-up: not a rate to go by
-        steps = MIN_WINDOW
+        steps, fastest = MIN_WINDOW, 0.0
         while True:
             rate, _ = a.turn(steps)
+            fastest = max(fastest, rate)  # a turn the machine stalled would be too short
             if steps / rate >= TURN_SECONDS / 2 or steps >= MAX_WINDOW:
                 break
             steps *= 2
-        window = max(MIN_WINDOW, min(MAX_WINDOW, math.ceil(rate * TURN_SECONDS)))
+        window = max(MIN_WINDOW, min(MAX_WINDOW, math.ceil(fastest * TURN_SECONDS)))
         b.turn(window)
     for _ in range(warmup):
         a.turn(window), b.turn(window)
