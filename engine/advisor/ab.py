@@ -207,13 +207,11 @@ def _measure_turns(cfg, changed, pairs, window, warmup, workspace, on_progress):
     a, b = _Side(cfg, workspace, budget), _Side(changed, workspace, budget)
     if window is None:  # calibrate on the current side, doubling its turn (also a warm-up)
         a.turn(MIN_WINDOW)  # the first turn pays for lazy set-up: not a rate to go by
-        steps, fastest = MIN_WINDOW, 0.0
-        while True:
-            rate, _ = a.turn(steps)
-            fastest = max(fastest, rate)  # a turn the machine stalled would be too short
-            if steps / rate >= TURN_SECONDS / 2 or steps >= MAX_WINDOW:
-                break
+        # the fastest of a few turns: one the machine stalled would make the window short
+        steps, fastest = MIN_WINDOW, max(a.turn(MIN_WINDOW)[0] for _ in range(3))
+        while steps * 2 <= min(fastest * TURN_SECONDS, MAX_WINDOW):
             steps *= 2
+            fastest = max(fastest, a.turn(steps)[0])
         window = max(MIN_WINDOW, min(MAX_WINDOW, math.ceil(fastest * TURN_SECONDS)))
         b.turn(window)
     for _ in range(warmup):
