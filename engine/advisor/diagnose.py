@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engine.profiling.options import CaptureOptions
@@ -91,9 +91,10 @@ def diagnose_config(cfg, workspace=None, *, source: str = "") -> Diagnosis:
 def diagnose_run(ws, ref: str, overrides: list[str] | None = None) -> Diagnosis:
     """A workspace run: its latest capture (or, without one, a capture of its config)
     and its hardware samples. ``overrides`` change the config the A/B measures."""
+    from engine.data import load_dataset, settle_task
     from engine.profiling.traces import list_captures
 
-    from .evidence import build_evidence, read_capture
+    from .evidence import build_evidence, gpu_utilization, read_capture
     from .rules import advise
 
     run = ws.get_run(ref)
@@ -107,8 +108,6 @@ def diagnose_run(ws, ref: str, overrides: list[str] | None = None) -> Diagnosis:
                                   f"{ADVISE_CAPTURE.active} steps of its config")
         evidence = diagnosis.evidence
     else:
-        from engine.data import load_dataset, settle_task
-
         trace = captures[0].trace
         report, facts = read_capture(trace)
         notes: list[str] = []
@@ -118,10 +117,6 @@ def diagnose_run(ws, ref: str, overrides: list[str] | None = None) -> Diagnosis:
         evidence = build_evidence(cfg, report=report, facts=facts, forecast=forecast,
                                   train_samples=len(data.y_train))
         diagnosis = Diagnosis(cfg, source, str(trace), evidence, [], notes)
-    from dataclasses import replace
-
-    from .evidence import gpu_utilization
-
     util = gpu_utilization(ws.hardware_samples(run.id))
     if util is not None:
         evidence = replace(evidence, gpu_utilization=util)

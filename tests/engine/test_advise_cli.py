@@ -86,3 +86,17 @@ def test_an_unknown_finding_is_one_clear_line(config, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == cli.EXIT_BAD_CONFIG and len(err.splitlines()) == 1
     assert "--try nope: no such finding" in err and "small-batch" in err
+
+
+@pytest.mark.slow
+def test_a_run_without_a_capture_gets_one_of_its_config(config, tmp_path, capsys):
+    from engine.config import RunConfig
+    from engine.workspace import Workspace
+
+    with Workspace(tmp_path / "ws") as ws:
+        run = ws.create_run(RunConfig.load(config), "never-profiled")
+    assert cli.main(["advise", str(run.id), "--workspace", str(tmp_path / "ws")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"Diagnosis of run {run.id} (")
+    assert f"note: run {run.id} has no profiler capture: captured 5 steps of its config" in out
+    assert "[small-batch]" in out
