@@ -106,9 +106,9 @@ def main() -> None:
             else:
                 bars.append((f"{name}: {f.id} >= {BAR}x", r.confirmed and r.speedup >= BAR))
         took = time.perf_counter() - start
-        rows.append(f"| {name} | {note} | {', '.join(ids) or 'none'} | "
-                    f"{'-' if planted is None else 'yes' if found else 'NO'} | {'<br>'.join(measured) or '-'} | "
-                    f"{took:.0f} s |")
+        verdict = "-" if planted is None else "yes" if found else "NO"
+        rows.append(f"| {name} | {note} | {', '.join(ids) or 'none'} | {verdict} | "
+                    f"{'<br>'.join(measured) or '-'} | {took:.0f} s |")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
           f"{args.pairs} pairs per A/B")
