@@ -99,6 +99,9 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.training_dock, self.evaluation_dock)
         self.search_dock = self._dock("Search", "search", placeholder(), Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.training_dock, self.search_dock)
+        self.advisor_dock = self._dock("Advisor", "advisor", placeholder(),
+                                       Qt.RightDockWidgetArea)  # app/panels/advisor_panel.py
+        self.tabifyDockWidget(self.training_dock, self.advisor_dock)
         self.training_dock.raise_()
         # live plots wait while their tab is behind another, and draw when it comes forward
         self.training_dock.visibilityChanged.connect(self.plots.set_shown)
@@ -121,6 +124,7 @@ class MainWindow(QMainWindow):
 
     def load_docks(self) -> None:
         """The docks behind the Training tab, and the actions they serve."""
+        from .panels.advisor_panel import install as install_advisor
         from .panels.compression_panel import CompressionPanel
         from .panels.evaluation_panel import EvaluationPanel
         from .panels.export_dialog import Exporter
@@ -145,6 +149,7 @@ class MainWindow(QMainWindow):
         self._wire_docks()
         self.runs = install_runs(self)
         self.search = install_search(self)
+        self.advisor = install_advisor(self)
         for panel in (self.hardware, self.profiler, self.compression, self.evaluation):
             panel.apply_theme(self.dark)
         self._on_state(self.bridge.state)
@@ -255,6 +260,7 @@ class MainWindow(QMainWindow):
         view.addAction(self.compression_dock.toggleViewAction())
         view.addAction(self.evaluation_dock.toggleViewAction())
         view.addAction(self.search_dock.toggleViewAction())
+        view.addAction(self.advisor_dock.toggleViewAction())
         view.addSeparator()
         view.addAction(self.act_messages)
         themes = view.addMenu("Theme")
@@ -658,6 +664,7 @@ class MainWindow(QMainWindow):
         self.evaluation.wait()
         self.runs.close_reader()
         self.search.shutdown()
+        self.advisor.shutdown()
         self.config_panel.tuning.shutdown()
         self.model_summary.shutdown()
         self.save_settings()

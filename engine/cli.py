@@ -24,7 +24,8 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_STOPPED = 0, 1, 2, 130
 # register(subparsers, common) which adds its parser with set_defaults(handler=fn);
 # fn(args) returns the exit code and may raise UsageError or ConfigError.
 COMMAND_MODULES: tuple[str, ...] = ("profile", "export", "compress", "monitor", "augment",
-                                   "evaluate", "predict", "runs", "tune", "search", "summary")
+                                   "evaluate", "predict", "runs", "tune", "search", "summary",
+                                   "advise")
 
 
 class UsageError(Exception):

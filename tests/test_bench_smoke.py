@@ -122,3 +122,11 @@ def test_distributed_bench_prints_its_table():
     out = run_bench("bench/distributed.py", "--rounds", "1", "--steps", "11", "--batch", "128",
                     "--hidden", "32")
     assert "| 2 processes (DDP, gloo) |" in out and "bar >= 1.6:" in out
+
+
+@pytest.mark.slow
+def test_advisor_bench_prints_its_tables():
+    out = run_bench("bench/advisor.py", "--cases", "tiny-batch,fp32-on-gpu", "--pairs", "2")
+    assert "| tiny-batch | batch 8" in out and "| yes |" in out  # the planted one is found
+    assert "fp32-on-gpu" in out and ("skipped: no CUDA GPU here" in out or "precision" in out)
+    assert "| tiny-batch: small-batch found |" in out

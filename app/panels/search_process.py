@@ -6,7 +6,7 @@ window's (see app/run_process.py for why). Its JSON lines on stdout become
 search leaves. Stop is Ctrl+C for the search's whole process group, as in a
 terminal, so the search and its trial workers finish their current step, mark
 the trial and leave the study consistent; a search that does not end soon after
-is terminated, then killed.
+is terminated, then killed. The Advisor dock runs `torchwork advise --json` with it too.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ class SearchProcess(QObject):
     output = Signal(str)  # a line on stdout that is not JSON (kept for the log)
     finished = Signal(int, str)
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, noun: str = "search"):
         super().__init__(parent)
+        self.noun = noun  # in its messages: "the search process crashed"
         self.process: QProcess | None = None
         self.stderr: deque[str] = deque(maxlen=STDERR_LINES)
         self._pending = b""
@@ -48,7 +49,7 @@ class SearchProcess(QObject):
 
     def start(self, argv: list[str]) -> None:
         if self.running:
-            raise RuntimeError("a search is already running")
+            raise RuntimeError(f"a {self.noun} is already running")
         self.stderr.clear()
         self._pending, self.stopping = b"", 0
         process = QProcess(self)
@@ -138,9 +139,10 @@ class SearchProcess(QObject):
         if self.stopping:
             message = ""
         elif status == QProcess.CrashExit:
-            message = f"the search process crashed{self._last_error(' (', ')')}"
+            message = f"the {self.noun} process crashed{self._last_error(' (', ')')}"
         elif code != 0:
-            message = self._last_error("", "") or f"the search process exited with code {code}"
+            message = (self._last_error("", "")
+                       or f"the {self.noun} process exited with code {code}")
         else:
             message = ""
         self.finished.emit(code if status == QProcess.NormalExit else -1, message)
@@ -149,8 +151,8 @@ class SearchProcess(QObject):
         if error == QProcess.FailedToStart:
             program = self.process.program()
             self.process = None
-            self.finished.emit(-1, f"the search could not start: {program} was not found or "
-                                   f"cannot be run")
+            self.finished.emit(-1, f"the {self.noun} could not start: {program} was not "
+                                   f"found or cannot be run")
 
     def _last_error(self, before: str, after: str) -> str:
         """The search's own one-line message (the CLI prints one on a bad input)."""

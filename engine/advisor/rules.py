@@ -68,6 +68,8 @@ def input_bound(e: Evidence) -> Finding | None:
     workers = _suggested_workers(e)
     if workers > e.num_workers:
         changes["data.num_workers"] = workers
+    elif e.image_loading == "stream":  # no core to spare: read the batches from memory
+        changes["data.image_loading"] = "memory"
     if e.on_gpu and not e.pin_memory:
         changes["data.pin_memory"] = True
     text = f"the DataLoader takes {loader:.0%} of each step"
@@ -89,10 +91,15 @@ def input_bound(e: Evidence) -> Finding | None:
 
 
 def _suggested_workers(e: Evidence) -> int:
-    """One worker per core the training process does not use, at least one, doubling
-    what is set already; never more than MAX_SUGGESTED_WORKERS."""
+    """One worker per core the training process does not use, doubling what is set
+    already; never more than MAX_SUGGESTED_WORKERS. On a GPU the training process keeps
+    one core (at least one worker); on the CPU it keeps torch's threads, and with no core
+    to spare a worker would only take time from the training: none (0)."""
     cores = e.physical_cores or e.logical_cores or 2
-    return min(MAX_SUGGESTED_WORKERS, max(cores - 1, 1, 2 * e.num_workers))
+    if e.on_gpu:
+        return min(MAX_SUGGESTED_WORKERS, max(cores - 1, 1, 2 * e.num_workers))
+    free = cores - e.torch_threads
+    return min(MAX_SUGGESTED_WORKERS, max(free, 2 * e.num_workers)) if free >= 1 else 0
 
 
 def host_sync(e: Evidence) -> Finding | None:

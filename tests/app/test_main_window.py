@@ -268,9 +268,11 @@ def test_the_first_launch_has_the_docks_as_tabs_beside_training(qtbot, make_wind
     qtbot.waitExposed(window)
     tabbed = window.tabifiedDockWidgets(window.training_dock)
     assert set(tabbed) == {window.runs_dock, window.hardware_dock, window.profiler_dock,
-                           window.compression_dock, window.evaluation_dock, window.search_dock}
-    bar = next(b for b in window.findChildren(QTabBar) if b.count() == 7)
-    assert [bar.tabText(i) for i in range(7)] == ["Training", "Runs", "Hardware", "Profiler",
-                                                  "Compression", "Evaluation", "Search"]
+                           window.compression_dock, window.evaluation_dock, window.search_dock,
+                           window.advisor_dock}
+    bar = next(b for b in window.findChildren(QTabBar) if b.count() == 8)
+    assert [bar.tabText(i) for i in range(8)] == ["Training", "Runs", "Hardware", "Profiler",
+                                                  "Compression", "Evaluation", "Search",
+                                                  "Advisor"]
     assert bar.tabText(bar.currentIndex()) == "Training"
     assert window.dockWidgetArea(window.config_dock) == Qt.LeftDockWidgetArea

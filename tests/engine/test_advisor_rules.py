@@ -26,11 +26,21 @@ def test_efficient_runs_get_no_findings():
 def test_input_bound_on_the_loader_share():
     below = replace(CPU, shares={"DataLoader": rules.INPUT_BOUND_SHARE - 0.01, "CPU Exec": 0.86})
     assert rules.input_bound(below) is None
-    found = rules.input_bound(replace(CPU, shares={"DataLoader": 0.6, "CPU Exec": 0.4}))
-    # one worker per core the training process leaves free; no pinning on the CPU
+    loaded = replace(CPU, shares={"DataLoader": 0.6, "CPU Exec": 0.4})
+    found = rules.input_bound(replace(loaded, torch_threads=1))
+    # one worker per core the training process (torch's threads) leaves free; no pinning
     assert found.changes == {"data.num_workers": 3}
     assert found.numbers["dataloader_share"] == 0.6
     assert "60%" in found.evidence and found.gain == 0.6
+
+
+def test_input_bound_on_the_cpu_with_no_core_to_spare():
+    loaded = replace(CPU, shares={"DataLoader": 0.6, "CPU Exec": 0.4})  # 4 threads, 4 cores
+    # a worker would take its time from the training: no workers proposed...
+    assert rules.input_bound(loaded).changes is None
+    # ...but a streamed image folder can be read from memory instead
+    streamed = rules.input_bound(replace(loaded, image_loading="stream"))
+    assert streamed.changes == {"data.image_loading": "memory"}
 
 
 def test_input_bound_when_the_gpu_idles_waiting_for_data():
