@@ -232,13 +232,16 @@ def small_batch(e: Evidence) -> Finding | None:
 
 def _larger_batch(e: Evidence, factor: int) -> int | None:
     """``factor`` times the batch, capped by the forecast's largest batch and a quarter of
-    the training samples (at least four steps per epoch); None without a forecast (a
-    guess could run out of memory) or where the batch would not at least double."""
+    the training samples (at least four steps per epoch), down to a power of two; None
+    without a forecast (a guess could run out of memory) or where the batch would not at
+    least double."""
     if e.largest_batch is None:
         return None
     target = min(e.batch_size * factor, e.largest_batch)
     if e.train_samples:
         target = min(target, max(e.train_samples // 4, 1))
+    if target > e.batch_size and target & (target - 1):  # a round size, as people pick them
+        target = 1 << (target.bit_length() - 1)
     return target if target >= 2 * e.batch_size else None
 
 

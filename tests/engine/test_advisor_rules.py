@@ -123,9 +123,11 @@ def test_small_batch_where_the_forecast_fits_eight_times_more():
     assert found.changes == {"data.batch_size": 64}
     assert rules.small_batch(replace(tiny, batch_size=rules.SMALL_BATCH_MAX,
                                      largest_batch=10**6)) is None
-    # never more than a quarter of the training set per batch
+    # never more than a quarter of the training set per batch (40), rounded down to 32
     assert rules.small_batch(replace(tiny, largest_batch=10**6, train_samples=160)) \
-        .changes == {"data.batch_size": 40}
+        .changes == {"data.batch_size": 32}
+    assert rules.small_batch(replace(tiny, largest_batch=100)).changes == \
+        {"data.batch_size": 64}  # a round size under the forecast's 100
 
 
 def test_optimizer_without_foreach_or_fused():
