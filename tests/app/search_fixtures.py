@@ -73,6 +73,8 @@ FAKE_SEARCH = textwrap.dedent('''\
                           "value": 0.5, "run_id": 1}), flush=True)
         time.sleep(60)
     else:
+        import signal  # Ctrl+C as `torchwork search` takes it, even where a background
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # shell ignores it
         try:
             print(json.dumps({"event": "trial_finished", "number": 0, "state": "COMPLETE",
                               "value": 0.5, "run_id": 1}), flush=True)
