@@ -27,7 +27,7 @@ test: $(STAMP)
 	sh packaging/system-deps.sh offscreen
 	$(VENV)/bin/ruff check engine app tests bench packaging
 	$(VENV)/bin/lint-imports
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --durations=15
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not package"
