@@ -32,7 +32,7 @@ def test_a_much_larger_batch_is_confirmed_and_leaves_no_run(tmp_path):
 
 @pytest.mark.slow
 def test_a_change_that_does_nothing_is_not_confirmed():
-    result = measure(small_mlp(), {"train.seed": 1}, pairs=6, window=20)
+    result = measure(small_mlp(), {"train.seed": 1}, pairs=8, window=20)
     assert not result.confirmed
     assert result.low <= 1.0 <= result.high or result.high < 1.0
     assert result.summary().startswith("no ")
@@ -46,6 +46,11 @@ def test_the_rule_is_the_lower_end_of_the_interval():
     assert not result.confirmed and result.summary().startswith("no measurable gain")
     low, high = bootstrap_median([0.9, 1.0, 1.1, 1.2, 0.95])
     assert low <= 1.0 <= high
+    # all ahead, but by less than the 3% a change must surely give: not confirmed
+    small = [((10.0, 100.0), (10.0, 100.0 * r)) for r in (1.02, 1.03, 1.02, 1.04, 1.03, 1.025)]
+    result = _result({"k": 1}, "turns", 5, 5, small, 0)
+    assert result.low > 1.0 and not result.confirmed
+    assert "under the 3%" in result.summary()
 
 
 def test_a_bad_change_names_its_key():
