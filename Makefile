@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PACKAGE_STAMP := $(VENV)/.installed-package
 
-.PHONY: run test test-fast bench package package-test clean
+.PHONY: run test test-fast test-bench bench package package-test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,14 @@ test: $(STAMP)
 	sh packaging/system-deps.sh offscreen
 	$(VENV)/bin/ruff check engine app tests bench packaging
 	$(VENV)/bin/lint-imports
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --durations=15
+	# faulthandler stays on through the interpreter's shutdown: a crash there prints its stacks
+	PYTHONFAULTHANDLER=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --durations=15 \
+	    -m "not package and not bench"
+
+# The benchmark scripts run end to end, shortened (their figures live in docs/benchmarks.md).
+test-bench: $(STAMP)
+	sh packaging/system-deps.sh offscreen
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m bench tests/test_bench_smoke.py
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not package"

@@ -22,6 +22,7 @@ def test_engine_overhead_prints_its_table():
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_digits_cnn_reaches_its_accuracy():
     out = run_bench("bench/digits_cnn.py", "--repeats", "1")
     accuracy = float(out.strip().splitlines()[-1].split("|")[4])
@@ -29,6 +30,7 @@ def test_digits_cnn_reaches_its_accuracy():
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_monitor_overhead_prints_its_tables():
     out = run_bench("bench/monitor_overhead.py", "--seconds", "1", "--rounds", "1",
                     "--turn", "0.5")
@@ -37,6 +39,7 @@ def test_monitor_overhead_prints_its_tables():
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_timeline_bench_prints_its_table():
     out = run_bench("bench/timeline.py", "--events", "20000", "--frames", "3")
     assert "| open (parse + index) 20," in out
@@ -44,6 +47,7 @@ def test_timeline_bench_prints_its_table():
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_compression_bench_prints_its_table_and_bars():
     out = run_bench("bench/compression.py", "--epochs", "2", "--finetune-epochs", "1",
                     "--repeats", "2")
@@ -52,6 +56,7 @@ def test_compression_bench_prints_its_table_and_bars():
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_gui_overhead_prints_its_table():
     out = run_bench("bench/gui_overhead.py", "--rounds", "1", "--steps", "60",
                     "--probe-runs", "1", "--live-idle-s", "9", "--phase-s", "2")
@@ -61,6 +66,7 @@ def test_gui_overhead_prints_its_table():
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_startup_bench_prints_its_table():
     out = run_bench("bench/startup.py", "--rounds", "1")
     assert "| torchwork window (this tree) |" in out
@@ -69,6 +75,7 @@ def test_startup_bench_prints_its_table():
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_image_folder_bench_prints_its_tables():
     out = run_bench("bench/image_folder.py", "--count", "200", "--pairs", "2", "--steps", "2")
     assert "later / first epoch throughput:" in out
@@ -76,12 +83,14 @@ def test_image_folder_bench_prints_its_tables():
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_table_load_bench_prints_its_table():
     out = run_bench("bench/table_load.py", "--rows", "3000", "--rounds", "1")
     assert "| **torchwork / by hand** |" in out and "| **Parquet / CSV (torchwork)** |" in out
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_runs_table_bench_prints_its_table():
     out = run_bench("bench/runs_table.py", "--runs", "300", "--rounds", "1")
     assert "| open, cache warm: model filled + first paint (bar <= 1 s) |" in out
@@ -89,6 +98,7 @@ def test_runs_table_bench_prints_its_table():
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_run_overlay_bench_prints_its_table():
     out = run_bench("bench/run_overlay.py", "--runs", "3", "--steps", "3000", "--redraws", "4")
     assert "| pan: loss plot zoomed to 1% of the steps" in out
@@ -103,6 +113,7 @@ def test_lr_finder_bench_prints_its_table():
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_memory_forecast_bench_prints_its_tables():
     out = run_bench("bench/memory_forecast.py", "--budget-mib", "16")
     errors = [float(line.split("|")[5].strip().rstrip("%")) for line in out.splitlines()
@@ -111,6 +122,7 @@ def test_memory_forecast_bench_prints_its_tables():
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_search_bench_prints_its_table():
     out = run_bench("bench/search.py", "--trials", "2", "--epochs", "1", "--skip-workers")
     assert "| pruned | median | 1 |" in out and "| unpruned | none | 1 |" in out
@@ -118,6 +130,7 @@ def test_search_bench_prints_its_table():
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_distributed_bench_prints_its_table():
     out = run_bench("bench/distributed.py", "--rounds", "1", "--steps", "11", "--batch", "128",
                     "--hidden", "32")
@@ -125,6 +138,7 @@ def test_distributed_bench_prints_its_table():
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_advisor_bench_prints_its_tables():
     out = run_bench("bench/advisor.py", "--cases", "tiny-batch,fp32-on-gpu", "--pairs", "2")
     assert "| tiny-batch | batch 8" in out and "| yes |" in out  # the planted one is found
