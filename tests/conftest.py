@@ -63,3 +63,31 @@ def faulty_model(tmp_path):
         return f"custom:{path}"
 
     return make
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Leave the interpreter's shutdown no Qt widget to destroy. pyqtgraph's context menus
+    (a QMenu per plot and view box, owned by Python and without a parent) outlive the
+    windows of the app tests: a few hundred by the end. Left alone, they are destroyed
+    while Python tears its modules down, in no fixed order with the QApplication and
+    shiboken's wrappers; one CI run segfaulted there, after every test had passed. Here
+    they are closed and deleted while everything is still whole, and collected."""
+    import gc
+    import sys
+
+    widgets = sys.modules.get("PySide6.QtWidgets")
+    app = widgets.QApplication.instance() if widgets is not None else None
+    if app is None:
+        return
+    import shiboken6
+    from PySide6.QtCore import QEvent
+
+    for widget in app.topLevelWidgets():
+        if shiboken6.isValid(widget):  # closing one may have deleted another
+            widget.close()
+        if shiboken6.isValid(widget):
+            widget.deleteLater()
+    app.sendPostedEvents(None, QEvent.DeferredDelete)
+    app.processEvents()
+    gc.collect()
+    app.sendPostedEvents(None, QEvent.DeferredDelete)
