@@ -16,13 +16,11 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -31,6 +29,7 @@ from PySide6.QtWidgets import (
 from engine.config import RunConfig
 
 from ..widgets.message_bar import MessageBar, MessageLog
+from ..widgets.tables import report_table
 from .search_process import SearchProcess
 
 SOURCE = "Advisor"
@@ -92,19 +91,11 @@ class AdvisorPanel(QWidget):
         self.status = QLabel("Press Diagnose: a few steps are profiled and the findings are "
                              "listed here; Try it measures a change before you apply it.")
         self.status.setWordWrap(True)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table = report_table(
+            COLUMNS, {0: QHeaderView.Interactive, 1: QHeaderView.Stretch,
+                      2: QHeaderView.Stretch}, default=QHeaderView.ResizeToContents)
         self.table.setWordWrap(True)
         self.table.setTextElideMode(Qt.ElideNone)  # long keys wrap instead of losing text
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.verticalHeader().hide()
-        header = self.table.horizontalHeader()
-        for col, mode in enumerate((QHeaderView.Interactive, QHeaderView.Stretch,
-                                    QHeaderView.Stretch, QHeaderView.ResizeToContents,
-                                    QHeaderView.ResizeToContents,
-                                    QHeaderView.ResizeToContents)):
-            header.setSectionResizeMode(col, mode)
         self.table.setColumnWidth(0, 170)
 
         top = QHBoxLayout()

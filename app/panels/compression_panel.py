@@ -34,7 +34,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QSplitter,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -57,6 +56,7 @@ from engine.run_builder import workspace_train
 from ..widgets.label_layout import place_labels
 from ..widgets.live_plot import DARK, LIGHT
 from ..widgets.message_bar import MessageBar, MessageLog
+from ..widgets.tables import report_table
 from .export_dialog import FILTERS, exportable_runs
 from .finetune_runs import BridgeTrainer
 
@@ -355,15 +355,9 @@ class CompressionPanel(QWidget):
         left.addLayout(form)
         left.addWidget(self.status)
         left.addStretch(1)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table = report_table(COLUMNS, {0: QHeaderView.Stretch},
+                                  default=QHeaderView.ResizeToContents)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.verticalHeader().hide()
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.Stretch)
         self.table.itemSelectionChanged.connect(self._row_selected)
         self.chart = SweepChart()
         self.chart.pointClicked.connect(self.pick)

@@ -20,7 +20,6 @@ import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt, QThread, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QHBoxLayout,
     QHeaderView,
@@ -40,6 +39,7 @@ from engine.evaluation.runs import evaluate_run, summary
 from ..widgets.confusion_matrix import ConfusionMatrixView
 from ..widgets.live_plot import DARK, LIGHT
 from ..widgets.message_bar import MessageBar, MessageLog
+from ..widgets.tables import report_table
 
 SOURCE = "Evaluation"
 SPLIT_LABELS = {"val": "Validation split", "test": "Test split"}
@@ -194,13 +194,7 @@ class EvaluationPanel(QWidget):
 
     @staticmethod
     def _table(headers: list[str]) -> QTableWidget:
-        table = QTableWidget(0, len(headers))
-        table.setHorizontalHeaderLabels(headers)
-        table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        table.verticalHeader().setVisible(False)
-        table.horizontalHeader().setStretchLastSection(True)
-        return table
+        return report_table(headers, stretch_last=True)
 
     # --- which run --------------------------------------------------------------
     def set_run(self, run_id: int, run_dir, name: str = "") -> None:

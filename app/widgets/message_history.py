@@ -7,17 +7,16 @@ import qtawesome as qta
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QDialog,
     QDialogButtonBox,
     QHeaderView,
     QLabel,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
 )
 
 from .message_bar import STYLES, Message, MessageLog
+from .tables import report_table
 
 
 class MessageHistory(QDialog):
@@ -32,16 +31,9 @@ class MessageHistory(QDialog):
         self.resize(900, 420)
         self.log = log
         self.rows: list[Message] = []  # newest first, as the table shows them
-        self.table = QTableWidget(0, len(self.COLUMNS))
-        self.table.setHorizontalHeaderLabels(self.COLUMNS)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table = report_table(self.COLUMNS, {3: QHeaderView.Stretch},
+                                  default=QHeaderView.ResizeToContents)
         self.table.setWordWrap(True)
-        self.table.verticalHeader().hide()
-        header = self.table.horizontalHeader()
-        for col in range(3):
-            header.setSectionResizeMode(col, QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(3, QHeaderView.Stretch)
         self.empty = QLabel("No messages yet in this session.")
         buttons = QDialogButtonBox(QDialogButtonBox.Close)
         self.copy_button = buttons.addButton("Copy", QDialogButtonBox.ActionRole)
