@@ -37,7 +37,7 @@ from engine.evaluation import EvaluationError, load_report, load_thumbnails
 from engine.evaluation.runs import evaluate_run, summary
 
 from ..widgets.confusion_matrix import ConfusionMatrixView
-from ..widgets.live_plot import DARK, LIGHT
+from ..widgets.live_plot import DARK, LIGHT, style_plot
 from ..widgets.message_bar import MessageBar, MessageLog
 from ..widgets.tables import report_table
 
@@ -91,14 +91,8 @@ class _Plot(pg.PlotWidget):
         self.legend = item.addLegend(offset=legend, labelTextSize="8pt")
 
     def apply_theme(self, dark: bool) -> None:
-        colours = DARK if dark else LIGHT
-        self.setBackground(colours["background"])
-        item = self.getPlotItem()
-        item.setTitle(self.title, color=colours["foreground"], size="10pt")
-        for axis in ("left", "bottom"):
-            item.getAxis(axis).setPen(colours["foreground"])
-            item.getAxis(axis).setTextPen(colours["foreground"])
-        self.legend.setLabelTextColor(colours["foreground"])
+        fg, _bg = style_plot(self, self.title, dark)
+        self.legend.setLabelTextColor(fg)
 
     def reset(self) -> None:
         self.getPlotItem().clear()

@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from ..widgets.live_plot import DARK, LIGHT, PALETTE
+from ..widgets.live_plot import DARK, LIGHT, PALETTE, style_plot
 from .search_study import COMPLETE, PRUNED, ParamInfo, StudySnapshot
 
 PRUNED_COLOUR = "#d95f02"
@@ -39,14 +39,8 @@ class _Plot(pg.PlotWidget):
 
     def apply_theme(self, dark: bool) -> None:
         self.dark = dark
-        colours = DARK if dark else LIGHT
-        self.setBackground(colours["background"])
-        item = self.getPlotItem()
-        item.setTitle(self.title, color=colours["foreground"], size="10pt")
-        for axis in ("left", "bottom"):
-            item.getAxis(axis).setPen(colours["foreground"])
-            item.getAxis(axis).setTextPen(colours["foreground"])
-        self.legend.setLabelTextColor(colours["foreground"])
+        fg, _bg = style_plot(self, self.title, dark)
+        self.legend.setLabelTextColor(fg)
 
     def foreground(self) -> str:
         return (DARK if self.dark else LIGHT)["foreground"]
