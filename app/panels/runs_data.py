@@ -1,8 +1,9 @@
 """What the Runs dock shows, read from the workspace off the GUI thread (no Qt here).
 
-``RunsReader`` keeps one workspace connection and the runs' flat configs
+```RunsReader`` keeps one workspace connection and the runs' flat configs
 between reads, so following the workspace live costs one light query of the
-runs table (no stored configs) plus the configs of new runs only.
+runs table (no stored TOML: the departures stored with each run) plus the
+configs of new runs only.
 """
 
 from __future__ import annotations
@@ -101,14 +102,19 @@ class RunsReader:
             self._ws = Workspace(self.workspace_dir)
             self._configs = ConfigColumns(self._ws.root)
         ws, configs = self._ws, self._configs
-        records = ws.table_rows(COLUMNS, kind="train", include_trashed=True)
+        # The configs' departures stored with the rows (schema 7) come in the same query.
+        rows = ws.table_rows((*COLUMNS, "config_departures"), kind="train",
+                             include_trashed=True)
+        records = [r[:-1] for r in rows]
         tags = ws.all_tags()
-        new = [r[0] for r in records if r[0] not in configs]
+        new = configs.add_stored(((r[0], r[-1]) for r in rows if r[0] not in configs),
+                                 ws.config_defaults)
         if not new:
             deliver(self._snapshot(records, tags))
             return
-        # Cached configs first (a reopened table is complete at once), checked afterwards
-        # against the stored TOML; many unparsed ones: the rows show before their configs.
+        # Runs created before schema 7: cached configs first (a reopened table is complete
+        # at once), checked afterwards against the stored TOML; many unparsed ones: the
+        # rows show before their configs.
         unparsed = configs.add_cached(new)
         if not unparsed or len(unparsed) > PARSE_LATER:
             deliver(self._snapshot(records, tags, complete=not unparsed))

@@ -43,8 +43,10 @@ class Catalog:
     def table_rows(self, columns: Sequence[str], kind: str | None = None, *,
                    include_trashed: bool | str = False) -> list[tuple]:
         """Chosen columns of the runs' records as plain tuples, newest first: what a
-        table of thousands of runs re-reads each time the workspace changes."""
-        unknown = set(columns) - set(self.RECORD_COLUMNS)
+        table of thousands of runs re-reads each time the workspace changes. Besides the
+        record's columns, "config_departures": the run's config as stored departures
+        from the defaults (``ConfigColumns.add_stored``; None before schema 7)."""
+        unknown = set(columns) - set(self.RECORD_COLUMNS) - {"config_departures"}
         if unknown:
             raise ValueError(f"no run columns {sorted(unknown)}")
         where, params = _conditions(kind=kind, group=None, status=None, tag=None, study=None,
@@ -61,6 +63,10 @@ class Catalog:
             out.update(self._query(f"SELECT id, config_toml FROM runs WHERE id IN "
                                    f"({', '.join('?' * len(chunk))})", chunk))
         return out
+
+    def config_defaults(self) -> dict[int, str]:
+        """The defaults stored departures are from, by fingerprint (flat keys, JSON)."""
+        return dict(self._query("SELECT fingerprint, flat FROM config_defaults"))
 
     # --- tags and notes ------------------------------------------------------------
     def set_tags(self, ref: int | str, tags: Iterable[str]) -> list[str]:
