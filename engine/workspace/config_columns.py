@@ -247,7 +247,8 @@ class ConfigColumns:
             except (orjson.JSONDecodeError, TypeError, KeyError):
                 missing.append(run_id)
                 continue
-            sparse = {k: _thawed(v) for k, v in stored.items()}
+            sparse = ({k: _thawed(v) for k, v in stored.items()}
+                      if any(type(v) is list for v in stored.values()) else stored)
             if fingerprint != self._fingerprint:
                 if fingerprint not in rebase:
                     if others is None:
