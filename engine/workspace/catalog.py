@@ -56,11 +56,18 @@ class Catalog:
 
     def config_tomls(self, run_ids: Sequence[int]) -> dict[int, str]:
         """Stored configs by run id (those deleted meanwhile are left out)."""
-        out: dict[int, str] = {}
+        return self._by_id("config_toml", run_ids)
+
+    def config_departures(self, run_ids: Sequence[int]) -> dict[int, str | None]:
+        """Stored config departures by run id (None: created before schema 7)."""
+        return self._by_id("config_departures", run_ids)
+
+    def _by_id(self, column: str, run_ids: Sequence[int]) -> dict:
+        out: dict = {}
         ids = [int(i) for i in run_ids]
         for start in range(0, len(ids), 900):  # under SQLite's limit on parameters
             chunk = ids[start:start + 900]
-            out.update(self._query(f"SELECT id, config_toml FROM runs WHERE id IN "
+            out.update(self._query(f"SELECT id, {column} FROM runs WHERE id IN "
                                    f"({', '.join('?' * len(chunk))})", chunk))
         return out
 

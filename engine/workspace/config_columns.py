@@ -143,6 +143,17 @@ class ConfigColumns:
         self._cached = _load(self.root, self._fingerprint)
         self.add((r.id, r.config_toml) for r in runs)
 
+    @classmethod
+    def of_runs(cls, ws, runs: Sequence) -> ConfigColumns:
+        """The flat configs of a workspace's runs (records with their config_toml): the
+        departures stored with them, and only the runs created before schema 7 parsed."""
+        columns = cls(ws.root)
+        stored = ws.config_departures([r.id for r in runs])
+        missing = set(columns.add_stored(((r.id, stored.get(r.id)) for r in runs),
+                                         ws.config_defaults))
+        columns.add((r.id, r.config_toml) for r in runs if r.id in missing)
+        return columns
+
     def add_cached(self, run_ids: Iterable[int]) -> list[int]:
         """Take in runs from the cache by id alone, without reading their TOML (``add``
         verifies them later); return the ids the cache does not hold."""

@@ -156,17 +156,27 @@ def test_a_schema_6_workspace_migrates_and_its_old_runs_still_show_their_columns
 
 
 @pytest.mark.parametrize("command", ["runs", "compare"])
-def test_the_command_line_lists_a_schema_7_workspace(tmp_path, tiny_config, capsys, command,
-                                                     monkeypatch):
+def test_the_command_line_reads_the_stored_departures_and_parses_only_older_runs(
+        tmp_path, tiny_config, capsys, command, monkeypatch):
     from engine.cli import main
 
     folder = tmp_path / "ws"
+    _schema_6_workspace(folder, tiny_config(**{"optim.lr": 0.007}).to_toml())
     monkeypatch.setenv("TORCHWORK_WORKSPACE", str(folder))
     with Workspace(folder) as ws:
         a = ws.create_run(tiny_config(**{"optim.lr": 0.01}), "a").id
         b = ws.create_run(tiny_config(**{"optim.lr": 0.03}), "b").id
+    parsed = []
+    departures = ConfigColumns._departures
+
+    def counted(self, toml):
+        parsed.append(toml)
+        return departures(self, toml)
+
+    monkeypatch.setattr(ConfigColumns, "_departures", counted)
     argv = ["runs", "--columns", "name,optim.lr", "--json"] if command == "runs" else [
-        "compare", str(a), str(b)]
+        "compare", "1", str(a), str(b)]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "0.03" in out and "0.01" in out
+    assert "0.03" in out and "0.01" in out and "0.007" in out
+    assert len(parsed) == 1  # the run created before schema 7 alone
