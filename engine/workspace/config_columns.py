@@ -52,7 +52,7 @@ def flatten(table: Mapping, prefix: str = "") -> dict[str, Any]:
 
 def _frozen(value):
     if isinstance(value, list | tuple):
-        return tuple(_frozen(v) for v in value)
+        return tuple([_frozen(v) if isinstance(v, list | tuple) else v for v in value])
     return value
 
 
@@ -258,8 +258,10 @@ class ConfigColumns:
             except (orjson.JSONDecodeError, TypeError, KeyError):
                 missing.append(run_id)
                 continue
-            sparse = ({k: _thawed(v) for k, v in stored.items()}
-                      if any(type(v) is list for v in stored.values()) else stored)
+            sparse = stored
+            for key, value in stored.items():
+                if type(value) is list:  # in place: the dict is this read's own
+                    sparse[key] = _frozen(value)
             if fingerprint != self._fingerprint:
                 if fingerprint not in rebase:
                     if others is None:
