@@ -74,7 +74,8 @@ def generate(folder: Path, runs: int, seed: int = 0, stored: bool = True) -> Non
             tags.append((i, rng.choice(["baseline", "wide", "keep"])))
     conn = sqlite3.connect(folder / "workspace.sqlite")
     with conn:
-        conn.execute("INSERT INTO config_defaults VALUES (?, ?)", defaults_row())
+        if stored:
+            conn.execute("INSERT INTO config_defaults VALUES (?, ?)", defaults_row())
         conn.executemany("INSERT INTO runs (id, name, dir, status, created_at, config_toml, "
                          "config_departures, steps, epochs_completed, wall_s, best_val, "
                          "best_metric, study, trial, notes) VALUES "
