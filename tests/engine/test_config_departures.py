@@ -130,8 +130,6 @@ def _schema_6_workspace(folder: Path, toml: str) -> None:
 
 def test_a_schema_6_workspace_migrates_and_its_old_runs_still_show_their_columns(
         tmp_path, tiny_config):
-    from app.panels.runs_data import RunsReader
-
     folder = tmp_path / "ws"
     _schema_6_workspace(folder, tiny_config(**{"optim.lr": 0.007}).to_toml())
     with Workspace(folder) as ws:
@@ -140,19 +138,14 @@ def test_a_schema_6_workspace_migrates_and_its_old_runs_still_show_their_columns
         assert _stored(ws) == {old.id: None}  # created before: parsed when listed
         new = ws.create_run(tiny_config(**{"optim.lr": 0.2}), "new")
         assert _stored(ws)[new.id] is not None
-        ws.finish_run(new.id, "completed")
+        cc._memory.clear()
+        columns = ConfigColumns.of_runs(ws, ws.list_runs())
     with closing(sqlite3.connect(folder / "workspace.sqlite")) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    cc._memory.clear()
-    seen = []
-    reader = RunsReader(folder)
-    reader.read(seen.append)
-    reader.close()
-    last = seen[-1]
-    assert last.complete and last.hp_keys == ["optim.lr"]
-    assert {r.name: r.hp for r in last.rows} == {"old": (0.007,), "new": (0.2,)}
-    assert (folder / cc.CACHE_FILE).exists()  # the old run went through the parse + cache path
+    assert columns.differing() == ["optim.lr"]
+    assert (columns.value(old.id, "optim.lr"), columns.value(new.id, "optim.lr")) == (0.007, 0.2)
+    assert columns.cached(old.id) and not columns.cached(new.id)  # parsed + cached: the old
 
 
 @pytest.mark.parametrize("command", ["runs", "compare"])
