@@ -286,7 +286,7 @@ def test_the_reader_shows_cached_configs_at_once_and_then_what_is_stored(workspa
 
 
 @pytest.fixture
-def no_parsing(monkeypatch, tmp_path):
+def no_parsing(monkeypatch):
     """No config TOML may be parsed, and no cache file or memory helps."""
     from engine.workspace import config_columns
     from engine.workspace.config_columns import ConfigColumns

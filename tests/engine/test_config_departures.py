@@ -73,16 +73,25 @@ def test_a_resumed_run_whose_config_changes_stores_its_new_departures(tmp_path, 
 
 
 def test_create_run_stays_cheap(tmp_path, tiny_config):
-    """Computing the departures costs a fraction of what creating the run costs anyway."""
+    """Storing a run's departures costs well under parsing its whole config once (only the
+    entries that differ from the defaults are parsed), itself a fraction of create_run."""
     import time
 
+    import tomllib
+
     toml = tiny_config(**{"optim.lr": 0.02, "model.hidden": [64, 32]}).to_toml()
-    cc.stored_departures(toml)
-    start = time.perf_counter()
-    for _ in range(200):
-        cc.stored_departures(toml)
-    per_run = (time.perf_counter() - start) / 200
-    assert per_run < 0.002, f"{per_run * 1000:.2f} ms per run"
+
+    def fastest(work) -> float:
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(50):
+                work(toml)
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    fastest(cc.stored_departures)
+    assert fastest(cc.stored_departures) < 0.7 * fastest(tomllib.loads)
 
 
 def test_departures_from_another_versions_defaults_are_rebased_onto_this_ones(
