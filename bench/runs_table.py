@@ -2,11 +2,15 @@
 
 Generates a workspace of --runs runs by inserting rows directly (a search's
 trials: lr, batch size, hidden sizes, dropout and optimizer vary; 10 epochs of
-val_accuracy/val_loss each; a tenth tagged, a fifth in studies), then measures,
-each --rounds times in this process:
+val_accuracy/val_loss each; a tenth tagged, a fifth in studies), twice: as
+created at schema 7 (each run's config departures stored with it, as
+``Workspace.create_run`` stores them) and as created before (none stored), then
+measures, each --rounds times in this process:
 
-- open, cold: a Runs panel on the workspace with no config cache (every stored
-  TOML parsed once): until the rows show, and until the hyperparameter columns do;
+- open, cold, schema 7: a Runs panel with no config cache on the runs created at
+  schema 7: until the rows and their hyperparameter columns show;
+- open, cold, before schema 7: no config cache (every stored TOML parsed once):
+  until the rows show, and until the hyperparameter columns do;
 - open, warm: a new panel (a new reader and model) once the cache file exists:
   until the model is filled and the table's first paint is done;
 - filter: typing a search text, choosing a status, a tag, clearing: until the
@@ -35,10 +39,13 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
-def generate(folder: Path, runs: int, seed: int = 0) -> None:
-    """A workspace of ``runs`` finished runs with varied configs, metrics and tags."""
+def generate(folder: Path, runs: int, seed: int = 0, stored: bool = True) -> None:
+    """A workspace of ``runs`` finished runs with varied configs, metrics and tags;
+    ``stored``: with each run's config departures, as created at schema 7 (else as
+    created before: none)."""
     from engine.config import RunConfig
     from engine.workspace import Workspace
+    from engine.workspace.config_columns import defaults_row, stored_departures
 
     rng = random.Random(seed)
     Workspace(folder).close()  # the schema
@@ -54,8 +61,10 @@ def generate(folder: Path, runs: int, seed: int = 0) -> None:
         acc = rng.uniform(0.5, 0.995)
         wall = rng.uniform(5, 120)
         study = f"study-{i % 5}" if i % 5 == 0 else None
+        toml = cfg.to_toml()
         rows.append((f"digits-cnn-{i}", f"runs/{i:05d}-digits-cnn", status,
-                     f"2026-12-{1 + i % 28:02d}T10:{i % 60:02d}:00+00:00", cfg.to_toml(), 500,
+                     f"2026-12-{1 + i % 28:02d}T10:{i % 60:02d}:00+00:00", toml,
+                     stored_departures(toml) if stored else None, 500,
                      10, wall, acc, "val_accuracy", study, i if study else None,
                      "wider MLP" if i % 97 == 0 else None))
         for epoch in range(10):
@@ -65,9 +74,12 @@ def generate(folder: Path, runs: int, seed: int = 0) -> None:
             tags.append((i, rng.choice(["baseline", "wide", "keep"])))
     conn = sqlite3.connect(folder / "workspace.sqlite")
     with conn:
+        if stored:
+            conn.execute("INSERT INTO config_defaults VALUES (?, ?)", defaults_row())
         conn.executemany("INSERT INTO runs (id, name, dir, status, created_at, config_toml, "
-                         "steps, epochs_completed, wall_s, best_val, best_metric, study, trial, "
-                         "notes) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                         "config_departures, steps, epochs_completed, wall_s, best_val, "
+                         "best_metric, study, trial, notes) VALUES "
+                         "(NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         conn.executemany("INSERT INTO epoch_metrics VALUES (?, ?, ?, ?, ?)", metrics)
         conn.executemany("INSERT INTO run_tags VALUES (?, ?)", tags)
     conn.close()
@@ -111,15 +123,26 @@ def _open(folder: Path, clock: Clock, complete: bool):
     return panel
 
 
-def one_round(folder: Path, clock: Clock) -> dict[str, float]:
-    """Each measurement of one round, in seconds."""
+def one_round(folder: Path, folder_7: Path, clock: Clock) -> dict[str, float]:
+    """Each measurement of one round, in seconds: ``folder_7`` holds the runs as created at
+    schema 7, ``folder`` as created before."""
     from PySide6.QtCore import Qt
 
     from engine.workspace import config_columns
 
     out: dict[str, float] = {}
-    shutil.rmtree(folder / "cache", ignore_errors=True)
+    for each in (folder, folder_7):
+        shutil.rmtree(each / "cache", ignore_errors=True)
     config_columns._memory.clear()
+    start = time.perf_counter()
+    panel = _open(folder_7, clock, complete=True)
+    out["cold_7"] = time.perf_counter() - start
+    if (folder_7 / "cache").exists():
+        raise RuntimeError("a schema 7 open parsed configs (it wrote the config cache)")
+    panel.close_reader()
+    panel.deleteLater()
+    clock.app.processEvents()
+
     start = time.perf_counter()
     panel = _open(folder, clock, complete=False)
     out["cold_rows"] = time.perf_counter() - start
@@ -165,8 +188,11 @@ def one_round(folder: Path, clock: Clock) -> dict[str, float]:
     return out
 
 
-LABELS = (("cold_rows", "open, no config cache: rows shown"),
-          ("cold_hp", "open, no config cache: hyperparameter columns shown"),
+LABELS = (("cold_7", "open, no config cache, runs created at schema 7: rows and "
+                     "hyperparameter columns shown + first paint (bar <= 1 s)"),
+          ("cold_rows", "open, no config cache, runs created before schema 7: rows shown"),
+          ("cold_hp", "open, no config cache, runs created before schema 7: hyperparameter "
+                      "columns shown"),
           ("warm", "open, cache warm: model filled + first paint (bar <= 1 s)"),
           ("search", "filter: search text"), ("status", "filter: status"),
           ("tag", "filter: tag"), ("clear", "filter: clear all"),
@@ -174,11 +200,15 @@ LABELS = (("cold_rows", "open, no config cache: rows shown"),
           ("live", "live: a run committed by another connection shows (poll 1 s)"))
 
 
-def measure(folder: Path, rounds: int) -> list[tuple[str, str]]:
+def measure(folder: Path, folder_7: Path, rounds: int) -> list[tuple[str, str]]:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    results = [one_round(folder, Clock(app)) for _ in range(rounds)]
+    clock = Clock(app)
+    panel = _open(folder_7, clock, complete=True)  # not timed: this process's first panel
+    panel.close_reader()  # (imports, Qt's first widgets) is not what a round measures
+    panel.deleteLater()
+    results = [one_round(folder, folder_7, clock) for _ in range(rounds)]
     return [(label, _median([r[key] for r in results])) for key, label in LABELS]
 
 
@@ -192,14 +222,16 @@ def main(argv=None) -> None:
     if args.dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="runs-table-")
         args.dir = Path(tmp.name)
-    folder = args.dir / "ws"
-    shutil.rmtree(folder, ignore_errors=True)
+    folder, folder_7 = args.dir / "ws", args.dir / "ws-7"
+    for each in (folder, folder_7):
+        shutil.rmtree(each, ignore_errors=True)
     start = time.perf_counter()
-    generate(folder, args.runs)
-    print(f"generated {args.runs:,} runs in {time.perf_counter() - start:.1f} s")
+    generate(folder, args.runs, stored=False)
+    generate(folder_7, args.runs)
+    print(f"generated {args.runs:,} runs twice in {time.perf_counter() - start:.1f} s")
     print(f"| {args.runs:,} runs, median of {args.rounds} | time |")
     print("|---|---|")
-    for label, value in measure(folder, args.rounds):
+    for label, value in measure(folder, folder_7, args.rounds):
         print(f"| {label} | {value} |")
     if tmp is not None:
         tmp.cleanup()

@@ -85,7 +85,7 @@ class RunTable:
     @property
     def configs(self) -> ConfigColumns:
         if self._configs is None:
-            self._configs = ConfigColumns(self.ws.root, self.runs)
+            self._configs = ConfigColumns.of_runs(self.ws, self.runs)
         return self._configs
 
     def check_key(self, key: str, what: str) -> None:
@@ -173,7 +173,7 @@ def compare(ws, refs: list) -> dict:
     """Runs side by side: the config keys that differ, and each metric's last and best."""
     runs = [ws.get_run(r) for r in refs]
     ids = [r.id for r in runs]
-    configs = ConfigColumns(ws.root, runs)
+    configs = ConfigColumns.of_runs(ws, runs)
     keys = configs.differing(ids)
     last, best = ws.last_metrics(ids), ws.best_metrics(ids)
     names = sorted({n for i in ids for n in last.get(i, {})})

@@ -94,6 +94,7 @@ def test_table_load_bench_prints_its_table():
 def test_runs_table_bench_prints_its_table():
     out = run_bench("bench/runs_table.py", "--runs", "300", "--rounds", "1")
     assert "| open, cache warm: model filled + first paint (bar <= 1 s) |" in out
+    assert "| open, no config cache, runs created at schema 7: rows and hyperparameter " in out
     assert "| live: a run committed by another connection shows (poll 1 s) |" in out
 
 

@@ -1,8 +1,9 @@
 """What the Runs dock shows, read from the workspace off the GUI thread (no Qt here).
 
-``RunsReader`` keeps one workspace connection and the runs' flat configs
+```RunsReader`` keeps one workspace connection and the runs' flat configs
 between reads, so following the workspace live costs one light query of the
-runs table (no stored configs) plus the configs of new runs only.
+runs table (no stored TOML: the departures stored with each run) plus the
+configs of new runs only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ COLUMNS = ("id", "name", "status", "created_at", "steps", "wall_s", "best_val", 
            "notes", "trashed_at", "study", "trial", "run_group", "dir", "energy_j",
            "energy_per_epoch_j", "energy_per_1k_samples_j", "energy_source", "energy_note")
 _TRASHED = COLUMNS.index("trashed_at")
+_ENERGY = COLUMNS[COLUMNS.index("energy_j"):]
 # More runs than this to parse (a first open of a big workspace): rows show before configs.
 PARSE_LATER = 200
 
@@ -101,14 +103,19 @@ class RunsReader:
             self._ws = Workspace(self.workspace_dir)
             self._configs = ConfigColumns(self._ws.root)
         ws, configs = self._ws, self._configs
-        records = ws.table_rows(COLUMNS, kind="train", include_trashed=True)
+        # The configs' departures stored with the rows (schema 7) come in the same query.
+        rows = ws.table_rows((*COLUMNS, "config_departures"), kind="train",
+                             include_trashed=True)
+        records = [r[:-1] for r in rows]
         tags = ws.all_tags()
-        new = [r[0] for r in records if r[0] not in configs]
+        new = configs.add_stored(((r[0], r[-1]) for r in rows if r[0] not in configs),
+                                 ws.config_defaults)
         if not new:
             deliver(self._snapshot(records, tags))
             return
-        # Cached configs first (a reopened table is complete at once), checked afterwards
-        # against the stored TOML; many unparsed ones: the rows show before their configs.
+        # Runs created before schema 7: cached configs first (a reopened table is complete
+        # at once), checked afterwards against the stored TOML; many unparsed ones: the
+        # rows show before their configs.
         unparsed = configs.add_cached(new)
         if not unparsed or len(unparsed) > PARSE_LATER:
             deliver(self._snapshot(records, tags, complete=not unparsed))
@@ -148,17 +155,18 @@ class RunsReader:
     def _row(self, record: tuple, tags: tuple, known: bool, hp_keys) -> RunRow:
         (run_id, name, status, created, steps, wall_s, best_val, best_metric, notes, trashed,
          study, trial, group, folder, *energy) = record
-        configs = self._configs
+        if known:  # one look-up for its own columns and the differing ones
+            dataset, model, *hp = self._configs.row(run_id, (*OWN_COLUMNS, *hp_keys))
+            dataset, model, hp = str(dataset), str(model), tuple(hp)
+        else:
+            dataset, model, hp = "", "", (None,) * len(hp_keys)
         return RunRow(
-            id=run_id, name=name, status=status,
-            dataset=str(configs.value(run_id, "data.dataset")) if known else "",
-            model=str(configs.value(run_id, "model.arch")) if known else "",
-            hp=tuple(configs.row(run_id, hp_keys)) if known else (None,) * len(hp_keys),
+            id=run_id, name=name, status=status, dataset=dataset, model=model, hp=hp,
             best_metric=best_metric, best_val=best_val, duration=wall_s,
             steps_per_s=steps / wall_s if wall_s and steps else None,
             created=(created or "")[:19].replace("T", " "), tags=tags, notes=notes or "",
             study=study, trial=trial, group=group, trashed=trashed is not None,
-            steps=steps or 0, dir=folder, **dict(zip(COLUMNS[-len(energy):], energy)))
+            steps=steps or 0, dir=folder, **dict(zip(_ENERGY, energy)))
 
     @property
     def root(self) -> Path | None:

@@ -5,7 +5,8 @@ values (without [search]); its record carries the study and trial number, and
 the trial's user attribute ``run_id`` names the run, so a view of the study can
 open, resume or export any trial. Workers are processes (spawned, one CPU thread
 each) that load the study from its storage and take trials until the study has
-``n_trials`` of them or their time is up; workers on other machines join the
+``n_trials`` of them (counted and created under a lock the storage holds, so
+never more) or their time is up; workers on other machines join the
 same study through the same storage (``torchwork search --join``), reading the
 config from the study itself.
 """
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from engine.config import ConfigError, RunConfig
 
 from .space import params, trial_config
-from .storage import SearchError, open_storage, shown_url
+from .storage import SearchError, TrialLock, open_storage, shown_url
 
 CONFIG_ATTR = "torchwork.config"  # the study's run config with its [search], as TOML
 WORKSPACE_ATTR = "torchwork.workspace"  # the starting machine's workspace (informative)
@@ -168,9 +169,11 @@ class Worker:
         self._trainer = None
         self._lock = threading.Lock()
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial instead
+        storage = open_storage(plan.storage, self.search.heartbeat)
         self.study = optuna.load_study(
-            study_name=plan.study, storage=open_storage(plan.storage, self.search.heartbeat),
+            study_name=plan.study, storage=storage,
             sampler=make_sampler(self.search, plan.seed), pruner=make_pruner(self.search))
+        self._claim = TrialLock(plan.storage, plan.study, storage)
 
     def run(self) -> None:
         import torch
@@ -185,13 +188,27 @@ class Worker:
         if self.search.sampler == "grid":
             limit = min(limit, grid_size(self.search))
         with Workspace(self.plan.workspace) as ws:
-            while not self.stop.is_set():
-                if self.plan.timeout and time.monotonic() - started >= self.plan.timeout:
-                    break
-                if len(self.study.get_trials(deepcopy=False)) >= limit:
-                    break
-                self.study.optimize(lambda trial: self._objective(trial, ws), n_trials=1,
-                                    catch=(Exception,), callbacks=[self._finished])
+            try:
+                while not self.stop.is_set():
+                    if self.plan.timeout and time.monotonic() - started >= self.plan.timeout:
+                        break
+                    # Counted and created under the study's lock (released as the trial
+                    # starts): workers asking at once cannot both take the last trial.
+                    self._claim.acquire()
+                    try:
+                        if self._trials_so_far() >= limit:
+                            break
+                        self.study.optimize(lambda trial: self._objective(trial, ws),
+                                            n_trials=1, catch=(Exception,),
+                                            callbacks=[self._finished])
+                    finally:
+                        self._claim.release()
+            finally:
+                self._claim.close()
+
+    def _trials_so_far(self) -> int:
+        """The study's trials in any state: running and waiting ones count."""
+        return len(self.study.get_trials(deepcopy=False))
 
     def _watch_stop(self) -> None:
         # Polled, not waited on: a process that exits while waiting on a multiprocessing
@@ -210,6 +227,7 @@ class Worker:
 
         from .pruning import PruningHandler
 
+        self._claim.release()  # the trial exists: the next worker may count
         try:
             cfg = trial_config(self.config, {p.key: p.suggest(trial) for p in self.params})
             trainer = build_trainer(cfg, ws)

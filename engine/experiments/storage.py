@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+import zlib
 from pathlib import Path
 
 DEFAULT_FILE = "search.sqlite"
@@ -63,6 +64,67 @@ def open_storage(url: str, heartbeat: int):
     except Exception as exc:  # SQLAlchemy's and the drivers' errors share no base class
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SearchError(f"cannot open search storage {shown_url(url)}: {reason}") from None
+
+
+class TrialLock:
+    """Held by one worker of a study at a time, from counting the study's trials until its
+    next trial exists in the storage, so workers that ask at the same instant cannot
+    both start the last trial: a study of ``n_trials`` ends with exactly that many.
+
+    An SQLite file: a lock file beside it (filelock); PostgreSQL: a session advisory
+    lock, MySQL: a named lock, each on a connection of its own (released by the server
+    if the worker dies). Any other storage: no lock (a count may overshoot by a worker).
+    """
+
+    def __init__(self, url: str, study: str, storage):
+        from sqlalchemy.engine import make_url
+
+        self._held = False
+        self._conn = None
+        self._file = None
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        name = f"torchwork-trials:{study}"
+        if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            import filelock
+
+            self._file = filelock.FileLock(f"{parsed.database}.trials.lock")
+        elif backend in ("postgresql", "mysql", "mariadb"):
+            self._conn = storage.engine.connect()
+            key = zlib.crc32(name.encode())
+            self._sql = (("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)")
+                         if backend == "postgresql" else
+                         ("SELECT GET_LOCK(:name, -1)", "SELECT RELEASE_LOCK(:name)"))
+            self._params = {"key": key, "name": name}
+
+    def acquire(self) -> None:
+        if self._file is not None:
+            self._file.acquire()
+        elif self._conn is not None:
+            self._run(self._sql[0])
+        self._held = True
+
+    def release(self) -> None:
+        """Let the next worker count; a second call does nothing."""
+        if not self._held:
+            return
+        self._held = False
+        if self._file is not None:
+            self._file.release()
+        elif self._conn is not None:
+            self._run(self._sql[1])
+
+    def _run(self, sql: str) -> None:
+        from sqlalchemy import text
+
+        self._conn.execute(text(sql), self._params)
+        self._conn.commit()  # the lock is the session's: no transaction left open
+
+    def close(self) -> None:
+        self.release()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def _lost_worker(study, trial) -> None:

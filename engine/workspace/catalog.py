@@ -43,8 +43,10 @@ class Catalog:
     def table_rows(self, columns: Sequence[str], kind: str | None = None, *,
                    include_trashed: bool | str = False) -> list[tuple]:
         """Chosen columns of the runs' records as plain tuples, newest first: what a
-        table of thousands of runs re-reads each time the workspace changes."""
-        unknown = set(columns) - set(self.RECORD_COLUMNS)
+        table of thousands of runs re-reads each time the workspace changes. Besides the
+        record's columns, "config_departures": the run's config as stored departures
+        from the defaults (``ConfigColumns.add_stored``; None before schema 7)."""
+        unknown = set(columns) - set(self.RECORD_COLUMNS) - {"config_departures"}
         if unknown:
             raise ValueError(f"no run columns {sorted(unknown)}")
         where, params = _conditions(kind=kind, group=None, status=None, tag=None, study=None,
@@ -54,13 +56,24 @@ class Catalog:
 
     def config_tomls(self, run_ids: Sequence[int]) -> dict[int, str]:
         """Stored configs by run id (those deleted meanwhile are left out)."""
-        out: dict[int, str] = {}
+        return self._by_id("config_toml", run_ids)
+
+    def config_departures(self, run_ids: Sequence[int]) -> dict[int, str | None]:
+        """Stored config departures by run id (None: created before schema 7)."""
+        return self._by_id("config_departures", run_ids)
+
+    def _by_id(self, column: str, run_ids: Sequence[int]) -> dict:
+        out: dict = {}
         ids = [int(i) for i in run_ids]
         for start in range(0, len(ids), 900):  # under SQLite's limit on parameters
             chunk = ids[start:start + 900]
-            out.update(self._query(f"SELECT id, config_toml FROM runs WHERE id IN "
+            out.update(self._query(f"SELECT id, {column} FROM runs WHERE id IN "
                                    f"({', '.join('?' * len(chunk))})", chunk))
         return out
+
+    def config_defaults(self) -> dict[int, str]:
+        """The defaults stored departures are from, by fingerprint (flat keys, JSON)."""
+        return dict(self._query("SELECT fingerprint, flat FROM config_defaults"))
 
     # --- tags and notes ------------------------------------------------------------
     def set_tags(self, ref: int | str, tags: Iterable[str]) -> list[str]:

@@ -7,6 +7,13 @@ defaults, cached in memory and in ``<workspace>/cache/config_columns.json``
 (keyed by run id and a checksum of its TOML), so a table opens again in tens of
 milliseconds. The cache is only a speed-up: a read-only workspace, a damaged
 or foreign file, or new defaults (another Torchwork version) just rebuild it.
+
+Since schema 7 the workspace stores each run's departures beside its TOML when
+the run is created (``stored_departures``), with the defaults they are from
+(``defaults_row``): a table reads them with its rows and parses nothing, even on
+a first open; departures from another version's defaults are rebased onto this
+one's (``ConfigColumns.add_stored``). Runs created before schema 7 (the column is
+NULL) take the parse and cache path above.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import os
 import tempfile
 import threading
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +52,7 @@ def flatten(table: Mapping, prefix: str = "") -> dict[str, Any]:
 
 def _frozen(value):
     if isinstance(value, list | tuple):
-        return tuple(_frozen(v) for v in value)
+        return tuple([_frozen(v) if isinstance(v, list | tuple) else v for v in value])
     return value
 
 
@@ -96,6 +103,35 @@ def _parse_entry(entry: tuple[str, str]) -> dict[str, Any]:
     return flatten(tomllib.loads(f"{entry[0]}\n{entry[1]}"))
 
 
+def _thawed(value):
+    """A value read back from JSON as ``flatten`` makes it (arrays as tuples)."""
+    return _frozen(value) if type(value) is list else value
+
+
+def stored_departures(toml: str) -> str | None:
+    """A run's departures from the defaults as the workspace stores them beside its TOML
+    (runs.config_departures): ``{"defaults": fingerprint, "departures": {...}}`` as JSON.
+    None for a config whose values JSON cannot carry exactly (NaN, dates): that run is
+    parsed when listed, as before schema 7."""
+    defaults, fingerprint = _defaults()
+    sparse = ConfigColumns.departures_from(defaults, toml)
+    try:
+        text = orjson.dumps({"defaults": fingerprint, "departures": sparse}).decode()
+    except TypeError:
+        return None
+    back = orjson.loads(text)["departures"]
+    if {k: _thawed(v) for k, v in back.items()} != sparse:
+        return None
+    return text
+
+
+def defaults_row() -> tuple[int, str]:
+    """This version's defaults as the workspace's config_defaults table holds them:
+    (fingerprint, flat keys as JSON)."""
+    defaults, fingerprint = _defaults()
+    return fingerprint, orjson.dumps(defaults).decode()
+
+
 class ConfigColumns:
     """The flat configs of a list of runs, and the keys that differ between them."""
 
@@ -106,6 +142,17 @@ class ConfigColumns:
         self._sparse: dict[int, dict] = {}
         self._cached = _load(self.root, self._fingerprint)
         self.add((r.id, r.config_toml) for r in runs)
+
+    @classmethod
+    def of_runs(cls, ws, runs: Sequence) -> ConfigColumns:
+        """The flat configs of a workspace's runs (records with their config_toml): the
+        departures stored with them, and only the runs created before schema 7 parsed."""
+        columns = cls(ws.root)
+        stored = ws.config_departures([r.id for r in runs])
+        missing = set(columns.add_stored(((r.id, stored.get(r.id)) for r in runs),
+                                         ws.config_defaults))
+        columns.add((r.id, r.config_toml) for r in runs if r.id in missing)
+        return columns
 
     def add_cached(self, run_ids: Iterable[int]) -> list[int]:
         """Take in runs from the cache by id alone, without reading their TOML (``add``
@@ -143,16 +190,28 @@ class ConfigColumns:
         return run_id in self._cached
 
     def _departures(self, toml: str) -> dict:
-        """The keys where a stored config departs from the defaults (MISSING: a key it
-        lacks). Only the entries whose text is not the default's are parsed (several
-        times faster than the whole text); text that cannot be cut into entries is parsed whole."""
+        return self.departures_from(self.defaults, toml)
+
+    @staticmethod
+    def departures_from(defaults: Mapping[str, Any], toml: str) -> dict:
+        """The keys where a stored config departs from ``defaults`` (this version's; MISSING:
+        a key it lacks). Only the entries whose text is not the default's are parsed
+        (several times faster than the whole text); text that cannot be cut into entries
+        is parsed whole."""
         try:
-            fast = self._departures_by_entry(toml)
+            fast = ConfigColumns._by_entry(defaults, toml)
         except tomllib.TOMLDecodeError:
             fast = None
-        return fast if fast is not None else self._departures_whole(toml)
+        return fast if fast is not None else ConfigColumns._whole(defaults, toml)
 
     def _departures_by_entry(self, toml: str) -> dict | None:
+        return self._by_entry(self.defaults, toml)
+
+    def _departures_whole(self, toml: str) -> dict:
+        return self._whole(self.defaults, toml)
+
+    @staticmethod
+    def _by_entry(defaults: Mapping[str, Any], toml: str) -> dict | None:
         entries = _entries(toml)
         if entries is None:
             return None
@@ -168,18 +227,77 @@ class ConfigColumns:
         flat = flatten(tomllib.loads("\n".join(f"{header}\n" + "\n".join(lines)
                                                for header, lines in other.items())))
         seen.update(flat)
-        sparse = {k: v for k, v in flat.items() if self.defaults.get(k, _EMPTY) != v}
-        sparse.update({k: MISSING for k in self.defaults if k not in seen})
+        sparse = {k: v for k, v in flat.items() if defaults.get(k, _EMPTY) != v}
+        sparse.update({k: MISSING for k in defaults if k not in seen})
         return sparse
 
-    def _departures_whole(self, toml: str) -> dict:
+    @staticmethod
+    def _whole(defaults: Mapping[str, Any], toml: str) -> dict:
         try:
             flat = flatten(tomllib.loads(toml))
         except tomllib.TOMLDecodeError:
             flat = {}
-        sparse = {k: v for k, v in flat.items() if self.defaults.get(k, object()) != v}
-        sparse.update({k: MISSING for k in self.defaults if k not in flat})
+        sparse = {k: v for k, v in flat.items() if defaults.get(k, object()) != v}
+        sparse.update({k: MISSING for k in defaults if k not in flat})
         return sparse
+
+    def add_stored(self, rows: Iterable[tuple[int, str | None]],
+                   stored_defaults: Callable[[], Mapping[int, str]]) -> list[int]:
+        """Take in runs from the departures the workspace stored at their creation
+        (runs.config_departures), without reading their TOML; return the ids that have
+        none (created before schema 7) or whose defaults are unknown. Departures from
+        other defaults (another version's) are rebased onto this version's, given
+        ``stored_defaults()``: the workspace's config_defaults, read once if needed."""
+        missing: list[int] = []
+        rebase: dict[int, dict | None] = {}
+        others: Mapping[int, str] | None = None
+        for run_id, text in rows:
+            try:
+                data = orjson.loads(text) if text else None
+                fingerprint, stored = data["defaults"], data["departures"]
+            except (orjson.JSONDecodeError, TypeError, KeyError):
+                missing.append(run_id)
+                continue
+            sparse = stored
+            for key, value in stored.items():
+                if type(value) is list:  # in place: the dict is this read's own
+                    sparse[key] = _frozen(value)
+            if fingerprint != self._fingerprint:
+                if fingerprint not in rebase:
+                    if others is None:
+                        others = stored_defaults()
+                    rebase[fingerprint] = self._delta(others.get(fingerprint))
+                delta = rebase[fingerprint]
+                if delta is None:
+                    missing.append(run_id)
+                    continue
+                sparse = self._rebased(sparse, delta)
+            self._sparse[run_id] = sparse
+        return missing
+
+    def _delta(self, old_text: str | None) -> dict | None:
+        """How other defaults (flat, JSON) depart from this version's: what a run that kept
+        all of them departs by."""
+        try:
+            old = {k: _thawed(v) for k, v in orjson.loads(old_text).items()}
+        except (orjson.JSONDecodeError, TypeError, AttributeError):
+            return None
+        delta = {k: v for k, v in old.items() if self.defaults.get(k, _EMPTY) != v}
+        delta.update({k: MISSING for k in self.defaults if k not in old})
+        return delta
+
+    def _rebased(self, stored: dict, delta: dict) -> dict:
+        """Departures from other defaults as departures from this version's: the same as
+        parsing the run's TOML against them (a run's flat config is the old defaults
+        overlaid with its departures, MISSING ones removed)."""
+        out = {k: v for k, v in delta.items() if k not in stored}
+        for key, value in stored.items():
+            if value is MISSING:
+                if key in self.defaults:
+                    out[key] = MISSING
+            elif self.defaults.get(key, _EMPTY) != value:
+                out[key] = value
+        return out
 
     def value(self, run_id: int, key: str):
         value = self._sparse.get(run_id, _EMPTY).get(key, _EMPTY)
@@ -230,8 +348,7 @@ def _load(root: Path, fingerprint: int) -> dict[int, tuple[int, dict]]:
         data = orjson.loads((root / CACHE_FILE).read_bytes())
         if data.get("defaults") != fingerprint:
             return {-1: (fingerprint, {})}
-        runs = {int(i): (crc, {k: _frozen(v) if type(v) is list else v
-                               for k, v in sparse.items()})
+        runs = {int(i): (crc, {k: _thawed(v) for k, v in sparse.items()})
                 for i, (crc, sparse) in data["runs"].items()}
     except (OSError, ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError):
         runs = {}

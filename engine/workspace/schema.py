@@ -133,6 +133,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN energy_source TEXT",  # nvml | nvml-power | rapl
         "ALTER TABLE runs ADD COLUMN energy_note TEXT",  # why it is not available
     ),
+    (  # 6 -> 7: each run's config as the flat keys where it departs from the defaults
+        # (engine/workspace/config_columns.py), stored with its TOML, so a table of
+        # thousands of runs shows their differing keys without parsing a TOML; JSON
+        # {"defaults": fingerprint, "departures": {key: value}}. NULL (runs created
+        # before): read from config_toml.
+        "ALTER TABLE runs ADD COLUMN config_departures TEXT",
+        # The defaults those departures are from, by fingerprint: a later Torchwork with
+        # other defaults rebases the stored departures onto its own without a parse.
+        """
+        CREATE TABLE config_defaults (
+            fingerprint INTEGER PRIMARY KEY,  -- crc32 of the default config's TOML
+            flat        TEXT NOT NULL         -- those defaults as flat keys, JSON
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

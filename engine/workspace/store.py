@@ -24,6 +24,7 @@ import platformdirs
 
 from engine.config import RunConfig, show
 from engine.workspace.catalog import Catalog
+from engine.workspace.config_columns import defaults_row, stored_departures
 from engine.workspace.errors import (
     WorkspaceError,
     damaged,
@@ -171,20 +172,28 @@ class Workspace(Catalog):
             raise ValueError(f"run kind must be one of {', '.join(RUN_KINDS)} (got {kind!r})")
         name = name or default_run_name(config)
         toml = config.to_toml()
+        departures = stored_departures(toml)
         with self._write() as conn:
+            self._store_defaults(conn)
             # The creator is recorded as owner: if it dies before the run starts, the next
             # open sees a dead owner and marks the run interrupted instead of 'created' forever.
             owner = self._owner
             cur = conn.execute("INSERT INTO runs (name, dir, status, created_at, config_toml, "
-                               "pid, hostname, proc_created, kind, run_group) VALUES (?, '', "
-                               "'created', ?, ?, ?, ?, ?, ?, ?)",
-                               (name, now_iso(), toml, owner.pid, owner.hostname,
+                               "config_departures, pid, hostname, proc_created, kind, run_group) "
+                               "VALUES (?, '', 'created', ?, ?, ?, ?, ?, ?, ?, ?)",
+                               (name, now_iso(), toml, departures, owner.pid, owner.hostname,
                                 owner.created, kind, group))
             run_id = cur.lastrowid
             rel = f"{RUNS_DIR}/{run_id:04d}-{slug(name)}"
             conn.execute("UPDATE runs SET dir = ? WHERE id = ?", (rel, run_id))
             self._make_run_folder(self.root / rel, toml)
         return self.get_run(run_id)
+
+    @staticmethod
+    def _store_defaults(conn: sqlite3.Connection) -> None:
+        """Keep the defaults that stored departures are from (once per Torchwork version)."""
+        conn.execute("INSERT OR IGNORE INTO config_defaults (fingerprint, flat) VALUES (?, ?)",
+                     defaults_row())
 
     def _make_run_folder(self, path: Path, toml: str) -> None:
         try:
@@ -265,8 +274,11 @@ class Workspace(Catalog):
             return
         if fields.get("checkpoint") is not None:
             fields["checkpoint"] = relative_to_workspace(self.root, fields["checkpoint"])
+        if "config_toml" in fields:  # its departures go with it (a resume with changes)
+            fields["config_departures"] = stored_departures(fields["config_toml"])
         values = [str(v) if isinstance(v, Path) else v for v in fields.values()]
-        self._update(run_id, ", ".join(f"{k} = ?" for k in fields), values)
+        self._update(run_id, ", ".join(f"{k} = ?" for k in fields), values,
+                     defaults="config_toml" in fields)
 
     def check(self) -> None:
         """Raise a WorkspaceError if the database is damaged.
@@ -476,8 +488,11 @@ class Workspace(Catalog):
             except sqlite3.DatabaseError as exc:
                 raise database_error(exc, self.db_path, "read", self.read_only_reason) from exc
 
-    def _update(self, run_id: int, assignments: str, params: Sequence) -> None:
+    def _update(self, run_id: int, assignments: str, params: Sequence, *,
+                defaults: bool = False) -> None:
         with self._write() as conn:
+            if defaults:
+                self._store_defaults(conn)
             cur = conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*params, run_id))
             if cur.rowcount == 0:
                 raise self._no_run(run_id)

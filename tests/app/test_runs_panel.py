@@ -245,17 +245,28 @@ def test_no_workspace_yet_is_an_empty_table_and_none_is_created(qtbot, tmp_path)
     view.close_reader()
 
 
+def _before_schema_7(folder):
+    """The runs as an older Torchwork created them: no departures stored with them."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(folder / "workspace.sqlite")) as conn, conn:
+        conn.execute("UPDATE runs SET config_departures = NULL")
+
+
 def test_the_reader_shows_cached_configs_at_once_and_then_what_is_stored(workspace,
                                                                          monkeypatch):
     from app.panels import runs_data
     from engine.workspace import config_columns
 
     folder, (a, b, c) = workspace
+    _before_schema_7(folder)
     first = []
     runs_data.RunsReader(folder).read(first.append)  # no cache: one delivery, complete
     assert [s.complete for s in first] == [True]
     with Workspace(folder) as ws:  # as `torchwork resume --set` rewrites a stored config
         ws.update_run(a, config_toml=ws.get_run(a).config_toml.replace("0.001", "0.003"))
+    _before_schema_7(folder)
     config_columns._memory.clear()
     seen = []
     reader = runs_data.RunsReader(folder)
@@ -272,6 +283,71 @@ def test_the_reader_shows_cached_configs_at_once_and_then_what_is_stored(workspa
     runs_data.RunsReader(folder).read(seen.append)
     assert [s.complete for s in seen] == [False, True]
     assert len(seen[0].rows) == 3 and seen[0].hp_keys == [] and seen[1].hp_keys
+
+
+@pytest.fixture
+def no_parsing(monkeypatch):
+    """No config TOML may be parsed, and no cache file or memory helps."""
+    from engine.workspace import config_columns
+    from engine.workspace.config_columns import ConfigColumns
+
+    def parse(*args):
+        raise AssertionError("a stored config was parsed")
+
+    config_columns._memory.clear()
+    monkeypatch.setattr(ConfigColumns, "_departures", parse)
+    yield
+    config_columns._memory.clear()
+
+
+def test_a_cold_open_of_runs_created_at_schema_7_is_complete_at_once(workspace, monkeypatch,
+                                                                      no_parsing):
+    from app.panels import runs_data
+    from engine.workspace import config_columns
+
+    folder, (a, b, c) = workspace
+    monkeypatch.setattr(runs_data, "PARSE_LATER", 1)  # as if thousands of runs
+    assert not (folder / config_columns.CACHE_FILE).exists()
+    seen = []
+    runs_data.RunsReader(folder).read(seen.append)
+    assert [s.complete for s in seen] == [True]  # one delivery, nothing parsed
+    rows = {r.name: r for r in seen[0].rows}
+    assert seen[0].hp_keys == ["model.hidden", "optim.lr"]
+    assert rows["gamma"].hp == ((32, 16), 0.001) and rows["beta"].hp[1] == 0.05
+    assert rows["alpha"].dataset == "moons" and rows["alpha"].model == "mlp"
+
+    with Workspace(folder) as ws:  # a resume that changes the config: its departures follow
+        ws.update_run(a, config_toml=ws.get_run(a).config_toml.replace("0.001", "0.003"))
+    seen.clear()
+    runs_data.RunsReader(folder).read(seen.append)
+    assert len(seen) == 1 and {r.name: r.hp for r in seen[0].rows}["alpha"][1] == 0.003
+
+
+def test_the_dock_shows_the_hyperparameter_columns_at_once_on_a_cold_open(qtbot, workspace,
+                                                                          monkeypatch,
+                                                                          no_parsing):
+    from app.panels import runs_data
+    from app.panels.runs_model import RunsModel
+
+    folder, _ = workspace
+    monkeypatch.setattr(runs_data, "PARSE_LATER", 1)
+    shows = []  # each snapshot the table is given: complete, and its rows
+    keep = RunsModel.set_snapshot
+
+    def set_snapshot(model, snap):
+        shows.append((snap.complete, len(snap.rows)))
+        keep(model, snap)
+
+    monkeypatch.setattr(RunsModel, "set_snapshot", set_snapshot)
+    view = RunsPanel(folder)
+    qtbot.addWidget(view)
+    view.show()
+    qtbot.waitUntil(lambda: view.model.rowCount() == 3)
+    assert shows[0] == (True, 3)  # the first rows shown already carry their columns
+    assert "—" not in shown(view, "model") and shown(view, "model") == ["mlp"] * 3
+    headers = [view.model.headerData(i, Qt.Horizontal) for i in range(view.model.columnCount())]
+    assert {"optim.lr", "model.hidden"} <= set(headers), headers
+    view.close_reader()
 
 
 def test_behind_another_tab_changes_wait_until_the_dock_shows(panel, qtbot, workspace,

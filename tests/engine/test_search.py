@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 
 import optuna
 import pytest
@@ -114,6 +115,41 @@ def test_every_sampler_and_pruner_runs_trials(tmp_path, one_thread, sampler, pru
     states = [t.state.name for t in study.trials]
     assert len(states) == 3 and states[0] == "COMPLETE" and set(states) <= {"COMPLETE", "PRUNED"}
     assert all(0.01 <= t.params["optim.lr"] <= 0.05 for t in study.trials)
+
+
+@pytest.mark.slow
+def test_workers_that_ask_at_the_same_instant_never_overshoot_n_trials(tmp_path, one_thread,
+                                                                       monkeypatch):
+    """Two workers of one study (threads here, as spawned workers run them), each pausing
+    between counting the trials and starting one, so both would count the same number:
+    the study still ends with exactly n_trials."""
+    count = Worker._trials_so_far
+
+    def slow_count(worker):
+        seen = count(worker)
+        time.sleep(0.3)  # what a busy machine does between the count and the trial
+        return seen
+
+    monkeypatch.setattr(Worker, "_trials_so_far", slow_count)
+    cfg = config('[search]\nsampler = "random"\n[search.space]\n'
+                 '"optim.lr" = { low = 1e-3, high = 1e-1, log = true }\n')
+    storage = f"sqlite:///{tmp_path / 'search.sqlite'}"
+    start_study(cfg, storage, "s", str(tmp_path / "ws"))
+    events: list[dict] = []
+    n_trials = 3  # the two workers' second trials start together, with 2 trials made
+    plan = Plan(cfg.to_toml(), storage, "s", str(tmp_path / "ws"), n_trials, 0.0, 0)
+    workers = [Worker(plan, events.append, threading.Event()) for _ in range(2)]
+    threads = [threading.Thread(target=w.run) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert len(study.trials) == n_trials, [t.number for t in study.trials]
+    assert {t.state.name for t in study.trials} == {"COMPLETE"}
+    assert len(events) == n_trials
+    with Workspace(tmp_path / "ws") as ws:
+        assert sorted(r.trial for r in ws.list_runs()) == list(range(n_trials))
 
 
 @pytest.mark.slow
