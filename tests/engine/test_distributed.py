@@ -245,6 +245,9 @@ def test_a_rank_that_stops_answering_ends_the_run_instead_of_hanging_it(tmp_path
     assert proc.returncode == 1, err
     finished = events(out)[-1]
     assert finished["status"] == "failed" and "Timed out" in finished["error"]
+    assert finished["error"].startswith("rank 1 stopped answering (died or hangs: no word "
+                                        "from it within 15 s")
+    assert "rank 0 saw: RuntimeError: " in finished["error"]
 
 
 def test_a_cross_validation_group_is_refused_on_several_processes(tmp_path, capsys,
