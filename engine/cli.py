@@ -369,13 +369,14 @@ def _train(trainer, ws, run, as_json: bool, *, launch=None) -> int:
               f"continues from its last checkpoint", file=sys.stderr)
         return EXIT_STOPPED
     finally:
+        if distributed:  # before the signals are restored: the agent's SIGTERM may be near
+            elastic.mark_alive(launch, trainer.dist.rank)
         for s, handler in previous.items():
             signal.signal(s, handler)
         if ws is not None:
             recorder.stop()
             ws.close()
         if distributed:
-            elastic.mark_alive(launch, trainer.dist.rank)
             leave_group()
     if ws is None:  # rank 0 says how the run ended: a non-zero exit here would make
         return EXIT_OK  # torchrun's agent end rank 0 while it writes the run's end

@@ -8,6 +8,7 @@ command's exit code is the run's: rank 0's, which speaks for it.
 
 from __future__ import annotations
 
+import os
 import uuid
 
 EXIT_FAILED, EXIT_STOPPED = 1, 130
@@ -27,6 +28,10 @@ def launch_local(nproc: int, worker_argv: list[str], max_restarts: int = 0) -> i
          "--module", "app", *worker_argv])
     # what torchrun does for --standalone: a c10d store of its own on a free port
     args.rdzv_backend, args.rdzv_endpoint, args.rdzv_id = "c10d", "localhost:0", str(uuid.uuid4())
+    if max_restarts:
+        # A restarted attempt must not read the dead attempt's process-group keys from a
+        # store shared between attempts (pytorch/pytorch#135712): each gets its own store.
+        os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
     config, cmd, cmd_args = config_from_args(args)
     try:
         elastic_launch(config, cmd)(*cmd_args)
