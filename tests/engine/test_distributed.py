@@ -261,14 +261,11 @@ def test_a_cross_validation_group_is_refused_on_several_processes(tmp_path, caps
     assert not (tmp_path / "ws" / "runs").exists() or not any((tmp_path / "ws" / "runs").iterdir())
 
 
-def test_under_torchrun_a_one_process_strategy_and_a_resume_are_refused(tmp_path, capsys,
-                                                                         monkeypatch):
+def test_under_torchrun_a_one_process_strategy_is_refused(tmp_path, capsys, monkeypatch):
     path = tmp_path / "run.toml"
     small_config(**{"train.strategy": "none"}).save(path)
     monkeypatch.setenv("WORLD_SIZE", "2")
     ws = str(tmp_path / "ws")
     assert main(["run", str(path), "--workspace", ws]) == 2
-    assert main(["resume", "1", "--workspace", ws]) == 2
     err = capsys.readouterr().err
     assert "each would train the whole run; set train.strategy='ddp'" in err
-    assert "resuming on several processes is not available yet" in err
