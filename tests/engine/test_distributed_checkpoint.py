@@ -17,6 +17,7 @@ import torch.distributed as dist
 from engine.cli import main
 from engine.config import RunConfig
 from engine.distributed import DataParallel
+from engine.export import load_run_model
 from engine.training import Trainer
 from engine.training.checkpoint import WEIGHTS, CheckpointError, load_checkpoint
 from engine.workspace import Workspace
@@ -161,6 +162,7 @@ def test_a_two_process_run_resumes_exactly_on_two_and_on_one_process(tmp_path):
     assert code == 0, err
     assert events(out)[0]["start_step"] == 20 and events(out)[-1]["steps"] == 39
     assert_close(final_weights(twice)[1]["model"], expected)
+    assert_close(load_run_model(twice, 1).model.state_dict(), expected)  # export reads shards
     # 2 -> 1: one process takes the global batch of 64
     assert main(["resume", "1", "--workspace", str(ws), "--set", "train.max_steps=0"]) == 0
     run, state = final_weights(ws)
