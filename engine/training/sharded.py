@@ -18,6 +18,7 @@ and export, compression and a run teacher read its weights.
 
 from __future__ import annotations
 
+import errno
 import pickle
 import shutil
 import uuid
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from ..workspace.diskspace import disk_full_message, is_disk_full
 from .checkpoint import SHARDS, CheckpointError, load_checkpoint, save_checkpoint
 
 _FIX = "use an earlier checkpoint or start the run again"
@@ -82,25 +84,28 @@ def save_sharded(trainer, plain: dict, folder: Path | None, reason: str) -> str 
             dcp.save({"model": model[0], "optimizer": optim[0]}, checkpoint_id=target)
         save_checkpoint({"rng": plain["rng"]}, target / f"rank-{group.rank}.pt")
     except Exception as exc:  # every rank must hear of it: the pointer is not written
-        problem = _first_line(exc)
+        problem = (_first_line(exc), is_disk_full(exc, target))
     problems = [None] * group.world
     dist.all_gather_object(problems, problem, group=group.control)
-    failed = [(rank, text) for rank, text in enumerate(problems) if text]
+    failed = [(rank, p) for rank, p in enumerate(problems) if p]
     path = folder / "last.pt"
     if not failed and group.main:
         try:
             save_checkpoint({**plain, SHARDS: name, "world": group.world,
                              "model": model[1], "optimizer": optim[1], "reason": reason}, path)
         except Exception as exc:
-            failed = [(0, _first_line(exc))]
-    written = [not failed]
-    dist.broadcast_object_list(written, src=0, group=group.control)
-    if not written[0]:
+            failed = [(0, (_first_line(exc), is_disk_full(exc, folder)))]
+    outcome = [failed[0] if failed else None]
+    dist.broadcast_object_list(outcome, src=0, group=group.control)
+    if outcome[0] is not None:
         if group.main:
             shutil.rmtree(target, ignore_errors=True)
-        rank, text = failed[0] if failed else (0, "rank 0 could not write last.pt")
-        raise CheckpointError(f"checkpoint {path} was not written (rank {rank}: {text}); the "
-                              f"previous one is kept")
+        rank, (text, full) = outcome[0]
+        said = f"checkpoint {path} was not written (rank {rank}: {text}); the previous one is kept"
+        if full:  # the run stops with its last good checkpoint, as one process's would
+            raise CheckpointError(disk_full_message(folder, said)) from OSError(
+                errno.ENOSPC, text)
+        raise CheckpointError(said)
     if group.main:
         discard_stale(folder, keep=name)
     return str(path)

@@ -21,6 +21,7 @@ from engine.export import load_run_model
 from engine.training import Trainer
 from engine.training.checkpoint import WEIGHTS, CheckpointError, load_checkpoint
 from engine.workspace import Workspace
+from engine.workspace.diskspace import is_disk_full
 
 from .test_distributed import events, small_config, torchwork
 
@@ -75,6 +76,7 @@ def sharded_run(group, folder, **changes):
     return trainer, trainer.save_checkpoint("interval")
 
 
+@pytest.mark.slow
 def test_a_sharded_checkpoint_holds_every_part_and_loads_without_a_process_group(tmp_path,
                                                                                  group):
     trainer, path = sharded_run(group, tmp_path / "ck")
@@ -103,9 +105,11 @@ def test_a_save_cut_short_keeps_the_last_good_checkpoint(tmp_path, group, monkey
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(dcp, "save", disk_full)
-    with pytest.raises(CheckpointError, match=r"was not written \(rank 0: .*No space left.*"
-                                              r"the previous one is kept"):
+    with pytest.raises(CheckpointError, match=r"disk full .*: checkpoint .*last.pt was not "
+                                              r"written \(rank 0: .*No space left.*the "
+                                              r"previous one is kept") as raised:
         trainer.save_checkpoint("interval")
+    assert is_disk_full(raised.value)  # the run stops with its last good checkpoint
     assert torch.load(path, weights_only=True)["shards"] == before
     assert [p.name for p in (tmp_path / "ck").glob("shards-*")] == [before]
     assert_close(load_checkpoint(path, need=WEIGHTS)["model"], trainer.model.state_dict())
