@@ -256,3 +256,23 @@ def test_a_killed_rank_is_restarted_and_the_run_resumes_from_its_checkpoint(tmp_
                                     **{"model.arch": f"custom:{tmp_path / 'net.py'}"}))
     assert expected.run().status == "completed"
     assert_close(state["model"], expected.model.state_dict())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_checkpoint_of_an_nccl_group_on_the_gpu_loads_on_the_cpu(tmp_path):
+    """Not run on this project's CPU machines: run with `pytest -m cuda` on a GPU machine."""
+    torch.cuda.set_device(0)
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("nccl", store=store, rank=0, world_size=1,
+                            device_id=torch.device("cuda", 0))
+    try:
+        control = dist.new_group(backend="gloo")
+        on_gpu = DataParallel(0, 1, torch.device("cuda", 0), control)
+        trainer, path = sharded_run(on_gpu, tmp_path / "ck", **{"train.device": "cuda"})
+    finally:
+        dist.destroy_process_group()
+    on_cpu = Trainer(small_config(**{"train.epochs": 1, "optim.name": "adam"}))
+    on_cpu.load_checkpoint(path)
+    assert_close(on_cpu.model.state_dict(),
+                 {k: v.cpu() for k, v in trainer.model.state_dict().items()})
