@@ -72,6 +72,9 @@ def prepare_resume(ws, run_ref, overrides: Sequence[str] = (), *,
                               f"as it started); allowed: {', '.join(RESUME_SETTABLE)}",
                               usage=True)
     cfg = RunConfig.from_toml(run.config_toml).with_overrides(list(overrides))
+    if world > 1 and cfg.train.strategy == "none":
+        raise ResumeError(f"run {run.id} trains in one process (train.strategy='none'): resume "
+                          f"it without --nproc-per-node", usage=True)
     checkpoint = Path(run.checkpoint) if run.checkpoint else run.dir / "checkpoints" / "last.pt"
     if writer:
         ws.discard_partial_files(run.dir)

@@ -195,7 +195,7 @@ def test_a_one_process_checkpoint_resumes_on_two_processes(tmp_path):
         run.dir / "log.txt").read_text()
 
 
-def test_a_global_batch_that_the_new_processes_cannot_share_is_refused(tmp_path, capsys):
+def test_a_resume_on_processes_that_cannot_share_the_run_is_refused(tmp_path, capsys):
     config = tmp_path / "run.toml"
     small_config(**{"data.batch_size": 33, "train.max_steps": 3}).save(config)
     ws = tmp_path / "ws"
@@ -206,6 +206,13 @@ def test_a_global_batch_that_the_new_processes_cannot_share_is_refused(tmp_path,
             r"global batch of 33 \(data.batch_size=33 on 1 process\), which 2 processes cannot "
             r"share evenly: resume on a number of processes that divides 33")):
         prepare_resume(store, "1", world=2, build=Trainer)
+    single = small_config(**{"train.strategy": "none", "train.max_steps": 3})
+    single.save(config)
+    assert main(["run", str(config), "--workspace", str(ws)]) == 0
+    with Workspace(ws) as store, pytest.raises(ResumeError, match=(
+            r"run 2 trains in one process \(train.strategy='none'\): resume it without "
+            r"--nproc-per-node")):
+        prepare_resume(store, "2", world=2, build=Trainer)
 
 
 KILL_RANK_1 = '''
