@@ -185,6 +185,7 @@ def _build_trainer(cfg: RunConfig, workspace=None):
 
 
 def cmd_run(args) -> int:
+    _check_restarts(args)
     cfg = _config_for_run(args)
     cfg.search = None  # `torchwork search` reads [search]; a run neither uses nor stores it
     if args.nproc_per_node is not None:
@@ -222,6 +223,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
+    _check_restarts(args)
     overrides = list(args.overrides)
     if args.max_steps is not None:
         overrides.append(f"train.max_steps={args.max_steps}")
@@ -273,13 +275,15 @@ def _launch_resume(args) -> int:
         if value is not None:
             argv.append(f"{flag}={value}")
     return launch_local(args.nproc_per_node, argv + (["--json"] if args.json else []),
-                        max_restarts=_restarts(args))
+                        max_restarts=args.max_restarts)
 
 
-def _restarts(args) -> int:
+def _check_restarts(args) -> None:
     if args.max_restarts < 0:
         raise UsageError(f"--max-restarts must be >= 0 (got {args.max_restarts})")
-    return args.max_restarts
+    if args.max_restarts and args.nproc_per_node is None:
+        raise UsageError("--max-restarts restarts the processes of --nproc-per-node N: give "
+                         "both (under torchrun itself, give torchrun --max-restarts)")
 
 
 def _workspace_root(args) -> Path:
@@ -306,7 +310,7 @@ def _launch(args, cfg: RunConfig) -> int:
         if value is not None:
             argv.append(f"{flag}={value}")
     return launch_local(args.nproc_per_node, argv + (["--json"] if args.json else []),
-                        max_restarts=_restarts(args))
+                        max_restarts=args.max_restarts)
 
 
 ONE_RUN_ONLY = ("several processes train one run: a cross-validation group (train.cv_folds) "

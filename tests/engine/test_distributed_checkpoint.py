@@ -303,3 +303,13 @@ def test_a_checkpoint_of_an_nccl_group_on_the_gpu_loads_on_the_cpu(tmp_path):
     on_cpu.load_checkpoint(path)
     assert_close(on_cpu.model.state_dict(),
                  {k: v.cpu() for k, v in trainer.model.state_dict().items()})
+
+
+def test_max_restarts_needs_the_processes_it_restarts(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    small_config().save(config)
+    assert main(["run", str(config), "--max-restarts", "2"]) == 2
+    assert main(["resume", "1", "--nproc-per-node", "2", "--max-restarts", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-restarts restarts the processes of --nproc-per-node N: give both" in err
+    assert "--max-restarts must be >= 0 (got -1)" in err
