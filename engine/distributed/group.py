@@ -104,14 +104,14 @@ class DataParallel:
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control)
         return bool(t.item())
 
-    def name_the_silent(self, error: str) -> str:
-        """``error`` (this rank's run failed with it) led by the ranks that stopped answering.
+    def name_the_silent(self, exc: BaseException, error: str) -> str:
+        """``error`` (this rank's run failed with ``exc``) led by the ranks that stopped
+        answering, when ``exc`` is a collective that timed out or lost a peer.
 
-        Every rank whose run fails says so in the store; a timeout (or a lost peer) fails
-        every rank still alive within about the same time, so the ranks that never say so
-        within ROLL_CALL_S are the silent or dead ones. A failure every rank shares (a bug,
-        a bad file) names nobody and keeps its own words."""
-        if self.store is None or self.world < 2:
+        Such a failure ends every rank still alive within about the same time, and each
+        says so in the store: the ranks that never do within ROLL_CALL_S are the silent or
+        dead ones. Any other failure keeps its own words."""
+        if self.store is None or self.world < 2 or not _collective_failure(exc):
             return error
         silent: list[int] = []
         try:
@@ -146,6 +146,15 @@ class DataParallel:
                                 np.concatenate([p[3] for p in gathered]))
         dist.broadcast_object_list(result, src=0, group=self.control)
         return result[0]
+
+
+def _collective_failure(exc: BaseException) -> bool:
+    """A collective that timed out or lost a peer (gloo raises a plain RuntimeError)."""
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        mark in text for mark in ("gloo", "Timed out", "NCCL", "Connection closed by peer"))
 
 
 class _Rows:

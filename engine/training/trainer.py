@@ -277,7 +277,7 @@ class Trainer(CheckpointState):
                 failed_at = self._failing_step()
                 status, error = "failed", f"{type(exc).__name__}: {exc}"
                 if self.dist is not None:  # a rank that stopped answering is named
-                    error = self.dist.name_the_silent(error)
+                    error = self.dist.name_the_silent(exc, error)
                 self.emit(ev.ExceptionRaised(failed_at, self.epoch, "error", error,
                                              traceback.format_exc()))
         self._tick_wall()

@@ -269,3 +269,18 @@ def test_under_torchrun_a_one_process_strategy_is_refused(tmp_path, capsys, monk
     assert main(["run", str(path), "--workspace", ws]) == 2
     err = capsys.readouterr().err
     assert "each would train the whole run; set train.strategy='ddp'" in err
+
+
+def test_only_a_collective_failure_names_the_ranks_that_never_reported_it(monkeypatch):
+    from engine.distributed import group
+
+    monkeypatch.setattr(group, "ROLL_CALL_S", 0.3)
+    rank0 = group.DataParallel(0, 3, torch.device("cpu"), None)
+    rank0.store = torch.distributed.HashStore()
+    rank0.store.set("torchwork/failed/2", "1")  # rank 2 failed too; rank 1 said nothing
+    timeout = RuntimeError("[../gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting")
+    said = rank0.name_the_silent(timeout, "RuntimeError: Timed out waiting")
+    assert said.startswith("rank 1 stopped answering (died or hangs")
+    assert said.endswith("rank 0 saw: RuntimeError: Timed out waiting")
+    # a failure of this rank's own (a bug, a bad file) is not blamed on a rank still waiting
+    assert rank0.name_the_silent(ValueError("bad"), "ValueError: bad") == "ValueError: bad"
