@@ -63,14 +63,14 @@ def build_parser() -> Parser:
     run.add_argument("config", help="path to a run configuration (.toml)")
     _run_options(run)
     run.add_argument("--name", help="run name (default: dataset-arch)")
-    run.add_argument("--nproc-per-node", type=int, metavar="N",
-                     help="train on N local processes (torchrun's agent, train.strategy ddp)")
+    _launch_options(run)
 
     resume = sub.add_parser("resume", parents=[common], help="continue a run from its checkpoint",
                             description="Continue a stopped or interrupted run exactly where "
                                         "its last checkpoint left it.")
     resume.add_argument("run_id", help="run id as shown by `torchwork runs`")
     _run_options(resume)
+    _launch_options(resume)
 
     options = sub.add_parser("options", parents=[common],
                              help="list every run option with default and range")
@@ -86,6 +86,14 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object per event on stdout instead of a progress bar")
+
+
+def _launch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nproc-per-node", type=int, metavar="N",
+                   help="train on N local processes (torchrun's agent, train.strategy ddp)")
+    p.add_argument("--max-restarts", type=int, default=0, metavar="K",
+                   help="with --nproc-per-node: restart every process up to K times after one "
+                        "dies, resuming from the last checkpoint")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,6 +185,7 @@ def _build_trainer(cfg: RunConfig, workspace=None):
 
 
 def cmd_run(args) -> int:
+    _check_restarts(args)
     cfg = _config_for_run(args)
     cfg.search = None  # `torchwork search` reads [search]; a run neither uses nor stores it
     if args.nproc_per_node is not None:
@@ -193,9 +202,15 @@ def cmd_run(args) -> int:
         from .commands.crossval import run_folds
 
         return run_folds(args, cfg)
+    from .distributed import elastic
+
+    launch = elastic.launch_folder(_workspace_root(args)) if launched_world() > 1 else None
+    if elastic.attempt() > 0 and elastic.launched_run(launch) is not None:
+        # torchrun's agent restarted every rank: continue the run the first attempt made
+        return _resume(args, str(elastic.launched_run(launch)), [], launch=launch)
     if not _writes_workspace(cfg):  # a rank other than 0 of a torchrun launch
         return _train(_build_trainer(cfg, _open_workspace(args) if _reads_runs(cfg) else None),
-                      None, None, args.json)
+                      None, None, args.json, launch=launch)
     ws = _open_workspace(args)
     try:
         trainer = _build_trainer(cfg, ws)
@@ -203,22 +218,33 @@ def cmd_run(args) -> int:
         ws.close()
         raise
     run = ws.create_run(trainer.config, args.name)  # with the task its data decided
-    return _train(trainer, ws, run, args.json)
+    elastic.record_run(launch, run.id)
+    return _train(trainer, ws, run, args.json, launch=launch)
 
 
 def cmd_resume(args) -> int:
-    from .distributed import launched_world
-    from .training.resume import ResumeError, prepare_resume
-
-    if launched_world() > 1:
-        raise UsageError("resuming on several processes is not available yet: resume the run "
-                         "in one process (`torchwork resume RUN_ID`, at its per-process batch)")
+    _check_restarts(args)
     overrides = list(args.overrides)
     if args.max_steps is not None:
         overrides.append(f"train.max_steps={args.max_steps}")
+    if args.nproc_per_node is not None:
+        return _launch_resume(args)
+    from .distributed import elastic, launched_world
+
+    launch = elastic.launch_folder(_workspace_root(args)) if launched_world() > 1 else None
+    return _resume(args, args.run_id, overrides, launch=launch)
+
+
+def _resume(args, run_ref: str, overrides: list[str], *, launch=None) -> int:
+    """Continue run ``run_ref``; under torchrun every rank does, rank 0 alone writing."""
+    from .distributed import elastic, launched_world
+    from .training.resume import ResumeError, prepare_resume
+
+    world = launched_world()
+    writer = world == 1 or os.environ.get("RANK", "0") == "0"
     ws = _open_workspace(args)
     try:
-        resumption = prepare_resume(ws, args.run_id, overrides,
+        resumption = prepare_resume(ws, run_ref, overrides, world=world, writer=writer,
                                     build=lambda cfg: _build_trainer(cfg, ws))
     except ResumeError as exc:
         ws.close()
@@ -229,7 +255,41 @@ def cmd_resume(args) -> int:
     except BaseException:
         ws.close()
         raise
-    return _train(resumption.trainer, ws, resumption.run, args.json)
+    trainer = resumption.trainer
+    if elastic.attempt() > 0:
+        trainer.notes.append(elastic.restart_note(launch, world, trainer.step))
+    if not writer:
+        ws.close()
+        return _train(trainer, None, None, args.json, launch=launch)
+    return _train(trainer, ws, resumption.run, args.json, launch=launch)
+
+
+def _launch_resume(args) -> int:
+    """`torchwork resume RUN --nproc-per-node N`: continue a run on N processes."""
+    from .distributed.launch import launch_local
+
+    if args.nproc_per_node < 1:
+        raise UsageError(f"--nproc-per-node must be >= 1 (got {args.nproc_per_node})")
+    argv = ["resume", args.run_id, *[f"--set={o}" for o in args.overrides]]
+    for flag, value in (("--max-steps", args.max_steps), ("--workspace", args.workspace)):
+        if value is not None:
+            argv.append(f"{flag}={value}")
+    return launch_local(args.nproc_per_node, argv + (["--json"] if args.json else []),
+                        max_restarts=args.max_restarts)
+
+
+def _check_restarts(args) -> None:
+    if args.max_restarts < 0:
+        raise UsageError(f"--max-restarts must be >= 0 (got {args.max_restarts})")
+    if args.max_restarts and args.nproc_per_node is None:
+        raise UsageError("--max-restarts restarts the processes of --nproc-per-node N: give "
+                         "both (under torchrun itself, give torchrun --max-restarts)")
+
+
+def _workspace_root(args) -> Path:
+    from .workspace.store import default_workspace_dir
+
+    return Path(args.workspace).expanduser() if args.workspace else default_workspace_dir()
 
 
 def _launch(args, cfg: RunConfig) -> int:
@@ -249,7 +309,8 @@ def _launch(args, cfg: RunConfig) -> int:
                         ("--workspace", args.workspace)):
         if value is not None:
             argv.append(f"{flag}={value}")
-    return launch_local(args.nproc_per_node, argv + (["--json"] if args.json else []))
+    return launch_local(args.nproc_per_node, argv + (["--json"] if args.json else []),
+                        max_restarts=args.max_restarts)
 
 
 ONE_RUN_ONLY = ("several processes train one run: a cross-validation group (train.cv_folds) "
@@ -270,10 +331,12 @@ def _reads_runs(cfg: RunConfig) -> bool:
     return bool(cfg.distill.teacher) or bool(init and not init.endswith(".safetensors"))
 
 
-def _train(trainer, ws, run, as_json: bool) -> int:
+def _train(trainer, ws, run, as_json: bool, *, launch=None) -> int:
     """Train ``trainer`` as workspace run ``run``; ``ws`` None: a rank other than 0 of a
-    distributed run, which trains its share silently and writes nothing."""
-    from .distributed import leave_group
+    distributed run, which trains its share silently and writes nothing. ``launch``: the
+    torchrun launch's folder, where a rank that did not die says so (engine.distributed.
+    elastic)."""
+    from .distributed import elastic, leave_group
     from .monitor.recorder import record_run
     from .reporting import JsonLines, ProgressBar
 
@@ -294,6 +357,8 @@ def _train(trainer, ws, run, as_json: bool) -> int:
         if interrupted:  # a second Ctrl-C: leave now; the run is marked interrupted
             raise KeyboardInterrupt
         interrupted.append(signum)
+        if distributed:
+            elastic.mark_alive(launch, trainer.dist.rank)
         if ws is not None:
             print("\nstopping after this step and writing a checkpoint"
                   + ("" if distributed else " (Ctrl-C again to abort)"), file=sys.stderr)
@@ -308,6 +373,8 @@ def _train(trainer, ws, run, as_json: bool) -> int:
               f"continues from its last checkpoint", file=sys.stderr)
         return EXIT_STOPPED
     finally:
+        if distributed:  # before the signals are restored: the agent's SIGTERM may be near
+            elastic.mark_alive(launch, trainer.dist.rank)
         for s, handler in previous.items():
             signal.signal(s, handler)
         if ws is not None:

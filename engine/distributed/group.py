@@ -16,6 +16,7 @@ on a stop never synchronizes an accelerator.
 from __future__ import annotations
 
 import os
+import time
 from datetime import timedelta
 
 import numpy as np
@@ -27,6 +28,8 @@ from ..config import ConfigError
 
 # How long a collective waits for a rank that stopped answering; then the run ends.
 TIMEOUT = timedelta(seconds=float(os.environ.get("TORCHWORK_COLLECTIVE_TIMEOUT_S", "300")))
+# After a failure, how long a rank waits for the others to say they failed too.
+ROLL_CALL_S = 10.0
 
 
 def launched_world() -> int:
@@ -55,6 +58,10 @@ class DataParallel:
         self.rank, self.world, self.device = rank, world, device
         self.control = control  # a gloo group: flags and small objects, never the device
         self.ddp: DistributedDataParallel | None = None
+        try:  # torchrun's rendezvous store, for the roll call after a failure
+            self.store = dist.distributed_c10d._get_default_store()
+        except (RuntimeError, ValueError, AttributeError):
+            self.store = None
 
     @property
     def main(self) -> bool:
@@ -97,6 +104,35 @@ class DataParallel:
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control)
         return bool(t.item())
 
+    def name_the_silent(self, exc: BaseException, error: str) -> str:
+        """``error`` (this rank's run failed with ``exc``) led by the ranks that stopped
+        answering, when ``exc`` is a collective that timed out or lost a peer.
+
+        Such a failure ends every rank still alive within about the same time, and each
+        says so in the store: the ranks that never do within ROLL_CALL_S are the silent or
+        dead ones. Any other failure keeps its own words."""
+        if self.store is None or self.world < 2 or not _collective_failure(exc):
+            return error
+        silent: list[int] = []
+        try:
+            self.store.set_timeout(timedelta(seconds=5))  # its host may be the silent one
+            self.store.set(f"torchwork/failed/{self.rank}", "1")
+            keys = [f"torchwork/failed/{rank}" for rank in range(self.world)]
+            deadline = time.monotonic() + ROLL_CALL_S
+            while True:
+                silent = [r for r, key in enumerate(keys) if not self.store.check([key])]
+                if not silent or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        except (RuntimeError, ValueError):  # the store went with a dead rank: the words as said
+            return error
+        if not silent:
+            return error
+        who = f"rank {silent[0]}" if len(silent) == 1 else f"ranks {', '.join(map(str, silent))}"
+        return (f"{who} stopped answering (died or hangs: no word from it within "
+                f"{TIMEOUT.total_seconds() + ROLL_CALL_S:g} s, TORCHWORK_COLLECTIVE_TIMEOUT_S); "
+                f"rank {self.rank} saw: {error}")
+
     def metrics(self, parts: tuple, compute) -> dict[str, float]:
         """Validation metrics of the whole split: every rank's ``(loss_sum, count, predictions,
         targets)`` goes to rank 0, which computes them once and broadcasts the result."""
@@ -110,6 +146,15 @@ class DataParallel:
                                 np.concatenate([p[3] for p in gathered]))
         dist.broadcast_object_list(result, src=0, group=self.control)
         return result[0]
+
+
+def _collective_failure(exc: BaseException) -> bool:
+    """A collective that timed out or lost a peer (gloo raises a plain RuntimeError)."""
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        mark in text for mark in ("gloo", "Timed out", "NCCL", "Connection closed by peer"))
 
 
 class _Rows:

@@ -8,22 +8,30 @@ command's exit code is the run's: rank 0's, which speaks for it.
 
 from __future__ import annotations
 
+import os
 import uuid
 
 EXIT_FAILED, EXIT_STOPPED = 1, 130
 
 
-def launch_local(nproc: int, worker_argv: list[str]) -> int:
-    """Run ``python -m app *worker_argv`` on ``nproc`` local processes; the run's exit code."""
+def launch_local(nproc: int, worker_argv: list[str], max_restarts: int = 0) -> int:
+    """Run ``python -m app *worker_argv`` on ``nproc`` local processes; the run's exit code.
+    After a process dies the agent restarts them all, up to ``max_restarts`` times (each
+    attempt resumes from the run's last checkpoint: engine.distributed.elastic)."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import elastic_launch
     from torch.distributed.run import config_from_args, get_args_parser
 
     args = get_args_parser().parse_args(
-        ["--standalone", f"--nproc-per-node={nproc}", "--module", "app", *worker_argv])
+        ["--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}",
+         "--module", "app", *worker_argv])
     # what torchrun does for --standalone: a c10d store of its own on a free port
     args.rdzv_backend, args.rdzv_endpoint, args.rdzv_id = "c10d", "localhost:0", str(uuid.uuid4())
+    if max_restarts:
+        # A restarted attempt must not read the dead attempt's process-group keys from a
+        # store shared between attempts (pytorch/pytorch#135712): each gets its own store.
+        os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
     config, cmd, cmd_args = config_from_args(args)
     try:
         elastic_launch(config, cmd)(*cmd_args)

@@ -29,6 +29,7 @@ FORMAT = "torchwork-checkpoint"
 VERSION = 1
 RESUME = ("model", "optimizer", "scheduler", "scaler", "rng", "progress", "handlers", "config")
 WEIGHTS = ("model", "progress")  # export, compression and a run teacher: weights and their step
+SHARDS = "shards"  # a checkpoint of a process group: the folder of its DCP shards
 
 
 class CheckpointError(Exception):
@@ -51,8 +52,14 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location=None, need: tuple[str, ...] = RESUME) -> dict:
+def load_checkpoint(path: str | Path, map_location=None, need: tuple[str, ...] = RESUME, *,
+                    lazy_shards: bool = False) -> dict:
     """The checkpoint at ``path``, with the parts ``need`` names checked (RESUME or WEIGHTS).
+
+    A checkpoint of a run under a process group keeps its model and optimizer in a
+    folder of DCP shards beside it (engine.training.sharded): its shards are checked
+    too, and ``model`` holds the whole weights read from them, unless ``lazy_shards``
+    (the Trainer, which loads them itself, each rank its part).
 
     Every caller (resume, export, compression, a run teacher) reads through
     here, so a damaged file gets the same one-line CheckpointError everywhere:
@@ -90,7 +97,14 @@ def load_checkpoint(path: str | Path, map_location=None, need: tuple[str, ...] =
     if version > VERSION:
         raise CheckpointError(f"checkpoint {path} has format version {version}, newer "
                               f"than this Torchwork understands ({VERSION}): upgrade Torchwork")
+    sharded = SHARDS in state
+    if sharded:
+        from .sharded import read_weights, shards_of
+
+        shards_of(path, state)
     for part in need:
+        if sharded and part in ("model", "optimizer"):
+            continue
         what, check, optional = _PARTS[part]
         if part not in state:
             if optional:
@@ -102,6 +116,8 @@ def load_checkpoint(path: str | Path, map_location=None, need: tuple[str, ...] =
             where = f"{part}.{key}" if key else part
             raise CheckpointError(f"checkpoint {path} has a mangled {where!r} ({what}: {text}): "
                                   f"{_FIX}")
+    if sharded and "model" in need and not lazy_shards:
+        state["model"] = read_weights(path, state)
     return state
 
 

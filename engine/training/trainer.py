@@ -31,11 +31,11 @@ from ..profiling.options import LOG_ANNOTATION
 from ..workspace.diskspace import disk_full_message, is_disk_full
 from ..workspace.diskspace import stated as stated_disk_full
 from . import events as ev
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpointing import CheckpointState
 from .footprint import check_data_fits, check_model_fits
 from .handlers import Checkpointer, EarlyStopping
 from .loader import BatchLoader
-from .rng import rng_state, seed_everything, set_rng_state
+from .rng import seed_everything
 from .setup import (
     Precision,
     build_loss,
@@ -75,7 +75,7 @@ class RunResult:
     failed_at: int | None = None
 
 
-class Trainer:
+class Trainer(CheckpointState):
     """Builds data, model, optimizer and schedule from a RunConfig and trains on ``run()``.
 
     Construction does all the building, so a bad configuration fails here with
@@ -188,7 +188,9 @@ class Trainer:
         if r.early_stopping_patience:
             EarlyStopping(r.early_stopping_metric, r.early_stopping_patience,
                           r.early_stopping_min_delta).attach(self)
-        if self.checkpoint_dir is not None:
+        self._checkpointer: Checkpointer | None = None
+        # Under a process group every rank takes part in each save (rank 0 names the folder)
+        if self.checkpoint_dir is not None or self.dist is not None:
             self.enable_checkpoints(self.checkpoint_dir)
 
     # --- subscription and control (control methods are safe from any thread) ---
@@ -198,10 +200,12 @@ class Trainer:
         of what the sinks have stored, or a kill right after it loses those metrics)."""
         (self._late if last else self._handlers)[event_type].append(callback)
 
-    def enable_checkpoints(self, folder: str | Path) -> None:
+    def enable_checkpoints(self, folder: str | Path | None) -> None:
         """Write ``folder/last.pt`` every train.checkpoint_every epochs, at the end and on stop."""
-        self.checkpoint_dir = Path(folder)
-        Checkpointer(self.config.train.checkpoint_every).attach(self)
+        self.checkpoint_dir = Path(folder) if folder is not None else None
+        if self._checkpointer is None:
+            self._checkpointer = Checkpointer(self.config.train.checkpoint_every)
+            self._checkpointer.attach(self)
 
     def register_state(self, name: str, obj) -> None:
         """Include ``obj.state_dict()`` in checkpoints and restore it on resume."""
@@ -272,6 +276,8 @@ class Trainer:
             else:
                 failed_at = self._failing_step()
                 status, error = "failed", f"{type(exc).__name__}: {exc}"
+                if self.dist is not None:  # a rank that stopped answering is named
+                    error = self.dist.name_the_silent(exc, error)
                 self.emit(ev.ExceptionRaised(failed_at, self.epoch, "error", error,
                                              traceback.format_exc()))
         self._tick_wall()
@@ -575,61 +581,3 @@ class Trainer:
                 f"{step}): try a smaller batch (data.batch_size={max(1, bs // 2)}), "
                 f"mixed precision (precision.amp='bf16' or 'fp16'), or gradient accumulation "
                 f"(train.grad_accum_steps) to keep the effective batch")
-
-    # --- checkpoints -------------------------------------------------------------
-    def state_dict(self) -> dict:
-        scaler = self.precision.scaler
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": rng_state(),
-            "progress": {"step": self.step, "epoch": self.epoch,
-                         "batch_in_epoch": self.batch_in_epoch, "wall_s": self.wall_s,
-                         "best_val": self.best_val, "epoch_loss_sum": self._epoch_loss_sum,
-                         "epoch_steps": self._epoch_steps},
-            "handlers": {name: obj.state_dict() for name, obj in self._stateful.items()},
-            "config": self.config.to_toml(),
-        }
-
-    def save_checkpoint(self, reason: str = "interval", path: str | Path | None = None) -> str:
-        if path is None:
-            if self.checkpoint_dir is None:
-                raise CheckpointError("no checkpoint folder was given to this run")
-            path = self.checkpoint_dir / "last.pt"
-        # The reason travels with it: resume tells a run's last checkpoint ("end") from others.
-        save_checkpoint({**self.state_dict(), "reason": reason}, path)
-        self.last_checkpoint = str(path)
-        self.emit(ev.CheckpointSaved(str(path), self.epoch - 1, self.step, reason))
-        return str(path)
-
-    def load_checkpoint(self, path: str | Path) -> None:
-        """Continue from a checkpoint: the run goes on exactly as if never interrupted.
-
-        load_checkpoint has checked every part's shape and type, so what can still
-        fail here is a checkpoint of another run (other layers, other optimizer).
-        """
-        state = load_checkpoint(path, map_location=self.device)  # need: all of RESUME
-        try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            if self.scheduler is not None and state.get("scheduler") is not None:
-                self.scheduler.load_state_dict(state["scheduler"])
-            if self.precision.scaler is not None and state.get("scaler") is not None:
-                self.precision.scaler.load_state_dict(state["scaler"])
-            for name, obj in self._stateful.items():
-                if name in state.get("handlers", {}):
-                    obj.load_state_dict(state["handlers"][name])
-            p = state["progress"]
-        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            raise CheckpointError(f"checkpoint {path} does not fit this run ({first}): resume "
-                                  f"with the configuration the run was started with") from None
-        self.step, self.epoch = int(p["step"]), int(p["epoch"])
-        self.batch_in_epoch, self.wall_s = int(p["batch_in_epoch"]), float(p["wall_s"])
-        self.best_val = p["best_val"]
-        self._epoch_loss_sum, self._epoch_steps = p["epoch_loss_sum"], p["epoch_steps"]
-        set_rng_state(state["rng"])
-        self.last_checkpoint = str(path)
-        self.checkpoint_reason = state.get("reason")

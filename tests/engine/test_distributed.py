@@ -245,6 +245,9 @@ def test_a_rank_that_stops_answering_ends_the_run_instead_of_hanging_it(tmp_path
     assert proc.returncode == 1, err
     finished = events(out)[-1]
     assert finished["status"] == "failed" and "Timed out" in finished["error"]
+    assert finished["error"].startswith("rank 1 stopped answering (died or hangs: no word "
+                                        "from it within 15 s")
+    assert "rank 0 saw: RuntimeError: " in finished["error"]
 
 
 def test_a_cross_validation_group_is_refused_on_several_processes(tmp_path, capsys,
@@ -258,14 +261,26 @@ def test_a_cross_validation_group_is_refused_on_several_processes(tmp_path, caps
     assert not (tmp_path / "ws" / "runs").exists() or not any((tmp_path / "ws" / "runs").iterdir())
 
 
-def test_under_torchrun_a_one_process_strategy_and_a_resume_are_refused(tmp_path, capsys,
-                                                                         monkeypatch):
+def test_under_torchrun_a_one_process_strategy_is_refused(tmp_path, capsys, monkeypatch):
     path = tmp_path / "run.toml"
     small_config(**{"train.strategy": "none"}).save(path)
     monkeypatch.setenv("WORLD_SIZE", "2")
     ws = str(tmp_path / "ws")
     assert main(["run", str(path), "--workspace", ws]) == 2
-    assert main(["resume", "1", "--workspace", ws]) == 2
     err = capsys.readouterr().err
     assert "each would train the whole run; set train.strategy='ddp'" in err
-    assert "resuming on several processes is not available yet" in err
+
+
+def test_only_a_collective_failure_names_the_ranks_that_never_reported_it(monkeypatch):
+    from engine.distributed import group
+
+    monkeypatch.setattr(group, "ROLL_CALL_S", 0.3)
+    rank0 = group.DataParallel(0, 3, torch.device("cpu"), None)
+    rank0.store = torch.distributed.HashStore()
+    rank0.store.set("torchwork/failed/2", "1")  # rank 2 failed too; rank 1 said nothing
+    timeout = RuntimeError("[../gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting")
+    said = rank0.name_the_silent(timeout, "RuntimeError: Timed out waiting")
+    assert said.startswith("rank 1 stopped answering (died or hangs")
+    assert said.endswith("rank 0 saw: RuntimeError: Timed out waiting")
+    # a failure of this rank's own (a bug, a bad file) is not blamed on a rank still waiting
+    assert rank0.name_the_silent(ValueError("bad"), "ValueError: bad") == "ValueError: bad"
