@@ -135,9 +135,15 @@ class WindowLink:
                 pass  # the window closed: the run goes on, as a terminal's run does
 
     def follow(self, trainer, run) -> None:
-        """Relay ``trainer``'s events as workspace run ``run`` and obey the window's commands."""
+        """Relay ``trainer``'s events as workspace run ``run`` and obey the window's commands
+        (Profile ▸ Capture records rank 0's steps, as torch.profiler does per process)."""
+        from ..profiling.capture import ProfilerCapture
+
+        profiler = ProfilerCapture(worker=f"run{run.id}-rank0",
+                                   on_done=partial(self.post, "profileDone"))
+        profiler.attach(trainer, run.dir)
         relay_events(trainer, self.post)
-        listen(self._conn, [trainer])
+        listen(self._conn, [trainer], profiler=profiler)
         self.post("runCreated", RunInfo(run.id, run.name, str(run.dir), False))
 
     def close(self) -> None:

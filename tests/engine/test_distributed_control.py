@@ -6,9 +6,11 @@ import subprocess
 import sys
 import time
 from multiprocessing.connection import Listener
+from pathlib import Path
 
 import pytest
 
+from engine.profiling.options import CaptureOptions
 from engine.training.relay import DONE, WINDOW_ENV, WINDOW_KEY_ENV
 
 from .test_distributed import ROOT, small_config
@@ -109,6 +111,9 @@ def test_pause_resume_and_stop_from_the_channel_reach_both_ranks_at_the_same_ste
         window.conn.send("resume")
         window.until("resumed")
         window.until("metricsLogged")
+        window.conn.send(("profile", CaptureOptions(wait=0, warmup=1, active=2,
+                                                    profile_memory=False)))
+        captured = window.until("profileDone")[0]  # Profile ▸ Capture: rank 0's steps
         window.conn.send("stop")
         stopped = window.until("runEnded")[0]
         window.until(DONE)
@@ -120,6 +125,7 @@ def test_pause_resume_and_stop_from_the_channel_reach_both_ranks_at_the_same_ste
     assert stopped.status == "stopped" and stopped.steps > paused_at
     assert window.counts() == (stopped.steps, stopped.steps)  # both ended at its last step
     assert run.run_id == 1 and "hardwareSampled" in window.seen
+    assert captured.trace and Path(captured.trace).is_file() and not captured.partial
 
 
 def test_every_local_gpu_counts_the_memory_of_every_local_rank():
