@@ -23,6 +23,7 @@ from engine.config import RunConfig
 
 from . import run_process
 from .pacing import NORMAL, pace_for
+from .rank_launch import RankLaunch
 from .run_process import RunInfo
 
 IDLE, STARTING, RUNNING, PAUSED, STOPPING = "idle", "starting", "running", "paused", "stopping"
@@ -78,6 +79,18 @@ class TrainingBridge(QObject):
         profiler capture (kept out of the lists of trained runs)."""
         config.validate()
         self._launch(config.to_toml(), None, name, kind)
+
+    def start_ranks(self, config: RunConfig, nproc: int, name: str | None = None) -> None:
+        """Train ``config`` on ``nproc`` local processes (`torchwork run --nproc-per-node`);
+        rank 0 reports here as the window's own run process does (app/rank_launch.py)."""
+        config.validate()
+        if self.busy:
+            raise RuntimeError("a run is already in progress: stop it first")
+        workspace = str(self.workspace_dir) if self.workspace_dir is not None else None
+        launch = RankLaunch(config.to_toml(), nproc, workspace, name)
+        self._process, self._events, self._commands = launch, launch.events, launch
+        self._set_state(STARTING)
+        self._delivery.start()
 
     def resume_run(self, run_id: int) -> None:
         """Continue a stopped or interrupted workspace run from its last checkpoint."""

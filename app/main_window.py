@@ -30,6 +30,8 @@ from .dialogs import TextDialog, about_text, shortcut_rows, shortcuts_html
 from .panels import crossval_view
 from .panels.augment_preview import AugmentPreview
 from .panels.config_panel import ConfigPanel
+from .panels.ranks_dialog import RanksDialog
+from .panels.run_follow import RunFollower
 from .panels.summary_dialog import ModelSummaryAction
 from .panels.training_plots import TrainingPlots
 from .widgets.message_bar import MessageBar, MessageLog, with_bar
@@ -64,6 +66,8 @@ class MainWindow(FilesAndRuns, QMainWindow):
         self.log = MessageLog(self)  # every dock's message bar shows it: one place to post
         self.messages = MessageBar(self.log)  # the Training dock's; posts for the whole window
         self.status = RunStatus()
+        self.follower = RunFollower(workspace_dir, self.plots, self)  # File ▸ Open run, live
+        self.follower.ended.connect(self._on_follow_ended)
         self.statusBar().addPermanentWidget(self.status, 1)
         training = QWidget()
         layout = QVBoxLayout(training)
@@ -193,6 +197,9 @@ class MainWindow(FilesAndRuns, QMainWindow):
         self.act_export_compressed.setEnabled(False)
         self.act_quit = a("&Quit", self.close, QKeySequence.Quit)
         self.act_start = a("&Start", self.start_run, "F5", "Start training this configuration")
+        self.act_start_ranks = a("Start on &N processes…", self.start_ranks_dialog, None,
+                                 "Train this configuration on several local processes "
+                                 "(torchrun, DistributedDataParallel)")
         self.act_pause = a("&Pause", self.bridge.pause, "F6", "Pause after the current step")
         self.act_resume = a("&Resume", self.bridge.resume, "F7", "Continue the paused run")
         self.act_stop = a("S&top", self.bridge.stop, "Shift+F5",
@@ -240,7 +247,8 @@ class MainWindow(FilesAndRuns, QMainWindow):
         file.addSeparator()
         file.addAction(self.act_quit)
         run = bar.addMenu("&Run")
-        run.addActions([self.act_start, self.act_pause, self.act_resume, self.act_stop])
+        run.addActions([self.act_start, self.act_start_ranks, self.act_pause, self.act_resume,
+                        self.act_stop])
         run.addSeparator()
         run.addAction(self.act_resume_ckpt)
         run.addSeparator()
@@ -280,6 +288,7 @@ class MainWindow(FilesAndRuns, QMainWindow):
                  self.act_predict: "mdi6.table-arrow-right",
                  self.act_export_compressed: "mdi6.package-down",
                  self.act_quit: "mdi6.exit-to-app", self.act_start: ("mdi6.play", "#2da44e"),
+                 self.act_start_ranks: ("mdi6.play-box-multiple-outline", "#2da44e"),
                  self.act_pause: "mdi6.pause", self.act_resume: ("mdi6.play-pause", "#2da44e"),
                  self.act_stop: ("mdi6.stop", "#d1242f"),
                  self.act_resume_ckpt: "mdi6.history", self.act_shortcuts: "mdi6.keyboard",
@@ -346,20 +355,37 @@ class MainWindow(FilesAndRuns, QMainWindow):
 
     # --- run control -------------------------------------------------------------
     def start_run(self) -> None:
-        if self.bridge.busy:
+        cfg = self._config_to_start()
+        if cfg is not None:
+            self._start(self.bridge.start, cfg)
+
+    def start_ranks_dialog(self) -> None:
+        """Run ▸ Start on N processes: `torchwork run --nproc-per-node N`, followed here."""
+        cfg = self._config_to_start()
+        if cfg is None:
             return
+        dialog = RanksDialog(cfg.train.device, cfg.data.batch_size, self)
+        if dialog.exec():
+            self._start(self.bridge.start_ranks, cfg, dialog.processes)
+
+    def _config_to_start(self) -> RunConfig | None:
+        if self.bridge.busy:
+            return None
         errors = self.config_panel.check()  # again: a file may have gone since the last edit
         if errors:
             self.messages.show_message(f"Cannot start: {errors[0]}", "error")
-            return
+            return None
+        return self.config_panel.config()
+
+    def _start(self, start, cfg: RunConfig, *args) -> None:
+        self.follower.stop()
         self.messages.dismiss()
         self.plots.clear()
         self.status.reset()
-        cfg = self.config_panel.config()
         self.config_panel.mark_clean()
         self.settings.setValue("last_config", cfg.to_toml())
         try:
-            self.bridge.start(cfg)
+            start(cfg, *args)
         except ConfigError as exc:
             self.messages.show_message(str(exc), "error")
 
@@ -386,6 +412,7 @@ class MainWindow(FilesAndRuns, QMainWindow):
     def _on_state(self, state: str) -> None:
         idle = state == IDLE
         self.act_start.setEnabled(idle and self._valid)
+        self.act_start_ranks.setEnabled(idle and self._valid)
         self.act_pause.setEnabled(state == RUNNING)
         self.act_resume.setEnabled(state == PAUSED)
         self.act_stop.setEnabled(state in (STARTING, RUNNING, PAUSED))
@@ -408,6 +435,7 @@ class MainWindow(FilesAndRuns, QMainWindow):
     def _on_validity(self, valid: bool, reason: str) -> None:
         self._valid = valid
         self.act_start.setEnabled(valid and self.bridge.state == IDLE)
+        self.act_start_ranks.setEnabled(valid and self.bridge.state == IDLE)
         self.act_start.setToolTip("Start training this configuration (F5)" if valid
                                   else f"Fix the configuration first: {reason}")
 
@@ -507,6 +535,7 @@ class MainWindow(FilesAndRuns, QMainWindow):
         self.compression.wait()
         self.evaluation.wait()
         self.runs.close_reader()
+        self.follower.stop()
         self.search.shutdown()
         self.advisor.shutdown()
         self.config_panel.tuning.shutdown()

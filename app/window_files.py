@@ -28,6 +28,7 @@ class FilesAndRuns:
         if not self.may_replace_form():
             return
         self.config_panel.set_config(RunConfig())
+        self.follower.stop()
         self.plots.clear()
         self.status.reset()
         self.messages.dismiss()
@@ -120,10 +121,22 @@ class FilesAndRuns:
         self.hardware.show_history(hardware, f"Run {run.id} {run.name}: stored samples")
         self.setWindowTitle(f"Torchwork — run {run.id} {run.name} ({run.status})")
         self.export_actions.current_run = run.id
+        if run.status == "running":  # trained elsewhere (a terminal, torchrun): follow it
+            self.follower.follow(run.id, steps, epochs)
+            self.status.reset()  # not the bars of the run shown before
+            self.status.set_state(f"Following run {run.id} as it trains elsewhere")
+        else:
+            self.follower.stop()
         if run.error:
             self.messages.show_message(f"Run {run.id} {run.status}: {run.error}", "warning",
                                        OPEN_RUN)
         return True
+
+    def _on_follow_ended(self, run_id: int, status: str) -> None:
+        """The run followed since Open run has ended (in its own process)."""
+        title = self.windowTitle()
+        self.setWindowTitle(title[:title.rfind(" (")] + f" ({status})")
+        self.status.set_state(f"Run {run_id} {status}")
 
     def may_replace_form(self) -> bool:
         """Before the form is replaced: its edits since the last load, save or start are

@@ -12,6 +12,7 @@ import importlib
 import os
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 
 from .config import ConfigError, RunConfig
@@ -339,13 +340,19 @@ def _train(trainer, ws, run, as_json: bool, *, launch=None) -> int:
     from .distributed import elastic, leave_group
     from .monitor.recorder import record_run
     from .reporting import JsonLines, ProgressBar
+    from .training.relay import connect_window
 
     # What the hardware monitor cannot read matters on a GPU run only ("No NVIDIA GPU found").
     on_gpu = trainer.device.type == "cuda"
-    recorder = None
+    recorder = link = None
     if ws is not None:
-        recorder = record_run(trainer, ws, run, on_problem=_say_hardware if on_gpu else None)
+        link = connect_window()  # a run the window started on several processes
+        recorder = record_run(trainer, ws, run, on_problem=_say_hardware if on_gpu else None,
+                              on_sample=None if link is None else
+                              partial(link.post, "hardwareSampled"))
         (JsonLines() if as_json else ProgressBar()).attach(trainer)
+        if link is not None:
+            link.follow(trainer, run)
     interrupted = []
     # Under torchrun a Ctrl-C reaches each rank twice (the terminal, then the agent): the
     # stop is agreed between the ranks, and the agent ends a rank that does not answer.
@@ -382,6 +389,8 @@ def _train(trainer, ws, run, as_json: bool, *, launch=None) -> int:
             ws.close()
         if distributed:
             leave_group()
+        if link is not None:  # the window hears the end once the run is written
+            link.close()
     if ws is None:  # rank 0 says how the run ended: a non-zero exit here would make
         return EXIT_OK  # torchrun's agent end rank 0 while it writes the run's end
     if result.status == "failed":

@@ -7,8 +7,8 @@ the others' run with an error instead of hanging them forever.
 
 Decisions stay the same on every rank by construction: the training losses are
 all-reduced before the NaN check reads them, validation metrics are computed once
-on rank 0 from every rank's predictions and broadcast, and a stop asked on any rank
-is agreed at each step boundary. No rank is then left waiting in a collective the
+on rank 0 from every rank's predictions and broadcast, and a stop or pause asked on
+any rank is agreed at each step boundary. No rank is then left waiting in a collective the
 others never reach. Control collectives run on a gloo group (the CPU), so agreeing
 on a stop never synchronizes an accelerator.
 """
@@ -98,11 +98,14 @@ class DataParallel:
         dist.all_reduce(values)
         return values / self.world
 
-    def any_true(self, flag: bool) -> bool:
-        """True on every rank when ``flag`` is true on any."""
-        t = torch.tensor([int(flag)], dtype=torch.int32)
+    def agree(self, stop: bool, pause: bool) -> tuple[bool, bool]:
+        """``(stop, pause)`` as every rank will act on it: true on all when true on any. One
+        small all-reduce on the control group, at a step boundary: a stop (Ctrl-C on any
+        rank) or a pause (rank 0's command channel) then takes effect on every rank at the
+        same step."""
+        t = torch.tensor([int(stop), int(pause)], dtype=torch.int32)
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control)
-        return bool(t.item())
+        return bool(t[0]), bool(t[1])
 
     def name_the_silent(self, exc: BaseException, error: str) -> str:
         """``error`` (this rank's run failed with ``exc``) led by the ranks that stopped

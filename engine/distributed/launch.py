@@ -47,3 +47,22 @@ def exit_code(failures: dict) -> int:
     the first failure's; a process killed by a signal counts as a failed run."""
     failure = failures.get(0) or failures[min(failures)]
     return failure.exitcode if failure.exitcode > 0 else EXIT_FAILED
+
+
+def local_slots(device: str) -> tuple[str, int, str]:
+    """What `--nproc-per-node` can use on this machine for a run on ``device``
+    (train.device): ("cuda", CUDA devices, "nccl") when it trains on GPUs and there are
+    some, else ("cpu", usable cores, "gloo")."""
+    import os
+
+    import torch
+
+    if device != "cpu" and not device.startswith("mps") and torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        if count:
+            return "cuda", count, "nccl"
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return "cpu", max(1, cores), "gloo"

@@ -177,7 +177,24 @@ def record_run(trainer, workspace, run, *, on_sample: Callable[[Sample], None] |
                                     run.energy_source, run.energy_note)).attach(trainer)
     return HardwareRecorder(workspace, run.id, trainer.config.monitor.interval,
                             on_sample=_both(energy.add_sample, on_sample),
-                            on_problem=on_problem).attach(trainer)
+                            on_problem=on_problem, pids=run_pids(trainer)).attach(trainer)
+
+
+def run_pids(trainer, pid: int | None = None) -> frozenset[int] | None:
+    """The processes of this node that train the run, whose GPU memory is the run's: this one
+    (None), or under torchrun every local rank, the children of the agent that started
+    this process (``pid``: this process)."""
+    if getattr(trainer, "dist", None) is None:
+        return None
+    import psutil
+
+    me = psutil.Process(pid or os.getpid())
+    try:
+        agent = me.parent()
+        ranks = agent.children() if agent is not None else []
+    except psutil.Error:
+        ranks = []
+    return frozenset({me.pid, *(p.pid for p in ranks)})
 
 
 def _both(first: Callable[[Sample], None], then: Callable[[Sample], None] | None):

@@ -51,6 +51,7 @@ from .setup import (
 from .validation import evaluate, is_better
 
 LossHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+PAUSE_POLL_S = 0.5  # a paused DDP run's ranks agree this often whether to go on
 
 
 class NonFiniteLoss(Exception):
@@ -537,23 +538,53 @@ class Trainer(CheckpointState):
     # --- control at step boundaries ------------------------------------------
     def _check_control(self) -> bool:
         """Honour pause and stop between optimizer steps; True when the run must stop.
-        Under DDP a stop asked on any rank (Ctrl-C, the command channel) stops them all at
-        this same boundary."""
-        if self.dist is not None:  # one answer on all ranks (a stop asked meanwhile: next)
-            if not self.dist.any_true(self._stop_reason is not None):
-                return False
-            self.stop("user")
+        Under DDP what any rank was asked (Ctrl-C, rank 0's command channel) is agreed, so
+        every rank pauses, resumes and stops at this same boundary."""
+        if self.dist is not None:
+            return self._check_control_together()
         if self._paused and self._stop_reason is None:
-            self._tick_wall()
-            self.emit(ev.Paused(self.step))
-            paused_at = time.perf_counter()
-            with self._control:
-                while self._paused and self._stop_reason is None:
-                    self._control.wait()
-            now = time.perf_counter()
-            self._wall_mark = now  # paused time is not training time
-            self._interval_mark += now - paused_at
-            self.emit(ev.Resumed(self.step))
+            self._pause_until(self._resumed_or_stopped)
+        return self._stopping()
+
+    def _check_control_together(self) -> bool:
+        stop, pause = self.dist.agree(self._stop_reason is not None, self._paused)
+        if pause and not stop:
+            self._pause_until(self._agreed_go)
+            stop = self._agreed_stop
+        if not stop:  # a stop asked since: at the next boundary, on every rank
+            return False
+        self.stop("user")
+        return self._stopping()
+
+    def _pause_until(self, go: Callable[[], bool]) -> None:
+        """Emit Paused, wait until ``go()``, emit Resumed; paused time is not training time."""
+        self._tick_wall()
+        self.emit(ev.Paused(self.step))
+        paused_at = time.perf_counter()
+        while not go():
+            pass
+        now = time.perf_counter()
+        self._wall_mark = now
+        self._interval_mark += now - paused_at
+        self.emit(ev.Resumed(self.step))
+
+    def _resumed_or_stopped(self) -> bool:
+        with self._control:
+            while self._paused and self._stop_reason is None:
+                self._control.wait()
+        return True
+
+    def _agreed_go(self) -> bool:
+        """One round of a pause under DDP: rank 0 waits a little for a command, then every
+        rank agrees again (so a long pause never runs into the collective timeout)."""
+        with self._control:
+            if self._paused and self._stop_reason is None:
+                self._control.wait(PAUSE_POLL_S)
+        stop, pause = self.dist.agree(self._stop_reason is not None, self._paused)
+        self._agreed_stop = stop
+        return stop or not pause
+
+    def _stopping(self) -> bool:
         if self._stop_reason is not None:
             self.emit(ev.StopRequested(self.step, self._stop_reason))
             return True
