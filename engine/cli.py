@@ -64,7 +64,8 @@ def build_parser() -> Parser:
     _run_options(run)
     run.add_argument("--name", help="run name (default: dataset-arch)")
     run.add_argument("--nproc-per-node", type=int, metavar="N",
-                     help="train on N local processes (torchrun's agent, train.strategy ddp)")
+                     help="train on N local processes (torchrun's agent; train.strategy "
+                          "ddp or fsdp)")
 
     resume = sub.add_parser("resume", parents=[common], help="continue a run from its checkpoint",
                             description="Continue a stopped or interrupted run exactly where "
@@ -187,7 +188,7 @@ def cmd_run(args) -> int:
         raise UsageError(f"torchrun started {launched_world()} processes, but train.strategy="
                          f"'none' trains in one: each would train the whole run; set "
                          f"train.strategy='ddp' (or 'auto')")
-    if cfg.train.cv_folds and not cfg.train.cv_fold and strategy_of(cfg) == "ddp":
+    if cfg.train.cv_folds and not cfg.train.cv_fold and strategy_of(cfg) != "none":
         raise UsageError(ONE_RUN_ONLY)
     if cfg.train.cv_folds and not cfg.train.cv_fold:
         from .commands.crossval import run_folds

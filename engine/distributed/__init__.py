@@ -2,8 +2,8 @@
 
 torchrun (torch.distributed.run, its elastic agent) starts the processes and
 sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous in their environment;
-torch.distributed joins them into a process group and DistributedDataParallel
-averages the gradients. This package is the glue: which strategy a run uses
+torch.distributed joins them into a process group, and DistributedDataParallel
+averages the gradients (ddp) or FSDP2's fully_shard shards the model (fsdp.py). This package is the glue: which strategy a run uses
 (``train.strategy``), the process group's life, and the few decisions that must
 be the same on every rank (the data shard, validation metrics, a stop).
 """

@@ -134,7 +134,11 @@ class Trainer:
         self.channels_last = cfg.precision.channels_last and len(self.data.input_shape) == 3
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        net = self.dist.wrap(self.model) if self.dist is not None else self.model
+        net = self.model
+        if self.dist is not None:  # ddp: a wrapper; fsdp: shards the model in place
+            net = self.dist.wrap(self.model)
+            self.notes += filter(None, [self.dist.wrap_note()])
+            self.dist.attach(self)
         self.forward = torch.compile(net) if cfg.precision.compile else net
         self.loss_fn = build_loss(cfg, class_weights(cfg, self.data)).to(self.device)
         self.optimizer = build_optimizer(cfg, self.model, backbone)
@@ -157,6 +161,8 @@ class Trainer:
                                       device=self.device,
                                       num_workers=cfg.data.num_workers
                                       if self.train_loader.streamed else 0)
+        self._val_forwards = (None if self.dist is None else  # fsdp: as many on every rank
+                              self.dist.validation_forwards(len(self.val_loader)))
         self.augment = build_augment(cfg, self.data, self.device)  # training batches only
         self.accum = cfg.train.grad_accum_steps
         self.steps_per_epoch = steps_per_epoch(len(self.train_loader), self.accum)
@@ -526,7 +532,8 @@ class Trainer:
         return evaluate(self.forward if dist is None else self.model, self.model,
                         self.val_loader, self.loss_fn, self.precision, self.data,
                         channels_last=self.channels_last, device=self.device,
-                        reduce=None if dist is None else dist.metrics)
+                        reduce=None if dist is None else dist.metrics,
+                        forwards=self._val_forwards)
 
     # --- control at step boundaries ------------------------------------------
     def _check_control(self) -> bool:
@@ -577,11 +584,25 @@ class Trainer:
                 f"(train.grad_accum_steps) to keep the effective batch")
 
     # --- checkpoints -------------------------------------------------------------
+    def model_state(self) -> dict:
+        """The model's weights as a checkpoint holds them. Under FSDP they are gathered from
+        every rank onto rank 0's CPU ({} elsewhere), so every rank calls this together."""
+        return self.model.state_dict() if self.dist is None else \
+            self.dist.model_state(self.model)
+
+    def load_model_state(self, state: dict) -> None:
+        """Put back what model_state gave (under FSDP rank 0 sends every rank its shards)."""
+        if self.dist is None:
+            self.model.load_state_dict(state)
+        else:
+            self.dist.load_model_state(self.model, state)
+
     def state_dict(self) -> dict:
         scaler = self.precision.scaler
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": self.model_state(),
+            "optimizer": self.optimizer.state_dict() if self.dist is None else
+            self.dist.optimizer_state(self.model, self.optimizer),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": rng_state(),

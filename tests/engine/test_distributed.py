@@ -201,13 +201,17 @@ def test_strategy_auto_is_ddp_only_under_torchrun_with_several_processes(monkeyp
     assert strategy_of(cfg) == "none"
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert strategy_of(cfg) == "ddp"
+    cfg.set("train.strategy", "fsdp")
+    assert strategy_of(cfg) == "fsdp"
     cfg.set("train.strategy", "none")
     assert strategy_of(cfg) == "none"
+    monkeypatch.setenv("WORLD_SIZE", "1")  # ddp or fsdp in one process: trains as one
+    for strategy in ("ddp", "fsdp"):
+        cfg.set("train.strategy", strategy)
+        assert strategy_of(cfg) == "none"
 
 
-def test_fsdp_and_nccl_on_the_cpu_are_refused_with_the_fix(monkeypatch):
-    with pytest.raises(ConfigError, match="train.strategy=.fsdp. is not available yet: use ddp"):
-        small_config(**{"train.strategy": "fsdp"}).validate()
+def test_nccl_on_the_cpu_is_refused_with_the_fix(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match=r"train.backend='nccl' needs CUDA devices .*'gloo'"):
         Trainer(small_config(**{"train.backend": "nccl"}))
