@@ -322,8 +322,10 @@ class TrainConfig:
                         "launch share the work: ddp replicates the model and averages "
                         "gradients (DistributedDataParallel), each process training on its "
                         "own shard of every batch, so data.batch_size is per process; none "
-                        "trains in one process; auto picks ddp when started by torchrun with "
-                        "WORLD_SIZE > 1, else none. fsdp is not available yet.",
+                        "trains in one process; fsdp (FSDP2's fully_shard) shards the "
+                        "parameters, gradients and optimizer state across the processes, "
+                        "block by block, for models too big to replicate; auto picks ddp "
+                        "when started by torchrun with WORLD_SIZE > 1, else none.",
                         choices=("auto", "none", "ddp", "fsdp"))
     backend: str = opt("auto", "Distributed backend", "The torch.distributed backend of a "
                        "distributed run: auto picks nccl on CUDA and gloo on the CPU.",
