@@ -138,9 +138,8 @@ class FullyShardedRank(DataParallel):
                 f"and the root")
 
     def attach(self, trainer) -> None:
-        """Ranks other than 0 join rank 0's checkpoint gathers (see CheckpointFollower)."""
-        if not self.main:
-            CheckpointFollower(trainer, trainer.config.train.checkpoint_every)
+        """Every rank joins rank 0's checkpoint gathers (see CheckpointGather)."""
+        CheckpointGather(trainer, self)
 
     @contextlib.contextmanager
     def no_sync(self):
@@ -174,22 +173,29 @@ class FullyShardedRank(DataParallel):
         return int(t.item())
 
 
-class CheckpointFollower:
-    """Under FSDP a checkpoint's state is gathered from every rank: rank 0 writes (its
-    Checkpointer), and on the other ranks this joins each gather at the same events
-    (every train.checkpoint_every epochs, at the end and on a stop), writing nothing."""
+class CheckpointGather:
+    """Under FSDP a checkpoint's state is gathered from every rank, and only rank 0 writes
+    (its Checkpointer). At each point where it may write one (every train.checkpoint_every
+    epochs, at the end, on a stop) rank 0 says whether it does; the other ranks then join
+    the gather, writing nothing."""
 
-    def __init__(self, trainer, every: int):
+    def __init__(self, trainer, rank: FullyShardedRank):
         from ..training import events as ev
 
-        self.trainer, self.every = trainer, every
-        trainer.on(ev.EpochEnded, self._on_epoch, last=True)
+        self.trainer, self.rank = trainer, rank
+        self.every = trainer.config.train.checkpoint_every
+        trainer.on(ev.EpochEnded, self._on_epoch, last=True)  # before rank 0's Checkpointer
         trainer.on(ev.LoopEnded, self._on_loop_ended, last=True)
 
     def _on_epoch(self, event) -> None:
         if self.every and event.epoch % self.every == 0:
-            self.trainer.state_dict()
+            self._join(True)
 
     def _on_loop_ended(self, event) -> None:
-        if event.status in ("completed", "stopped") and event.cause != "disk_full":
+        if event.status in ("completed", "stopped"):
+            self._join(event.cause != "disk_full")  # a full disk: rank 0 keeps the last one
+
+    def _join(self, writes: bool) -> None:
+        writes = writes and self.trainer.checkpoint_dir is not None
+        if self.rank.any_true(self.rank.main and writes) and not self.rank.main:
             self.trainer.state_dict()

@@ -11,6 +11,7 @@ from engine.models import build_model
 from engine.models.resnet import BasicBlock, ResidualMLPBlock
 from engine.training.checkpoint import load_checkpoint
 from engine.training.validation import evaluate
+from engine.workspace import Workspace
 
 from .test_distributed import assert_same_weights, one_process, small_config, two_process_run
 
@@ -147,3 +148,21 @@ def test_mixed_precision_gathers_in_the_amp_dtype_on_cuda_and_reduces_in_fp32():
     assert (policy.param_dtype, policy.reduce_dtype) == (torch.bfloat16, torch.float32)
     assert mixed_precision("fp16", torch.device("cuda", 0)).param_dtype == torch.float16
     assert mixed_precision("bf16", torch.device("cpu")).param_dtype is None  # autocast alone
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs (nccl)")
+def test_fsdp_on_two_gpus_with_bf16_gathers_trains_and_saves_the_whole_fp32_model(tmp_path):
+    cfg = fsdp_config(**{"train.device": "cuda", "precision.amp": "bf16",
+                         "optim.name": "adamw", "optim.lr": 1e-3, "train.epochs": 3})
+    ws, out = two_process_run(tmp_path, cfg)
+    assert out[0]["device"].startswith("cuda")
+    epochs = [e for e in out if e["event"] == "epoch"]
+    assert epochs[-1]["val_loss"] < epochs[0]["val_loss"]
+    with Workspace(ws) as store:
+        run = store.list_runs()[0]
+    saved = load_checkpoint(run.dir / "checkpoints" / "last.pt", map_location="cpu")
+    single = one_process(small_config(**{"data.batch_size": 64}))
+    for name, value in single.model.state_dict().items():  # whole, and kept in fp32
+        assert saved["model"][name].shape == value.shape
+        assert saved["model"][name].dtype == value.dtype
