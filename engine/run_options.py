@@ -331,6 +331,13 @@ class TrainConfig:
                        "distributed run: auto picks nccl on CUDA and gloo on the CPU.",
                        choices=("auto", "nccl", "gloo"),
                        relevant_when={"train.strategy": ["auto", "ddp", "fsdp"]})
+    sync_batchnorm: str = opt("auto", "Sync BatchNorm", "BatchNorm statistics over the whole "
+                              "batch of every process (torch.nn.SyncBatchNorm) instead of each "
+                              "process's share, so several processes train as one: auto on "
+                              "CUDA, per process on the CPU (SyncBatchNorm needs CUDA); on "
+                              "refuses a CPU run; off keeps each process's own statistics.",
+                              choices=("auto", "on", "off"),
+                              relevant_when={"train.strategy": ["auto", "ddp", "fsdp"]})
 
 
 @dataclass

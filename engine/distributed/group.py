@@ -68,6 +68,22 @@ class DataParallel:
         self.ddp = DistributedDataParallel(model, device_ids=ids)
         return self.ddp
 
+    def sync_batchnorm(self, model: torch.nn.Module, setting: str, notes: list[str]
+                       ) -> torch.nn.Module:
+        """``model`` with its BatchNorm layers computing statistics over every process's share
+        of the batch (train.sync_batchnorm; SyncBatchNorm works on CUDA only)."""
+        if setting == "off" or not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                                       for m in model.modules()):
+            return model
+        if self.device.type != "cuda":  # 'on' was refused when the group was joined
+            notes.append(f"train.sync_batchnorm: each process keeps its own BatchNorm "
+                         f"statistics (SyncBatchNorm needs CUDA; this run is on "
+                         f"{self.device.type})")
+            return model
+        notes.append("train.sync_batchnorm: BatchNorm statistics over the whole batch "
+                     "(SyncBatchNorm)")
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
     def wrap_note(self) -> str | None:
         return None
 
@@ -165,6 +181,10 @@ def data_parallel(cfg, device: torch.device) -> DataParallel | None:
     if backend == "nccl" and device.type != "cuda":
         raise ConfigError(f"train.backend='nccl' needs CUDA devices (this run trains on "
                           f"{device.type}): use train.backend='gloo' or 'auto'")
+    if cfg.train.sync_batchnorm == "on" and device.type != "cuda":
+        raise ConfigError(f"train.sync_batchnorm='on' needs CUDA devices (torch's SyncBatchNorm; "
+                          f"this run trains on {device.type}): use 'auto' or 'off', which keep "
+                          f"each process's own BatchNorm statistics")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":

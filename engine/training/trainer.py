@@ -125,6 +125,8 @@ class Trainer:
                                     input_shape=tuple(self.data.input_shape), outputs=outputs)
                 self.notes += report.lines()
                 backbone = report.loaded_parameters(model)
+        if self.dist is not None:
+            model = self.dist.sync_batchnorm(model, cfg.train.sync_batchnorm, self.notes)
         self.frozen_norms = freeze(model, cfg.model.freeze)
         if cfg.model.freeze:
             self.notes.append(f"model.freeze: {', '.join(cfg.model.freeze)} stay fixed ("
