@@ -3,9 +3,10 @@
 torchrun (torch.distributed.run, its elastic agent) starts the processes and
 sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous in their environment;
 torch.distributed joins them into a process group, and DistributedDataParallel
-averages the gradients (ddp) or FSDP2's fully_shard shards the model (fsdp.py). This package is the glue: which strategy a run uses
-(``train.strategy``), the process group's life, and the few decisions that must
-be the same on every rank (the data shard, validation metrics, a stop).
+averages the gradients (ddp) or FSDP2's fully_shard shards the model (fsdp.py).
+This package is the glue: which strategy a run uses (``train.strategy``), the
+process group's life, and the few decisions that must be the same on every rank
+(the data shard, validation metrics, a stop).
 """
 
 from .group import DataParallel, data_parallel, launched_world, leave_group, strategy_of
