@@ -587,17 +587,15 @@ class Trainer:
 
     # --- checkpoints -------------------------------------------------------------
     def model_state(self) -> dict:
-        """The model's weights as a checkpoint holds them. Under FSDP they are gathered from
-        every rank onto rank 0's CPU ({} elsewhere), so every rank calls this together."""
-        return self.model.state_dict() if self.dist is None else \
-            self.dist.model_state(self.model)
+        """The model's weights as a checkpoint holds them; under FSDP gathered from every rank
+        onto rank 0's CPU ({} elsewhere), so every rank calls this together."""
+        return self.dist.model_state(self.model) if self.dist else self.model.state_dict()
 
     def load_model_state(self, state: dict) -> None:
         """Put back what model_state gave (under FSDP rank 0 sends every rank its shards)."""
-        if self.dist is None:
-            self.model.load_state_dict(state)
-        else:
-            self.dist.load_model_state(self.model, state)
+        if self.dist:
+            return self.dist.load_model_state(self.model, state)
+        self.model.load_state_dict(state)
 
     def state_dict(self) -> dict:
         scaler = self.precision.scaler

@@ -32,7 +32,6 @@ def evaluate(forward, model, loader, loss_fn, precision, data, *, channels_last:
     was_training = model.training
     model.eval()
     losses, preds, targets = [], [], []
-    blank = torch.zeros((0, *data.input_shape), device=device)
     with precision.autocast():
         for x, y in loader.epoch(0):
             if x.device != device:
@@ -43,9 +42,12 @@ def evaluate(forward, model, loader, loss_fn, precision, data, *, channels_last:
             losses.append(loss_fn(out, y).float() * len(x))
             preds.append(predict(out, data.task))
             targets.append(y)
-            blank = x[:0]
-        for _ in range(len(targets), forwards or 0):
-            forward(blank)
+        if forwards is not None and forwards > len(targets):
+            blank = torch.zeros((0, *data.input_shape), device=device)
+            if channels_last:
+                blank = blank.contiguous(memory_format=torch.channels_last)
+            for _ in range(forwards - len(targets)):
+                forward(blank)
     model.train(was_training)
     n = sum(len(t) for t in targets)
     loss_sum = float(torch.stack(losses).sum()) if losses else 0.0

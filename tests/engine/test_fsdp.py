@@ -1,6 +1,11 @@
 """FSDP2 under torchrun (CPU, gloo): the same weights as one process with the whole batch,
 one full checkpoint, and what a block is for the built-in and custom models."""
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -13,7 +18,7 @@ from engine.training.checkpoint import load_checkpoint
 from engine.training.validation import evaluate
 from engine.workspace import Workspace
 
-from .test_distributed import assert_same_weights, one_process, small_config, two_process_run
+from .test_distributed import ROOT, assert_same_weights, one_process, small_config, two_process_run
 
 # validation: 1025 samples, 512 and 513 per rank, so rank 1 has one batch of 512 more
 UNEVEN_VALIDATION = {"data.n_samples": 2048, "data.val_fraction": 0.5002}
@@ -43,11 +48,12 @@ def test_two_fsdp_processes_of_batch_b_train_as_one_process_of_batch_2b(tmp_path
 
 
 @pytest.mark.slow
-def test_gradient_accumulation_under_fsdp_matches_one_process(tmp_path):
+def test_gradient_accumulation_and_clipping_under_fsdp_match_one_process(tmp_path):
+    # clipping at 0.1 changes these weights (by up to 0.06): the norm is of the whole model
     ws, _ = two_process_run(tmp_path, fsdp_config(**{"train.grad_accum_steps": 3,
-                                                     "train.grad_clip_norm": 0.5}))
+                                                     "train.grad_clip_norm": 0.1}))
     single = one_process(small_config(**{"data.batch_size": 64, "train.grad_accum_steps": 3,
-                                         "train.grad_clip_norm": 0.5}))
+                                         "train.grad_clip_norm": 0.1}))
     assert_same_weights(ws, single.model.state_dict())
 
 
@@ -166,3 +172,18 @@ def test_fsdp_on_two_gpus_with_bf16_gathers_trains_and_saves_the_whole_fp32_mode
     for name, value in single.model.state_dict().items():  # whole, and kept in fp32
         assert saved["model"][name].shape == value.shape
         assert saved["model"][name].dtype == value.dtype
+
+
+@pytest.mark.slow
+def test_ranks_finish_together_when_rank_0_writes_no_checkpoint(tmp_path):
+    """A Trainer with no checkpoint folder (bench/distributed.py --gpu-fit's worker): the other
+    ranks must not wait in a gather rank 0 never starts."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TORCHWORK_COLLECTIVE_TIMEOUT_S": "60",
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc-per-node=2", "bench/distributed.py", "--fit-worker",
+                           "--strategy=fsdp", "--width=16", "--layers=2", "--device=cpu"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert outcome["fits"] and outcome["params"] == 256 * 16 + 16 + 16 * 16 + 16 + 16 * 4 + 4
