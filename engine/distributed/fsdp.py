@@ -161,6 +161,22 @@ class FullyShardedRank(DataParallel):
         set_model_state_dict(model, state, options=StateDictOptions(
             full_state_dict=True, broadcast_from_rank0=True))
 
+    def whole_model(self, trainer) -> nn.Module:
+        """The model whole, for rank 0 alone (its forward passes must not be collectives):
+        rebuilt from the config with the weights of the checkpoint rank 0 wrote last."""
+        from ..models import build_model
+        from ..training.checkpoint import WEIGHTS, load_checkpoint
+        from ..training.setup import num_outputs
+
+        if trainer.last_checkpoint is None:
+            raise RuntimeError("the model is sharded across the processes, and no checkpoint "
+                               "holds it whole yet")
+        cfg, data = trainer.config, trainer.data
+        model = build_model(cfg, tuple(data.input_shape), num_outputs(cfg, data.num_classes))
+        state = load_checkpoint(trainer.last_checkpoint, map_location="cpu", need=WEIGHTS)
+        model.load_state_dict(state["model"])
+        return model.to(trainer.device)
+
     def optimizer_state(self, model: nn.Module, optimizer) -> dict:
         """The optimizer's state gathered on rank 0 (keyed by parameter name)."""
         return get_optimizer_state_dict(model, optimizer, options=FULL)

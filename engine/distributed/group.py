@@ -97,6 +97,10 @@ class DataParallel:
     def load_model_state(self, model: torch.nn.Module, state: dict) -> None:
         model.load_state_dict(state)
 
+    def whole_model(self, trainer) -> torch.nn.Module:
+        """The model to use in one process alone: DDP's replica is whole."""
+        return trainer.model
+
     def optimizer_state(self, model: torch.nn.Module, optimizer) -> dict:
         return optimizer.state_dict()
 

@@ -591,6 +591,11 @@ class Trainer:
         onto rank 0's CPU ({} elsewhere), so every rank calls this together."""
         return self.dist.model_state(self.model) if self.dist else self.model.state_dict()
 
+    def whole_model(self) -> torch.nn.Module:
+        """The trained model, whole, to use in this process alone (the report at the end of
+        a run); under FSDP rebuilt from rank 0's last checkpoint."""
+        return self.dist.whole_model(self) if self.dist else self.model
+
     def load_model_state(self, state: dict) -> None:
         """Put back what model_state gave (under FSDP rank 0 sends every rank its shards)."""
         if self.dist:

@@ -45,6 +45,9 @@ def test_two_fsdp_processes_of_batch_b_train_as_one_process_of_batch_2b(tmp_path
     momenta = {name: tuple(s["momentum_buffer"].shape)
                for name, s in saved["optimizer"]["state"].items()}
     assert momenta == shapes
+    # the report at the end is made by rank 0 alone, from the whole model
+    log = (run.dir / "log.txt").read_text()
+    assert "evaluation on the validation split (1025 samples): accuracy" in log
 
 
 @pytest.mark.slow
