@@ -91,7 +91,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 def _launch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nproc-per-node", type=int, metavar="N",
-                   help="train on N local processes (torchrun's agent, train.strategy ddp)")
+                   help="train on N local processes (torchrun's agent, train.strategy ddp "
+                        "or fsdp)")
     p.add_argument("--max-restarts", type=int, default=0, metavar="K",
                    help="with --nproc-per-node: restart every process up to K times after one "
                         "dies, resuming from the last checkpoint")
@@ -197,7 +198,7 @@ def cmd_run(args) -> int:
         raise UsageError(f"torchrun started {launched_world()} processes, but train.strategy="
                          f"'none' trains in one: each would train the whole run; set "
                          f"train.strategy='ddp' (or 'auto')")
-    if cfg.train.cv_folds and not cfg.train.cv_fold and strategy_of(cfg) == "ddp":
+    if cfg.train.cv_folds and not cfg.train.cv_fold and strategy_of(cfg) != "none":
         raise UsageError(ONE_RUN_ONLY)
     if cfg.train.cv_folds and not cfg.train.cv_fold:
         from .commands.crossval import run_folds

@@ -89,7 +89,8 @@ FORM_GROUPS = {
                                "precision.compile"],
     "Training": ["train.epochs", "train.max_steps", "train.device", "train.seed",
                  "train.checkpoint_every", "train.log_every", "monitor.interval",
-                 "train.cv_folds", "train.cv_fold", "train.strategy", "train.backend"],
+                 "train.cv_folds", "train.cv_fold", "train.strategy", "train.backend",
+                 "train.sync_batchnorm"],
 }
 
 

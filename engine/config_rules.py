@@ -51,7 +51,12 @@ def cross_checks(cfg) -> list[str]:
     if o.name == "sgd" and o.nesterov and o.momentum <= 0:
         errs.append(f"optim.nesterov=true needs optim.momentum > 0 (got {o.momentum})")
     if t.strategy == "fsdp":
-        errs.append("train.strategy='fsdp' is not available yet: use ddp (or auto)")
+        r = cfg.regularization
+        if r.l1 or r.l2:
+            errs.append("regularization.l1/l2 cannot train under train.strategy='fsdp' (each "
+                        "rank holds a shard of the weights, and the penalty would be added "
+                        "to a loss that is averaged over ranks): use optim.weight_decay, or "
+                        "train.strategy='ddp'")
     if o.name == "lbfgs":
         if t.grad_accum_steps != 1:
             errs.append(f"train.grad_accum_steps must be 1 with optim.name='lbfgs' (got "

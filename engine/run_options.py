@@ -322,13 +322,22 @@ class TrainConfig:
                         "launch share the work: ddp replicates the model and averages "
                         "gradients (DistributedDataParallel), each process training on its "
                         "own shard of every batch, so data.batch_size is per process; none "
-                        "trains in one process; auto picks ddp when started by torchrun with "
-                        "WORLD_SIZE > 1, else none. fsdp is not available yet.",
+                        "trains in one process; fsdp (FSDP2's fully_shard) shards the "
+                        "parameters, gradients and optimizer state across the processes, "
+                        "block by block, for models too big to replicate; auto picks ddp "
+                        "when started by torchrun with WORLD_SIZE > 1, else none.",
                         choices=("auto", "none", "ddp", "fsdp"))
     backend: str = opt("auto", "Distributed backend", "The torch.distributed backend of a "
                        "distributed run: auto picks nccl on CUDA and gloo on the CPU.",
                        choices=("auto", "nccl", "gloo"),
                        relevant_when={"train.strategy": ["auto", "ddp", "fsdp"]})
+    sync_batchnorm: str = opt("auto", "Sync BatchNorm", "BatchNorm statistics over the whole "
+                              "batch of every process (torch.nn.SyncBatchNorm) instead of each "
+                              "process's share, so several processes train as one: auto on "
+                              "CUDA, per process on the CPU (SyncBatchNorm needs CUDA); on "
+                              "refuses a CPU run; off keeps each process's own statistics.",
+                              choices=("auto", "on", "off"),
+                              relevant_when={"train.strategy": ["auto", "ddp", "fsdp"]})
 
 
 @dataclass

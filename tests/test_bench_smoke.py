@@ -136,6 +136,7 @@ def test_distributed_bench_prints_its_table():
     out = run_bench("bench/distributed.py", "--rounds", "1", "--steps", "11", "--batch", "128",
                     "--hidden", "32")
     assert "| 2 processes (DDP, gloo) |" in out and "bar >= 1.6:" in out
+    assert "| 2 processes (FSDP2, gloo) |" in out
 
 
 @pytest.mark.slow

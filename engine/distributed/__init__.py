@@ -2,12 +2,13 @@
 
 torchrun (torch.distributed.run, its elastic agent) starts the processes and
 sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous in their environment;
-torch.distributed joins them into a process group and DistributedDataParallel
-averages the gradients. This package is the glue: which strategy a run uses
-(``train.strategy``), the process group's life, and the few decisions that must
-be the same on every rank (the data shard, validation metrics, a stop), and
-the restart of a launch after a rank dies (elastic.py). Checkpoints of a process
-group are engine.training.sharded's (torch.distributed.checkpoint).
+torch.distributed joins them into a process group, and DistributedDataParallel
+averages the gradients (ddp) or FSDP2's fully_shard shards the model (fsdp.py).
+This package is the glue: which strategy a run uses (``train.strategy``), the
+process group's life, the few decisions that must be the same on every rank (the
+data shard, validation metrics, a stop), and the restart of a launch after a rank
+dies (elastic.py). Checkpoints of a process group, sharded or not, are
+engine.training.sharded's (torch.distributed.checkpoint).
 """
 
 from .group import DataParallel, data_parallel, launched_world, leave_group, strategy_of

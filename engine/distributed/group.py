@@ -41,18 +41,20 @@ def launched_world() -> int:
 
 
 def strategy_of(cfg) -> str:
-    """The strategy this process trains with: 'none' or 'ddp' (auto: ddp under torchrun with
-    more than one process). ddp in a single process trains as one process: the same file
-    trains anywhere."""
+    """The strategy this process trains with: 'none', 'ddp' or 'fsdp' (auto: ddp under
+    torchrun with more than one process). ddp or fsdp in a single process trains as one
+    process: the same file trains anywhere."""
     strategy = cfg.train.strategy
-    if strategy in ("auto", "ddp"):
-        return "ddp" if launched_world() > 1 else "none"
-    return strategy
+    if strategy == "none" or launched_world() <= 1:
+        return "none"
+    return "ddp" if strategy == "auto" else strategy
 
 
 class DataParallel:
     """One rank of a DistributedDataParallel run: its place, the wrapped model, and the
     collectives the Trainer calls at the few points where ranks must agree."""
+
+    strategy = "ddp"
 
     def __init__(self, rank: int, world: int, device: torch.device, control):
         self.rank, self.world, self.device = rank, world, device
@@ -73,12 +75,50 @@ class DataParallel:
         self.ddp = DistributedDataParallel(model, device_ids=ids)
         return self.ddp
 
+    def sync_batchnorm(self, model: torch.nn.Module, setting: str, notes: list[str]
+                       ) -> torch.nn.Module:
+        """``model`` with its BatchNorm layers computing statistics over every process's share
+        of the batch (train.sync_batchnorm; SyncBatchNorm works on CUDA only)."""
+        if setting == "off" or not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                                       for m in model.modules()):
+            return model
+        if self.device.type != "cuda":  # 'on' was refused when the group was joined
+            notes.append(f"train.sync_batchnorm: each process keeps its own BatchNorm "
+                         f"statistics (SyncBatchNorm needs CUDA; this run is on "
+                         f"{self.device.type})")
+            return model
+        notes.append("train.sync_batchnorm: BatchNorm statistics over the whole batch "
+                     "(SyncBatchNorm)")
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+    def wrap_note(self) -> str | None:
+        return None
+
+    def attach(self, trainer) -> None:
+        """Handlers a rank of this strategy needs (none under DDP)."""
+
+    def model_state(self, model: torch.nn.Module) -> dict:
+        """The model's state for a checkpoint (DDP: the replica's own, the same on all ranks)."""
+        return model.state_dict()
+
+    def load_model_state(self, model: torch.nn.Module, state: dict) -> None:
+        model.load_state_dict(state)
+
+    def whole_model(self, trainer) -> torch.nn.Module:
+        """The model to use in one process alone: DDP's replica is whole."""
+        return trainer.model
+
+    def validation_forwards(self, batches: int) -> int:
+        """Forward passes validation makes on this rank (DDP validates the replica: no
+        collective, so each rank runs its own batches)."""
+        return batches
+
     def loader_share(self, cfg, notes: list[str]) -> dict:
         """The training loader's options for this rank's share of each batch (and the note
         that says what data.batch_size now means)."""
         b = cfg.data.batch_size
-        notes.append(f"ddp: {self.world} processes ({dist.get_backend()}), each training on "
-                     f"data.batch_size={b} of every batch of {b * self.world}")
+        notes.append(f"{self.strategy}: {self.world} processes ({dist.get_backend()}), each "
+                     f"training on data.batch_size={b} of every batch of {b * self.world}")
         return {"rank": self.rank, "world": self.world}
 
     def no_sync(self):
@@ -174,21 +214,26 @@ class _Rows:
 
 
 def data_parallel(cfg, device: torch.device) -> DataParallel | None:
-    """Join the process group torchrun set up, for a run whose strategy is ddp; None for a
-    run in one process. Raises ConfigError for a backend or optimizer that cannot work."""
-    if strategy_of(cfg) != "ddp":
+    """Join the process group torchrun set up, for a run whose strategy is ddp or fsdp; None
+    for a run in one process. Raises ConfigError for a backend or optimizer that cannot work."""
+    strategy = strategy_of(cfg)
+    if strategy == "none":
         return None
     if cfg.optim.name == "lbfgs":
-        raise ConfigError("optim.name='lbfgs' cannot train under train.strategy='ddp' (its "
-                          "line search evaluates the loss a varying number of times per step, "
-                          "so ranks would fall out of step): use another optimizer, or "
-                          "train.strategy='none'")
+        raise ConfigError(f"optim.name='lbfgs' cannot train under train.strategy='{strategy}' "
+                          f"(its line search evaluates the loss a varying number of times per "
+                          f"step, so ranks would fall out of step): use another optimizer, or "
+                          f"train.strategy='none'")
     backend = cfg.train.backend
     if backend == "auto":
         backend = "nccl" if device.type == "cuda" else "gloo"
     if backend == "nccl" and device.type != "cuda":
         raise ConfigError(f"train.backend='nccl' needs CUDA devices (this run trains on "
                           f"{device.type}): use train.backend='gloo' or 'auto'")
+    if cfg.train.sync_batchnorm == "on" and device.type != "cuda":
+        raise ConfigError(f"train.sync_batchnorm='on' needs CUDA devices (torch's SyncBatchNorm; "
+                          f"this run trains on {device.type}): use 'auto' or 'off', which keep "
+                          f"each process's own BatchNorm statistics")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
@@ -198,7 +243,12 @@ def data_parallel(cfg, device: torch.device) -> DataParallel | None:
                                 device_id=device if backend == "nccl" else None)
     control = (dist.new_group(backend="gloo", timeout=TIMEOUT)
                if dist.get_backend() != "gloo" else dist.group.WORLD)
-    return DataParallel(dist.get_rank(), dist.get_world_size(), device, control)
+    place = (dist.get_rank(), dist.get_world_size(), device, control)
+    if strategy == "fsdp":
+        from .fsdp import FullyShardedRank
+
+        return FullyShardedRank(*place, amp=cfg.precision.amp)
+    return DataParallel(*place)
 
 
 def leave_group() -> None:

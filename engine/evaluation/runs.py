@@ -54,9 +54,11 @@ class EvaluateAtEnd:
         has_test = any(getattr(t.data, name, None) is not None
                        for name in ("x_test", "test_dataset"))
         splits = ["val", "test"] if has_test else ["val"]
+        model = None  # the trained model whole (a sharded run's: rebuilt from its checkpoint)
         for split in splits:
             try:
-                report = evaluate_model(t.model, t.data, split, run=self.run, step=event.steps,
+                model = t.whole_model() if model is None else model
+                report = evaluate_model(model, t.data, split, run=self.run, step=event.steps,
                                         device=t.device)
                 save_report(self.run.dir, report)
             except Exception as exc:  # the log says it; the run stays completed

@@ -3,6 +3,9 @@
 Loading runs the file's code with the user's permissions, exactly like
 importing it: only load files you trust. The file must define
 ``build_model(input_shape, num_outputs)`` returning a ``torch.nn.Module``.
+It may also name the blocks FSDP2 shards one by one (``train.strategy='fsdp'``):
+``FSDP_BLOCKS``, a tuple of module classes (``(torch.nn.TransformerEncoderLayer,)``)
+or a function of the built model returning its block modules.
 Every failure becomes a ModelError naming the arch value and what to fix,
 because the author of the file is the one reading the message.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import sys
+import weakref
 from pathlib import Path
 from types import ModuleType
 
@@ -23,6 +27,8 @@ from .errors import ModelError
 
 PREFIX = "custom:"
 _counter = itertools.count()
+# model -> the FSDP_BLOCKS its file declared (the model object itself is left as built)
+_declared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def build_custom(arch: str, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
@@ -45,7 +51,15 @@ def build_custom(arch: str, input_shape: tuple[int, ...], num_outputs: int) -> n
     if not isinstance(model, nn.Module):
         raise ModelError(f"{where}: build_model in {path} returned {type(model).__name__}, not "
                          f"a torch.nn.Module: return the model instance")
+    blocks = getattr(module, "FSDP_BLOCKS", None)
+    if blocks is not None:
+        _declared[model] = (blocks, f"FSDP_BLOCKS in {path}")
     return model
+
+
+def declared_blocks(model: nn.Module):
+    """``(FSDP_BLOCKS, where it was declared)`` of a custom model's file, or None."""
+    return _declared.get(model)
 
 
 def _load(path: Path, where: str) -> ModuleType:

@@ -19,6 +19,22 @@ class CheckpointState:
     """The checkpoint methods of engine.training.Trainer (a mixin: they read its model,
     optimizer, schedule, scaler, progress and handlers)."""
 
+    def model_state(self) -> dict:
+        """The model's weights whole (early stopping's best weights); under FSDP gathered
+        from every rank onto rank 0's CPU ({} elsewhere), so every rank calls this together."""
+        return self.dist.model_state(self.model) if self.dist else self.model.state_dict()
+
+    def load_model_state(self, state: dict) -> None:
+        """Put back what model_state gave (under FSDP rank 0 sends every rank its shards)."""
+        if self.dist:
+            return self.dist.load_model_state(self.model, state)
+        self.model.load_state_dict(state)
+
+    def whole_model(self):
+        """The trained model, whole, to use in this process alone (the report at the end of
+        a run); under FSDP rebuilt from rank 0's last checkpoint."""
+        return self.dist.whole_model(self) if self.dist else self.model
+
     def state_dict(self) -> dict:
         """The whole checkpoint of a run in one process (a process group's: sharded.py)."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

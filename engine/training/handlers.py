@@ -37,7 +37,7 @@ class EarlyStopping:
         if self.best is None or is_better(self.metric, value, self.best, self.min_delta):
             self.best, self.best_epoch, self.wait = value, event.epoch, 0
             self.best_weights = {k: v.detach().clone()
-                                 for k, v in self.trainer.model.state_dict().items()}
+                                 for k, v in self.trainer.model_state().items()}
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -46,7 +46,7 @@ class EarlyStopping:
     def _on_loop_ended(self, event: ev.LoopEnded) -> None:
         # A user stop keeps the current weights so that resuming continues exactly.
         if event.status == "completed" and self.best_weights is not None:
-            self.trainer.model.load_state_dict(self.best_weights)
+            self.trainer.load_model_state(self.best_weights)
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,

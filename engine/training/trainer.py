@@ -126,6 +126,8 @@ class Trainer(CheckpointState):
                                     input_shape=tuple(self.data.input_shape), outputs=outputs)
                 self.notes += report.lines()
                 backbone = report.loaded_parameters(model)
+        if self.dist is not None:
+            model = self.dist.sync_batchnorm(model, cfg.train.sync_batchnorm, self.notes)
         self.frozen_norms = freeze(model, cfg.model.freeze)
         if cfg.model.freeze:
             self.notes.append(f"model.freeze: {', '.join(cfg.model.freeze)} stay fixed ("
@@ -135,7 +137,11 @@ class Trainer(CheckpointState):
         self.channels_last = cfg.precision.channels_last and len(self.data.input_shape) == 3
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        net = self.dist.wrap(self.model) if self.dist is not None else self.model
+        net = self.model
+        if self.dist is not None:  # ddp: a wrapper; fsdp: shards the model in place
+            net = self.dist.wrap(self.model)
+            self.notes += filter(None, [self.dist.wrap_note()])
+            self.dist.attach(self)
         self.forward = torch.compile(net) if cfg.precision.compile else net
         self.loss_fn = build_loss(cfg, class_weights(cfg, self.data)).to(self.device)
         self.optimizer = build_optimizer(cfg, self.model, backbone)
@@ -158,6 +164,8 @@ class Trainer(CheckpointState):
                                       device=self.device,
                                       num_workers=cfg.data.num_workers
                                       if self.train_loader.streamed else 0)
+        self._val_forwards = (None if self.dist is None else  # fsdp: as many on every rank
+                              self.dist.validation_forwards(len(self.val_loader)))
         self.augment = build_augment(cfg, self.data, self.device)  # training batches only
         self.accum = cfg.train.grad_accum_steps
         self.steps_per_epoch = steps_per_epoch(len(self.train_loader), self.accum)
@@ -533,7 +541,8 @@ class Trainer(CheckpointState):
         return evaluate(self.forward if dist is None else self.model, self.model,
                         self.val_loader, self.loss_fn, self.precision, self.data,
                         channels_last=self.channels_last, device=self.device,
-                        reduce=None if dist is None else dist.metrics)
+                        reduce=None if dist is None else dist.metrics,
+                        forwards=self._val_forwards)
 
     # --- control at step boundaries ------------------------------------------
     def _check_control(self) -> bool:

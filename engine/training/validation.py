@@ -20,12 +20,15 @@ def is_better(metric: str, value: float, best: float, min_delta: float = 0.0) ->
 
 @torch.no_grad()
 def evaluate(forward, model, loader, loss_fn, precision, data, *, channels_last: bool,
-             device: torch.device, reduce=None) -> dict[str, float]:
+             device: torch.device, reduce=None, forwards: int | None = None
+             ) -> dict[str, float]:
     """val_loss plus accuracy, or MSE/MAE/R2 in the target's own units for regression.
 
     ``reduce(parts, compute)`` (a data-parallel run, each rank holding a share of the
     split): combines every rank's ``(loss_sum, count, predictions, targets)`` and returns
-    the metrics ``compute`` gives for the whole split."""
+    the metrics ``compute`` gives for the whole split. ``forwards`` (FSDP, whose forward
+    passes are collectives): the number of forward passes every rank makes; a rank with
+    fewer batches makes the rest on an empty batch."""
     was_training = model.training
     model.eval()
     losses, preds, targets = [], [], []
@@ -39,6 +42,12 @@ def evaluate(forward, model, loader, loss_fn, precision, data, *, channels_last:
             losses.append(loss_fn(out, y).float() * len(x))
             preds.append(predict(out, data.task))
             targets.append(y)
+        if forwards is not None and forwards > len(targets):
+            blank = torch.zeros((0, *data.input_shape), device=device)
+            if channels_last:
+                blank = blank.contiguous(memory_format=torch.channels_last)
+            for _ in range(forwards - len(targets)):
+                forward(blank)
     model.train(was_training)
     n = sum(len(t) for t in targets)
     loss_sum = float(torch.stack(losses).sum()) if losses else 0.0

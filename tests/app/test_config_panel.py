@@ -46,7 +46,7 @@ NON_DEFAULTS = {
     "train.grad_clip_norm": 1.5, "train.grad_clip_value": 0.25, "train.loss": "hinge",
     "train.seed": 4_000_000_000, "train.device": "cuda:1", "train.checkpoint_every": 5,
     "train.log_every": 25, "monitor.interval": 2.5, "train.cv_folds": 5, "train.cv_fold": 2,
-    "train.strategy": "ddp", "train.backend": "nccl",
+    "train.strategy": "ddp", "train.backend": "nccl", "train.sync_batchnorm": "off",
     "data.image_size": 48, "data.channels": 1, "data.on_bad_file": "fail",
     "data.image_loading": "stream",
     "augment.enabled": True, "augment.crop_scale": 0.6, "augment.hflip": 0.25,

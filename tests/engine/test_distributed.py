@@ -12,10 +12,11 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
+from torch import nn
 
 from engine.cli import main
 from engine.config import ConfigError, RunConfig
-from engine.distributed import strategy_of
+from engine.distributed import DataParallel, strategy_of
 from engine.distributed.launch import exit_code
 from engine.training import Trainer
 from engine.training.checkpoint import load_checkpoint
@@ -201,16 +202,64 @@ def test_strategy_auto_is_ddp_only_under_torchrun_with_several_processes(monkeyp
     assert strategy_of(cfg) == "none"
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert strategy_of(cfg) == "ddp"
+    cfg.set("train.strategy", "fsdp")
+    assert strategy_of(cfg) == "fsdp"
     cfg.set("train.strategy", "none")
     assert strategy_of(cfg) == "none"
+    monkeypatch.setenv("WORLD_SIZE", "1")  # ddp or fsdp in one process: trains as one
+    for strategy in ("ddp", "fsdp"):
+        cfg.set("train.strategy", strategy)
+        assert strategy_of(cfg) == "none"
 
 
-def test_fsdp_and_nccl_on_the_cpu_are_refused_with_the_fix(monkeypatch):
-    with pytest.raises(ConfigError, match="train.strategy=.fsdp. is not available yet: use ddp"):
-        small_config(**{"train.strategy": "fsdp"}).validate()
+def test_nccl_on_the_cpu_is_refused_with_the_fix(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match=r"train.backend='nccl' needs CUDA devices .*'gloo'"):
         Trainer(small_config(**{"train.backend": "nccl"}))
+
+
+def test_sync_batchnorm_on_is_refused_on_the_cpu_before_joining_a_group(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match=r"train.sync_batchnorm='on' needs CUDA devices "
+                                          r".*use 'auto' or 'off'"):
+        Trainer(small_config(**{"train.sync_batchnorm": "on", "model.batch_norm": True}))
+    assert not torch.distributed.is_initialized()
+
+
+def test_sync_batchnorm_converts_the_batchnorm_layers_of_a_cuda_run_only():
+    def bn_model():
+        return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+
+    model, notes = bn_model(), []
+    weight = model[1].weight
+    synced = DataParallel(0, 2, torch.device("cuda", 0), None).sync_batchnorm(model, "auto",
+                                                                              notes)
+    assert isinstance(synced[1], nn.SyncBatchNorm) and synced[1].weight is weight
+    assert synced.state_dict().keys() == bn_model().state_dict().keys()  # checkpoints as before
+    assert "SyncBatchNorm" in notes[0]
+    on_cpu = DataParallel(0, 2, torch.device("cpu"), None)
+    model, notes = bn_model(), []
+    assert on_cpu.sync_batchnorm(model, "auto", notes) is model
+    assert "each process keeps its own BatchNorm statistics" in notes[0]
+    model, notes = bn_model(), []
+    cuda = DataParallel(0, 2, torch.device("cuda", 0), None)
+    assert cuda.sync_batchnorm(model, "off", notes) is model and not notes
+    plain = nn.Sequential(nn.Linear(4, 2))
+    assert cuda.sync_batchnorm(plain, "auto", notes) is plain and not notes
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs (nccl)")
+def test_with_sync_batchnorm_two_gpus_of_batch_b_train_as_one_of_batch_2b(tmp_path):
+    gpu = {"train.device": "cuda", "model.batch_norm": True}
+    ws, _ = two_process_run(tmp_path, small_config(**gpu))
+    single = one_process(small_config(**{**gpu, "data.batch_size": 64}))
+    with Workspace(ws) as store:
+        run = store.list_runs()[0]
+    state = load_checkpoint(run.dir / "checkpoints" / "last.pt", map_location="cpu")
+    for name, value in single.model.state_dict().items():
+        torch.testing.assert_close(state["model"][name].cpu(), value.cpu(), rtol=1e-3,
+                                   atol=1e-4)
 
 
 def test_nproc_per_node_refuses_a_one_process_strategy(tmp_path, capsys):

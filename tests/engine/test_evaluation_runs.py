@@ -183,6 +183,9 @@ class FakeTrainer:
     def on(self, event_type, callback):
         self.handlers[event_type] = callback
 
+    def whole_model(self):
+        return self.model
+
     def end(self, status="completed"):
         self.handlers[RunEnded](RunEnded(status, 10, 1, 1.0, 10.0, None, "val_loss", None, None))
 
