@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from engine.run_options import (
     CLASSIFICATION_LOSSES,
+    FUSED_OPTIMIZERS,
     IMAGE_DATASETS,
     REGRESSION_LOSSES,
     is_image_dataset,
@@ -52,6 +53,10 @@ def cross_checks(cfg) -> list[str]:
         errs.append(f"optim.nesterov=true needs optim.momentum > 0 (got {o.momentum})")
     if t.strategy == "fsdp":
         errs.append("train.strategy='fsdp' is not available yet: use ddp (or auto)")
+    if (o.implementation == "fused" and o.name not in FUSED_OPTIMIZERS
+            and cfg.applies("optim.implementation")):
+        errs.append(f"optim.implementation='fused' but torch has no fused {o.name}: use "
+                    f"'foreach' (or 'auto'); fused exists for {', '.join(FUSED_OPTIMIZERS)}")
     if o.name == "lbfgs":
         if t.grad_accum_steps != 1:
             errs.append(f"train.grad_accum_steps must be 1 with optim.name='lbfgs' (got "
