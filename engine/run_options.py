@@ -224,7 +224,8 @@ class OptimConfig:
                               "parameters: fused (one kernel for all; Adam, AdamW and SGD on "
                               "CUDA, MPS and the CPU, Adagrad on the CPU), foreach (a few "
                               "batched operations over all parameters), for-loop (one "
-                              "parameter at a time); auto leaves it to torch (foreach on CUDA, "
+                              "parameter at a time); auto: fused where torch has it for the "
+                              "optimizer and device, else torch's choice (foreach on CUDA, "
                               "for-loop on the CPU).", choices=OPTIMIZER_IMPLEMENTATIONS,
                               relevant_when={"optim.name": {"not": ["lbfgs"]}})
 

@@ -262,17 +262,22 @@ def optimizer_impl(e: Evidence) -> Finding | None:
         return None
     name = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "adagrad": "Adagrad",
             "rmsprop": "RMSprop"}.get(e.optimizer, e.optimizer)
-    impl = "fused" if e.device in FUSED_OPTIMIZERS.get(e.optimizer, ()) else "foreach"
+    impl = ("fused" if e.device in FUSED_OPTIMIZERS.get(e.optimizer, ()) else
+            "foreach" if e.device != "cpu" else None)  # on the CPU foreach is no faster
+    hint = "" if impl else (f"torch has no fused {name} on the CPU, and foreach is no faster "
+                            f"there than the for-loop: {', '.join(FUSED_OPTIMIZERS)} have a "
+                            f"fused CPU kernel (optim.implementation = 'fused').")
     return Finding(
         "optimizer", f"{name} updates one parameter at a time",
         f"the optimizer step takes {e.optimizer_share:.0%} of each step with the for-loop "
         f"implementation",
         {"optimizer": e.optimizer, "implementation": e.optimizer_impl,
          "optimizer_share": e.optimizer_share},
-        f"The {impl} implementation does the same update in "
-        f"{'one kernel for all parameters' if impl == 'fused' else 'a few batched operations'}"
-        f" instead of a few operations per parameter.",
-        {"optim.implementation": impl}, gain=0.5 * e.optimizer_share)
+        "A fused (one kernel for all parameters) or foreach (a few batched operations) "
+        "implementation does the same update in far fewer operations than one parameter at "
+        "a time.",
+        {"optim.implementation": impl} if impl else None, hint,
+        gain=0.5 * e.optimizer_share)
 
 
 def grad_accumulation(e: Evidence) -> Finding | None:

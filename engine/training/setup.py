@@ -177,15 +177,17 @@ def _optimizer(cfg: RunConfig, model: nn.Module, backbone) -> torch.optim.Optimi
 
 
 def _implementation(cfg: RunConfig, model: nn.Module) -> dict:
-    """optim.implementation as torch.optim's keywords. Fused kernels exist on some devices
-    only, and torch would find out at the first step: a device without one is refused
+    """optim.implementation as torch.optim's keywords. auto: fused where torch has the
+    kernel for this optimizer on the parameters' device (the same update in far fewer
+    operations), else torch's own choice. Fused kernels exist on some devices only, and
+    torch would find that out at the first step: "fused" on another device is refused
     here, naming the key."""
     impl = cfg.optim.implementation
+    devices = {p.device.type for p in model.parameters() if p.requires_grad}
+    missing = sorted(devices - set(FUSED_OPTIMIZERS.get(cfg.optim.name, ())))
     if impl == "auto":
-        return {}
+        return {} if missing else {"fused": True}
     if impl == "fused":
-        devices = {p.device.type for p in model.parameters() if p.requires_grad}
-        missing = sorted(devices - set(FUSED_OPTIMIZERS.get(cfg.optim.name, ())))
         if missing:
             raise ConfigError(f"optim.implementation='fused': torch has no fused "
                               f"{cfg.optim.name} on {', '.join(missing)}: use 'foreach' "

@@ -81,12 +81,13 @@ def test_each_side_trains_with_its_own_threads_and_optimizer(monkeypatch):
 
     def spy(self, e):
         group = self.trainer.optimizer.param_groups[0]
-        seen[self.trainer.config.train.threads].add((torch.get_num_threads(), group["fused"]))
+        seen[self.trainer.config.train.threads].add(
+            (torch.get_num_threads(), group["fused"], group["foreach"]))
         step_ended(self, e)
 
     monkeypatch.setattr(ab._Side, "_step_ended", spy)
-    result = measure(small_mlp(), {"train.threads": want, "optim.implementation": "fused"},
+    result = measure(small_mlp(), {"train.threads": want, "optim.implementation": "foreach"},
                      pairs=2, window=3)
     assert result.mode == "turns"
-    assert seen == {0: {(before, None)}, want: {(want, True)}}
+    assert seen == {0: {(before, True, None)}, want: {(want, None, True)}}
     assert torch.get_num_threads() == before

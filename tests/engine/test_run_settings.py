@@ -37,9 +37,12 @@ def test_fused_optimizer_is_built_and_trains_as_the_for_loop(tiny_config, name):
     assert max_diff(weights(runs["foreach"]), weights(runs["for-loop"])) < 1e-5
 
 
-def test_auto_leaves_the_implementation_to_torch(tiny_config):
-    trainer = Trainer(tiny_config())
-    assert group_flags(trainer) == {(None, None)}
+def test_auto_is_fused_where_torch_has_it_else_torch_s_choice(tiny_config):
+    assert group_flags(Trainer(tiny_config())) == {(True, None)}  # Adam on the CPU
+    assert group_flags(Trainer(tiny_config(**{"optim.name": "sgd"}))) == {(True, None)}
+    rmsprop = Trainer(tiny_config(**{"optim.name": "rmsprop"}))  # no fused RMSprop
+    assert group_flags(rmsprop) == {(None, None)}
+    assert type(Trainer(tiny_config(**{"optim.name": "lbfgs"})).optimizer).__name__ == "LBFGS"
 
 
 def test_fused_where_torch_has_none_is_refused_naming_the_key(tiny_config):
