@@ -29,6 +29,8 @@ CASES = (
      "0 loader workers"),
     ("item-sync", "advisor-item-sync.toml", "host-sync", (), "custom model, .item() in forward"),
     ("tiny-batch", "advisor-tiny-batch.toml", "small-batch", (), "batch 8, forecast fits far more"),
+    ("for-loop-optimizer", "advisor-for-loop-optimizer.toml", "optimizer", (),
+     "Adam one parameter at a time (auto would fuse it)"),
     ("fp32-on-gpu", "synthetic-mlp.toml", "precision", ("train.device=cuda",),
      "GPU only: fp32 where bf16 is available"),
     ("efficient", "synthetic-mlp.toml", None, (), "the efficient reference: batch 256"),

@@ -86,7 +86,7 @@ FORM_GROUPS = {
     "Augmentation": ["augment.*"],
     "Precision & efficiency": ["precision.amp", "train.grad_accum_steps", "train.grad_clip_norm",
                                "train.grad_clip_value", "precision.channels_last",
-                               "precision.compile"],
+                               "precision.compile", "precision.tf32", "train.threads"],
     "Training": ["train.epochs", "train.max_steps", "train.device", "train.seed",
                  "train.checkpoint_every", "train.log_every", "monitor.interval",
                  "train.cv_folds", "train.cv_fold", "train.strategy", "train.backend",

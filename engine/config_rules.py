@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from engine.run_options import (
     CLASSIFICATION_LOSSES,
+    FUSED_OPTIMIZERS,
     IMAGE_DATASETS,
     REGRESSION_LOSSES,
     is_image_dataset,
@@ -57,6 +58,10 @@ def cross_checks(cfg) -> list[str]:
                         "rank holds a shard of the weights, and the penalty would be added "
                         "to a loss that is averaged over ranks): use optim.weight_decay, or "
                         "train.strategy='ddp'")
+    if (o.implementation == "fused" and o.name not in FUSED_OPTIMIZERS
+            and cfg.applies("optim.implementation")):
+        errs.append(f"optim.implementation='fused' but torch has no fused {o.name}: use "
+                    f"'foreach' (or 'auto'); fused exists for {', '.join(FUSED_OPTIMIZERS)}")
     if o.name == "lbfgs":
         if t.grad_accum_steps != 1:
             errs.append(f"train.grad_accum_steps must be 1 with optim.name='lbfgs' (got "

@@ -41,6 +41,10 @@ DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes", "synthetic", 
 REGRESSION_DATASETS = ("diabetes",)
 IMAGE_DATASETS = ("digits",)
 ARCHS = ("mlp", "cnn", "resnet")
+OPTIMIZER_IMPLEMENTATIONS = ("auto", "fused", "foreach", "for-loop")
+# torch.optim's fused=True, and the devices each one has it on
+FUSED_OPTIMIZERS = {"adam": ("cuda", "mps", "xpu", "cpu"), "adamw": ("cuda", "mps", "xpu", "cpu"),
+                    "sgd": ("cuda", "mps", "xpu", "cpu"), "adagrad": ("cpu",)}
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "lbfgs")
 SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "warmup_cosine",
              "onecycle", "plateau")
@@ -216,6 +220,14 @@ class OptimConfig:
                                    "both alike. 1: one rate for all.", min=0.0, max=1.0,
                                    min_exclusive=True,
                                    relevant_when={"model.init": {"not": [""]}})
+    implementation: str = opt("auto", "Implementation", "How the optimizer updates the "
+                              "parameters: fused (one kernel for all; Adam, AdamW and SGD on "
+                              "CUDA, MPS and the CPU, Adagrad on the CPU), foreach (a few "
+                              "batched operations over all parameters), for-loop (one "
+                              "parameter at a time); auto: fused where torch has it for the "
+                              "optimizer and device, else torch's choice (foreach on CUDA, "
+                              "for-loop on the CPU).", choices=OPTIMIZER_IMPLEMENTATIONS,
+                              relevant_when={"optim.name": {"not": ["lbfgs"]}})
 
 
 @dataclass
@@ -279,6 +291,12 @@ class PrecisionConfig:
                               relevant_when=IMAGE_DATA)
     compile: bool = opt(False, "torch.compile", "Compile the model; the first steps are slow "
                         "while it compiles.")
+    tf32: str = opt("auto", "TF32 matmuls", "On CUDA GPUs with Tensor Cores (compute "
+                    "capability 8.0 and above): on lets fp32 matmuls and convolutions run in "
+                    "TF32 (about 3 decimal digits fewer in the products, often much faster), "
+                    "off keeps them in full fp32; auto leaves torch's setting (matmuls fp32, "
+                    "cuDNN convolutions TF32). Set for the run only; ignored on the CPU.",
+                    choices=("auto", "on", "off"))
 
 
 @dataclass
@@ -306,6 +324,10 @@ class TrainConfig:
     checkpoint_every: int = opt(1, "Checkpoint every (epochs)", "Epochs between checkpoints; one "
                                 "is also written at the end and on stop. 0 writes only those.",
                                 min=0, max=100_000)
+    threads: int = opt(0, "CPU threads", "Threads torch uses for the run's operators "
+                       "(torch.set_num_threads), set for the run only; 0 leaves torch's "
+                       "default (one per physical core, or OMP_NUM_THREADS). More threads "
+                       "than cores make them take turns.", min=0, max=1024)
     log_every: int = opt(10, "Log every (steps)", "Optimizer steps between metric readings; "
                          "reading values off the device syncs it, so not every step.",
                          min=1, max=1_000_000)

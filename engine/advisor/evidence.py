@@ -30,6 +30,7 @@ class Evidence:
     amp: str = "off"  # precision.amp
     channels_last: bool | None = None  # precision.channels_last; None: it does not apply
     compile: bool = False  # precision.compile
+    tf32: str = "auto"  # precision.tf32
     batch_size: int = 64
     grad_accum_steps: int = 1
     log_every: int = 10  # train.log_every
@@ -41,7 +42,7 @@ class Evidence:
     conv_model: bool = False  # convolutions in the trace, or a cnn/resnet on images
     train_samples: int | None = None
     # the machine
-    torch_threads: int = 1
+    torch_threads: int = 1  # the run's: train.threads, or torch's default where that is 0
     physical_cores: int | None = None
     logical_cores: int | None = None
     capability: tuple[int, int] | None = None  # CUDA compute capability; None: no GPU
@@ -96,6 +97,7 @@ def config_facts(cfg) -> dict:
         "channels_last": (bool(cfg.precision.channels_last)
                           if cfg.applies("precision.channels_last") else None),
         "compile": bool(cfg.precision.compile),
+        "tf32": cfg.precision.tf32,
         "batch_size": int(cfg.data.batch_size),
         "grad_accum_steps": int(cfg.train.grad_accum_steps),
         "log_every": int(cfg.train.log_every),
@@ -181,6 +183,8 @@ def build_evidence(cfg, *, report=None, facts=None, hardware: dict | None = None
     values = config_facts(cfg)
     values.update(machine if machine is not None else
                   machine_facts(str(resolve_device(cfg.train.device))))
+    if cfg.train.threads:  # the run sets its own, whatever this process has
+        values["torch_threads"] = int(cfg.train.threads)
     if report is not None and facts is not None:
         captured = capture_facts(report, facts)
         captured["conv_model"] = captured["conv_model"] or values["conv_model"]

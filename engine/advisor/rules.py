@@ -3,16 +3,17 @@
 Every threshold is a module constant, listed with its rule in docs/advisor.md.
 A finding's ``changes`` are RunConfig keys and their new values (what "Try it"
 runs and "Apply" puts in the form); where no option can make the change, they
-are None and ``hint`` says what to change in code, and ``missing_keys`` names
-the option Torchwork lacks. ``gain`` is a rough prior (the share of the step the
-change could save at best) used only to order findings: a speed-up is claimed
-only once an A/B run has measured it.
+are None and ``hint`` says what to change in code. ``gain`` is a rough prior (the
+share of the step the change could save at best) used only to order findings: a
+speed-up is claimed only once an A/B run has measured it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+
+from engine.run_options import FUSED_OPTIMIZERS
 
 from .evidence import Evidence
 
@@ -36,7 +37,6 @@ SMALL_BATCH_MAX = 128  # batches under this size...
 SMALL_BATCH_HEADROOM = 8  # ...where the memory forecast fits this many times more
 # optimizer implementation
 OPTIMIZER_SHARE = 0.10  # a for-loop optimizer step over this share of the step
-FUSED_OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad")  # torch.optim's fused=True
 # CPU threads
 THREADS_SLACK = 0  # torch threads may differ from the physical cores by this many
 
@@ -51,12 +51,9 @@ class Finding:
     changes: dict | None  # RunConfig key -> new value; None: no option can do it
     hint: str = ""  # what to do by hand, where the code must change
     gain: float = 0.0  # the ordering prior, a share of the step in [0, 1]
-    missing_keys: tuple[str, ...] = field(default=())
 
     def as_dict(self) -> dict:
-        out = asdict(self)
-        out["missing_keys"] = list(self.missing_keys)
-        return out
+        return asdict(self)
 
 
 def input_bound(e: Evidence) -> Finding | None:
@@ -155,9 +152,6 @@ def mixed_precision(e: Evidence) -> Finding | None:
     dtype = "bf16" if e.capability >= BF16 else "fp16"
     cap = f"{e.capability[0]}.{e.capability[1]}"
     kernel = e.share("Kernel")
-    hint = ("TF32 matmuls (torch.backends.cuda.matmul.allow_tf32 / "
-            "torch.set_float32_matmul_precision('high')) are another speed-up with fp32 "
-            "weights; Torchwork has no option for them yet." if e.capability >= BF16 else "")
     return Finding(
         "precision", f"fp32 on a GPU with Tensor Cores: use {dtype}",
         f"precision.amp='off' on a GPU of compute capability {cap} (Tensor Cores"
@@ -166,8 +160,25 @@ def mixed_precision(e: Evidence) -> Finding | None:
         f"Autocast to {dtype} runs matmuls and convolutions on Tensor Cores and halves "
         f"activation memory; " + ("bf16 needs no loss scaling." if dtype == "bf16" else
                                   "fp16 adds a gradient scaler."),
-        {"precision.amp": dtype}, hint, gain=0.5 * kernel,
-        missing_keys=("precision.tf32",) if e.capability >= BF16 else ())
+        {"precision.amp": dtype}, gain=0.5 * kernel)
+
+
+def tf32_matmul(e: Evidence) -> Finding | None:
+    """fp32 matmuls and convolutions on a GPU with TF32 Tensor Cores: TF32 keeps the fp32
+    weights and the code as they are (the alternative to autocast, or a step before it)."""
+    if (not e.on_gpu or e.amp != "off" or e.tf32 == "on" or e.capability is None
+            or e.capability < BF16):
+        return None
+    cap = f"{e.capability[0]}.{e.capability[1]}"
+    kernel = e.share("Kernel")
+    return Finding(
+        "tf32", "fp32 matmuls without TF32",
+        f"precision.tf32={e.tf32!r} and precision.amp='off' on a GPU of compute capability "
+        f"{cap} (TF32 Tensor Cores); kernels take {kernel:.0%} of the step",
+        {"tf32": e.tf32, "capability": cap, "kernel_share": kernel},
+        "TF32 runs fp32 matmuls and convolutions on Tensor Cores, rounding their inputs to "
+        "10 bits of mantissa; weights, activations and the loss stay fp32.",
+        {"precision.tf32": "on"}, gain=0.4 * kernel)
 
 
 def channels_last(e: Evidence) -> Finding | None:
@@ -251,18 +262,22 @@ def optimizer_impl(e: Evidence) -> Finding | None:
         return None
     name = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "adagrad": "Adagrad",
             "rmsprop": "RMSprop"}.get(e.optimizer, e.optimizer)
-    fused = e.optimizer in FUSED_OPTIMIZERS
-    hint = (f"torch.optim.{name}(..., {'fused=True' if fused else 'foreach=True'}) "
-            f"updates all parameters in {'one kernel' if fused else 'a few batched kernels'}; "
-            f"Torchwork has no option for it yet (optim.fused).")
+    impl = ("fused" if e.device in FUSED_OPTIMIZERS.get(e.optimizer, ()) else
+            "foreach" if e.device != "cpu" else None)  # on the CPU foreach is no faster
+    hint = "" if impl else (f"torch has no fused {name} on the CPU, and foreach is no faster "
+                            f"there than the for-loop: {', '.join(FUSED_OPTIMIZERS)} have a "
+                            f"fused CPU kernel (optim.implementation = 'fused').")
     return Finding(
         "optimizer", f"{name} updates one parameter at a time",
         f"the optimizer step takes {e.optimizer_share:.0%} of each step with the for-loop "
         f"implementation",
         {"optimizer": e.optimizer, "implementation": e.optimizer_impl,
          "optimizer_share": e.optimizer_share},
-        "A fused or foreach optimizer does the same update in far fewer operations.",
-        None, hint, gain=0.5 * e.optimizer_share, missing_keys=("optim.fused",))
+        "A fused (one kernel for all parameters) or foreach (a few batched operations) "
+        "implementation does the same update in far fewer operations than one parameter at "
+        "a time.",
+        {"optim.implementation": impl} if impl else None, hint,
+        gain=0.5 * e.optimizer_share)
 
 
 def grad_accumulation(e: Evidence) -> Finding | None:
@@ -296,15 +311,13 @@ def cpu_threads(e: Evidence) -> Finding | None:
          "logical_cores": e.logical_cores},
         ("Idle cores could share the work." if fewer else
          "Threads beyond the physical cores fight over them (and their caches)."),
-        None, f"Set OMP_NUM_THREADS={cores} or torch.set_num_threads({cores}); Torchwork has "
-              f"no option for it yet (train.threads).",
-        gain=min(0.5, 1 - e.torch_threads / cores) if fewer else 0.1,
-        missing_keys=("train.threads",))
+        {"train.threads": cores},
+        gain=min(0.5, 1 - e.torch_threads / cores) if fewer else 0.1)
 
 
 RULES: tuple[Callable[[Evidence], Finding | None], ...] = (
-    input_bound, host_sync, logging_sync, mixed_precision, channels_last, launch_bound,
-    small_batch, optimizer_impl, grad_accumulation, cpu_threads)
+    input_bound, host_sync, logging_sync, mixed_precision, tf32_matmul, channels_last,
+    launch_bound, small_batch, optimizer_impl, grad_accumulation, cpu_threads)
 
 
 def advise(e: Evidence) -> list[Finding]:

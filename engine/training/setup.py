@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 from torch.optim import lr_scheduler
 
 from ..config import ConfigError, RunConfig
+from ..run_options import FUSED_OPTIMIZERS
 
 LOWER_IS_BETTER = {"val_loss": True, "val_mse": True, "val_mae": True,
                    "val_accuracy": False, "val_r2": False}
@@ -65,6 +67,45 @@ class Precision:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
+
+
+class RunSettings:
+    """The process-wide torch settings a run asks for (train.threads, precision.tf32):
+    set for each call of Trainer.run and put back after it, so a run inside a long-lived
+    process (an A/B's two sides taking turns, a search worker, the tests) leaves no
+    trace on the next one. ``notes`` says what was ignored and why, for the run's log."""
+
+    def __init__(self, cfg: RunConfig, device: torch.device):
+        self.threads = cfg.train.threads
+        self.tf32 = cfg.precision.tf32 if device.type == "cuda" else "auto"
+        self.notes: list[str] = []
+        if cfg.precision.tf32 != "auto" and device.type != "cuda":
+            self.notes.append(f"precision.tf32={cfg.precision.tf32!r} is ignored on "
+                              f"{device.type}: TF32 is a mode of CUDA GPUs")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+            (os.cpu_count() or 0)  # the cores this process may run on
+        if cores and self.threads > cores:
+            self.notes.append(f"train.threads={self.threads} is more than this machine's "
+                              f"{cores} cores: the threads take turns on them, which is "
+                              f"usually slower; {cores} or fewer is usual")
+
+    @contextlib.contextmanager
+    def applied(self):
+        threads = torch.get_num_threads()
+        matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        try:
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            if self.tf32 != "auto":
+                on = self.tf32 == "on"
+                torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = on
+            yield self
+        finally:
+            if self.threads and torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+            if self.tf32 != "auto":
+                torch.backends.cuda.matmul.allow_tf32 = matmul
+                torch.backends.cudnn.allow_tf32 = cudnn
 
 
 def decay_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -121,17 +162,38 @@ def _optimizer(cfg: RunConfig, model: nn.Module, backbone) -> torch.optim.Optimi
         return torch.optim.LBFGS(decay + no_decay, lr=o.lr, history_size=o.lbfgs_history,
                                  line_search_fn="strong_wolfe", max_iter=1)
     groups = _groups(cfg, model, backbone)
+    impl = _implementation(cfg, model)
     if o.name == "sgd":
-        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, **impl)
     if o.name == "adam":
-        return torch.optim.Adam(groups, lr=o.lr, betas=tuple(o.betas))
+        return torch.optim.Adam(groups, lr=o.lr, betas=tuple(o.betas), **impl)
     if o.name == "adamw":
-        return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas))
+        return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), **impl)
     if o.name == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=o.lr, momentum=o.momentum)
+        return torch.optim.RMSprop(groups, lr=o.lr, momentum=o.momentum, **impl)
     if o.name == "adagrad":
-        return torch.optim.Adagrad(groups, lr=o.lr)
+        return torch.optim.Adagrad(groups, lr=o.lr, **impl)
     raise ConfigError(f"optim.name={o.name!r} is not supported")  # pragma: no cover
+
+
+def _implementation(cfg: RunConfig, model: nn.Module) -> dict:
+    """optim.implementation as torch.optim's keywords. auto: fused where torch has the
+    kernel for this optimizer on the parameters' device (the same update in far fewer
+    operations), else torch's own choice. Fused kernels exist on some devices only, and
+    torch would find that out at the first step: "fused" on another device is refused
+    here, naming the key."""
+    impl = cfg.optim.implementation
+    devices = {p.device.type for p in model.parameters() if p.requires_grad}
+    missing = sorted(devices - set(FUSED_OPTIMIZERS.get(cfg.optim.name, ())))
+    if impl == "auto":
+        return {} if missing else {"fused": True}
+    if impl == "fused":
+        if missing:
+            raise ConfigError(f"optim.implementation='fused': torch has no fused "
+                              f"{cfg.optim.name} on {', '.join(missing)}: use 'foreach' "
+                              f"(or 'auto')")
+        return {"fused": True}
+    return {"foreach": impl == "foreach"}
 
 
 def build_scheduler(cfg: RunConfig, optimizer, steps_per_epoch: int, total_steps: int):

@@ -38,6 +38,7 @@ from .loader import BatchLoader
 from .rng import seed_everything
 from .setup import (
     Precision,
+    RunSettings,
     build_loss,
     build_optimizer,
     build_scheduler,
@@ -109,6 +110,7 @@ class Trainer(CheckpointState):
         if self.dist is not None:
             self.device = self.dist.device  # cuda: this rank's own GPU
         self.precision = Precision(cfg.precision.amp, self.device)
+        self.settings = RunSettings(cfg, self.device)  # threads, TF32: for each run() only
         seed_everything(cfg.train.seed)
         check_data_fits(cfg)
         self.data = load_dataset(cfg)
@@ -116,6 +118,7 @@ class Trainer(CheckpointState):
         self.task = self.data.task
         # for the log, said when the run starts: what the data decided, then the model's build
         self.notes: list[str] = [f"data: {note}" for note in self.data.notes]
+        self.notes += self.settings.notes
         backbone: set[str] = set()
         if model is None:
             check_model_fits(cfg, self.data, self.device)
@@ -249,7 +252,12 @@ class Trainer(CheckpointState):
         """Train until the configured end, a stop or a failure; a later call continues.
 
         A stop asked for before the call (Stop pressed while the run was being
-        built) ends the run at its first step boundary."""
+        built) ends the run at its first step boundary. The run's thread count and TF32
+        mode hold during the call only."""
+        with self.settings.applied():
+            return self._run()
+
+    def _run(self) -> RunResult:
         if self.config.distill.teacher and self.loss_hook is None:
             raise RuntimeError("distill.teacher is set but no distillation is attached to this "
                                "Trainer: build the run with engine.run_builder.build_trainer")

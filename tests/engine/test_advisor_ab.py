@@ -65,3 +65,29 @@ def test_loader_workers_alternate_whole_runs():
     result = measure(small_mlp(), {"data.num_workers": 1}, pairs=2, window=5)
     assert result.mode == "runs" and result.pairs == 2 and len(result.ratios) == 2
     assert "whole short runs" in result.summary()
+
+
+def test_each_side_trains_with_its_own_threads_and_optimizer(monkeypatch):
+    """Both sides take turns in one process: each turn runs with its own side's settings
+    (train.threads is set at each run() and put back), and the process keeps its own."""
+    import torch
+
+    from engine.advisor import ab
+
+    before = torch.get_num_threads()
+    want = 1 if before > 1 else 2
+    seen: dict[int, set] = {0: set(), want: set()}
+    step_ended = ab._Side._step_ended
+
+    def spy(self, e):
+        group = self.trainer.optimizer.param_groups[0]
+        seen[self.trainer.config.train.threads].add(
+            (torch.get_num_threads(), group["fused"], group["foreach"]))
+        step_ended(self, e)
+
+    monkeypatch.setattr(ab._Side, "_step_ended", spy)
+    result = measure(small_mlp(), {"train.threads": want, "optim.implementation": "foreach"},
+                     pairs=2, window=3)
+    assert result.mode == "turns"
+    assert seen == {0: {(before, True, None)}, want: {(want, None, True)}}
+    assert torch.get_num_threads() == before

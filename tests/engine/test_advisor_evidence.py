@@ -147,7 +147,22 @@ def test_evidence_from_a_gpu_trace(tmp_path):
     assert e.gpu_utilization == 40.0
     found = {f.id: f for f in advise(e)}
     assert found["precision"].changes == {"precision.amp": "bf16"}
+    assert found["tf32"].changes == {"precision.tf32": "on"}
     assert e.as_dict()["capability"] == [9, 0]
+    # with TF32 on, the run's own setting is what the rule reads: no finding
+    e = build_evidence(tiny(**{"precision.tf32": "on"}), report=report, facts=facts,
+                       machine=machine)
+    assert "tf32" not in {f.id for f in advise(e)}
+
+
+def test_the_run_thread_count_is_what_the_threads_rule_reads():
+    machine = {"device": "cpu", "torch_threads": 1, "physical_cores": 4, "logical_cores": 4}
+    e = build_evidence(tiny(), machine=machine)
+    assert e.torch_threads == 1
+    assert {f.id: f.changes for f in advise(e)}["cpu-threads"] == {"train.threads": 4}
+    # once the run sets train.threads = 4, that is what it runs with: nothing to advise
+    e = build_evidence(tiny(**{"train.threads": 4}), machine=machine)
+    assert e.torch_threads == 4 and "cpu-threads" not in {f.id for f in advise(e)}
 
 
 def test_the_memory_forecast_feeds_the_batch_rules():
