@@ -185,9 +185,16 @@ def _implementation(cfg: RunConfig, model: nn.Module) -> dict:
     impl = cfg.optim.implementation
     devices = {p.device.type for p in model.parameters() if p.requires_grad}
     missing = sorted(devices - set(FUSED_OPTIMIZERS.get(cfg.optim.name, ())))
+    # FSDP2's parameters are DTensors, and torch has no sharding rule for every fused
+    # kernel (aten._fused_sgd_ has none): the sharded run keeps torch's own choice
+    sharded = any(type(p).__name__ == "DTensor" for p in model.parameters())
     if impl == "auto":
-        return {} if missing else {"fused": True}
+        return {} if missing or sharded else {"fused": True}
     if impl == "fused":
+        if sharded:
+            raise ConfigError("optim.implementation='fused' cannot step the sharded "
+                              "parameters of train.strategy='fsdp' (torch has no sharded "
+                              "fused kernel for every optimizer): use 'foreach' (or 'auto')")
         if missing:
             raise ConfigError(f"optim.implementation='fused': torch has no fused "
                               f"{cfg.optim.name} on {', '.join(missing)}: use 'foreach' "
