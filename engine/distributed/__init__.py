@@ -11,6 +11,14 @@ dies (elastic.py). Checkpoints of a process group, sharded or not, are
 engine.training.sharded's (torch.distributed.checkpoint).
 """
 
-from .group import DataParallel, data_parallel, launched_world, leave_group, strategy_of
-
 __all__ = ["DataParallel", "data_parallel", "launched_world", "leave_group", "strategy_of"]
+
+
+def __getattr__(name: str):
+    """group.py (and torch) load on first use: the window reads launch.local_slots before
+    its first frame, when torch must not be imported yet (tests/app/test_startup.py)."""
+    if name in __all__:
+        from . import group
+
+        return getattr(group, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
