@@ -1,3 +1,5 @@
+import gc
+
 import pytest
 from pytestqt.qtbot import QtBot
 
@@ -33,3 +35,7 @@ def _delete_test_widgets_now(qapp):
 
     QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
     _KEPT.clear()
+    # Collect the test's garbage now, while no thread of the next test runs and no event
+    # loop spins: one CI run segfaulted in a collection that started inside the next
+    # test's waitSignal while its study reader thread was in SQLAlchemy.
+    gc.collect()
