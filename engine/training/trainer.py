@@ -32,6 +32,7 @@ from ..workspace.diskspace import disk_full_message, is_disk_full
 from ..workspace.diskspace import stated as stated_disk_full
 from . import events as ev
 from .checkpointing import CheckpointState
+from .control import RunControl
 from .footprint import check_data_fits, check_model_fits
 from .handlers import Checkpointer, EarlyStopping
 from .loader import BatchLoader
@@ -49,10 +50,10 @@ from .setup import (
     sample_weights,
     steps_per_epoch,
 )
+from .steps import OptimizerSteps
 from .validation import evaluate, is_better
 
 LossHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-PAUSE_POLL_S = 0.5  # a paused DDP run's ranks agree this often whether to go on
 
 
 class NonFiniteLoss(Exception):
@@ -77,7 +78,7 @@ class RunResult:
     failed_at: int | None = None
 
 
-class Trainer(CheckpointState):
+class Trainer(RunControl, OptimizerSteps, CheckpointState):
     """Builds data, model, optimizer and schedule from a RunConfig and trains on ``run()``.
 
     Construction does all the building, so a bad configuration fails here with
@@ -222,24 +223,6 @@ class Trainer(CheckpointState):
     def register_state(self, name: str, obj) -> None:
         """Include ``obj.state_dict()`` in checkpoints and restore it on resume."""
         self._stateful[name] = obj
-
-    def pause(self) -> None:
-        with self._control:
-            self._paused = True
-            self._flagged = True
-
-    def resume(self) -> None:
-        with self._control:
-            self._paused = False
-            self._flagged = self._stop_reason is not None
-            self._control.notify_all()
-
-    def stop(self, reason: str = "user") -> None:
-        with self._control:
-            if self._stop_reason is None:
-                self._stop_reason = reason
-            self._flagged = True
-            self._control.notify_all()
 
     def emit(self, event: ev.Event) -> None:
         for callback in self._handlers.get(type(event), ()):
@@ -401,83 +384,6 @@ class Trainer(CheckpointState):
                     return False
         return True
 
-    def _backward(self, x, y, weight: float) -> None:
-        if self.precision.dtype is None:
-            out = self.forward(x)
-            loss = self.loss_fn(out, y)
-        else:
-            with self.precision.autocast():
-                out = self.forward(x)
-                loss = self.loss_fn(out, y)
-        if self.loss_hook is not None:
-            loss = self.loss_hook(x, out, loss)
-        total = loss + self._penalty() if self.penalized_on else loss
-        if weight != 1.0:
-            total = total * weight
-            loss = loss.detach() * weight
-        else:
-            loss = loss.detach()
-        scaler = self.precision.scaler
-        (scaler.scale(total) if scaler else total).backward()
-        self._pending.append(loss)
-        self._pending_steps.append(self.step + 1)
-
-    def _optimizer_step(self, log_now: bool) -> None:
-        t = self.config.train
-        scaler = self.precision.scaler
-        if scaler and (log_now or t.grad_clip_norm or t.grad_clip_value):
-            scaler.unscale_(self.optimizer)
-        params = self.params
-        if t.grad_clip_norm:
-            norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip_norm)
-            if log_now:
-                self._grad_norm = norm
-        elif log_now:
-            self._grad_norm = torch.nn.utils.get_total_norm(
-                [p.grad for p in params if p.grad is not None])
-        if t.grad_clip_value:
-            torch.nn.utils.clip_grad_value_(params, t.grad_clip_value)
-        if scaler:
-            scaler.step(self.optimizer)
-            scaler.update()
-        else:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scheduler is not None and not self.plateau:
-            self.scheduler.step()
-
-    def _lbfgs_step(self, x, y) -> None:
-        clip = self.config.train.grad_clip_norm
-        params = self.params
-
-        def closure():
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss_fn(self.forward(x), y)
-            total = loss + self._penalty() if self.penalized_on else loss
-            total.backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(params, clip)
-            return total
-
-        with torch.no_grad():
-            before = self.loss_fn(self.forward(x), y)
-        self.optimizer.step(closure)
-        self._grad_norm = torch.nn.utils.get_total_norm(
-            [p.grad for p in params if p.grad is not None])
-        if self.scheduler is not None and not self.plateau:
-            self.scheduler.step()
-        self._pending.append(before.detach())
-        self._pending_steps.append(self.step + 1)
-
-    def _penalty(self) -> torch.Tensor:
-        r = self.config.regularization
-        total = 0.0
-        if r.l1:
-            total = total + r.l1 * sum(p.abs().sum() for p in self.penalized)
-        if r.l2:
-            total = total + 0.5 * r.l2 * sum(p.pow(2).sum() for p in self.penalized)
-        return total
-
     # --- reading values: once per interval -----------------------------------
     def _log(self) -> None:
         if not self._pending:
@@ -551,61 +457,6 @@ class Trainer(CheckpointState):
                         channels_last=self.channels_last, device=self.device,
                         reduce=None if dist is None else dist.metrics,
                         forwards=self._val_forwards)
-
-    # --- control at step boundaries ------------------------------------------
-    def _check_control(self) -> bool:
-        """Honour pause and stop between optimizer steps; True when the run must stop.
-        Under DDP what any rank was asked (Ctrl-C, rank 0's command channel) is agreed, so
-        every rank pauses, resumes and stops at this same boundary."""
-        if self.dist is not None:
-            return self._check_control_together()
-        if self._paused and self._stop_reason is None:
-            self._pause_until(self._resumed_or_stopped)
-        return self._stopping()
-
-    def _check_control_together(self) -> bool:
-        stop, pause = self.dist.agree(self._stop_reason is not None, self._paused)
-        if pause and not stop:
-            self._pause_until(self._agreed_go)
-            stop = self._agreed_stop
-        if not stop:  # a stop asked since: at the next boundary, on every rank
-            return False
-        self.stop("user")
-        return self._stopping()
-
-    def _pause_until(self, go: Callable[[], bool]) -> None:
-        """Emit Paused, wait until ``go()``, emit Resumed; paused time is not training time."""
-        self._tick_wall()
-        self.emit(ev.Paused(self.step))
-        paused_at = time.perf_counter()
-        while not go():
-            pass
-        now = time.perf_counter()
-        self._wall_mark = now
-        self._interval_mark += now - paused_at
-        self.emit(ev.Resumed(self.step))
-
-    def _resumed_or_stopped(self) -> bool:
-        with self._control:
-            while self._paused and self._stop_reason is None:
-                self._control.wait()
-        return True
-
-    def _agreed_go(self) -> bool:
-        """One round of a pause under DDP: rank 0 waits a little for a command, then every
-        rank agrees again (so a long pause never runs into the collective timeout)."""
-        with self._control:
-            if self._paused and self._stop_reason is None:
-                self._control.wait(PAUSE_POLL_S)
-        stop, pause = self.dist.agree(self._stop_reason is not None, self._paused)
-        self._agreed_stop = stop
-        return stop or not pause
-
-    def _stopping(self) -> bool:
-        if self._stop_reason is not None:
-            self.emit(ev.StopRequested(self.step, self._stop_reason))
-            return True
-        return False
 
     def _disk_full_message(self, exc: BaseException) -> str:
         """One line for a full disk, whichever write hit it (checkpoint, database, log)."""
