@@ -39,3 +39,30 @@ def _delete_test_widgets_now(qapp):
     # loop spins: one CI run segfaulted in a collection that started inside the next
     # test's waitSignal while its study reader thread was in SQLAlchemy.
     gc.collect()
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path):
+    """``make(config, workspace=, settings_file=)``: a shown MainWindow on its own settings
+    file (tmp_path/ws by default) whose confirmations all answer yes; its run is stopped and
+    waited for at the test's end."""
+    from PySide6.QtCore import QSettings
+
+    from app.main_window import MainWindow
+
+    windows = []
+
+    def make(config=None, workspace=None, settings_file="settings.ini"):
+        settings = QSettings(str(tmp_path / settings_file), QSettings.IniFormat)
+        window = MainWindow(config, workspace_dir=workspace or tmp_path / "ws",
+                            settings=settings)
+        window.confirm = lambda title, text: True
+        qtbot.addWidget(window)
+        window.show()
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.bridge.stop()
+        window.bridge.wait()

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings
 
-from app.main_window import MainWindow
 from app.panels.crossval_view import summary_html
 from engine.cli import main
 from engine.crossval import summarize
@@ -27,31 +25,12 @@ def cv_ws(tmp_path_factory):
     return folder / "ws"
 
 
-@pytest.fixture
-def make_window(qtbot, tmp_path):
-    windows = []
-
-    def make(workspace, config=None):
-        settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-        window = MainWindow(config or tiny(), workspace_dir=workspace, settings=settings)
-        window.confirm = lambda title, text: True
-        qtbot.addWidget(window)
-        window.show()
-        windows.append(window)
-        return window
-
-    yield make
-    for window in windows:
-        window.bridge.stop()
-        window.bridge.wait()
-
-
 def legend(window, plot="loss") -> list[str]:
     return [label.text for _, label in window.plots.plots[plot].legend.items]
 
 
 def test_opening_a_fold_overlays_every_fold_with_the_group_summary(make_window, cv_ws):
-    window = make_window(cv_ws)
+    window = make_window(tiny(), workspace=cv_ws)
     assert window.open_run(2)
     plots = window.plots
     assert plots.overlay.names == ["fold 1", "fold 2", "fold 3"]
@@ -73,7 +52,7 @@ def test_opening_a_fold_overlays_every_fold_with_the_group_summary(make_window, 
 
 
 def test_opening_a_run_of_no_group_shows_that_run_alone(make_window, cv_ws):
-    window = make_window(cv_ws)
+    window = make_window(tiny(), workspace=cv_ws)
     assert window.open_run(2) and window.plots.overlay.active
     assert window.open_run(4)
     assert not window.plots.overlay.active and window.plots.caption_row.isHidden()
@@ -97,7 +76,7 @@ def test_the_summary_names_folds_that_did_not_complete():
 @pytest.mark.slow
 def test_a_group_trained_from_the_window_ends_with_its_folds_overlaid(qtbot, make_window,
                                                                       tmp_path):
-    window = make_window(tmp_path / "ws", tiny(**{"train.cv_folds": 3, "train.epochs": 2}))
+    window = make_window(tiny(**{"train.cv_folds": 3, "train.epochs": 2}))
     created = []
     window.bridge.runCreated.connect(created.append)
     window.act_start.trigger()

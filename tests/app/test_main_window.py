@@ -1,31 +1,10 @@
 """The main window driven like a user: toolbar actions, errors, closing mid-run, settings."""
 
-import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QToolBar
 
-from app.main_window import MainWindow
 from engine.config import RunConfig
 from engine.workspace import Workspace
-
-
-@pytest.fixture
-def make_window(qtbot, tmp_path):
-    windows = []
-
-    def make(config=None, settings_file="settings.ini"):
-        settings = QSettings(str(tmp_path / settings_file), QSettings.IniFormat)
-        window = MainWindow(config, workspace_dir=tmp_path / "ws", settings=settings)
-        window.confirm = lambda title, text: True
-        qtbot.addWidget(window)
-        window.show()
-        windows.append(window)
-        return window
-
-    yield make
-    for window in windows:
-        window.bridge.stop()
-        window.bridge.wait()
 
 
 def click(qtbot, window, action):

@@ -10,34 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from PySide6.QtCore import QSettings
 
 from app.bridge import IDLE, PAUSED
-from app.main_window import MainWindow
 from app.panels.ranks_dialog import RanksDialog
 from engine.workspace import Workspace
 from engine.workspace.store import DB_NAME
 
 ROOT = Path(__file__).parents[2]
-
-
-@pytest.fixture
-def make_window(qtbot, tmp_path):
-    windows = []
-
-    def make(config=None):
-        settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-        window = MainWindow(config, workspace_dir=tmp_path / "ws", settings=settings)
-        window.confirm = lambda title, text: True
-        qtbot.addWidget(window)
-        window.show()
-        windows.append(window)
-        return window
-
-    yield make
-    for window in windows:
-        window.bridge.stop()
-        window.bridge.wait()
 
 
 def long_config(tiny_config, **changes):
