@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -100,7 +101,11 @@ def test_gradient_accumulation_under_ddp_matches_one_process(tmp_path):
     assert_same_weights(ws, single.model.state_dict())
 
 
-NAN_ON_RANK_1 = '''
+NET = """
+import os
+import signal
+from pathlib import Path
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -115,22 +120,32 @@ class Net(nn.Module):
 
     def forward(self, x):
         out = self.body(x)
-        if self.training and dist.is_initialized() and dist.get_rank() == 1:
+        if self.training:
             self.calls += 1
-            if self.calls >= 7:
-                out = out * float("nan")
+{hook}
         return out
 
 
 def build_model(input_shape, num_outputs):
     return Net(int(torch.tensor(input_shape).prod()), num_outputs)
-'''
+"""
+
+
+def custom_net(tmp_path: Path, hook: str) -> str:
+    """A small MLP in a file of its own, whose training forward runs ``hook`` (Python source
+    that reads ``self.calls``, the training forwards so far, and may change ``out``); the
+    value for model.arch."""
+    path = tmp_path / "net.py"
+    path.write_text(NET.format(hook=textwrap.indent(textwrap.dedent(hook).strip(), " " * 12)))
+    return f"custom:{path}"
 
 
 @pytest.mark.slow
 def test_a_nan_on_one_rank_stops_every_rank_with_the_message(tmp_path):
-    (tmp_path / "nan_net.py").write_text(NAN_ON_RANK_1)
-    cfg = small_config(**{"model.arch": f"custom:{tmp_path / 'nan_net.py'}",
+    arch = custom_net(tmp_path, """
+        if self.calls >= 7 and dist.is_initialized() and dist.get_rank() == 1:
+            out = out * float("nan")""")
+    cfg = small_config(**{"model.arch": arch,
                           "train.log_every": 5, "train.epochs": 50})
     path = tmp_path / "run.toml"
     cfg.save(path)

@@ -23,7 +23,7 @@ from engine.training.checkpoint import WEIGHTS, CheckpointError, load_checkpoint
 from engine.workspace import Workspace
 from engine.workspace.diskspace import is_disk_full
 
-from .test_distributed import events, small_config, torchwork
+from .test_distributed import custom_net, events, small_config, torchwork
 
 THREE_EPOCHS = {"train.epochs": 3, "train.log_every": 5}  # 13 steps an epoch
 WHOLE = {"data.batch_size": 64}  # one process with the batch of two processes of 32
@@ -235,41 +235,14 @@ def test_a_resume_on_processes_that_cannot_share_the_run_is_refused(tmp_path, ca
         prepare_resume(store, "2", world=2, build=Trainer)
 
 
-KILL_RANK_1 = '''
-import os
-import signal
-
-import torch
-import torch.distributed as dist
-from torch import nn
-
-
-class Net(nn.Module):
-    def __init__(self, features, outputs):
-        super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(features, 32), nn.ReLU(),
-                                  nn.Linear(32, outputs))
-        self.calls = 0
-
-    def forward(self, x):
-        if self.training:
-            self.calls += 1
-        if (self.calls == 18 and dist.is_initialized() and dist.get_rank() == 1
-                and os.environ["TORCHELASTIC_RESTART_COUNT"] == "0"):
-            os.kill(os.getpid(), signal.SIGKILL)
-        return self.body(x)
-
-
-def build_model(input_shape, num_outputs):
-    return Net(int(torch.tensor(input_shape).prod()), num_outputs)
-'''
-
-
 @pytest.mark.slow
 def test_a_killed_rank_is_restarted_and_the_run_resumes_from_its_checkpoint(tmp_path):
-    (tmp_path / "net.py").write_text(KILL_RANK_1)
+    arch = custom_net(tmp_path, """
+        if (self.calls == 18 and dist.is_initialized() and dist.get_rank() == 1
+                and os.environ["TORCHELASTIC_RESTART_COUNT"] == "0"):
+            os.kill(os.getpid(), signal.SIGKILL)""")
     config = tmp_path / "run.toml"
-    small_config(**THREE_EPOCHS, **{"model.arch": f"custom:{tmp_path / 'net.py'}"}).save(config)
+    small_config(**THREE_EPOCHS, **{"model.arch": arch}).save(config)
     ws = tmp_path / "ws"
     code, out, err = launch(["run", str(config), "--nproc-per-node", "2", "--max-restarts",
                              "2", "--json"], ws)
@@ -280,7 +253,7 @@ def test_a_killed_rank_is_restarted_and_the_run_resumes_from_its_checkpoint(tmp_
     assert "restart 1 of 2 after rank 1 died: resumed from step 13" in log
     torch.manual_seed(0)
     expected = Trainer(small_config(**THREE_EPOCHS, **WHOLE,
-                                    **{"model.arch": f"custom:{tmp_path / 'net.py'}"}))
+                                    **{"model.arch": arch}))
     assert expected.run().status == "completed"
     assert_close(state["model"], expected.model.state_dict())
 

@@ -13,37 +13,7 @@ import pytest
 from engine.profiling.options import CaptureOptions
 from engine.training.relay import DONE, WINDOW_ENV, WINDOW_KEY_ENV
 
-from .test_distributed import ROOT, small_config
-
-# Each rank counts its training forwards in a file of its own, so the test sees both advance.
-COUNTING = '''
-import os
-from pathlib import Path
-
-import torch
-from torch import nn
-
-OUT = Path(os.environ["COUNT_DIR"])
-
-
-class Net(nn.Module):
-    def __init__(self, features, outputs):
-        super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(features, 16), nn.ReLU(),
-                                  nn.Linear(16, outputs))
-        self.calls = 0
-        self.file = OUT / f"rank{os.environ.get('RANK', '0')}"
-
-    def forward(self, x):
-        if self.training:
-            self.calls += 1
-            self.file.write_text(str(self.calls))
-        return self.body(x)
-
-
-def build_model(input_shape, num_outputs):
-    return Net(int(torch.tensor(input_shape).prod()), num_outputs)
-'''
+from .test_distributed import ROOT, custom_net, small_config
 
 
 def launch(args, tmp_path, env_extra) -> subprocess.Popen:
@@ -90,9 +60,12 @@ class Window:
 
 @pytest.mark.slow
 def test_pause_resume_and_stop_from_the_channel_reach_both_ranks_at_the_same_step(tmp_path):
-    (tmp_path / "counting.py").write_text(COUNTING)
+    # each rank counts its training forwards in a file of its own: the test sees both advance
+    arch = custom_net(tmp_path, """
+        Path(os.environ["COUNT_DIR"], f"rank{os.environ.get('RANK', '0')}").write_text(
+            str(self.calls))""")
     path = tmp_path / "run.toml"
-    small_config(**{"model.arch": f"custom:{tmp_path / 'counting.py'}", "train.epochs": 100000,
+    small_config(**{"model.arch": arch, "train.epochs": 100000,
                     "train.log_every": 1}).save(path)
     window = Window(tmp_path)
     # a pause longer than the collective timeout: the paused ranks keep agreeing meanwhile
