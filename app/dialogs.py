@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 if TYPE_CHECKING:  # engine.workspace (sqlite, psutil): not needed for the first paint
     from engine.workspace import RunRecord
 
+from .widgets.buttons import ok_cancel
 from .widgets.timeline_keys import GESTURES, KEYS
 
 
@@ -63,11 +64,7 @@ class RunPicker(QDialog):
         self.show_captures.setEnabled(captures > 0)
         self.show_captures.toggled.connect(self._fill)
         self.empty = QLabel("No runs to show yet: start one with Run ▸ Start.")
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        self.ok_button = buttons.button(QDialogButtonBox.Ok)
-        self.ok_button.setText(action)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
+        buttons, self.ok_button = ok_cancel(self, action)
         self.table.doubleClicked.connect(self._double_clicked)
         layout = QVBoxLayout(self)
         layout.addWidget(self.empty)

@@ -23,7 +23,6 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
-    QDialogButtonBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -45,6 +44,7 @@ from engine.export import (
 )
 from engine.workspace import RunRecord, Workspace, WorkspaceError
 
+from ..widgets.buttons import ok_cancel
 from ..widgets.message_bar import MessageBar
 
 DESCRIPTIONS = {
@@ -121,11 +121,7 @@ class ExportDialog(QDialog):
         note = QLabel("The file is reloaded after writing and checked against the model on "
                       "held-out validation rows; a file that does not match is not kept.")
         note.setWordWrap(True)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        self.export_button = buttons.button(QDialogButtonBox.Ok)
-        self.export_button.setText("Export")
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
+        buttons, self.export_button = ok_cancel(self, "Export")
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(note)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import (
     QDialog,
-    QDialogButtonBox,
     QFormLayout,
     QLabel,
     QSpinBox,
@@ -17,6 +16,8 @@ from PySide6.QtWidgets import (
 )
 
 from engine.distributed.launch import local_slots
+
+from ..widgets.buttons import ok_cancel
 
 
 def describe(kind: str, count: int, backend: str) -> str:
@@ -58,10 +59,7 @@ class RanksDialog(QDialog):
                          "from a terminal; the window follows rank 0.")
         command.setWordWrap(True)
         layout.addWidget(command)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        buttons.button(QDialogButtonBox.Ok).setText("Start")
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
+        buttons, _ = ok_cancel(self, "Start")
         layout.addWidget(buttons)
 
     @property

@@ -5,7 +5,6 @@ from __future__ import annotations
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
-    QDialogButtonBox,
     QFormLayout,
     QLabel,
     QRadioButton,
@@ -14,6 +13,8 @@ from PySide6.QtWidgets import (
 )
 
 from engine.profiling.options import CaptureOptions
+
+from .buttons import ok_cancel
 
 CURRENT_RUN, DEDICATED_RUN = "current", "dedicated"
 
@@ -62,11 +63,8 @@ class CaptureDialog(QDialog):
                           "profile a short run of it.")
             note.setWordWrap(True)
             layout.addWidget(note)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        buttons.button(QDialogButtonBox.Ok).setText("Capture")
-        buttons.button(QDialogButtonBox.Ok).setEnabled(running or can_start)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
+        buttons, capture = ok_cancel(self, "Capture")
+        capture.setEnabled(running or can_start)
         layout.addWidget(buttons)
 
     @staticmethod

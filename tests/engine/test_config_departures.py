@@ -17,7 +17,11 @@ from engine.experiments.space import trial_config
 from engine.workspace import Workspace
 from engine.workspace import config_columns as cc
 from engine.workspace.config_columns import ConfigColumns
-from engine.workspace.schema import _STEPS, MIGRATIONS, SCHEMA_VERSION
+from engine.workspace.schema import SCHEMA_VERSION
+
+from .old_schema import old_workspace
+
+EPOCH_ROW = "INSERT INTO epoch_metrics VALUES (1, 0, 10, 'val_accuracy', 0.9)"
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -123,24 +127,10 @@ def test_departures_from_another_versions_defaults_are_rebased_onto_this_ones(
                                               dict) == [1, 2, 3]
 
 
-def _schema_6_workspace(folder: Path, toml: str) -> None:
-    folder.mkdir()
-    with closing(sqlite3.connect(folder / "workspace.sqlite")) as conn:
-        for statements in MIGRATIONS[:6]:
-            for statement in statements:
-                (_STEPS[statement] if statement in _STEPS else conn.execute)(
-                    *((conn,) if statement in _STEPS else (statement,)))
-        conn.execute("PRAGMA user_version = 6")
-        conn.execute("INSERT INTO runs (name, dir, status, created_at, config_toml) VALUES "
-                     "('old', 'runs/old', 'completed', '2026-12-01T10:00:00+00:00', ?)", (toml,))
-        conn.execute("INSERT INTO epoch_metrics VALUES (1, 0, 10, 'val_accuracy', 0.9)")
-        conn.commit()
-
-
 def test_a_schema_6_workspace_migrates_and_its_old_runs_still_show_their_columns(
         tmp_path, tiny_config):
     folder = tmp_path / "ws"
-    _schema_6_workspace(folder, tiny_config(**{"optim.lr": 0.007}).to_toml())
+    old_workspace(folder, 6, tiny_config(**{"optim.lr": 0.007}).to_toml(), statements=[EPOCH_ROW])
     with Workspace(folder) as ws:
         (old,) = ws.list_runs()
         assert ws.epoch_metrics(old.id)["val_accuracy"].value.tolist() == [0.9]
@@ -163,7 +153,7 @@ def test_the_command_line_reads_the_stored_departures_and_parses_only_older_runs
     from engine.cli import main
 
     folder = tmp_path / "ws"
-    _schema_6_workspace(folder, tiny_config(**{"optim.lr": 0.007}).to_toml())
+    old_workspace(folder, 6, tiny_config(**{"optim.lr": 0.007}).to_toml(), statements=[EPOCH_ROW])
     monkeypatch.setenv("TORCHWORK_WORKSPACE", str(folder))
     with Workspace(folder) as ws:
         a = ws.create_run(tiny_config(**{"optim.lr": 0.01}), "a").id

@@ -14,7 +14,8 @@ from engine.data import load_dataset
 from engine.data.folds import fold_indices
 from engine.run_builder import build_trainer
 from engine.workspace import Workspace
-from engine.workspace.schema import MIGRATIONS
+
+from .old_schema import old_workspace
 
 
 def test_stratified_folds_are_disjoint_cover_every_row_and_keep_class_shares():
@@ -108,16 +109,7 @@ def test_torchwork_run_trains_the_folds_as_a_group_and_reports_mean_and_std(
 
 def test_a_schema_3_workspace_gets_the_group_column(tmp_path, tiny_config):
     folder = tmp_path / "old"
-    folder.mkdir()
-    with closing(sqlite3.connect(folder / "workspace.sqlite")) as conn:
-        for statements in MIGRATIONS[:3]:
-            for statement in statements:
-                conn.execute(statement)
-        conn.execute("PRAGMA user_version = 3")
-        conn.execute("INSERT INTO runs (name, dir, status, created_at, config_toml) VALUES "
-                     "('old', 'runs/old', 'completed', '2026-11-20T10:00:00+00:00', ?)",
-                     (tiny_config().to_toml(),))
-        conn.commit()
+    old_workspace(folder, 3, tiny_config().to_toml())
     with Workspace(folder) as ws:
         assert [(r.name, r.run_group) for r in ws.list_runs()] == [("old", None)]
         ws.create_run(tiny_config(), "new", group="cv-0002")

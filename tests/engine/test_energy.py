@@ -19,7 +19,9 @@ from engine.monitor.energy import EnergyMeter, EnergyUnavailable, RaplReader
 from engine.monitor.sampler import GpuReading, Sample
 from engine.monitor.standin import StandInNvml
 from engine.workspace import Workspace
-from engine.workspace.schema import _STEPS, MIGRATIONS, SCHEMA_VERSION
+from engine.workspace.schema import SCHEMA_VERSION
+
+from .old_schema import old_workspace
 
 MAX_UJ = 262_143_328_850
 
@@ -303,17 +305,7 @@ def events_of_first_run(workspace_dir) -> int:
 
 def test_a_schema_5_workspace_gains_the_energy_columns(tmp_path, tiny_config):
     folder = tmp_path / "ws"
-    folder.mkdir()
-    with closing(sqlite3.connect(folder / "workspace.sqlite")) as conn:
-        for statements in MIGRATIONS[:5]:
-            for statement in statements:
-                (_STEPS[statement] if statement in _STEPS else conn.execute)(
-                    *((conn,) if statement in _STEPS else (statement,)))
-        conn.execute("PRAGMA user_version = 5")
-        conn.execute("INSERT INTO runs (name, dir, status, created_at, config_toml) VALUES "
-                     "('old', 'runs/old', 'completed', '2026-12-01T10:00:00+00:00', ?)",
-                     (tiny_config().to_toml(),))
-        conn.commit()
+    old_workspace(folder, 5, tiny_config().to_toml())
     with Workspace(folder) as ws:
         (run,) = ws.list_runs()
         assert (run.name, run.energy_j, run.energy_note) == ("old", None, None)

@@ -10,7 +10,9 @@ import pytest
 
 from engine.cli import main
 from engine.workspace import Workspace
-from engine.workspace.schema import MIGRATIONS, SCHEMA_VERSION
+from engine.workspace.schema import SCHEMA_VERSION
+
+from .old_schema import old_workspace
 
 
 def test_profile_runs_are_kept_marked_and_left_out_of_the_trained_runs(tmp_path, tiny_config):
@@ -29,18 +31,8 @@ def test_an_old_workspace_is_migrated_and_its_profile_runs_marked(tmp_path, tiny
     """A workspace written before run kinds (schema 2): `torchwork profile` named its runs
     profile-<dataset>-<arch>; they become profile runs, every other run a trained one."""
     folder = tmp_path / "old"
-    folder.mkdir()
-    with closing(sqlite3.connect(folder / "workspace.sqlite")) as conn:
-        for statements in MIGRATIONS[:2]:
-            for statement in statements:
-                conn.execute(statement)
-        conn.execute("PRAGMA user_version = 2")
-        toml = tiny_config().to_toml()
-        for name in ("moons-mlp", "profile-moons-mlp", "profiled-by-hand"):
-            conn.execute("INSERT INTO runs (name, dir, status, created_at, config_toml) "
-                         "VALUES (?, ?, 'completed', '2026-11-20T10:00:00+00:00', ?)",
-                         (name, f"runs/{name}", toml))
-        conn.commit()
+    old_workspace(folder, 2, tiny_config().to_toml(),
+                  names=("moons-mlp", "profile-moons-mlp", "profiled-by-hand"))
     with Workspace(folder) as ws:
         kinds = {r.name: r.kind for r in ws.list_runs()}
     assert kinds == {"moons-mlp": "train", "profile-moons-mlp": "profile",

@@ -9,26 +9,16 @@ from contextlib import closing
 import pytest
 
 from engine.workspace import Workspace
-from engine.workspace.schema import MIGRATIONS, SCHEMA_VERSION
+from engine.workspace.schema import SCHEMA_VERSION
 
-
-def _schema_4_workspace(folder, toml):
-    folder.mkdir()
-    with closing(sqlite3.connect(folder / "workspace.sqlite")) as conn:
-        for statements in MIGRATIONS[:4]:
-            for statement in statements:
-                conn.execute(statement)
-        conn.execute("PRAGMA user_version = 4")
-        conn.execute("INSERT INTO runs (name, dir, status, created_at, config_toml) VALUES "
-                     "('old', 'runs/old', 'completed', '2026-12-01T10:00:00+00:00', ?)", (toml,))
-        conn.execute("INSERT INTO epoch_metrics VALUES (1, 0, 10, 'val_accuracy', 0.9)")
-        conn.execute("INSERT INTO step_metrics (run_id, step, epoch, loss) VALUES (1, 10, 0, 0.3)")
-        conn.commit()
+from .old_schema import old_workspace
 
 
 def test_a_schema_4_workspace_migrates_and_keeps_its_runs_and_metrics(tmp_path, tiny_config):
     folder = tmp_path / "ws"
-    _schema_4_workspace(folder, tiny_config().to_toml())
+    old_workspace(folder, 4, tiny_config().to_toml(), statements=[
+        "INSERT INTO epoch_metrics VALUES (1, 0, 10, 'val_accuracy', 0.9)",
+        "INSERT INTO step_metrics (run_id, step, epoch, loss) VALUES (1, 10, 0, 0.3)"])
     with Workspace(folder) as ws:
         (run,) = ws.list_runs()
         assert (run.name, run.status, run.study, run.trial, run.notes) == (
