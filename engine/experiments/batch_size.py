@@ -66,7 +66,7 @@ def find_batch_size(trainer, *, start: int = 8, limit: int = 65536, steps: int =
     trials: list[SizeTrial] = []
     stopped, why = "limit", f"reached the limit of {limit}"
     size = start
-    with untouched():
+    with untouched(trainer):
         while size <= limit:
             if size > n_train:
                 stopped, why = "data", f"the training split has {n_train} samples"

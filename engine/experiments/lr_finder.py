@@ -70,7 +70,7 @@ def lr_range_test(trainer, *, start_lr: float = 1e-7, end_lr: float = 10.0, step
     factor = (end_lr / start_lr) ** (1 / (steps - 1))
     lrs, losses = [], []
     stopped, running, best, beta = "end", 0.0, math.inf, 0.9
-    with untouched():
+    with untouched(trainer):
         probe = StepProbe(trainer)
         try:
             stream = batches(trainer.train_loader)

@@ -18,11 +18,14 @@ from ..training.rng import rng_state, set_rng_state
 
 
 @contextlib.contextmanager
-def untouched():
-    """Restore the process's random generators (torch, CUDA, numpy, Python) on exit."""
+def untouched(trainer):
+    """Probe ``trainer``'s run under its own torch settings (train.threads, precision.tf32,
+    as Trainer.run sets them: a finder's speeds are the run's), then restore those and
+    the process's random generators (torch, CUDA, numpy, Python) on exit."""
     state = rng_state()
     try:
-        yield
+        with trainer.settings.applied():
+            yield
     finally:
         set_rng_state(state)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from . import events as ev
 from .checkpoint import SHARDS, CheckpointError, load_checkpoint, save_checkpoint
 from .rng import rng_state, set_rng_state
+from .setup import keep_implementation
 from .sharded import load_sharded, rank_rng, save_sharded
 
 
@@ -76,7 +77,8 @@ class CheckpointState:
                 load_sharded(self, path, state)
             else:
                 self.model.load_state_dict(state["model"])
-                self.optimizer.load_state_dict(state["optimizer"])
+                self.optimizer.load_state_dict(keep_implementation(self.optimizer,
+                                                                   state["optimizer"]))
             if self.scheduler is not None and state.get("scheduler") is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
             if self.precision.scaler is not None and state.get("scaler") is not None:

@@ -19,8 +19,10 @@ from engine.config import RunConfig
 
 from .checkpoint import CheckpointError
 
-# Keys a resume may change: the run still continues as it started.
-RESUME_SETTABLE = ("train.epochs", "train.max_steps", "train.log_every", "train.checkpoint_every")
+# Keys a resume may change: the run still continues as it started (the last two choose
+# only how torch does the same work: the advisor's advice, taken by a run already going).
+RESUME_SETTABLE = ("train.epochs", "train.max_steps", "train.log_every", "train.checkpoint_every",
+                   "optim.implementation", "train.threads")
 
 
 class ResumeError(Exception):

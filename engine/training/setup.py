@@ -176,6 +176,22 @@ def _optimizer(cfg: RunConfig, model: nn.Module, backbone) -> torch.optim.Optimi
     raise ConfigError(f"optim.name={o.name!r} is not supported")  # pragma: no cover
 
 
+IMPLEMENTATION_KEYS = ("fused", "foreach")
+
+
+def keep_implementation(optimizer: torch.optim.Optimizer, saved: dict) -> dict:
+    """``saved`` (an optimizer's state dict, to load into ``optimizer``) with this run's
+    optim.implementation: torch's load_state_dict takes every group setting from the
+    checkpoint, so a run saved with a for-loop optimizer would otherwise resume on it
+    whatever the configuration says now (and its step counters on the wrong device for
+    a fused kernel). Edits ``saved`` in place."""
+    for old, new in zip(saved.get("param_groups", ()), optimizer.param_groups, strict=False):
+        for key in IMPLEMENTATION_KEYS:
+            if key in new:
+                old[key] = new[key]
+    return saved
+
+
 def _implementation(cfg: RunConfig, model: nn.Module) -> dict:
     """optim.implementation as torch.optim's keywords. auto: fused where torch has the
     kernel for this optimizer on the parameters' device (the same update in far fewer

@@ -29,6 +29,7 @@ import torch
 
 from ..workspace.diskspace import disk_full_message, is_disk_full
 from .checkpoint import SHARDS, CheckpointError, load_checkpoint, save_checkpoint
+from .setup import keep_implementation
 
 _FIX = "use an earlier checkpoint or start the run again"
 
@@ -182,7 +183,8 @@ def load_sharded(trainer, path: Path, state: dict) -> None:
     net = trainer.dist.ddp if trainer.dist is not None and trainer.dist.ddp else trainer.model
     set_state_dict(net, trainer.optimizer,
                    model_state_dict=join(model, state.get("model") or model_rest),
-                   optim_state_dict=join(optim, state.get("optimizer") or optim_rest))
+                   optim_state_dict=keep_implementation(trainer.optimizer, join(
+                       optim, state.get("optimizer") or optim_rest)))
 
 
 def rank_rng(path: Path, state: dict, rank: int) -> dict | None:

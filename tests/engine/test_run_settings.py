@@ -4,7 +4,7 @@ foreach, for-loop), train.threads and precision.tf32. Each is set for the run on
 import pytest
 import torch
 
-from engine.config import ConfigError
+from engine.config import ConfigError, RunConfig
 from engine.training import Trainer
 from engine.training import events as ev
 
@@ -163,3 +163,38 @@ def test_tf32_changes_the_run_matmuls_on_the_gpu(tiny_config):
         errors[mode] = got[0]
     assert errors["on"] > 10 * errors["off"]  # TF32 keeps 10 bits of mantissa, fp32 23
     assert not torch.backends.cuda.matmul.allow_tf32  # torch's default, put back
+
+
+def test_a_resume_steps_with_the_implementation_it_is_given_not_the_checkpoint_s(
+        tiny_config, tmp_path, workspace_dir, monkeypatch):
+    """torch's load_state_dict takes every group setting from the checkpoint: a run saved
+    with a for-loop optimizer and resumed with `--set optim.implementation=fused` must step
+    fused (and end where the uninterrupted run ends)."""
+    from engine.cli import main
+    from engine.workspace import Workspace
+
+    path = tmp_path / "run.toml"
+    cfg = tiny_config(**{"optim.implementation": "for-loop", "train.epochs": 3})
+    cfg.save(path)
+    assert main(["run", str(path), "--max-steps", "5"]) == 0
+    with Workspace(workspace_dir) as ws:
+        run = ws.list_runs()[0]
+    flags = []
+    real = Trainer.load_checkpoint
+
+    def load_and_look(trainer, checkpoint):
+        real(trainer, checkpoint)
+        flags.append(group_flags(trainer))
+
+    monkeypatch.setattr(Trainer, "load_checkpoint", load_and_look)
+    assert main(["resume", str(run.id), "--set", "optim.implementation=fused",
+                 "--max-steps", "0"]) == 0
+    assert flags == [{(True, None)}]
+    with Workspace(workspace_dir) as ws:
+        resumed = ws.get_run(run.id)
+        assert resumed.status == "completed"
+        assert RunConfig.from_toml(resumed.config_toml).optim.implementation == "fused"
+    straight = Trainer(cfg)
+    assert straight.run().status == "completed"
+    saved = torch.load(resumed.dir / "checkpoints" / "last.pt", weights_only=True)
+    assert max_diff(saved["model"], weights(straight)) < 1e-5

@@ -49,6 +49,30 @@ def test_tuners_leave_the_run_exactly_as_it_was(tiny_config, tuner):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.parametrize("tuner", ["lr", "batch-size"])
+def test_tuners_step_with_the_run_s_threads_and_put_the_process_s_back(tiny_config, tuner,
+                                                                        monkeypatch):
+    """A finder's throughput is the run's own: its steps take train.threads as the run's
+    steps would; the process's thread count is back afterwards."""
+    before = torch.get_num_threads()
+    want = 1 if before != 1 else 2
+    seen = []
+    real_step = StepProbe.step
+
+    def step(probe, x, y):
+        seen.append(torch.get_num_threads())
+        return real_step(probe, x, y)
+
+    monkeypatch.setattr(StepProbe, "step", step)
+    trainer = Trainer(tiny_config(**{"train.threads": want}))
+    if tuner == "lr":
+        lr_range_test(trainer, steps=20)
+    else:
+        find_batch_size(trainer, limit=16, steps=1)
+    assert seen and set(seen) == {want}
+    assert torch.get_num_threads() == before
+
+
 def curve(spike_at=None, tail=True):
     lrs = np.logspace(-7, 1, 100)
     logs = np.log10(lrs)
