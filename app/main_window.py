@@ -135,6 +135,7 @@ class MainWindow(FilesAndRuns, QMainWindow):
 
         self.exporter = Exporter(self.workspace_dir, self)
         self.hardware = HardwarePanel()
+        self.follower.hardware = self.hardware
         self.hardware_bar = MessageBar(self.log, scope="hardware")
         self._set_panel(self.hardware_dock, with_bar(self.hardware, self.hardware_bar))
         self.profiler = self._set_panel(self.profiler_dock, ProfilerPanel(log=self.log))

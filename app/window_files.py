@@ -122,7 +122,7 @@ class FilesAndRuns:
         self.setWindowTitle(f"Torchwork — run {run.id} {run.name} ({run.status})")
         self.export_actions.current_run = run.id
         if run.status == "running":  # trained elsewhere (a terminal, torchrun): follow it
-            self.follower.follow(run.id, steps, epochs)
+            self.follower.follow(run.id, steps, epochs, hardware)
             self.status.reset()  # not the bars of the run shown before
             self.status.set_state(f"Following run {run.id} as it trains elsewhere")
         else:

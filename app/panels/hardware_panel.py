@@ -302,9 +302,19 @@ class HardwarePanel(QWidget):
         self.stop_sampling()
         self.clear()
         self._history_label = label
+        self.extend_history(history)
+        self._show_source()
+        self.live_button.show()
+        self.whole.setChecked(True)
+        self._show_notice()
+
+    def extend_history(self, history: dict) -> None:
+        """Append stored samples taken after those shown (a run followed as it trains
+        elsewhere: app/panels/run_follow.py); drawn at the next tick."""
         host = history["host"]
         if len(host["time"]):
-            self._t0 = float(host["time"][0])
+            if self._t0 is None:
+                self._t0 = float(host["time"][0])
             self._host.append_many(t=host["time"] - self._t0, step=_steps(host["step"]),
                                    process_cpu=host["process_cpu"],
                                    system_cpu=host["system_cpu"],
@@ -315,14 +325,11 @@ class HardwarePanel(QWidget):
             if not self._torch_seen and np.isfinite(cols["torch_reserved"]).any():
                 self._torch_seen = True
                 self._arrange()
-            t0 = self._t0 if self._t0 is not None else float(cols["time"][0])
+            if self._t0 is None:
+                self._t0 = float(cols["time"][0])
             self._gpu_table(index, f"GPU {index}").append_many(
-                t=cols["time"] - t0, step=_steps(cols["step"]),
+                t=cols["time"] - self._t0, step=_steps(cols["step"]),
                 **{c: cols[c] / (GIB if c in GIB_COLUMNS else 1) for c in GPU_COLUMNS[2:]})
-        self._show_source()
-        self.live_button.show()
-        self.whole.setChecked(True)
-        self._show_notice()
         self._schedule()
 
     def clear(self) -> None:

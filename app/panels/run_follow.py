@@ -5,7 +5,8 @@ nodes) into the window's workspace writes its metrics there as it trains. Opened
 in the window, it is followed: each time the workspace changes (SQLite's
 ``data_version``, app/panels/runs_data.ChangeWatch), the rows after the last one
 shown are read and handed to the plots as the same events a run of the window
-delivers (MetricsLogged, EpochEnded), until the run is no longer running.
+delivers (MetricsLogged, EpochEnded), and its new hardware samples to the
+Hardware dock, until the run is no longer running.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class RunFollower(QObject):
         super().__init__(parent)
         self.workspace_dir = workspace_dir
         self.plots = plots
+        self.hardware = None  # the Hardware dock, once built: the run's samples, extended
         self.run_id: int | None = None
         self._ws = None
         self._watch: ChangeWatch | None = None
@@ -41,9 +43,9 @@ class RunFollower(QObject):
     def following(self) -> bool:
         return self.run_id is not None
 
-    def follow(self, run_id: int, steps: dict, epochs: dict) -> None:
+    def follow(self, run_id: int, steps: dict, epochs: dict, hardware: dict | None = None) -> None:
         """Follow ``run_id``, whose ``steps`` and ``epochs`` (as the workspace gave them) the
-        plots show already."""
+        plots show already, and its ``hardware`` samples the Hardware dock."""
         from engine.workspace import Workspace
 
         self.stop()
@@ -54,6 +56,7 @@ class RunFollower(QObject):
         self._last_step = int(steps["step"][-1]) if len(steps.get("step", ())) else -1
         self._epochs_shown = {int(e) for s in epochs.values() for e in s.epoch}
         self._wall = float(steps["wall_s"][-1]) if self._last_step >= 0 else math.nan
+        self._sampled = _last_time(hardware) if hardware is not None else None
         self._timer.start()
 
     def stop(self) -> None:
@@ -73,10 +76,15 @@ class RunFollower(QObject):
             status = ws.get_run(run_id).status
             steps = ws.step_metrics(run_id, after_step=self._last_step)
             epochs = ws.epoch_metrics(run_id)
+            samples = (ws.hardware_samples(run_id, after=self._sampled)
+                       if self.hardware is not None else None)
         except Exception:  # a run deleted, a workspace gone: leave what is shown
             self.stop()
             return
         self._show(steps, epochs)
+        if samples is not None:
+            self.hardware.extend_history(samples)
+            self._sampled = _last_time(samples, self._sampled)
         if status != "running":
             self.stop()
             self.plots.refresh()
@@ -108,3 +116,10 @@ def _new_epochs(epochs: dict, shown: set[int]) -> list[tuple[int, int, dict[str,
             if int(epoch) not in shown:
                 found.setdefault(int(epoch), (int(step), {}))[1][name] = float(value)
     return [(e, step, values) for e, (step, values) in sorted(found.items())]
+
+
+def _last_time(samples: dict, before: float | None = None) -> float | None:
+    """The time of the latest of ``samples`` (host or any GPU), else ``before``."""
+    times = [float(cols["time"][-1]) for cols in (samples["host"], *samples["gpus"].values())
+             if len(cols["time"])]
+    return max(times, default=before)

@@ -428,15 +428,17 @@ class Workspace(Catalog):
                              f"{', '.join(GPU_COLUMNS)}) VALUES "
                              f"({', '.join('?' * (len(GPU_COLUMNS) + 3))})", gpus)
 
-    def hardware_samples(self, run_id: int) -> dict:
+    def hardware_samples(self, run_id: int, after: float | None = None) -> dict:
         """A run's samples in time order: ``{"host": {column: array}, "gpus": {index:
         {column: array}}}``, each with a "time" column; NaN where nothing was read (a
-        missing step is -1)."""
+        missing step is -1). ``after``: only samples taken later than that time (a run
+        followed as it trains)."""
         self._resolve(run_id)
+        later, args = ("AND time > ?", (run_id, after)) if after is not None else ("", (run_id,))
         host = self._query(f"SELECT time, {', '.join(HOST_COLUMNS)} FROM hardware_samples "
-                           f"WHERE run_id = ? ORDER BY time", (run_id,))
+                           f"WHERE run_id = ? {later} ORDER BY time", args)
         rows = self._query(f"SELECT gpu, time, {', '.join(GPU_COLUMNS)} FROM gpu_samples "
-                           f"WHERE run_id = ? ORDER BY gpu, time", (run_id,))
+                           f"WHERE run_id = ? {later} ORDER BY gpu, time", args)
         per_gpu: dict[int, list] = {}
         for r in rows:
             per_gpu.setdefault(r[0], []).append(tuple(r)[1:])

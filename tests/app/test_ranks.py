@@ -109,7 +109,7 @@ def test_a_torchrun_run_from_a_terminal_is_followed_live_after_open_run(
         qtbot, make_window, tiny_config, tmp_path):
     window = make_window()
     path = tmp_path / "run.toml"
-    long_config(tiny_config).save(path)
+    long_config(tiny_config, **{"monitor.interval": 0.2}).save(path)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "app", "run", str(path), "--nproc-per-node",
                              "2", "--workspace", str(window.workspace_dir)], cwd=ROOT, env=env,
@@ -135,6 +135,11 @@ def test_a_torchrun_run_from_a_terminal_is_followed_live_after_open_run(
         qtbot.waitUntil(lambda: window.plots.refresh() is not None and
                         len(window.plots.curve_data("train_loss")[0]) > first + 5,
                         timeout=30000)  # its curves go on as it trains
+        window.hardware.refresh()
+        sampled = len(window.hardware.curve_data("ram_used")[0])
+        qtbot.waitUntil(lambda: window.hardware.refresh() is not None and
+                        len(window.hardware.curve_data("ram_used")[0]) > sampled + 2,
+                        timeout=30000)  # and so do its hardware readings
         with qtbot.waitSignal(window.follower.ended, timeout=60000) as ended:
             proc.send_signal(signal.SIGINT)  # Ctrl-C in its terminal
         proc.wait(timeout=60)
@@ -145,5 +150,9 @@ def test_a_torchrun_run_from_a_terminal_is_followed_live_after_open_run(
     assert window.windowTitle().endswith("(stopped)") and not window.follower.following
     with Workspace(window.workspace_dir) as ws:
         stored = ws.step_metrics(run.id)["step"]
+        hardware = ws.hardware_samples(run.id)["host"]["time"]
     window.plots.refresh()
     assert list(window.plots.curve_data("train_loss")[0]) == [float(s) for s in stored]
+    window.hardware.refresh()  # each stored sample once, in order
+    times = window.hardware.curve_data("ram_used")[0]
+    assert len(times) == len(hardware) and list(times) == sorted(times)
