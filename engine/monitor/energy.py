@@ -181,8 +181,10 @@ class EnergyMeter:
     """
 
     def __init__(self, *, gpus: Sequence[str] | None = None, nvml=None,
-                 rapl_root: str | Path = RAPL_ROOT):
+                 rapl_root: str | Path = RAPL_ROOT, unavailable: str = ""):
+        """``unavailable``: why nothing can be measured here, known before starting."""
         self.gpus = None if gpus is None else tuple(gpus)
+        self._unavailable = unavailable
         self._nvml_module, self.rapl_root = nvml, Path(rapl_root)
         self._lock = threading.Lock()
         self._reader: NvmlEnergy | RaplReader | None = None
@@ -194,6 +196,8 @@ class EnergyMeter:
     def start(self) -> None:
         with self._lock:
             try:
+                if self._unavailable:
+                    raise EnergyUnavailable(self._unavailable)
                 if self.gpus is None:
                     self._reader = RaplReader(self.rapl_root)
                 elif not self.gpus:

@@ -142,16 +142,35 @@ class EnergyRecorder:
 
 
 def run_gpus(trainer) -> tuple[str, ...] | None:
-    """The NVML UUIDs of the GPUs the run trains on; None for a run on the CPU."""
+    """The NVML UUIDs of the GPUs the run trains on; None for a run on the CPU. Under
+    torchrun those of every rank of this node (rank r of a node trains on cuda:LOCAL_RANK),
+    measured by rank 0 alone: the run's energy is the node's GPUs', not rank 0's GPU's."""
     if trainer.device.type != "cuda":
         return None
     import torch
 
-    index = trainer.device.index
-    if index is None:
-        index = torch.cuda.current_device()
-    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", "")
-    return (f"GPU-{uuid}",) if uuid else ()
+    if getattr(trainer, "dist", None) is not None:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        indices = range(min(local, torch.cuda.device_count()) or 1)
+    else:
+        indices = [trainer.device.index if trainer.device.index is not None
+                   else torch.cuda.current_device()]
+    uuids = [getattr(torch.cuda.get_device_properties(i), "uuid", "") for i in indices]
+    return tuple(f"GPU-{u}" for u in uuids) if all(uuids) else ()
+
+
+def energy_unmeasured(trainer) -> str:
+    """Why the run's energy cannot be measured whole from this process ("" when it can): a
+    run across nodes draws power on machines this one cannot read, and a part is not
+    reported as the run's energy."""
+    if getattr(trainer, "dist", None) is None:
+        return ""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    if world > local:
+        return (f"the run trains on {world // max(local, 1)} nodes and this one can read only "
+                f"its own counters (its {local} process(es) of {world})")
+    return ""
 
 
 def record_run(trainer, workspace, run, *, on_sample: Callable[[Sample], None] | None = None,
@@ -172,7 +191,8 @@ def record_run(trainer, workspace, run, *, on_sample: Callable[[Sample], None] |
     writer = WorkspaceWriter(workspace, run).attach(trainer)
     EvaluateAtEnd(run, writer.log).attach(trainer)
     meter = EnergyMeter(gpus=run_gpus(trainer),
-                        rapl_root=os.environ.get("TORCHWORK_RAPL_ROOT") or RAPL_ROOT)
+                        rapl_root=os.environ.get("TORCHWORK_RAPL_ROOT") or RAPL_ROOT,
+                        unavailable=energy_unmeasured(trainer))
     energy = EnergyRecorder(meter, (run.energy_j, run.energy_per_1k_samples_j,
                                     run.energy_source, run.energy_note)).attach(trainer)
     return HardwareRecorder(workspace, run.id, trainer.config.monitor.interval,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.monitor.energy import EnergyMeter, EnergyUnavailable, RaplReader
+from engine.monitor.energy import Energy, EnergyMeter, EnergyUnavailable, RaplReader
 from engine.monitor.sampler import GpuReading, Sample
 from engine.monitor.standin import StandInNvml
 from engine.workspace import Workspace
@@ -329,3 +329,31 @@ def test_a_cuda_run_is_measured_on_its_own_gpu_by_nvml_uuid(monkeypatch):
     trainer = types.SimpleNamespace(device=torch.device("cuda", 1))
     assert run_gpus(trainer) == ("GPU-5f1e8a9c-0000-1111-2222-333344445555",)
     assert run_gpus(types.SimpleNamespace(device=torch.device("cpu"))) is None
+
+
+def test_a_ddp_run_on_one_node_is_measured_on_every_rank_s_gpu_and_across_nodes_not_at_all(
+        monkeypatch, tmp_path):
+    """Rank 0 measures the run: on one node, the GPUs of all its ranks (cuda:LOCAL_RANK
+    each); across nodes, not available with the reason (a part is not the run's energy)."""
+    import types
+
+    import torch
+
+    from engine.monitor.recorder import energy_unmeasured, run_gpus
+
+    uuids = {0: "aaaa", 1: "bbbb", 2: "cccc", 3: "dddd"}
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda i: types.SimpleNamespace(uuid=uuids[i]))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    rank0 = types.SimpleNamespace(device=torch.device("cuda", 0), dist=object())
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+    assert run_gpus(rank0) == ("GPU-aaaa", "GPU-bbbb", "GPU-cccc")
+    assert energy_unmeasured(rank0) == ""
+    monkeypatch.setenv("WORLD_SIZE", "6")  # two nodes of three
+    reason = energy_unmeasured(rank0)
+    assert reason == ("the run trains on 2 nodes and this one can read only its own "
+                      "counters (its 3 process(es) of 6)")
+    meter = EnergyMeter(gpus=run_gpus(rank0), nvml=StandInNvml(), unavailable=reason)
+    meter.start()
+    assert meter.read() == Energy(None, None, f"not available: {reason}")
