@@ -271,9 +271,14 @@ class PsutilBackend:
     too coarse to mean much anyway). This process's CPU % comes from
     ``os.times()`` at every reading (~20 µs). The first reading has nothing to
     compare with, so its CPU values are NaN.
+
+    ``pids``: the processes that train the run together (the ranks of a torchrun run on
+    this node): the process CPU and RSS are theirs added up. A rank's share costs a
+    psutil read per reading.
     """
 
-    def __init__(self, pid: int | None = None, report: Report = _quiet):
+    def __init__(self, pid: int | None = None, report: Report = _quiet,
+                 pids: Iterable[int] | None = None):
         import psutil
 
         self.psutil = psutil
@@ -281,6 +286,12 @@ class PsutilBackend:
         self.process = psutil.Process(pid or os.getpid())
         own = self.process.pid == os.getpid()
         self._cpu_times = _own_cpu_times if own else self._other_cpu_times
+        self.others = []
+        for other in sorted(set(pids or ()) - {self.process.pid}):
+            try:
+                self.others.append(psutil.Process(other))
+            except psutil.Error:
+                pass  # a rank already gone: the run is failing anyway
         self._last = dict(process_cpu=NAN, process_rss=NAN, system_cpu=NAN, ram_used=NAN,
                           ram_total=NAN)
         self._cpu_mark: tuple[float, float] | None = None  # (when, process CPU seconds)
@@ -288,8 +299,7 @@ class PsutilBackend:
         self._gone = False
 
     def _other_cpu_times(self) -> float:
-        times = self.process.cpu_times()
-        return times.user + times.system
+        return _cpu_seconds(self.process)
 
     def read(self) -> dict:
         ps, out = self.psutil, self._last
@@ -298,7 +308,7 @@ class PsutilBackend:
             if not self._gone:
                 # CPU times tick every 10 ms: a share over less than 50 ms would be noise
                 if self._cpu_mark is None or now - self._cpu_mark[0] >= MIN_CPU_WINDOW_S:
-                    cpu = self._cpu_times()
+                    cpu = self._cpu_times() + self._others(_cpu_seconds, 0.0)
                     if self._cpu_mark is not None:
                         out["process_cpu"] = 100.0 * (cpu - self._cpu_mark[1]) / (
                             now - self._cpu_mark[0])
@@ -311,7 +321,8 @@ class PsutilBackend:
                 out.update(system_cpu=NAN if first else system_cpu,
                            ram_used=float(ram.total - ram.available), ram_total=float(ram.total))
                 if not self._gone:
-                    out["process_rss"] = float(self.process.memory_info().rss)
+                    out["process_rss"] = float(self.process.memory_info().rss
+                                               + self._others(_rss, 0))
         except ps.NoSuchProcess:
             self._gone = True
             out.update(process_cpu=NAN, process_rss=NAN)
@@ -320,6 +331,28 @@ class PsutilBackend:
         except (ps.Error, OSError) as exc:
             self.report(f"CPU and memory could not be read ({exc})")
         return dict(out)
+
+
+    def _others(self, read, zero):
+        """``read(process)`` added up over the other ranks; a rank that has ended drops out
+        (its CPU time with it: the next share is over the ranks still running)."""
+        total = zero
+        for process in list(self.others):
+            try:
+                total += read(process)
+            except self.psutil.Error:
+                self.others.remove(process)
+                self._cpu_mark = None
+        return total
+
+
+def _cpu_seconds(process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def _rss(process) -> int:
+    return process.memory_info().rss
 
 
 def _own_cpu_times() -> float:

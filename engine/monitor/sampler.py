@@ -133,7 +133,7 @@ class Sampler:
     def _make_backends(self) -> tuple:
         host = gpus = torch_memory = None
         try:
-            host = PsutilBackend(report=self.report)
+            host = PsutilBackend(report=self.report, pids=self._pids)
         except Exception as exc:
             self.report(f"CPU and memory could not be read: psutil failed to start ({exc})")
         if self._nvml_module is not False:

@@ -4,17 +4,20 @@ warnings and `torchwork monitor`."""
 
 import json
 import math
+import os
+import subprocess
 import sys
 import threading
 import time
 import types
 
+import psutil
 import pynvml
 import pytest
 
 from engine.cli import main
 from engine.monitor import Alerts, Sample, Sampler
-from engine.monitor.backends import NvmlBackend
+from engine.monitor.backends import HOST_EVERY_S, NvmlBackend, PsutilBackend
 from engine.monitor.sampler import GpuReading
 from engine.monitor.standin import GIB, StandInNvml
 
@@ -310,3 +313,28 @@ def test_torch_counters_alone_when_nvml_is_missing(monkeypatch):
     gpus = Sampler(0.1, nvml=False).sample().gpus
     assert [g.name for g in gpus] == ["CUDA device 0", "CUDA device 1"]
     assert gpus[0].torch_reserved == 2 * GIB and math.isnan(gpus[0].utilization)
+
+
+def test_the_process_cpu_and_ram_of_a_torchrun_run_add_up_its_ranks():
+    """Under torchrun the run is several processes (app: run_pids): the Hardware dock's
+    process CPU and RAM are theirs together, not rank 0's alone."""
+    busy = subprocess.Popen([sys.executable, "-c",
+                             "import time\nend = time.time() + 20\nwhile time.time() < end: pass"])
+    try:
+        alone = PsutilBackend()
+        together = PsutilBackend(pids={os.getpid(), busy.pid})
+        for backend in (alone, together):
+            backend.read()
+        time.sleep(HOST_EVERY_S + 0.1)  # this process sleeps; the other rank computes
+        mine, ours = alone.read(), together.read()
+        assert ours["process_cpu"] > mine["process_cpu"] + 30
+        rank_rss = psutil.Process(busy.pid).memory_info().rss
+        assert ours["process_rss"] >= mine["process_rss"] + 0.5 * rank_rss
+        busy.kill()
+        busy.wait()
+        time.sleep(0.1)
+        together.read()  # the rank has ended: it drops out, and the reading goes on
+        time.sleep(0.1)
+        assert together.others == [] and together.read()["process_rss"] > 0
+    finally:
+        busy.kill()
