@@ -76,6 +76,8 @@ class LivePlot(pg.PlotWidget):
         item.setClipToView(True)
         item.setDownsampling(auto=True, mode="peak")
         item.setLogMode(y=log_y)
+        if log_y:  # empty, a log axis of 1 to 10 labels its minor ticks 2 ... 9 alone
+            item.getViewBox().setYRange(-4, 0, padding=0)
         item.showGrid(x=True, y=True, alpha=0.15)
         for name in ("left", "bottom"):
             item.getAxis(name).enableAutoSIPrefix(False)

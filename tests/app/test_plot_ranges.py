@@ -145,3 +145,11 @@ def test_the_plots_of_a_run_share_their_x_range_whatever_their_first_point(panel
         assert x0 == 0.0, key  # none starts at its own first point
         if axis != "wall":  # (validation ends a moment after the last step's loss)
             assert x1 == pytest.approx(ranges["loss"][1]), key
+
+
+def test_an_empty_log_plot_spans_decades_not_one_to_ten(qtbot):
+    """Before a run, a log axis of 1 to 10 would label its minor ticks 2 ... 9 alone."""
+    plot = LivePlot("Learning rate", y_label="lr", log_y=True, steady=True)
+    qtbot.addWidget(plot)
+    (_, _), (y0, y1) = plot.getPlotItem().getViewBox().viewRange()
+    assert y1 - y0 >= 3  # three decades or more: 0.001, 0.01, 0.1 labelled
