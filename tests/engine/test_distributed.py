@@ -304,10 +304,18 @@ def test_a_rank_that_stops_answering_ends_the_run_instead_of_hanging_it(tmp_path
     while '"event": "step"' not in line:
         assert line, proc.stderr.read()
         line = proc.stdout.readline()
-    rank_process(proc, "1").send_signal(signal.SIGSTOP)  # alive, but never answers again
+    silent = rank_process(proc, "1")
+    silent.send_signal(signal.SIGSTOP)  # alive, but never answers again
+    lines = [line]
+    while '"event": "run_finished"' not in lines[-1]:  # rank 0 gives up and says why
+        lines.append(proc.stdout.readline())
+        assert lines[-1], proc.stderr.read()
+    # torchrun's agent then stops the hung rank: SIGTERM, and SIGKILL 30 s later (a stopped
+    # process takes only the second); the test spares itself the wait
+    silent.kill()
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
-    finished = events(out)[-1]
+    finished = events("".join(lines) + out)[-1]
     assert finished["status"] == "failed" and "Timed out" in finished["error"]
     assert finished["error"].startswith("rank 1 stopped answering (died or hangs: no word "
                                         "from it within 15 s")

@@ -14,6 +14,8 @@ from engine.experiments import search as search_mod
 from engine.experiments.search import Plan, Worker, start_study
 from engine.workspace import Workspace
 
+from .storage_child import open_storage_in_a_process
+
 TINY = '''
 [data]
 dataset = "iris"
@@ -274,17 +276,7 @@ def test_ctrl_c_stops_the_running_trial_as_a_resumable_run(tmp_path):
     assert json.loads(out.splitlines()[-1])["event"] == "search_finished"
 
 
-def _open_storage_in_a_process(url, results):
-    from engine.experiments.storage import open_storage
-
-    try:
-        open_storage(url, 60)
-        results.put("ok")
-    except Exception as exc:  # the message the command would print
-        results.put(str(exc))
-
-
-@pytest.mark.slow  # a dozen processes, each importing Optuna: tens of seconds
+@pytest.mark.slow  # a dozen processes, each importing Optuna: seconds each
 def test_searches_started_together_on_a_new_storage_all_open_it(tmp_path):
     """Two `torchwork search` commands started at once on a new workspace both create
     Optuna's tables: the loser was refused ('table studies already exists', or a UNIQUE
@@ -295,7 +287,7 @@ def test_searches_started_together_on_a_new_storage_all_open_it(tmp_path):
     for round_ in range(4):
         url = f"sqlite:///{tmp_path / f'new{round_}.sqlite'}"
         results = ctx.Queue()
-        procs = [ctx.Process(target=_open_storage_in_a_process, args=(url, results))
+        procs = [ctx.Process(target=open_storage_in_a_process, args=(url, results))
                  for _ in range(3)]
         for p in procs:
             p.start()
