@@ -72,7 +72,7 @@ class DataParallel:
     def wrap(self, model: torch.nn.Module) -> DistributedDataParallel:
         """DDP over ``model`` (which keeps its own state dict: checkpoints stay plain)."""
         ids = [self.device.index] if self.device.type == "cuda" else None
-        self.ddp = DistributedDataParallel(model, device_ids=ids)
+        self.ddp = DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True)
         return self.ddp
 
     def sync_batchnorm(self, model: torch.nn.Module, setting: str, notes: list[str]
