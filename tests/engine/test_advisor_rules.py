@@ -139,6 +139,9 @@ def test_small_batch_where_the_forecast_fits_eight_times_more():
         .changes == {"data.batch_size": 32}
     assert rules.small_batch(replace(tiny, largest_batch=100)).changes == \
         {"data.batch_size": 64}  # a round size under the forecast's 100
+    # input-bound: loading grows with the batch, and input-bound's own change comes first
+    assert rules.small_batch(replace(tiny, largest_batch=64, shares={
+        "DataLoader": rules.INPUT_BOUND_SHARE, "CPU Exec": 0.85})) is None
 
 
 def test_optimizer_without_foreach_or_fused():
@@ -183,7 +186,8 @@ def test_cpu_threads_against_physical_cores():
 
 def test_advise_orders_by_gain_and_drops_repeated_changes():
     e = replace(GPU, amp="off", batch_size=8, largest_batch=10_000, kernels_per_step=500,
-                mean_kernel_us=5.0, shares={"Kernel": 0.3, "DataLoader": 0.5, "CPU Exec": 0.2})
+                mean_kernel_us=5.0, gpu_utilization=40.0,  # input-bound: the GPU idles
+                shares={"Kernel": 0.3, "DataLoader": 0.1, "CPU Exec": 0.6})
     found = rules.advise(e)
     gains = [f.gain for f in found]
     assert gains == sorted(gains, reverse=True)
