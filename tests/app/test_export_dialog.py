@@ -3,9 +3,7 @@ exports in a process of its own and reports the verification (or the error) in t
 
 
 import pytest
-from PySide6.QtCore import QSettings
 
-from app.main_window import MainWindow
 from app.panels import export_dialog
 from app.panels.export_dialog import ExportDialog
 from engine.cli import main
@@ -23,16 +21,15 @@ def trained_ws(tmp_path_factory):
 
 
 @pytest.fixture
-def make_window(qtbot, tmp_path):
+def make_window(make_window):
+    """The shared window on ``workspace``, whose confirmations answer from
+    ``window.answers``; its exports are waited for at the test's end."""
     windows = []
 
     def make(workspace):
-        settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-        window = MainWindow(tiny(), workspace_dir=workspace, settings=settings)
+        window = make_window(tiny(), workspace=workspace)
         window.answers = []
         window.confirm = lambda title, text: window.answers.pop(0)
-        qtbot.addWidget(window)
-        window.show()
         windows.append(window)
         return window
 

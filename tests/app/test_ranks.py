@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 
@@ -104,16 +105,36 @@ def test_a_launch_that_cannot_start_says_why_in_one_line(qtbot, make_window, tin
     assert window.act_start.isEnabled()
 
 
+def wait_or_dump_stacks(proc: subprocess.Popen, timeout: float) -> bool:
+    """Wait for ``proc`` to end; past ``timeout`` make it and its children print their
+    Python stacks (SIGABRT under PYTHONFAULTHANDLER) and say False."""
+    try:
+        proc.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        for process in [*psutil.Process(proc.pid).children(recursive=True),
+                        psutil.Process(proc.pid)]:
+            try:
+                process.send_signal(signal.SIGABRT)
+            except psutil.Error:
+                pass
+        time.sleep(2)
+        return False
+
+
 @pytest.mark.slow
 def test_a_torchrun_run_from_a_terminal_is_followed_live_after_open_run(
         qtbot, make_window, tiny_config, tmp_path):
     window = make_window()
     path = tmp_path / "run.toml"
     long_config(tiny_config, **{"monitor.interval": 0.2}).save(path)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    # faulthandler: a process tree that does not end after Ctrl-C is made to print its stacks
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "PYTHONFAULTHANDLER": "1"}
+    err = open(tmp_path / "err.txt", "w")
     proc = subprocess.Popen([sys.executable, "-m", "app", "run", str(path), "--nproc-per-node",
                              "2", "--workspace", str(window.workspace_dir)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=err)
     runs = []
     try:
         deadline = time.monotonic() + 180
@@ -142,10 +163,13 @@ def test_a_torchrun_run_from_a_terminal_is_followed_live_after_open_run(
                         timeout=30000)  # and so do its hardware readings
         with qtbot.waitSignal(window.follower.ended, timeout=60000) as ended:
             proc.send_signal(signal.SIGINT)  # Ctrl-C in its terminal
-        proc.wait(timeout=60)
+        # torchrun's agent gives a rank 30 s to end after Ctrl-C before it kills it
+        exited_in_time = wait_or_dump_stacks(proc, 120)
     finally:
         if proc.poll() is None:
             proc.kill()
+        err.close()
+    assert exited_in_time, (tmp_path / "err.txt").read_text()[-6000:]
     assert ended.args == [run.id, "stopped"]
     assert window.windowTitle().endswith("(stopped)") and not window.follower.following
     with Workspace(window.workspace_dir) as ws:
